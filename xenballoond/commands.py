@@ -1,0 +1,45 @@
+"""The one seam for every subprocess: argument lists, never a shell, a timeout,
+LC_ALL=C, close_fds, and stderr kept for the error message."""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+class CommandError(Exception):
+    """A command could not be run, timed out, or exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        what = "timed out" if returncode is None else f"exited {returncode}"
+        detail = f": {stderr.strip()}" if stderr.strip() else ""
+        super().__init__(f"{argv[0]} {what}{detail}")
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(argv: Sequence[str], timeout_s: float, input_text: str | None = None,
+        env: Mapping[str, str] | None = None, check: bool = True) -> Result:
+    """Run ``argv`` and return its output; raise CommandError on failure or timeout."""
+    full_env = dict(os.environ if env is None else env)
+    full_env["LC_ALL"] = "C"
+    try:
+        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
+                              timeout=timeout_s, env=full_env, close_fds=True,
+                              errors="surrogateescape")
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(argv, None, "") from exc
+    except OSError as exc:
+        raise CommandError(argv, 127, str(exc)) from exc
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stderr)
+    return Result(proc.returncode, proc.stdout, proc.stderr)

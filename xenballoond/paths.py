@@ -1,0 +1,35 @@
+"""One root for every OS path.
+
+Every path the daemon, the monitor or the simulator touches (/proc, /sys, /etc,
+/var/run) is an absolute OS path resolved under a configurable root, so tests and
+the simulator run the real code against a real directory tree.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Root:
+    """Resolves absolute OS paths under ``top`` ("/" on a real guest)."""
+
+    top: str = "/"
+
+    def path(self, os_path: str) -> str:
+        """Map an absolute OS path such as ``/proc/meminfo`` under this root."""
+        if not os_path.startswith("/"):
+            raise ValueError(f"not an absolute OS path: {os_path!r}")
+        if self.top in ("", "/"):
+            return os_path
+        return os.path.join(self.top, os_path.lstrip("/"))
+
+
+PROC_MEMINFO = "/proc/meminfo"
+PROC_VMSTAT = "/proc/vmstat"
+PROC_UPTIME = "/proc/uptime"
+PROC_XEN_BALLOON = "/proc/xen/balloon"
+PROC_XEN_CAPABILITIES = "/proc/xen/capabilities"
+SYSFS_BALLOON_DIR = "/sys/devices/system/xen_memory/xen_memory0"
+CONFIG_CANDIDATES = ("/etc/sysconfig/xenballoon.conf", "/etc/default/xenballoon.conf")
+DEFAULT_PIDFILE = "/var/run/xenballoond.pid"

@@ -1,0 +1,1 @@
+"""A simulated Xen host: xenstored, guests with balloon drivers, and dom0's part."""
