@@ -1,0 +1,180 @@
+"""The policy against golden values worked by hand from the original formulas,
+and against the original's own bash functions (tests/bash_oracle.py)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tests import bash_oracle
+from xenballoond.policy import (MIB, bash_div, decide, directed_target_bytes, min_target_mb,
+                                self_target_bytes, step_bytes)
+
+# (maxmem_kb, XENBALLOON_MINMEM) -> minmb() in MB, worked by hand:
+# mb = kb/1024, pages = kb/4, then 8+(pages>>9) | 40+(pages>>10) | 104+(pages>>11) | 296+(pages>>13)
+MINMB_GOLDEN = [
+    ((1048576, 0), 232),   # 1 GiB: 104 + 262144>>11 = 104 + 128
+    ((393216, 0), 136),    # 384 MiB: 40 + 98304>>10 = 40 + 96
+    ((131072, 0), 72),     # 128 MiB: 40 + 32768>>10
+    ((126975, 0), 69),     # mb 123: 8 + 31743>>9 = 8 + 61
+    ((4194304, 0), 424),   # 4 GiB: 296 + 1048576>>13 = 296 + 128
+    ((128000, 0), 71),     # mb 125 is the first of the second band: 40 + 32000>>10
+    ((127999, 0), 70),     # mb 124: 8 + 31999>>9 = 8 + 62
+    ((512000, 0), 166),    # mb 500: 104 + 128000>>11 = 104 + 62
+    ((511999, 0), 164),    # mb 499: 40 + 127999>>10 = 40 + 124
+    ((2048000, 0), 358),   # mb 2000: 296 + 512000>>13 = 296 + 62
+    ((2047999, 0), 353),   # mb 1999: 104 + 511999>>11 = 104 + 249
+    ((0, 0), 8),
+    ((1048576, 300), 300),  # XENBALLOON_MINMEM wins
+    ((1048576, 1), 1),
+]
+
+
+@pytest.mark.parametrize("args,expected_mb", MINMB_GOLDEN)
+def test_min_target_golden(args: tuple[int, int], expected_mb: int) -> None:
+    assert min_target_mb(*args) == expected_mb
+
+
+def test_min_target_golden_matches_original_bash() -> None:
+    assert bash_oracle.minmb([a for a, _ in MINMB_GOLDEN]) == [e for _, e in MINMB_GOLDEN]
+
+
+@settings(max_examples=1, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1 << 34), st.sampled_from([0, 0, 0, 64, 4096])),
+                min_size=60, max_size=60))
+def test_min_target_equals_original_on_random_sizes(cases: list[tuple[int, int]]) -> None:
+    assert [min_target_mb(*c) for c in cases] == bash_oracle.minmb(cases)
+
+
+def test_bash_division_truncates_toward_zero() -> None:
+    assert bash_div(7, 2) == 3
+    assert bash_div(-7, 2) == -3  # Python's // would give -4
+    assert bash_div(7, -2) == -3
+    with pytest.raises(ZeroDivisionError):
+        bash_div(1, 0)
+
+
+# (cur_bytes, tgt_bytes, down, up) -> bytes, by hand from balloon_to_target()
+STEP_GOLDEN = [
+    ((1024000000, 307200000, 10, 1), 952320000),   # 1024000000 - 716800000/10
+    ((1024000000, 307200000, 0, 1), 307200000),    # down 0: at once
+    ((1024000000, 307200000, 1, 1), 307200000),
+    ((1024000000, 1023999999, 10, 1), 1024000000),  # 1/10 of 1 byte is 0
+    ((512000000, 716800000, 10, 4), 563200000),    # 512000000 + 204800000/4
+    ((512000000, 716800000, 10, 1), 716800000),
+    ((512000000, 716800000, 10, 3), 580266666),    # 204800000/3 = 68266666.67 -> 68266666
+    ((500, 500, 10, 1), 500),
+]
+
+
+@pytest.mark.parametrize("args,expected", STEP_GOLDEN)
+def test_step_golden(args: tuple[int, int, int, int], expected: int) -> None:
+    assert step_bytes(*args) == expected
+
+
+def test_up_hysteresis_zero_is_at_once_not_a_crash() -> None:
+    # the original divided by 0 here and bash killed the daemon
+    assert step_bytes(100 * MIB, 200 * MIB, 10, 0) == 200 * MIB
+
+
+def test_self_target_golden() -> None:
+    # selftarget(): Committed_AS*1024, at least minmb*1024*1024
+    assert self_target_bytes(300000, 232) == 307200000
+    assert self_target_bytes(100000, 232) == 232 * MIB
+    # pvops: the reservation kept out of MemTotal is added back
+    assert self_target_bytes(300000, 232, reserved_kb=20000) == 320000 * 1024
+    assert self_target_bytes(300000, 232, reserved_kb=-5) == 307200000
+
+
+def test_directed_target_of_1kb_is_a_target_not_self() -> None:
+    # the original's balloon_to_target 1 meant "self"; a dom0 target of 1 kB is floored
+    assert directed_target_bytes(1, 232) == 232 * MIB
+    assert directed_target_bytes(500000, 232) == 512000000
+
+
+# balloon_to_target() of the original, run in bash, against decide() with the
+# 2008 driver (no reservation offset), where the original was not wrong.
+ORACLE_CASES = [
+    # (arg, memtotal_kb, committed_kb, maxmem_kb, minmem_mb, down, up)
+    (1, 1000000, 300000, 1048576, 0, 10, 1),
+    (1, 1000000, 100000, 1048576, 0, 10, 1),    # floored at minmb 232
+    (1, 500000, 700000, 1048576, 0, 10, 4),
+    (1, 500000, 700000, 1048576, 0, 10, 3),
+    (1, 1048576, 2000000, 1048576, 0, 0, 1),
+    (300000, 1000000, 0, 1048576, 0, 10, 1),
+    (300000, 1000000, 0, 1048576, 0, 0, 1),
+    (900000, 400000, 0, 1048576, 0, 10, 2),
+    (262144, 262144, 0, 1048576, 0, 10, 1),
+    (1, 4000000, 12345, 4194304, 0, 7, 1),
+    (1, 4000000, 12345, 4194304, 1000, 7, 1),
+]
+
+
+def _decide_like_original(arg: int, memtotal: int, committed: int, maxmem: int,
+                          minmem: int, down: int, up: int) -> int:
+    d = decide(self_ballooning=arg == 1, directed_target_kb=None if arg == 1 else arg,
+               cur_kb=memtotal, committed_as_kb=committed, reserved_kb=0,
+               maxmem_kb=maxmem, min_mem_mb=minmem, down_hysteresis=down,
+               up_hysteresis=up, interval_s=1)
+    assert d.tgt_bytes is not None
+    return d.tgt_bytes
+
+
+def test_decide_matches_original_balloon_to_target() -> None:
+    expected = bash_oracle.balloon_to_target(ORACLE_CASES)
+    assert [_decide_like_original(*c) for c in ORACLE_CASES] == expected
+
+
+@settings(max_examples=1, deadline=None)
+@given(st.lists(st.tuples(
+    st.integers(2, 1 << 26),                # arg: self (1 excluded) or target kB
+    st.integers(65536, 1 << 26),            # MemTotal kB
+    st.integers(0, 1 << 26),                # Committed_AS kB
+    st.integers(0, 1 << 26),                # maxmem kB
+    st.sampled_from([0, 0, 128]),
+    st.integers(0, 20), st.integers(1, 20), st.booleans()), min_size=80, max_size=80))
+def test_decide_equals_original_where_the_original_is_safe(cases: list) -> None:
+    rows = []
+    for arg, memtotal, committed, maxmem, minmem, down, up, self_mode in cases:
+        maxmem = max(maxmem, memtotal)  # the main loop keeps it a high-water mark
+        rows.append((1 if self_mode else arg, memtotal, committed, maxmem, minmem, down, up))
+    expected = bash_oracle.balloon_to_target(rows)
+    for row, want in zip(rows, expected):
+        arg, memtotal, _, maxmem, minmem, _, _ = row
+        min_bytes = min_target_mb(maxmem, minmem) * MIB
+        got = _decide_like_original(*row)
+        if want >= min_bytes and (arg == 1 or arg * 1024 >= min_bytes):
+            assert got == want, row
+        else:
+            # the original went below the minimum here (a directed target under it,
+            # or a partial step up from below it); we never do
+            assert got >= min_bytes
+
+
+@given(st.booleans(), st.one_of(st.none(), st.integers(1, 1 << 40)), st.integers(0, 1 << 40),
+       st.integers(0, 1 << 40), st.integers(-(1 << 30), 1 << 30), st.integers(0, 1 << 40),
+       st.integers(0, 1 << 20), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_never_below_minimum(self_mode, target_kb, cur_kb, committed_kb, reserved_kb,
+                             maxmem_kb, minmem_mb, down, up) -> None:
+    d = decide(self_ballooning=self_mode, directed_target_kb=target_kb, cur_kb=cur_kb,
+               committed_as_kb=committed_kb, reserved_kb=reserved_kb, maxmem_kb=maxmem_kb,
+               min_mem_mb=minmem_mb, down_hysteresis=down, up_hysteresis=up, interval_s=1)
+    if d.tgt_bytes is not None:
+        assert d.tgt_bytes >= min_target_mb(maxmem_kb, minmem_mb) * MIB
+    else:
+        assert not self_mode and target_kb is None
+
+
+def test_below_minimum_goes_back_to_it_at_once() -> None:
+    # dom0 squeezed the guest to 100 MB; minimum 232 MB; up hysteresis 4 would
+    # have stepped to 133 MB (still under it) in the original
+    d = decide(self_ballooning=False, directed_target_kb=300 * 1024, cur_kb=100 * 1024,
+               committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
+               down_hysteresis=10, up_hysteresis=4, interval_s=1)
+    assert d.tgt_bytes == 232 * MIB
+
+
+def test_no_target_in_directed_mode_without_dom0() -> None:
+    d = decide(self_ballooning=False, directed_target_kb=None, cur_kb=1, committed_as_kb=1,
+               reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1,
+               interval_s=5)
+    assert d.tgt_bytes is None and d.interval_s == 5
