@@ -1,0 +1,77 @@
+"""dom0's overrides, read from the guest's memory/ directory in xenstore.
+
+The original evaluated these values in shell arithmetic (``[ $RETVAL -eq 1 ]``,
+``$(( $1 * 1024 ))``), where a guest-writable or dom0-supplied ``a[$(cmd)]``
+runs ``cmd`` as root, and ``sleep`` of 0 or garbage made a busy loop.  Here every
+value is a bounded ASCII integer or it is ignored.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+_INT = re.compile(r"[ \t\r\n]*([0-9]{1,19})[ \t\r\n]*")
+
+# 1 PiB in kB: far beyond any guest, small enough that bytes fit in 64 bits.
+MAX_TARGET_KB = 1 << 40
+MAX_INTERVAL_S = 86400
+MAX_HYSTERESIS = 1_000_000
+
+KEY_TARGET = "target"
+KEY_SELFBALLOON = "selfballoon"
+KEY_INTERVAL = "interval"
+KEY_DOWN = "downhysteresis"
+KEY_UP = "uphysteresis"
+
+
+def parse_bounded_int(text: str, lo: int, hi: int) -> int | None:
+    """An ASCII decimal integer in [lo, hi], else None."""
+    m = _INT.fullmatch(text)
+    if not m:
+        return None
+    value = int(m.group(1))
+    return value if lo <= value <= hi else None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    target_kb: int | None = None
+    selfballoon: bool | None = None
+    interval_s: int | None = None
+    down_hysteresis: int | None = None
+    up_hysteresis: int | None = None
+
+
+_RULES = {
+    KEY_TARGET: (1, MAX_TARGET_KB),
+    KEY_SELFBALLOON: (0, 1),
+    KEY_INTERVAL: (1, MAX_INTERVAL_S),
+    KEY_DOWN: (1, MAX_HYSTERESIS),
+    KEY_UP: (1, MAX_HYSTERESIS),
+}
+
+
+def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, list[str]]:
+    """Validate the keys present in memory/; return the overrides and one
+    message per value that was ignored."""
+    values: dict[str, int] = {}
+    problems: list[str] = []
+    for key, (lo, hi) in _RULES.items():
+        raw = memory_dir.get(key)
+        if raw is None:
+            continue
+        value = parse_bounded_int(raw, lo, hi)
+        if value is None:
+            problems.append(f"ignoring memory/{key}={raw[:64]!r}: "
+                            f"not an integer from {lo} to {hi}")
+        else:
+            values[key] = value
+    sb = values.get(KEY_SELFBALLOON)
+    return Overrides(
+        target_kb=values.get(KEY_TARGET),
+        selfballoon=None if sb is None else sb == 1,
+        interval_s=values.get(KEY_INTERVAL),
+        down_hysteresis=values.get(KEY_DOWN),
+        up_hysteresis=values.get(KEY_UP),
+    ), problems

@@ -1,0 +1,67 @@
+"""What the guest publishes to dom0 (send_memory_stats() and the selftarget
+write of balloon_to_target() in the original), fitted to xenstored's limits."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .xenstore import GUEST_NODE_MAX_BYTES
+
+# Where the original wrote, and where we fall back to when xl keeps memory/
+# read-only for the guest (perms n0,r<domid>); data/ is the guest's own.
+PRIMARY_DIR = "memory"
+FALLBACK_DIR = "data/xenballoon"
+
+# The lines the monitor and a dom0 balancer read, kept when the whole text
+# does not fit in one node (a modern /proc/vmstat is about 4 KB).
+VMSTAT_KEEP = (
+    "nr_free_pages", "nr_inactive_anon", "nr_active_anon", "nr_inactive_file",
+    "nr_active_file", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_dirty",
+    "nr_writeback", "nr_shmem", "nr_slab_reclaimable", "nr_slab_unreclaimable",
+    "nr_kernel_stack", "nr_page_table_pages", "nr_swapcached",
+    "pswpin", "pswpout", "pgpgin", "pgpgout", "pgfault", "pgmajfault",
+    "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct",
+    "oom_kill", "workingset_refault_anon", "workingset_refault_file",
+)
+MEMINFO_KEEP = (
+    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached",
+    "Active", "Inactive", "SwapTotal", "SwapFree", "Dirty", "Shmem", "Slab",
+    "CommitLimit", "Committed_AS",
+)
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    return len(text.encode("utf-8", "surrogateescape")) <= max_bytes
+
+
+def fit_to_node(text: str, keep: Iterable[str], max_bytes: int = GUEST_NODE_MAX_BYTES) -> str:
+    """The text as ``$(cat file)`` gives it (trailing newlines dropped), or, if
+    it is over ``max_bytes``, only the lines whose first word is in ``keep``,
+    in their order; cut at a line boundary if even that is too long."""
+    text = text.rstrip("\n")
+    if _fits(text, max_bytes):
+        return text
+    wanted = set(keep)
+    lines = [ln for ln in text.split("\n")
+             if ln.split(":", 1)[0].split(" ", 1)[0] in wanted]
+    out: list[str] = []
+    for line in lines:
+        if not _fits("\n".join(out + [line]), max_bytes):
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+def build_outputs(*, selftarget_kb: int | None, meminfo_text: str | None,
+                  vmstat_text: str | None, uptime_text: str | None) -> dict[str, str]:
+    """The values to publish, by key name (relative to the chosen directory).
+    A None argument means "do not send" (its XENBALLOON_SEND_* is 0)."""
+    out: dict[str, str] = {}
+    if selftarget_kb is not None:
+        out["selftarget"] = str(selftarget_kb)
+    if meminfo_text is not None:
+        out["meminfo"] = fit_to_node(meminfo_text, MEMINFO_KEEP)
+    if vmstat_text is not None:
+        out["vmstat"] = fit_to_node(vmstat_text, VMSTAT_KEEP)
+    if uptime_text is not None:
+        out["uptime"] = fit_to_node(uptime_text, ())
+    return out
