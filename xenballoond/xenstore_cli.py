@@ -48,12 +48,12 @@ class CliXenstore:
             if exc.returncode is None:
                 raise XenstoreUnavailable(f"{tool} timed out after {self.timeout_s}s") from exc
             if "xs_open" in err or "transaction" in err or exc.returncode == 127:
-                raise XenstoreUnavailable(f"{tool}: {err.strip() or exc}") from exc
+                raise XenstoreUnavailable(err.strip() or str(exc)) from exc
             if tool == "xenstore-write":
                 raise XenstoreWriteFailed(err.strip() or str(exc)) from exc
             if "No such file" in err or "couldn't read" in err or "could not list" in err:
                 raise XenstoreNotFound(err.strip()) from exc
-            raise XenstoreError(f"{tool}: {err.strip() or exc}") from exc
+            raise XenstoreError(err.strip() or str(exc)) from exc
 
     def snapshot(self, path: str) -> dict[str, str]:
         try:

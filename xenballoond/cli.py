@@ -1,0 +1,240 @@
+"""``xenballoond``: the composition root and command line.
+
+Builds every collaborator from the config and the root, then runs one tick
+(--once), the loop in the foreground (-f, systemd), or detaches with
+python-daemon after checking, in the parent, everything that could fail.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from . import __version__, logsetup, pidlock, runloop
+from .balloon import detect_balloon
+from .config import Config, ConfigError, find_config, load_config
+from .maxmem import MaxmemFile
+from .paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
+from .tick import Ballooner, ProcFiles
+from .xenstore import Xenstore
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+READY_TIMEOUT_S = 30.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="xenballoond",
+        description="In-guest Xen memory ballooning daemon: self-ballooning from "
+                    "Committed_AS, or directed by dom0 through xenstore.")
+    p.add_argument("-c", "--config", metavar="CONF",
+                   help="config file (default: /etc/sysconfig/xenballoon.conf, "
+                        "then /etc/default/xenballoon.conf)")
+    p.add_argument("-p", "--pidfile", metavar="PIDFILE",
+                   help=f"PID file (default: {DEFAULT_PIDFILE} under the root)")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="do not detach; log to stderr (for systemd)")
+    p.add_argument("--once", action="store_true",
+                   help="run exactly one iteration in the foreground and exit")
+    p.add_argument("--check-config", action="store_true",
+                   help="check the config file, print OK or the error, and exit")
+    p.add_argument("--root", metavar="DIR", default="/",
+                   help="resolve every OS path (/proc, /sys, /etc, /var/run) under DIR")
+    p.add_argument("--debug", action="store_true", help="log every decision")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p.parse_args(argv)
+
+
+def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
+    path = find_config(root, explicit)
+    if path is None:
+        return Config.defaults(), None, []
+    config, warnings = load_config(path)
+    return config, path, warnings
+
+
+def make_xenstore(config: Config, log: logging.Logger) -> Xenstore | None:
+    if config.xenstore_backend == "native":
+        from .xenstore_native import NativeXenstore
+        return NativeXenstore()
+    from .xenstore_cli import CliXenstore
+    xs = CliXenstore()
+    if not xs.available():
+        # as the original: without the tools there is no directed ballooning
+        log.warning("missing xenstore-* tools on PATH, disabling directed ballooning "
+                    "and publishing")
+        return None
+    return xs
+
+
+def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
+    balloon = detect_balloon(root)
+    if balloon is None:
+        return None
+    return Ballooner(
+        config=config, balloon=balloon,
+        files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME)),
+        maxmem=MaxmemFile(root.path(config.maxmem_file)),
+        xenstore=make_xenstore(config, log), log=log)
+
+
+class Reloader:
+    """SIGHUP: build a fresh config and swap it in only if it is valid."""
+
+    def __init__(self, ballooner: Ballooner, root: Root, explicit: str | None,
+                 log: logging.Logger) -> None:
+        self.ballooner, self.root, self.explicit, self.log = ballooner, root, explicit, log
+
+    def __call__(self) -> None:
+        try:
+            config, path, warnings = load(self.root, self.explicit)
+        except ConfigError as exc:
+            self.log.error("reload refused, keeping the running config: %s", exc)
+            return
+        for w in warnings:
+            self.log.warning("%s", w)
+        old = self.ballooner.config
+        self.ballooner.config = config
+        self.ballooner.maxmem = MaxmemFile(self.root.path(config.maxmem_file))
+        if config.xenstore_backend != old.xenstore_backend:
+            if self.ballooner.xenstore is not None:
+                self.ballooner.xenstore.close()
+            self.ballooner.xenstore = make_xenstore(config, self.log)
+        self.log.info("reloaded %s", path or "defaults (no config file)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = Root(os.path.abspath(args.root))
+    log = logsetup.to_stderr(args.debug)
+    try:
+        config, path, warnings = load(root, args.config)
+    except ConfigError as exc:
+        print(f"xenballoond: {exc}", file=sys.stderr)
+        print("xenballoond: see xenballoond --help and the comments in xenballoon.conf",
+              file=sys.stderr)
+        return EXIT_USAGE
+    for w in warnings:
+        log.warning("%s", w)
+    if args.check_config:
+        print(f"OK: {path}" if path else "OK: no config file, using the defaults")
+        return EXIT_OK
+    if path is None:
+        log.info("no config file found, using the defaults")
+
+    ballooner = build(config, root, log)
+    if ballooner is None:
+        print("xenballoond: no balloon driver installed", file=sys.stderr)
+        return EXIT_OK
+    if not os.path.isfile(root.path(PROC_MEMINFO)):
+        print(f"xenballoond: can't read {root.path(PROC_MEMINFO)}", file=sys.stderr)
+        return EXIT_OK
+    if args.once:
+        ballooner.tick()
+        return EXIT_OK
+
+    pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
+    if args.foreground:
+        return run_foreground(ballooner, pidfile, root, args, log)
+    return run_detached(ballooner, pidfile, root, args, log)
+
+
+def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
+                   args: argparse.Namespace, log: logging.Logger) -> int:
+    lock = pidlock.make_lock(pidfile)
+    try:
+        with pidlock.starter_guard(pidfile):
+            pidlock.check_and_clear(pidfile, log)
+            lock.acquire()
+    except (pidlock.AlreadyRunning, pidlock.AlreadyLockedError) as exc:
+        print(f"xenballoond: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    os.umask(0o022)
+    control = runloop.LoopControl()
+    control.install()
+    try:
+        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
+    finally:
+        pidlock.release_quietly(lock)
+    return EXIT_OK
+
+
+def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
+                 args: argparse.Namespace, log: logging.Logger) -> int:
+    import daemon  # python-daemon
+
+    with pidlock.starter_guard(pidfile):
+        try:
+            pidlock.check_and_clear(pidfile, log)
+        except pidlock.AlreadyRunning as exc:
+            print(f"xenballoond: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        ready_r, ready_w = os.pipe()
+        child = os.fork()
+        if child:
+            os.close(ready_w)
+            return _await_ready(child, ready_r)
+    # The forked child: detach (python-daemon forks twice more), lock, report.
+    os.close(ready_r)
+    control = runloop.LoopControl()
+    lock = pidlock.make_lock(pidfile)
+    context = daemon.DaemonContext(
+        detach_process=True, umask=0o022, working_directory="/",
+        pidfile=lock, files_preserve=[ready_w],
+        signal_map={15: control.on_stop, 2: control.on_stop, 1: control.on_reload})
+    status = 0
+    try:
+        try:
+            context.open()
+        except pidlock.AlreadyLockedError as exc:
+            os.write(ready_w, f"already running ({exc})\n".encode())
+            status = EXIT_FAIL
+            return status
+        # Logging handlers only now: open() closed every other descriptor,
+        # the loop's self-pipe included, so it is made afresh.
+        control = runloop.LoopControl()
+        control.install()
+        log = logsetup.to_syslog(args.debug)
+        ballooner.log = log
+        os.write(ready_w, b"ok\n")
+        os.close(ready_w)
+        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
+    except BaseException as exc:  # report, never leave a lock behind
+        try:
+            os.write(ready_w, f"failed: {exc}\n".encode())
+        except OSError:
+            pass
+        logging.getLogger(logsetup.NAME).exception("daemon failed")
+        status = EXIT_FAIL
+    finally:
+        context.close()
+        os._exit(status)
+
+
+def _await_ready(child: int, ready_r: int) -> int:
+    """The starter waits for the detached daemon to say it really started."""
+    import select
+
+    os.waitpid(child, 0)  # the first fork exits as soon as it has detached
+    message = b""
+    while not message.endswith(b"\n"):
+        ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT_S)
+        if not ready:
+            message += b"no answer from the daemon\n"
+            break
+        chunk = os.read(ready_r, 4096)
+        if not chunk:
+            break
+        message += chunk
+    os.close(ready_r)
+    text = message.decode(errors="replace").strip()
+    if text == "ok":
+        return EXIT_OK
+    print(f"xenballoond: {text or 'the daemon exited before it started'}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

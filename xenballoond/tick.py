@@ -1,0 +1,182 @@
+"""One iteration of the daemon: sense, decide, act.
+
+Ported from the original's main ``while true`` loop.  The collaborators are
+handed in (composition root: cli.py); nothing here knows the OS paths.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import meminfo as meminfo_mod
+from .balloon import Balloon, BalloonError
+from .config import Config
+from .maxmem import MaxmemFile
+from .overrides import Overrides, parse_overrides
+from .policy import KIB, Decision, decide
+from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
+from .xenstore import Xenstore, XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+
+# After falling back to data/xenballoon/, try memory/ again this often, in
+# case dom0 handed the keys to the guest (xenstore-chmod) since.
+REPROBE_TICKS = 60
+
+
+@dataclass(frozen=True)
+class ProcFiles:
+    """Absolute paths (already under the root) of the files a tick reads."""
+
+    meminfo: str
+    vmstat: str
+    uptime: str
+
+
+def _read_text(path: str, limit: int = 1 << 20) -> str:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read(limit)
+
+
+class Ballooner:
+    def __init__(self, *, config: Config, balloon: Balloon, files: ProcFiles,
+                 maxmem: MaxmemFile, xenstore: Xenstore | None,
+                 log: logging.Logger) -> None:
+        self.config = config
+        self.balloon = balloon
+        self.files = files
+        self.maxmem = maxmem
+        self.xenstore = xenstore
+        self.log = log
+        self.ticks = 0
+        self.last_decision: Decision | None = None
+        self._said: set[str] = set()
+        self._publish_dir = PRIMARY_DIR
+        self._fallback_since_tick = 0
+        self._fallback_seen: frozenset[str] = frozenset()
+
+    def _once(self, level: int, msg: str) -> None:
+        """Log a condition the first time it is seen, not every tick."""
+        if msg not in self._said:
+            self._said.add(msg)
+            self.log.log(level, "%s", msg)
+
+    def _cleared(self, prefix: str) -> None:
+        self._said = {m for m in self._said if not m.startswith(prefix)}
+
+    def _read_overrides(self) -> tuple[Overrides, dict[str, str]]:
+        if self.xenstore is None:
+            return Overrides(), {}
+        try:
+            memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
+        except XenstoreError as exc:
+            self._once(logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
+                                        "ballooning goes on with the config values")
+            return Overrides(), {}
+        self._cleared("xenstore: cannot read")
+        overrides, problems = parse_overrides(memory_dir)
+        for problem in problems:
+            self._once(logging.WARNING, problem)
+        return overrides, memory_dir
+
+    def tick(self) -> int:
+        """Run one iteration; return the seconds to wait before the next."""
+        self.ticks += 1
+        cfg = self.config
+        overrides, memory_dir = self._read_overrides()
+        self_ballooning = cfg.self_ballooning if overrides.selfballoon is None \
+            else overrides.selfballoon
+        interval_s = cfg.self_interval_s if self_ballooning else cfg.interval_s
+        if overrides.interval_s is not None:
+            interval_s = overrides.interval_s
+
+        try:
+            meminfo_text = _read_text(self.files.meminfo)
+            fields = meminfo_mod.parse_meminfo(meminfo_text)
+            memtotal_kb = meminfo_mod.require(fields, "MemTotal")
+            committed_kb = meminfo_mod.require(fields, "Committed_AS")
+            cur_kb = self.balloon.current_kb(fields)
+        except (OSError, meminfo_mod.MeminfoError) as exc:
+            self._once(logging.ERROR, f"cannot read the guest's memory state: {exc}")
+            return interval_s
+        self._cleared("cannot read the guest's memory state")
+        maxmem_kb = self.maxmem.update(cur_kb)
+
+        down = overrides.down_hysteresis if overrides.down_hysteresis is not None \
+            else cfg.down_hysteresis
+        up = overrides.up_hysteresis if overrides.up_hysteresis is not None \
+            else cfg.up_hysteresis
+        decision = decide(
+            self_ballooning=self_ballooning, directed_target_kb=overrides.target_kb,
+            cur_kb=cur_kb, committed_as_kb=committed_kb,
+            reserved_kb=cur_kb - memtotal_kb if self.balloon.name == "sysfs" else 0,
+            maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
+            up_hysteresis=up, interval_s=interval_s)
+        self.last_decision = decision
+        if decision.tgt_bytes is not None:
+            try:
+                self.balloon.set_target_bytes(decision.tgt_bytes)
+                self._cleared("balloon:")
+            except BalloonError as exc:
+                self._once(logging.ERROR, f"balloon: {exc}")
+            self.log.debug("cur %d kB, target %d kB (min %d kB, %s)", cur_kb,
+                           decision.tgt_bytes // KIB, decision.min_bytes // KIB,
+                           "self" if self_ballooning else "directed")
+        self._publish(decision, meminfo_text, memory_dir)
+        return interval_s
+
+    def _optional_text(self, enabled: bool, path: str) -> str | None:
+        if not enabled:
+            return None
+        try:
+            return _read_text(path)
+        except OSError as exc:
+            self._once(logging.WARNING, f"not publishing {path}: {exc}")
+            return None
+
+    def _publish(self, decision: Decision, meminfo_text: str,
+                 memory_dir: dict[str, str]) -> None:
+        if self.xenstore is None:
+            return
+        cfg = self.config
+        outputs = build_outputs(
+            selftarget_kb=None if decision.tgt_bytes is None else decision.tgt_bytes // KIB,
+            meminfo_text=meminfo_text if cfg.send_meminfo else None,
+            vmstat_text=self._optional_text(cfg.send_vmstat, self.files.vmstat),
+            uptime_text=self._optional_text(cfg.send_uptime, self.files.uptime))
+        if not outputs:
+            return
+        if self._publish_dir == FALLBACK_DIR and self._should_reprobe(outputs, memory_dir):
+            self._publish_dir = PRIMARY_DIR
+        try:
+            self._write(self._publish_dir, outputs)
+        except XenstoreWriteFailed:
+            if self._publish_dir == FALLBACK_DIR:
+                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
+                                          "not publishing")
+                return
+            self._publish_dir = FALLBACK_DIR
+            self._fallback_since_tick = self.ticks
+            self._fallback_seen = frozenset(k for k in outputs if k in memory_dir)
+            self._once(logging.INFO, f"xenstore: memory/ is read-only for this guest "
+                                     f"(xl's default); publishing under {FALLBACK_DIR}/")
+            try:
+                self._write(FALLBACK_DIR, outputs)
+            except XenstoreWriteFailed:
+                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
+                                          "not publishing")
+            except XenstoreUnavailable as exc:
+                self._once(logging.WARNING, f"xenstore: {exc}")
+
+        except XenstoreUnavailable as exc:
+            self._once(logging.WARNING, f"xenstore: {exc}")
+
+    def _should_reprobe(self, outputs: dict[str, str], memory_dir: dict[str, str]) -> bool:
+        seen = frozenset(k for k in outputs if k in memory_dir)
+        return seen != self._fallback_seen or \
+            self.ticks - self._fallback_since_tick >= REPROBE_TICKS
+
+    def _write(self, directory: str, outputs: dict[str, str]) -> None:
+        assert self.xenstore is not None
+        self.xenstore.write_many({f"{directory}/{k}": v for k, v in outputs.items()})
+        if directory == PRIMARY_DIR and self._fallback_since_tick:
+            self._fallback_since_tick = 0
+            self._once(logging.INFO, "xenstore: memory/ is writable again; publishing there")
