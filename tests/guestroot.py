@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 # /proc/meminfo of a Linux 6.1 PV guest (values substituted), ~1.4 KB.
 MEMINFO = """MemTotal:       {memtotal} kB
@@ -141,5 +142,11 @@ def set_current_kb(root: str, current_kb: int) -> None:
 def balloon_target_bytes(root: str, balloon: str = "sysfs") -> int:
     path = os.path.join(root, SYSFS, "target") if balloon == "sysfs" else \
         os.path.join(root, "proc/xen/balloon")
-    with open(path) as f:
-        return int(f.read().split()[0]) if balloon == "sysfs" else int(f.read().strip())
+    # the daemon writes in place, as sysfs needs: a read may catch it truncated
+    for _ in range(100):
+        with open(path) as f:
+            text = f.read().strip()
+        if text:
+            return int(text)
+        time.sleep(0.01)
+    raise AssertionError(f"{path} stays empty")

@@ -1,0 +1,94 @@
+"""Run the real xenballoond as a process, for tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Mapping
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(extra: Mapping[str, str] | None = None, xenstore: bool = False) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    if not xenstore:
+        # no xenstore-* tools: directed ballooning and publishing are off
+        e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + "/nonexistent"
+    e.update(extra or {})
+    return e
+
+
+def argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "xenballoond.cli", *args]
+
+
+def run(*args: str, extra_env: Mapping[str, str] | None = None, xenstore: bool = False,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv(*args), env=env(extra_env, xenstore), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start(*args: str, extra_env: Mapping[str, str] | None = None,
+          xenstore: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv(*args), env=env(extra_env, xenstore), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pids_with_cmdline(*parts: str) -> list[int]:
+    """Live processes whose argv contains every one of ``parts``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if all(p in args for p in parts) and alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def wait_for_output(proc: "subprocess.Popen[str]", text: str, timeout: float = 30) -> str:
+    """Read the process's stderr until a line contains ``text``; return what was read."""
+    import select
+    seen = ""
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while text not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {text!r}; got {seen!r}")
+        ready, _, _ = select.select([proc.stderr], [], [], left)
+        if ready:
+            line = proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"process ended before {text!r}; got {seen!r}")
+            seen += line
+    return seen

@@ -1,0 +1,199 @@
+"""The real daemon as a process, against a --root tree."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+import pytest
+
+from tests import daemonproc as dp
+from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb, set_meminfo, write
+from xenballoond.policy import MIB
+
+SELF_CONF = "XENBALLOON_SELF=true\nXENBALLOON_SELF_INTERVAL=1\n"
+
+
+def pidfile(root: str) -> str:
+    return os.path.join(root, "var/run/xenballoond.pid")
+
+
+def read_pid(root: str) -> int | None:
+    try:
+        return int(open(pidfile(root)).read())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture
+def guest(tmp_path):
+    root = str(tmp_path / "guest")
+    # pvops: MemTotal 380000 kB, reservation 393216 kB (384 MiB), Committed_AS 200000 kB
+    make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216, conf=SELF_CONF)
+    yield root
+    pid = read_pid(root)
+    if pid and dp.alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_once_self_target_on_sysfs(guest):
+    r = dp.run("--root", guest, "--once")
+    assert r.returncode == 0, r.stderr
+    # worked by hand: reserved = 393216 - 380000 = 13216 kB;
+    # self target = (200000 + 13216) * 1024 = 218333184 B; min 136 MB (maxmem 384 MiB);
+    # cur = 393216 kB = 402653184 B; down hysteresis 10:
+    # 402653184 - (402653184 - 218333184) / 10 = 384221184
+    assert balloon_target_bytes(guest) == 384221184
+    assert open(os.path.join(guest, "var/run/xenballoon-maxmem")).read().strip() == "393216"
+
+
+def test_once_self_target_on_legacy_proc_balloon(tmp_path):
+    root = str(tmp_path)
+    make_guest(root, memtotal_kb=1000000, committed_kb=300000, balloon="proc", conf=SELF_CONF)
+    write(os.path.join(root, "var/run/xenballoon-maxmem"), "1048576\n")
+    assert dp.run("--root", root, "--once").returncode == 0
+    # as balloon_to_target 1 of the original: 1024000000 - (1024000000 - 307200000) / 10
+    assert balloon_target_bytes(root, "proc") == 952320000
+
+
+def test_shrinking_converges_without_drifting_below_committed(guest):
+    """Regression: comparing with MemTotal on pvops shrank the guest every tick."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"),
+          SELF_CONF + "XENBALLOON_AUTO_DOWNHYSTERESIS=2\n")
+    for _ in range(30):
+        assert dp.run("--root", guest, "--once").returncode == 0
+        set_current_kb(guest, balloon_target_bytes(guest) // 1024)
+        # the kernel keeps its reservation out of MemTotal: 13216 kB
+        cur = int(open(os.path.join(guest, "sys/devices/system/xen_memory/xen_memory0/"
+                                           "info/current_kb")).read())
+        from tests.guestroot import set_meminfo
+        set_meminfo(guest, memtotal_kb=cur - 13216, committed_kb=200000)
+    final_kb = balloon_target_bytes(guest) // 1024
+    assert final_kb - 13216 >= 200000  # MemTotal never below Committed_AS
+    assert final_kb <= 200000 + 13216 + 1
+
+
+def test_no_balloon_driver_says_so_and_exits_0(tmp_path):
+    make_guest(str(tmp_path), memtotal_kb=100000, committed_kb=1, balloon="none")
+    r = dp.run("--root", str(tmp_path))
+    assert r.returncode == 0
+    assert "no balloon driver" in r.stderr
+    assert not os.path.exists(pidfile(str(tmp_path)))
+
+
+def test_bad_config_exits_2_naming_file_line_key_value(guest):
+    conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+    write(conf, "# ok\nXENBALLOON_SELF=true\nXENBALLOON_SELF_INTERVAL=0\n")
+    r = dp.run("--root", guest)
+    assert r.returncode == 2
+    assert f"{conf}:3" in r.stderr and "XENBALLOON_SELF_INTERVAL" in r.stderr and '"0"' in r.stderr
+    assert not os.path.exists(pidfile(guest))
+    r = dp.run("--root", guest, "--check-config")
+    assert r.returncode == 2 and "XENBALLOON_SELF_INTERVAL" in r.stderr
+
+
+def test_check_config_ok(guest):
+    r = dp.run("--root", guest, "--check-config")
+    assert r.returncode == 0 and r.stdout.startswith("OK")
+
+
+def test_debian_config_location(tmp_path):
+    root = str(tmp_path)
+    make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216)
+    write(os.path.join(root, "etc/default/xenballoon.conf"), "XENBALLOON_MINMEM=300\n"
+          "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    assert dp.run("--root", root, "--once").returncode == 0
+    assert balloon_target_bytes(root) == 300 * MIB
+
+
+def test_detached_daemon_lifecycle(guest):
+    r = dp.run("--root", guest)
+    assert r.returncode == 0, r.stderr
+    pid = read_pid(guest)
+    assert pid and dp.alive(pid)
+    assert stat.S_IMODE(os.stat(pidfile(guest)).st_mode) == 0o644  # umask 022
+    dp.wait_until(lambda: balloon_target_bytes(guest) == 384221184, what="first target")
+
+    # a second start (a run-level flip) starts nothing
+    r2 = dp.run("--root", guest)
+    assert r2.returncode == 1 and "already running" in r2.stderr
+    assert read_pid(guest) == pid
+
+    # SIGHUP with a broken config keeps the old one and the daemon
+    conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+    write(conf, "XENBALLOON_SELF=maybe\n")
+    os.kill(pid, signal.SIGHUP)
+    # SIGHUP with a good one takes effect: MINMEM 370 MB is above the self target
+    write(conf, SELF_CONF + "XENBALLOON_MINMEM=370\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    os.kill(pid, signal.SIGHUP)
+    dp.wait_until(lambda: balloon_target_bytes(guest) == 370 * MIB, what="reloaded target")
+    assert dp.alive(pid)
+
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+    assert not os.path.exists(pidfile(guest))
+
+
+def test_stale_pid_file_is_broken(guest):
+    dead = dp.start("--version")
+    dead.wait()
+    write(pidfile(guest), f"{dead.pid}\n")
+    r = dp.run("--root", guest)
+    assert r.returncode == 0, r.stderr
+    pid = read_pid(guest)
+    assert pid != dead.pid and dp.alive(pid)
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_pid_file_naming_another_program_is_stale(guest):
+    write(pidfile(guest), f"{os.getpid()}\n")  # pytest is alive but is not xenballoond
+    r = dp.run("--root", guest)
+    assert r.returncode == 0, r.stderr
+    pid = read_pid(guest)
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_concurrent_starts_leave_one_daemon(guest):
+    procs = [dp.start("--root", guest) for _ in range(8)]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0] + [1] * 7, results
+    pid = read_pid(guest)
+    assert dp.pids_with_cmdline("xenballoond.cli", guest) == [pid]
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_foreground_stops_on_sigint_and_logs_to_stderr(guest):
+    p = dp.start("--root", guest, "-f", "--debug")
+    dp.wait_until(lambda: balloon_target_bytes(guest) == 384221184, what="first target")
+    assert read_pid(guest) == p.pid
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=30) == 0
+    err = p.stderr.read()
+    assert "target 375216 kB" in err and "stopping" in err
+    assert not os.path.exists(pidfile(guest))
+
+
+def test_foreground_refuses_when_daemon_runs(guest):
+    assert dp.run("--root", guest).returncode == 0
+    pid = read_pid(guest)
+    r = dp.run("--root", guest, "-f")
+    assert r.returncode == 1 and "already running" in r.stderr
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_garbage_in_proc_files_does_not_kill_the_daemon(guest):
+    p = dp.start("--root", guest, "-f")
+    dp.wait_until(lambda: balloon_target_bytes(guest) == 384221184, what="first target")
+    write(os.path.join(guest, "proc/meminfo"), "MemTotal: lots\n\x1b[2J garbage\n")
+    write(os.path.join(guest, "sys/devices/system/xen_memory/xen_memory0/info/current_kb"), "-5\n")
+    dp.wait_for_output(p, "cannot read the guest's memory state")
+    before = balloon_target_bytes(guest)
+    make_guest(guest, memtotal_kb=380000, committed_kb=200000, current_kb=384221184 // 1024)
+    dp.wait_until(lambda: balloon_target_bytes(guest) != before, what="recovery")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
