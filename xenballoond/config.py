@@ -24,7 +24,7 @@ MAX_INTERVAL_S = 86400
 MAX_HYSTERESIS = 1_000_000
 MAX_MIN_MEM_MB = 16 * 1024 * 1024          # 16 TiB in MB
 MAX_PATH_CHARS = 4096                      # PATH_MAX
-MAX_LINE_CHARS = 4096
+MAX_LINE_CHARS = 65536                     # room for a quoted PATH_MAX path
 MAX_FILE_BYTES = 1024 * 1024
 # More digits than any bound above has: checked before int() so a megabyte of
 # digits costs nothing (and never hits Python's int-string limit).
