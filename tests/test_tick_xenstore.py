@@ -1,0 +1,176 @@
+"""A tick of the real code against the simulated xenstored, through Debian's
+real xenstore-* clients (XENSTORED_PATH points at the guest's socket)."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from tests import daemonproc as dp
+from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
+from xenballoond.cli import build
+from xenballoond.config import parse_config
+from xenballoond.paths import Root
+from xenballoond.policy import MIB
+from xenballoond.sim.xenstored import SimXenstored
+
+pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None and not os.environ.get("CI"),
+                                reason="Debian's xenstore-utils not installed")
+DOMID = 5
+HOME = f"/local/domain/{DOMID}"
+
+
+@pytest.fixture
+def xs():
+    d = tempfile.mkdtemp(prefix="xs")
+    sim = SimXenstored(d)
+    sim.add_domain(DOMID, "guest", memory_kb=393216, maxmem_kb=786432)
+    sim.start()
+    yield sim
+    sim.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def guest(tmp_path, xs, monkeypatch):
+    root = str(tmp_path)
+    make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216)
+    monkeypatch.setenv("XENSTORED_PATH", xs.socket_path(DOMID))
+    return root
+
+
+def ballooner(root: str, conf: str = ""):
+    config, _ = parse_config(conf, "test.conf")
+    b = build(config, Root(root), logging.getLogger("test"))
+    assert b is not None and b.xenstore is not None
+    return b
+
+
+def test_directed_follows_dom0_target_with_hysteresis(guest, xs):
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest)  # self-ballooning off: directed
+    assert b.tick() == 1
+    # cur 393216 kB = 402653184 B, target 307200000 B, down 10:
+    # 402653184 - (402653184 - 307200000) / 10 = 402653184 - 9545318 = 393107866
+    assert balloon_target_bytes(guest) == 393107866
+    # published under data/xenballoon: xl keeps memory/ read-only for the guest
+    assert xs.read(f"{HOME}/data/xenballoon/selftarget") == "383894"
+    assert "MemTotal:" in xs.read(f"{HOME}/data/xenballoon/meminfo")
+    assert xs.read(f"{HOME}/data/xenballoon/uptime") == "1234.56 1100.20"
+    assert len(xs.read(f"{HOME}/data/xenballoon/vmstat").encode()) <= 2048
+    assert not xs.exists(f"{HOME}/memory/selftarget")
+
+
+def test_two_processes_per_tick_after_the_first(guest, xs):
+    b = ballooner(guest, "XENBALLOON_SELF=true\n")
+    b.tick()  # tries memory/ once, falls back
+    first = b.xenstore.processes_spawned
+    assert first == 3
+    for _ in range(5):
+        b.tick()
+    assert b.xenstore.processes_spawned - first == 10
+
+
+def test_publishes_under_memory_when_dom0_hands_the_keys_over(guest, xs):
+    b = ballooner(guest, "XENBALLOON_SELF=true\n")
+    b.tick()
+    assert xs.exists(f"{HOME}/data/xenballoon/selftarget")
+    for key in ("selftarget", "meminfo", "vmstat", "uptime"):
+        xs.write(f"{HOME}/memory/{key}", "0")
+        xs.set_perms(f"{HOME}/memory/{key}", [f"n{DOMID}"])  # xenstore-chmod
+    b.tick()
+    assert xs.read(f"{HOME}/memory/selftarget") == str(balloon_target_bytes(guest) // 1024)
+    assert "Committed_AS" in xs.read(f"{HOME}/memory/meminfo")
+
+
+def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs):
+    xs.write(f"{HOME}/memory/selfballoon", "0")
+    xs.write(f"{HOME}/memory/target", "393216")
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_INTERVAL=7\nXENBALLOON_SELF_INTERVAL=3\n")
+    assert b.tick() == 7
+    assert balloon_target_bytes(guest) == 393216 * 1024  # dom0's target, not Committed_AS
+    xs.write(f"{HOME}/memory/selfballoon", "1")
+    assert b.tick() == 3
+    assert balloon_target_bytes(guest) < 393216 * 1024
+
+
+def test_interval_and_hysteresis_overrides(guest, xs):
+    xs.write(f"{HOME}/memory/target", "300000")
+    xs.write(f"{HOME}/memory/interval", "9")
+    xs.write(f"{HOME}/memory/downhysteresis", "2")
+    b = ballooner(guest)
+    assert b.tick() == 9
+    # 402653184 - (402653184 - 307200000) / 2
+    assert balloon_target_bytes(guest) == 354926592
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "", "garbage", "1e9", "99999999999999999999"])
+def test_bad_interval_never_makes_a_busy_loop(guest, xs, value):
+    xs.write(f"{HOME}/memory/interval", value)
+    b = ballooner(guest, "XENBALLOON_INTERVAL=4\n")
+    assert b.tick() == 4
+
+
+def test_target_is_never_evaluated_as_shell(guest, xs, tmp_path):
+    """Regression: the original's $(( $1 * 1024 )) ran a[$(cmd)] as root."""
+    marker = tmp_path / "pwned"
+    xs.write(f"{HOME}/memory/target", f"a[$(touch {marker})]")
+    b = ballooner(guest)
+    b.tick()
+    assert not marker.exists()
+    # no valid target: nothing written, the balloon keeps its size
+    assert balloon_target_bytes(guest) == 393216 * 1024
+
+
+def test_directed_target_below_minimum_is_floored(guest, xs):
+    xs.write(f"{HOME}/memory/target", "1")
+    b = ballooner(guest, "XENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    b.tick()
+    assert balloon_target_bytes(guest) == 136 * MIB  # minmb of 384 MiB
+
+
+def test_ballooning_goes_on_when_xenstored_is_down(guest, xs):
+    xs.stop()
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    b.tick()
+    assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
+
+
+def test_ballooning_goes_on_when_xenstored_hangs(guest, xs):
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    b.xenstore.timeout_s = 0.5
+    with xs.stalled():
+        b.tick()
+    assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
+
+
+def test_daemon_process_follows_xl_mem_set(guest, xs):
+    """The real daemon, foreground, following dom0's target as `xl mem-set` sets it."""
+    conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write("XENBALLOON_AUTO_DOWNHYSTERESIS=2\n")
+    p = dp.start("--root", guest, "-f", xenstore=True,
+                 extra_env={"XENSTORED_PATH": xs.socket_path(DOMID)})
+    try:
+        xs.write(f"{HOME}/memory/target", "262144")
+        seen = []
+
+        def converged() -> bool:
+            tgt_kb = balloon_target_bytes(guest) // 1024
+            if not seen or seen[-1] != tgt_kb:
+                seen.append(tgt_kb)
+                set_current_kb(guest, tgt_kb)  # the driver reaches each target
+            return tgt_kb <= 262144 + 1024
+        dp.wait_until(converged, timeout=60, what="convergence to 262144 kB")
+        steps = [kb for kb in seen if kb != 393216]
+        # each step halves the distance (down hysteresis 2): 327680, 294912, 278528, ...
+        assert steps[:3] == [327680, 294912, 278528]
+        assert all(a > b for a, b in zip(steps, steps[1:]))
+        assert dp.wait_until(lambda: xs.get(f"{HOME}/data/xenballoon/selftarget"))
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
