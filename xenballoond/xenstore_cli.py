@@ -51,13 +51,14 @@ class CliXenstore:
                 raise XenstoreUnavailable(err.strip() or str(exc)) from exc
             if tool == "xenstore-write":
                 raise XenstoreWriteFailed(err.strip() or str(exc)) from exc
-            if "No such file" in err or "couldn't read" in err or "could not list" in err:
+            if ("No such file" in err or "Permission denied" in err  # xenstore-ls: xs_directory (p): ...
+                    or "couldn't read" in err or "could not list" in err):
                 raise XenstoreNotFound(err.strip()) from exc
             raise XenstoreError(err.strip() or str(exc)) from exc
 
     def snapshot(self, path: str) -> dict[str, str]:
         try:
-            out = self._run("xenstore-ls", ["-f", path])
+            out = self._run("xenstore-ls", ["-f", "--", path])
         except XenstoreNotFound:
             return {}
         prefix = path.rstrip("/") + "/"
@@ -73,23 +74,23 @@ class CliXenstore:
         return nodes
 
     def list(self, path: str) -> list[str]:
-        return self._run("xenstore-list", [path]).splitlines()
+        return self._run("xenstore-list", ["--", path]).splitlines()
 
     def read(self, path: str) -> str:
-        return unescape(self._run("xenstore-read", [path]).rstrip("\n"))
+        return unescape(self._run("xenstore-read", ["--", path]).rstrip("\n"))
 
     def read_many(self, paths: Iterable[str]) -> dict[str, str]:
         keys = list(paths)
         if not keys:
             return {}
-        lines = self._run("xenstore-read", keys).split("\n")
+        lines = self._run("xenstore-read", ["--", *keys]).split("\n")
         if len(lines) < len(keys):
             raise XenstoreError(f"xenstore-read gave {len(lines)} lines for {len(keys)} keys")
         return {k: unescape(v) for k, v in zip(keys, lines)}
 
     def exists(self, path: str) -> bool:
         try:
-            self._run("xenstore-exists", [path])
+            self._run("xenstore-exists", ["--", path])
         except (XenstoreNotFound, XenstoreError) as exc:
             if isinstance(exc, XenstoreUnavailable):
                 raise
@@ -99,7 +100,7 @@ class CliXenstore:
     def write_many(self, items: Mapping[str, str]) -> None:
         if not items:
             return
-        args: list[str] = []
+        args: list[str] = ["--"]  # getopt would take a value such as "-1" for an option
         for key, value in items.items():
             if "\0" in value:
                 raise XenstoreWriteFailed(f"NUL byte in value for {key}")
