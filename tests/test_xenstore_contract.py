@@ -1,0 +1,324 @@
+"""One contract for both xenstore backends, against the simulated xenstored.
+
+Every test runs with CliXenstore (Debian's real xenstore-* clients, pointed at
+the server by XENSTORED_PATH) and with NativeXenstore (the wire protocol in
+Python).  Expected values come from what the fixture put in the tree (as libxl
+would) or from what the test wrote, checked through the server's own accessors.
+"""
+from __future__ import annotations
+
+import shutil
+from typing import Callable
+
+import pytest
+
+from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
+from xenballoond.xenstore import (Xenstore, XenstoreDenied, XenstoreError, XenstoreNotFound,
+                                  XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
+from xenballoond.xenstore_cli import CliXenstore
+from xenballoond.xenstore_native import NativeXenstore
+
+pytestmark = pytest.mark.skipif(shutil.which("xenstore-read") is None,
+                                reason="needs Debian's xenstore-utils")
+
+Factory = Callable[..., Xenstore]
+GUEST_HOME = "/local/domain/1"
+
+
+@pytest.fixture(params=["cli", "native"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make(kind: str, sim_xenstored: XsHost) -> Factory:  # noqa: F811
+    """make(domid=1, timeout_s=2.0) -> a backend talking to that domain's socket."""
+    made: list[Xenstore] = []
+
+    def factory(domid: int = 1, timeout_s: float = 2.0) -> Xenstore:
+        env = sim_xenstored.env(domid)
+        xs: Xenstore
+        if kind == "cli":
+            xs = CliXenstore(timeout_s=timeout_s, env=env)
+        else:
+            xs = NativeXenstore(timeout_s=timeout_s, env=env)  # finds XENSTORED_PATH in env
+        made.append(xs)
+        return xs
+    yield factory
+    for xs in made:
+        xs.close()
+
+
+@pytest.fixture
+def guest(make: Factory) -> Xenstore:
+    return make(1)
+
+
+@pytest.fixture
+def dom0(make: Factory) -> Xenstore:
+    return make(0)
+
+
+# --- reading ---------------------------------------------------------------
+
+def test_snapshot_of_memory_as_libxl_made_it(guest: Xenstore) -> None:
+    assert guest.snapshot("memory") == {
+        "static-max": str(GUEST_MAXMEM_KB), "target": str(GUEST_MEMORY_KB), "videoram": "-1"}
+
+
+def test_snapshot_includes_intermediate_nodes_with_relative_keys(
+        guest: Xenstore, sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    srv.write(f"{GUEST_HOME}/data/xenballoon/selftarget", "4096")
+    srv.write(f"{GUEST_HOME}/data/xenballoon/meminfo", "MemTotal: 1 kB\nMemFree: 2 kB")
+    srv.write(f"{GUEST_HOME}/data/other", "x")
+    assert guest.snapshot("data") == {
+        "xenballoon": "", "xenballoon/selftarget": "4096",
+        "xenballoon/meminfo": "MemTotal: 1 kB\nMemFree: 2 kB", "other": "x"}
+
+
+def test_snapshot_of_missing_or_unreadable_path_is_empty(guest: Xenstore) -> None:
+    assert guest.snapshot("memory/nothing-here") == {}
+    assert guest.snapshot("/local/domain/0") == {}  # dom0's, not ours to read
+
+
+def test_snapshot_of_absolute_path_gives_relative_keys(dom0: Xenstore) -> None:
+    snap = dom0.snapshot(f"{GUEST_HOME}/memory")
+    assert snap["target"] == str(GUEST_MEMORY_KB)
+
+
+def test_read_relative_and_absolute_agree(guest: Xenstore) -> None:
+    assert guest.read("memory/target") == str(GUEST_MEMORY_KB)
+    assert guest.read(f"{GUEST_HOME}/memory/target") == str(GUEST_MEMORY_KB)
+    assert guest.read("name") == "guest1"
+
+
+def test_dom0_relative_paths_resolve_under_domain_0(dom0: Xenstore) -> None:
+    assert dom0.read("name") == "Domain-0"
+
+
+def test_read_many(guest: Xenstore) -> None:
+    assert guest.read_many(["memory/target", "memory/static-max", "name"]) == {
+        "memory/target": str(GUEST_MEMORY_KB), "memory/static-max": str(GUEST_MAXMEM_KB),
+        "name": "guest1"}
+    assert guest.read_many([]) == {}
+
+
+def test_read_many_with_a_missing_key_raises_not_found(guest: Xenstore) -> None:
+    with pytest.raises(XenstoreNotFound):
+        guest.read_many(["memory/target", "memory/nope"])
+
+
+def test_list_in_creation_order(guest: Xenstore) -> None:
+    assert guest.list("memory") == ["static-max", "target", "videoram"]
+    assert guest.list("data") == []
+
+
+def test_exists(guest: Xenstore) -> None:
+    assert guest.exists("memory/target")
+    assert not guest.exists("memory/selftarget")
+    assert not guest.exists("/local/domain/0/name")  # unreadable reads as absent
+
+
+def test_missing_raises_not_found(guest: Xenstore) -> None:
+    with pytest.raises(XenstoreNotFound):
+        guest.read("memory/selftarget")
+    with pytest.raises(XenstoreNotFound):
+        guest.list("memory/selftarget")
+
+
+def test_invalid_path_is_an_error_not_a_crash(guest: Xenstore) -> None:
+    with pytest.raises(XenstoreError):
+        guest.read("bad path!")
+    assert not guest.exists("bad path!")
+
+
+# --- writing ---------------------------------------------------------------
+
+def test_write_many_writes_all(guest: Xenstore, sim_xenstored: XsHost) -> None:  # noqa: F811
+    guest.write_many({"data/xenballoon/selftarget": "123", "data/xenballoon/uptime": "9.5 1.0"})
+    srv = sim_xenstored.server
+    assert srv.read(f"{GUEST_HOME}/data/xenballoon/selftarget") == "123"
+    assert srv.read(f"{GUEST_HOME}/data/xenballoon/uptime") == "9.5 1.0"
+    assert srv.get_perms(f"{GUEST_HOME}/data/xenballoon/selftarget") == ["n1"]
+
+
+def test_write_under_memory_is_denied_for_a_guest(
+        guest: Xenstore, kind: str, sim_xenstored: XsHost) -> None:  # noqa: F811
+    expected = XenstoreDenied if kind == "native" else XenstoreWriteFailed
+    with pytest.raises(expected):
+        guest.write_many({"memory/selftarget": "123"})
+    assert not sim_xenstored.server.exists(f"{GUEST_HOME}/memory/selftarget")
+
+
+def test_write_many_is_all_or_nothing(
+        guest: Xenstore, kind: str, sim_xenstored: XsHost) -> None:  # noqa: F811
+    expected = XenstoreDenied if kind == "native" else XenstoreWriteFailed
+    with pytest.raises(expected):
+        guest.write_many({"data/first": "1", "memory/selftarget": "2", "data/last": "3"})
+    srv = sim_xenstored.server
+    assert not srv.exists(f"{GUEST_HOME}/data/first")
+    assert not srv.exists(f"{GUEST_HOME}/data/last")
+
+
+def test_key_handed_over_by_dom0_becomes_writable(guest: Xenstore, dom0: Xenstore,
+                                                  sim_xenstored: XsHost) -> None:  # noqa: F811
+    dom0.write_many({f"{GUEST_HOME}/memory/selftarget": "0"})
+    sim_xenstored.server.set_perms(f"{GUEST_HOME}/memory/selftarget", ["n1"])
+    guest.write_many({"memory/selftarget": "4242"})
+    assert guest.read("memory/selftarget") == "4242"
+
+
+@pytest.mark.parametrize("size", [2048, 1500])
+def test_guest_node_up_to_2048_bytes_is_accepted(guest: Xenstore, size: int) -> None:
+    guest.write_many({"data/big": "v" * size})
+    assert guest.read("data/big") == "v" * size
+
+
+def test_guest_node_over_2048_bytes_is_refused(guest: Xenstore, kind: str) -> None:
+    expected = XenstoreTooBig if kind == "native" else XenstoreWriteFailed
+    with pytest.raises(expected):
+        guest.write_many({"data/big": "v" * 2049})
+    assert not guest.exists("data/big")
+
+
+def test_dom0_may_write_bigger_nodes(dom0: Xenstore) -> None:
+    dom0.write_many({f"{GUEST_HOME}/data/big": "v" * 3000})
+    assert dom0.read(f"{GUEST_HOME}/data/big") == "v" * 3000
+
+
+def test_message_over_4096_bytes_is_refused(dom0: Xenstore, kind: str) -> None:
+    expected = XenstoreTooBig if kind == "native" else XenstoreWriteFailed
+    with pytest.raises(expected):
+        dom0.write_many({f"{GUEST_HOME}/data/huge": "v" * 4097})
+    assert not dom0.exists(f"{GUEST_HOME}/data/huge")
+
+
+def test_nul_in_value_is_refused(guest: Xenstore) -> None:
+    with pytest.raises(XenstoreWriteFailed):
+        guest.write_many({"data/nul": "a\0b"})
+
+
+def test_four_daemon_outputs_of_1500_bytes_in_one_go(guest: Xenstore) -> None:
+    outputs = {f"data/xenballoon/{k}": f"{k} " + "9" * 1490
+               for k in ("selftarget", "meminfo", "vmstat", "uptime")}
+    guest.write_many(outputs)
+    snap = guest.snapshot("data/xenballoon")
+    assert snap == {k.rsplit("/", 1)[1]: v for k, v in outputs.items()}
+
+
+HOSTILE_VALUES = [
+    "two\nlines", "trailing\n", "\n", "back\\slash", "a\\", "\\\\", 'quo"te', "'single'",
+    "tab\there", "\r\n", "\\n not a newline", "\\x41", "\\101", "\\t", "ünïcödé €", "😀",
+    "\x01\x02\x7f", "", "  spaced  ", "-1", "--", "-p", "= \"x\"", "$(id)", "%s%n",
+    "\udcff\udcfe",  # bytes that are not UTF-8 come back as surrogate escapes
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_values_round_trip_exactly(guest: Xenstore, sim_xenstored: XsHost,  # noqa: F811
+                                   value: str) -> None:
+    guest.write_many({"data/v": value})
+    stored = sim_xenstored.server.read_bytes(f"{GUEST_HOME}/data/v")
+    assert stored == value.encode("utf-8", "surrogateescape")
+    assert guest.read("data/v") == value
+    assert guest.read_many(["data/v", "name"]) == {"data/v": value, "name": "guest1"}
+    assert guest.snapshot("data") == {"v": value}
+
+
+def test_many_hostile_values_in_one_transaction(guest: Xenstore) -> None:
+    items = {f"data/h{i}": v for i, v in enumerate(HOSTILE_VALUES)}
+    guest.write_many(items)
+    assert guest.read_many(list(items)) == items
+    assert guest.snapshot("data") == {k[5:]: v for k, v in items.items()}
+
+
+# --- failures of xenstored itself ------------------------------------------
+
+def test_stopped_xenstored_is_unavailable(make: Factory, sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = make(1)
+    assert xs.read("name") == "guest1"
+    sim_xenstored.server.stop()
+    with pytest.raises(XenstoreUnavailable):
+        xs.read("name")
+    with pytest.raises(XenstoreUnavailable):
+        xs.snapshot("memory")
+    with pytest.raises(XenstoreUnavailable):
+        xs.write_many({"data/a": "1", "data/b": "2"})
+
+
+def test_hung_xenstored_times_out_as_unavailable(make: Factory,
+                                                 sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = make(1, timeout_s=0.5)
+    with sim_xenstored.server.stalled():
+        with pytest.raises(XenstoreUnavailable):
+            xs.read("name")
+        with pytest.raises(XenstoreUnavailable):
+            xs.write_many({"data/a": "1", "data/b": "2"})
+    assert xs.read("name") == "guest1"  # and it recovers
+
+
+def test_works_again_after_xenstored_restarts(make: Factory,
+                                              sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = make(1)
+    assert xs.read("name") == "guest1"
+    sim_xenstored.server.stop()
+    sim_xenstored.server.start()
+    assert xs.read("name") == "guest1"
+    xs.write_many({"data/a": "1", "data/b": "2"})
+    assert xs.snapshot("data") == {"a": "1", "b": "2"}
+
+
+def test_available(make: Factory) -> None:
+    assert make(1).available()
+
+
+# --- costs -----------------------------------------------------------------
+
+def test_cli_costs_one_process_per_call(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = CliXenstore(env=sim_xenstored.env(1))
+    xs.snapshot("memory")
+    assert (xs.processes_spawned, xs.requests) == (1, 1)
+    xs.write_many({f"data/k{i}": "v" for i in range(4)})
+    assert (xs.processes_spawned, xs.requests) == (2, 2)
+    xs.read_many(["memory/target", "name"])
+    assert xs.processes_spawned == 3
+
+
+def test_native_spawns_nothing_and_counts_round_trips(sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    served0 = srv.requests_served
+    xs.snapshot("memory")  # DIRECTORY memory, then READ + DIRECTORY for each of 3 keys
+    assert xs.requests == 1 + 2 * 3
+    xs.write_many({f"data/k{i}": "v" for i in range(4)})  # start, 4 writes, commit
+    assert xs.requests == 7 + 6
+    xs.write_many({"data/one": "v"})  # a single write needs no transaction
+    assert xs.requests == 13 + 1
+    assert srv.requests_served - served0 == xs.requests
+    assert xs.processes_spawned == 0
+    assert srv.connection_count(1) == 1  # one kept connection
+
+
+def test_native_reconnects_transparently_after_restart(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    assert xs.read("name") == "guest1"
+    sim_xenstored.server.stop()
+    sim_xenstored.server.start()
+    assert xs.read("name") == "guest1"
+    assert xs.reconnects == 1
+
+
+def test_native_constructor_does_no_io(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    xs = NativeXenstore(socket_path=str(tmp_path / "nothing-listens-here"))
+    assert not xs.available()
+    with pytest.raises(XenstoreUnavailable):
+        xs.read("name")
+
+
+def test_native_finds_the_socket_like_libxenstore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xenballoond.paths import Root
+    assert NativeXenstore(env={"XENSTORED_PATH": "/x/y"}).candidates() == ["/x/y"]
+    assert NativeXenstore(env={}, root=Root(str(tmp_path))).candidates() == [
+        str(tmp_path / "var/run/xenstored/socket"), str(tmp_path / "dev/xen/xenbus"),
+        str(tmp_path / "proc/xen/xenbus")]
