@@ -1,0 +1,108 @@
+"""xenballoon-monitor: every guest's memory at a glance, for dom0.
+
+Run as ``watch -d xenballoon-monitor``.  The table is the original's
+(tools/xenballoon/xenballoon-monitor) with the right numbers: see
+monitor_stats (parsing), monitor_table (layout), monitor_xs (batched xenstore
+reads), monitor_free (``xl info``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from . import __version__
+from .config import ConfigError, find_config, load_config
+from .monitor_free import FreeMemory, FreeMemoryReader
+from .monitor_stats import Row, make_row
+from .monitor_table import render_json, render_text
+from .monitor_xs import CliBatch, TreeBatch, XenstoreBatch, collect, parse_domid
+from .paths import Root
+from .xenstore import XenstoreError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("xenballoon-monitor")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rows: list[Row]
+    missing: list[int]
+    free: FreeMemory
+
+
+def refresh(batch: TreeBatch, free_reader: Optional[FreeMemoryReader],
+            domids: Optional[Sequence[int]] = None) -> Snapshot:
+    """One refresh: read, parse, no output."""
+    pubs, missing = collect(batch, domids)
+    free = free_reader.read() if free_reader is not None else FreeMemory(None, None, "not asked")
+    return Snapshot([make_row(p) for p in pubs], missing, free)
+
+
+def make_batch(backend: str, root: Root, timeout_s: float,
+               env: Optional[Mapping[str, str]] = None) -> TreeBatch:
+    if backend == "native":
+        from .xenstore_native import NativeXenstore
+        return XenstoreBatch(NativeXenstore(timeout_s=timeout_s, env=env, root=root))
+    return CliBatch(timeout_s=timeout_s, env=env)
+
+
+def _domid_arg(text: str) -> int:
+    domid = parse_domid(text)
+    if not domid:
+        raise argparse.ArgumentTypeError(f"not a guest domain id: {text!r}")
+    return domid
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="xenballoon-monitor",
+        description="Show the memory statistics every guest's xenballoond publishes "
+                    "(run in dom0, e.g. 'watch -d xenballoon-monitor').")
+    p.add_argument("-c", "--config", metavar="CONF",
+                   help="config file for XENBALLOON_XENSTORE=cli|native (default: "
+                        "/etc/sysconfig/xenballoon.conf, then /etc/default/xenballoon.conf)")
+    p.add_argument("--json", action="store_true", help="print the same rows as JSON")
+    p.add_argument("-d", "--domain", metavar="ID", type=_domid_arg, action="append",
+                   help="only this guest (repeatable)")
+    p.add_argument("--timeout", metavar="SEC", type=float, default=10.0,
+                   help="timeout for each xenstore or xl command (default 10)")
+    p.add_argument("--root", metavar="DIR", default="/",
+                   help="resolve the config files and xenstored's socket under DIR")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = p.parse_args(argv)
+    if not 0 < args.timeout <= 3600:
+        p.error("--timeout must be between 0 and 3600 seconds")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(format="xenballoon-monitor: %(message)s", stream=sys.stderr)
+    root = Root(args.root)
+    backend = "cli"
+    try:
+        path = find_config(root, args.config)
+        if path is not None:
+            config, warnings = load_config(path)
+            for warning in warnings:
+                log.warning("%s", warning)
+            backend = config.xenstore_backend
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    batch = make_batch(backend, root, args.timeout)
+    try:
+        snap = refresh(batch, FreeMemoryReader(timeout_s=args.timeout), args.domain)
+    except XenstoreError as exc:
+        log.error("cannot read xenstore: %s", ascii(str(exc))[1:-1])
+        return EXIT_FAIL
+    render = render_json if args.json else render_text
+    sys.stdout.write(render(snap.rows, snap.free, snap.missing))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
