@@ -4,23 +4,18 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Protocol
 
 from .paths import PROC_XEN_BALLOON, SYSFS_BALLOON_DIR, Root
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Mapping
+
+    from .interfaces import Balloon
 
 
 class BalloonError(OSError):
     pass
-
-
-class Balloon(Protocol):
-    name: str
-
-    def current_kb(self, meminfo: Mapping[str, int]) -> int:
-        """The memory the guest holds now, in the units targets are set in."""
-        ...
-
-    def set_target_bytes(self, tgt_bytes: int) -> None: ...
 
 
 def _write(path: str, text: str) -> None:

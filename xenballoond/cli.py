@@ -10,7 +10,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from .interfaces import Xenstore
 
 from . import __version__, logsetup, pidlock, runloop
 from .balloon import detect_balloon
@@ -18,7 +23,6 @@ from .config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile
 from .paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
 from .tick import Ballooner, ProcFiles
-from .xenstore import Xenstore
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 READY_TIMEOUT_S = 30.0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from .record import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 
 class CommandError(Exception):
@@ -20,11 +23,21 @@ class CommandError(Exception):
         super().__init__(f"{argv[0]} {what}{detail}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+def which(name: str, path_env: str | None = None) -> str | None:
+    """shutil.which() without importing shutil (RSS): the first executable
+    ``name`` on ``path_env`` (default $PATH)."""
+    for directory in (path_env if path_env is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def run(argv: Sequence[str], timeout_s: float, input_text: str | None = None,

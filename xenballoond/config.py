@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
-from typing import Dict, List, Optional, Tuple
+from xenballoond.record import fields, frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from xenballoond.paths import CONFIG_CANDIDATES, Root
 
@@ -56,7 +59,7 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {what}{reason}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Config:
     """The daemon's settings, typed, with units in the names.  Construction
     validates, so every Config satisfies the bounds."""
@@ -78,18 +81,18 @@ class Config:
         return cls()
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            spec = _SPECS_BY_FIELD[f.name]
+        for name in fields(self):
+            value = getattr(self, name)
+            spec = _SPECS_BY_FIELD[name]
             problem = spec.check_field(value)
             if problem is not None:
-                raise ValueError(f"Config.{f.name}={value!r}: {problem}")
+                raise ValueError(f"Config.{name}={value!r}: {problem}")
 
 
 # ---------------------------------------------------------------------------
 # Schema: one entry per variable, in the order of etc/xenballoon.conf.
 
-@dataclass(frozen=True)
+@frozen
 class _Spec:
     key: str
     field: str

@@ -6,7 +6,6 @@ recorded (hot-add memory); minmb() bases the minimum target on it.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from .overrides import parse_bounded_int
 from .meminfo import MAX_KB
@@ -32,11 +31,11 @@ class MaxmemFile:
             return old_kb
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".xenballoon-maxmem.", dir=directory)
+        tmp = os.path.join(directory, f".xenballoon-maxmem.{os.getpid()}")
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "w") as f:
                 f.write(f"{cur_kb}\n")
-            os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)
         except BaseException:
             try:

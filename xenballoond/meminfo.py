@@ -7,7 +7,10 @@ is skipped rather than trusted.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 # Values above this are not memory sizes any kernel reports (2^60 kB); a number
 # that large in a meminfo is garbage, and bash's 64-bit arithmetic would wrap.

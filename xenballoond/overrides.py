@@ -8,8 +8,11 @@ value is a bounded ASCII integer or it is ignored.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Mapping
+from .record import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 _INT = re.compile(r"[ \t\r\n]*([0-9]{1,19})[ \t\r\n]*")
 
@@ -34,7 +37,7 @@ def parse_bounded_int(text: str, lo: int, hi: int) -> int | None:
     return value if lo <= value <= hi else None
 
 
-@dataclass(frozen=True)
+@frozen
 class Overrides:
     target_kb: int | None = None
     selfballoon: bool | None = None

@@ -7,10 +7,10 @@ the simulator run the real code against a real directory tree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from .record import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Root:
     """Resolves absolute OS paths under ``top`` ("/" on a real guest)."""
 

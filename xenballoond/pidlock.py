@@ -14,7 +14,10 @@ import fcntl
 import logging
 import os
 from contextlib import contextmanager
-from typing import Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 from lockfile import AlreadyLocked as AlreadyLockedError
 from lockfile.pidlockfile import PIDLockFile

@@ -6,7 +6,7 @@ toward zero.  Units are in every name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .record import frozen
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -71,7 +71,7 @@ def step_bytes(cur_bytes: int, tgt_bytes: int, down_hysteresis: int, up_hysteres
     return tgt_bytes
 
 
-@dataclass(frozen=True)
+@frozen
 class Decision:
     """What one tick decided: the balloon target to write (None: leave it),
     the minimum it was held to, and how long to sleep."""

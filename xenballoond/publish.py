@@ -2,7 +2,10 @@
 write of balloon_to_target() in the original), fitted to xenstored's limits."""
 from __future__ import annotations
 
-from typing import Iterable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from .xenstore import GUEST_NODE_MAX_BYTES
 

@@ -10,7 +10,10 @@ import logging
 import os
 import select
 import signal
-from typing import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from .tick import Ballooner
 

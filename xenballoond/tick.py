@@ -6,23 +6,28 @@ handed in (composition root: cli.py); nothing here knows the OS paths.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from .record import frozen
 
 from . import meminfo as meminfo_mod
-from .balloon import Balloon, BalloonError
+from .balloon import BalloonError
 from .config import Config
 from .maxmem import MaxmemFile
 from .overrides import Overrides, parse_overrides
 from .policy import KIB, Decision, decide
 from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
-from .xenstore import Xenstore, XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+from .xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from .balloon import Balloon
+    from .interfaces import Xenstore
 
 # After falling back to data/xenballoon/, try memory/ again this often, in
 # case dom0 handed the keys to the guest (xenstore-chmod) since.
 REPROBE_TICKS = 60
 
 
-@dataclass(frozen=True)
+@frozen
 class ProcFiles:
     """Absolute paths (already under the root) of the files a tick reads."""
 

@@ -12,7 +12,6 @@ Values are ``str``; bytes that are not UTF-8 come back as surrogate escapes.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Protocol
 
 
 class XenstoreError(Exception):
@@ -46,36 +45,6 @@ GUEST_NODE_MAX_BYTES = 2048
 PAYLOAD_MAX_BYTES = 4096
 
 
-class Xenstore(Protocol):
-    """The operations our code uses.  Every call has a timeout."""
-
-    processes_spawned: int
-    requests: int
-
-    def available(self) -> bool: ...
-
-    def snapshot(self, path: str) -> dict[str, str]:
-        """Every node below ``path`` (recursive) as {relative key: value}.
-        A missing ``path`` gives {}.  One process / a few round trips."""
-        ...
-
-    def list(self, path: str) -> list[str]: ...
-
-    def read(self, path: str) -> str: ...
-
-    def read_many(self, paths: Iterable[str]) -> dict[str, str]:
-        """Read existing nodes in one go (one process with the CLI)."""
-        ...
-
-    def exists(self, path: str) -> bool: ...
-
-    def write_many(self, items: Mapping[str, str]) -> None:
-        """Write all items at once (one transaction); all or nothing."""
-        ...
-
-    def close(self) -> None: ...
-
-
 _UNESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{3}|[tnr\\]|.|$)", re.DOTALL)
 _SIMPLE = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
 
@@ -103,3 +72,11 @@ def escape(text: str) -> str:
     """Escape a value for xenstore-write, which runs unsanitise_value() on it:
     only the backslash needs doubling; newlines may travel raw in argv."""
     return text.replace("\\", "\\\\")
+
+
+def __getattr__(name: str) -> object:
+    # the Protocol lives in interfaces.py, imported only when asked for
+    if name == "Xenstore":
+        from .interfaces import Xenstore
+        return Xenstore
+    raise AttributeError(name)

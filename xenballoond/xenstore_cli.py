@@ -6,8 +6,10 @@ at once, and one ``xenstore-write`` writes every output in a single transaction.
 """
 from __future__ import annotations
 
-import shutil
-from typing import Iterable, Mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping
 
 from . import commands
 from .xenstore import (XenstoreError, XenstoreNotFound, XenstoreUnavailable,
@@ -28,14 +30,14 @@ class CliXenstore:
 
     def _tool(self, name: str) -> str:
         if name not in self._exe:
-            self._exe[name] = shutil.which(name, path=self._path_env)
+            self._exe[name] = commands.which(name, self._path_env)
         exe = self._exe[name]
         if exe is None:
             raise XenstoreUnavailable(f"{name} not found on PATH")
         return exe
 
     def available(self) -> bool:
-        return all(shutil.which(t, path=self._path_env) for t in TOOLS)
+        return all(commands.which(t, self._path_env) for t in TOOLS)
 
     def _run(self, tool: str, args: list[str]) -> str:
         argv = [self._tool(tool), *args]

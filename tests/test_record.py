@@ -1,0 +1,57 @@
+"""record.frozen behaves as dataclasses.dataclass(frozen=True) where we use it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from xenballoond.record import asdict, fields, frozen, replace
+
+
+@frozen
+class Point:
+    x: int
+    y: int = 2
+
+    def __post_init__(self) -> None:
+        if self.x < 0:
+            raise ValueError("x < 0")
+
+
+def test_init_defaults_eq_hash_repr() -> None:
+    assert Point(1) == Point(1, 2) == Point(x=1, y=2)
+    assert Point(1) != Point(1, 3)
+    assert hash(Point(1)) == hash(Point(1, 2))
+    assert repr(Point(1)) == "Point(x=1, y=2)"
+    assert fields(Point) == ("x", "y") and asdict(Point(1)) == {"x": 1, "y": 2}
+    assert replace(Point(1), y=5) == Point(1, 5)
+
+
+def test_frozen_and_checked() -> None:
+    p = Point(1)
+    with pytest.raises(AttributeError):
+        p.x = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del p.x  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Point(-1)
+    with pytest.raises(TypeError):
+        Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point(1, x=1)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Point(1, z=1)  # type: ignore[call-arg]
+
+
+def test_daemon_imports_stay_lean() -> None:
+    """The long-running daemon's modules import neither typing nor dataclasses
+    (2 MB and 1.3 MB of RSS in every guest); counted, not timed."""
+    code = ("import sys, xenballoond.cli, xenballoond.tick, xenballoond.xenstore_cli; "
+            "print(' '.join(m for m in ('typing', 'dataclasses', 'inspect', 'shutil', "
+            "'tempfile', 'logging.handlers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {code}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == []
