@@ -42,16 +42,21 @@ def guest(tmp_path, xs, monkeypatch):
     return root
 
 
-def ballooner(root: str, conf: str = ""):
-    config, _ = parse_config(conf, "test.conf")
+@pytest.fixture(params=["cli", "native"])
+def backend(request, monkeypatch):
+    return request.param
+
+
+def ballooner(root: str, conf: str = "", backend: str = "cli"):
+    config, _ = parse_config(conf + f"XENBALLOON_XENSTORE={backend}\n", "test.conf")
     b = build(config, Root(root), logging.getLogger("test"))
     assert b is not None and b.xenstore is not None
     return b
 
 
-def test_directed_follows_dom0_target_with_hysteresis(guest, xs):
+def test_directed_follows_dom0_target_with_hysteresis(guest, xs, backend):
     xs.write(f"{HOME}/memory/target", "300000")
-    b = ballooner(guest)  # self-ballooning off: directed
+    b = ballooner(guest, backend=backend)  # self-ballooning off: directed
     assert b.tick() == 1
     # cur 393216 kB = 402653184 B, target 307200000 B, down 10:
     # 402653184 - (402653184 - 307200000) / 10 = 402653184 - 9545318 = 393107866
@@ -65,7 +70,7 @@ def test_directed_follows_dom0_target_with_hysteresis(guest, xs):
 
 
 def test_two_processes_per_tick_after_the_first(guest, xs):
-    b = ballooner(guest, "XENBALLOON_SELF=true\n")
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="cli")
     b.tick()  # tries memory/ once, falls back
     first = b.xenstore.processes_spawned
     assert first == 3
@@ -74,8 +79,18 @@ def test_two_processes_per_tick_after_the_first(guest, xs):
     assert b.xenstore.processes_spawned - first == 10
 
 
-def test_publishes_under_memory_when_dom0_hands_the_keys_over(guest, xs):
-    b = ballooner(guest, "XENBALLOON_SELF=true\n")
+def test_native_backend_spawns_no_process(guest, xs):
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="native")
+    served = xs.requests_served
+    for _ in range(3):
+        b.tick()
+    assert b.xenstore.processes_spawned == 0
+    assert xs.exists(f"{HOME}/data/xenballoon/selftarget")
+    assert b.xenstore.requests == xs.requests_served - served
+
+
+def test_publishes_under_memory_when_dom0_hands_the_keys_over(guest, xs, backend):
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend=backend)
     b.tick()
     assert xs.exists(f"{HOME}/data/xenballoon/selftarget")
     for key in ("selftarget", "meminfo", "vmstat", "uptime"):
@@ -86,10 +101,10 @@ def test_publishes_under_memory_when_dom0_hands_the_keys_over(guest, xs):
     assert "Committed_AS" in xs.read(f"{HOME}/memory/meminfo")
 
 
-def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs):
+def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs, backend):
     xs.write(f"{HOME}/memory/selfballoon", "0")
     xs.write(f"{HOME}/memory/target", "393216")
-    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_INTERVAL=7\nXENBALLOON_SELF_INTERVAL=3\n")
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_INTERVAL=7\nXENBALLOON_SELF_INTERVAL=3\n", backend=backend)
     assert b.tick() == 7
     assert balloon_target_bytes(guest) == 393216 * 1024  # dom0's target, not Committed_AS
     xs.write(f"{HOME}/memory/selfballoon", "1")
@@ -97,50 +112,50 @@ def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs):
     assert balloon_target_bytes(guest) < 393216 * 1024
 
 
-def test_interval_and_hysteresis_overrides(guest, xs):
+def test_interval_and_hysteresis_overrides(guest, xs, backend):
     xs.write(f"{HOME}/memory/target", "300000")
     xs.write(f"{HOME}/memory/interval", "9")
     xs.write(f"{HOME}/memory/downhysteresis", "2")
-    b = ballooner(guest)
+    b = ballooner(guest, backend=backend)
     assert b.tick() == 9
     # 402653184 - (402653184 - 307200000) / 2
     assert balloon_target_bytes(guest) == 354926592
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "", "garbage", "1e9", "99999999999999999999"])
-def test_bad_interval_never_makes_a_busy_loop(guest, xs, value):
+def test_bad_interval_never_makes_a_busy_loop(guest, xs, value, backend):
     xs.write(f"{HOME}/memory/interval", value)
-    b = ballooner(guest, "XENBALLOON_INTERVAL=4\n")
+    b = ballooner(guest, "XENBALLOON_INTERVAL=4\n", backend=backend)
     assert b.tick() == 4
 
 
-def test_target_is_never_evaluated_as_shell(guest, xs, tmp_path):
+def test_target_is_never_evaluated_as_shell(guest, xs, tmp_path, backend):
     """Regression: the original's $(( $1 * 1024 )) ran a[$(cmd)] as root."""
     marker = tmp_path / "pwned"
     xs.write(f"{HOME}/memory/target", f"a[$(touch {marker})]")
-    b = ballooner(guest)
+    b = ballooner(guest, backend=backend)
     b.tick()
     assert not marker.exists()
     # no valid target: nothing written, the balloon keeps its size
     assert balloon_target_bytes(guest) == 393216 * 1024
 
 
-def test_directed_target_below_minimum_is_floored(guest, xs):
+def test_directed_target_below_minimum_is_floored(guest, xs, backend):
     xs.write(f"{HOME}/memory/target", "1")
-    b = ballooner(guest, "XENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    b = ballooner(guest, "XENBALLOON_AUTO_DOWNHYSTERESIS=0\n", backend=backend)
     b.tick()
     assert balloon_target_bytes(guest) == 136 * MIB  # minmb of 384 MiB
 
 
-def test_ballooning_goes_on_when_xenstored_is_down(guest, xs):
+def test_ballooning_goes_on_when_xenstored_is_down(guest, xs, backend):
     xs.stop()
-    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n", backend=backend)
     b.tick()
     assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
 
 
-def test_ballooning_goes_on_when_xenstored_hangs(guest, xs):
-    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+def test_ballooning_goes_on_when_xenstored_hangs(guest, xs, backend):
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n", backend=backend)
     b.xenstore.timeout_s = 0.5
     with xs.stalled():
         b.tick()
