@@ -322,3 +322,53 @@ def test_native_finds_the_socket_like_libxenstore(tmp_path) -> None:  # type: ig
     assert NativeXenstore(env={}, root=Root(str(tmp_path))).candidates() == [
         str(tmp_path / "var/run/xenstored/socket"), str(tmp_path / "dev/xen/xenbus"),
         str(tmp_path / "proc/xen/xenbus")]
+
+
+def test_native_speaks_through_a_device_node_too(sim_xenstored: XsHost) -> None:  # noqa: F811
+    """A guest has /dev/xen/xenbus, not a socket: same framing over read/write
+    on the fd.  A raw pty stands in for the device, bridged to the guest socket."""
+    import os
+    import pty
+    import socket
+    import threading
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    dev_path = os.ttyname(slave)
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    upstream.connect(sim_xenstored.guest_socket)
+    stop = threading.Event()
+
+    def pump() -> None:
+        import select
+        while not stop.is_set():
+            ready, _, _ = select.select([master, upstream], [], [], 0.1)
+            for fd in ready:
+                try:
+                    data = os.read(master, 65536) if fd == master else upstream.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if fd == master:
+                    upstream.sendall(data)
+                else:
+                    os.write(master, data)
+
+    bridge = threading.Thread(target=pump, daemon=True)
+    bridge.start()
+    try:
+        xs = NativeXenstore(socket_path=dev_path)
+        assert xs.read("name") == "guest1"
+        xs.write_many({"data/a": "x" * 1500, "data/b": "two\nlines"})
+        assert xs.snapshot("data") == {"a": "x" * 1500, "b": "two\nlines"}
+        with pytest.raises(XenstoreDenied):
+            xs.write_many({"memory/selftarget": "1"})
+        xs.close()
+    finally:
+        stop.set()
+        bridge.join()
+        upstream.close()
+        os.close(master)
+        os.close(slave)
