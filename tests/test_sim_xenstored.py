@@ -16,13 +16,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.xsfixtures import (GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost,  # noqa: F401
-                              running_sim_xenstored, sim_xenstored)
+from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
 from xenballoond import xs_wire as wire
 from xenballoond.sim import xs_tree as tree
 from xenballoond.sim.xenstored import SimXenstored

@@ -12,7 +12,6 @@ next request fails with XenstoreUnavailable, and the one after that reconnects
 """
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
