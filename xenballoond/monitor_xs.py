@@ -274,7 +274,7 @@ def collect(batch: TreeBatch, domids: Optional[Sequence[int]] = None
             ) -> tuple[list[Published], list[int]]:
     """Every guest's published stats (or only ``domids``'), and the requested
     domids that do not exist."""
-    wanted = list_domids(batch) if domids is None else list(dict.fromkeys(domids))
+    wanted = list_domids(batch) if domids is None else sorted(set(domids))
     listings, gone = list_guests(batch, wanted)
     paths = [p for ls in listings for p in (*ls.stat_paths().values(), *ls.cpu_paths())]
     values = batch.read_many(paths) if paths else {}
