@@ -1,0 +1,592 @@
+"""The SysV init script and the systemd unit, run for real.
+
+The real initscripts/xenballoond runs under sh (dash) or bash against a guest
+tree in a temp root (XENBALLOON_ROOT), starting the real daemon, through each
+function library it supports: a stand-in for Red Hat's /etc/init.d/functions,
+Debian's real /lib/lsb/init-functions, an LSB-only library as SUSE has, and
+none.  xenstored is unreachable (XENSTORED_PATH names no socket) while Debian's
+xenstore-* clients are on PATH: the daemon must balloon anyway.
+
+This process stands in for init: it becomes the subreaper of the daemons that
+double-fork away from the script and reaps them.  Here PID 1 does not reap, so
+a killed daemon would stay a zombie that Red Hat's checkpid and kill -0 see
+as alive; on a guest init reaps it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from typing import Mapping, Sequence
+
+import pytest
+
+from tests.daemonproc import alive, wait_until
+from tests.guestroot import SYSFS, make_guest, set_current_kb, write
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "initscripts", "xenballoond")
+UNIT = os.path.join(REPO, "initscripts", "xenballoond.service")
+DATA = os.path.join(REPO, "tests", "data")
+DEBIAN_LSB = "/lib/lsb/init-functions"
+
+SELF_CONF = "XENBALLOON_SELF=true\nXENBALLOON_SELF_INTERVAL=1\n"
+# pvops guest: MemTotal leaves out the kernel's reservation
+MEMTOTAL_KB, CURRENT_KB, COMMITTED_KB = 380000, 393216, 200000
+
+
+# --------------------------------------------------------------------------
+# Every child process goes through the reaper, so it never reaps one of ours.
+
+class Reaper:
+    PR_SET_CHILD_SUBREAPER = 36
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ours: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(self.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        ctypes.CDLL(None).prctl(self.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        self.reap()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self.reap()
+
+    def reap(self) -> None:
+        me = os.getpid()
+        with self._lock:
+            for name in os.listdir("/proc"):
+                if not name.isdigit() or int(name) in self._ours:
+                    continue
+                try:
+                    with open(f"/proc/{name}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[0] == "Z" and int(fields[1]) == me:
+                    try:
+                        os.waitpid(int(name), os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+            timeout: float = 120, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+        with self._lock:
+            proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._ours.add(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"{argv} timed out; stdout {out!r}, stderr {err!r}")
+        finally:
+            with self._lock:
+                self._ours.discard(proc.pid)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def run_many(self, argvs: Sequence[Sequence[str]], env: Mapping[str, str],
+                 timeout: float = 300) -> list[subprocess.CompletedProcess[str]]:
+        """Start them all, then wait for them all: concurrent runs."""
+        procs = []
+        with self._lock:
+            for argv in argvs:
+                proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                self._ours.add(proc.pid)
+                procs.append((argv, proc))
+        results = []
+        try:
+            for argv, proc in procs:
+                out, err = proc.communicate(timeout=timeout)
+                results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+        finally:
+            for _, proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+            with self._lock:
+                for _, proc in procs:
+                    self._ours.discard(proc.pid)
+        return results
+
+
+REAPER = Reaper()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reaper():
+    REAPER.start()
+    yield REAPER
+    REAPER.close()
+
+
+# --------------------------------------------------------------------------
+# The guest: a root tree, a function library, a shell, the daemon program.
+
+@pytest.fixture(scope="module")
+def daemon_program(tmp_path_factory) -> str:
+    """The daemon as pip's console script is: a Python script named xenballoond
+    (so its process name is xenballoond, which Debian's killproc matches)."""
+    path = str(tmp_path_factory.mktemp("bin") / "xenballoond")
+    with open(path, "w") as f:
+        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
+                "from xenballoond.cli import main\nsys.exit(main())\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+VARIANTS = [("redhat", "bash"), ("debian", "sh"), ("debian", "bash"), ("lsb-only", "sh"),
+            ("plain", "sh"), ("plain", "bash")]
+
+
+def install_library(root: str, lib: str) -> None:
+    if lib == "redhat":
+        dest, src = "etc/init.d/functions", os.path.join(DATA, "initscript_redhat_functions")
+    elif lib == "debian":
+        dest, src = "lib/lsb/init-functions", DEBIAN_LSB
+    elif lib == "lsb-only":
+        dest, src = "lib/lsb/init-functions", os.path.join(DATA, "initscript_lsb_init_functions")
+    else:
+        return
+    os.makedirs(os.path.dirname(os.path.join(root, dest)), exist_ok=True)
+    shutil.copy(src, os.path.join(root, dest))
+
+
+class Guest:
+    def __init__(self, root: str, lib: str, shell: str, program: str) -> None:
+        self.root, self.lib, self.shell, self.program = root, lib, shell, program
+        # Red Hat and SUSE read /etc/sysconfig, Debian /etc/default
+        confdir = "etc/default" if lib in ("debian", "plain") else "etc/sysconfig"
+        self.conf = os.path.join(root, confdir, "xenballoon.conf")
+        self.pidfile = os.path.join(root, "var/run/xenballoond.pid")
+        self.env = dict(os.environ, XENBALLOON_ROOT=root, XENBALLOOND=program,
+                        XENSTORED_PATH=os.path.join(root, "no-xenstored.sock"),
+                        SYSTEMCTL_SKIP_REDIRECT="1")
+        self.env.pop("PYTHONPATH", None)
+
+    def argv(self, action: str) -> list[str]:
+        return [self.shell, SCRIPT, action]
+
+    def run(self, action: str) -> subprocess.CompletedProcess[str]:
+        return REAPER.run(self.argv(action), env=self.env)
+
+    def daemons(self) -> list[int]:
+        """Live daemons (not one-shot --check-config runs) of this guest."""
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if self.program in args and self.root in args and "--check-config" not in args \
+                    and alive(int(name)):
+                found.append(int(name))
+        return found
+
+    def pid_in_file(self) -> int | None:
+        try:
+            return int(open(self.pidfile).read())
+        except (OSError, ValueError):
+            return None
+
+    def target_bytes(self) -> int:
+        text = open(os.path.join(self.root, SYSFS, "target")).read().strip()
+        return int(text) if text else -1
+
+    def kill_all(self) -> None:
+        for pid in self.daemons():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.daemons(), what="daemons killed")
+
+
+def make(tmp_path, lib: str, shell: str, program: str, conf: str | None = SELF_CONF,
+         balloon: str = "sysfs") -> Guest:
+    root = str(tmp_path / "guest")
+    make_guest(root, memtotal_kb=MEMTOTAL_KB, committed_kb=COMMITTED_KB, current_kb=CURRENT_KB,
+               balloon=balloon)
+    install_library(root, lib)
+    guest = Guest(root, lib, shell, program)
+    if conf is not None:
+        write(guest.conf, conf)
+    return guest
+
+
+@pytest.fixture(params=VARIANTS, ids=[f"{lib}-{sh}" for lib, sh in VARIANTS])
+def guest(request, tmp_path, daemon_program):
+    lib, shell = request.param
+    if lib == "debian" and not os.path.exists(DEBIAN_LSB):
+        pytest.skip(f"{DEBIAN_LSB} missing (Debian package sysvinit-utils, or lsb-base)")
+    g = make(tmp_path, lib, shell, daemon_program)
+    yield g
+    g.kill_all()
+
+
+@pytest.fixture
+def plain(tmp_path, daemon_program):
+    """For what the library does not change: plain sh."""
+    holder: list[Guest] = []
+
+    def factory(**kw) -> Guest:
+        g = make(tmp_path, "plain", "sh", daemon_program, **kw)
+        holder.append(g)
+        return g
+    yield factory
+    for g in holder:
+        g.kill_all()
+
+
+def ok(r: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
+    assert r.returncode == code, f"exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}"
+    return r
+
+
+# --------------------------------------------------------------------------
+# Lifecycle, through every library.
+
+def test_start_twice_one_daemon_then_stop_leaves_nothing(guest):
+    ok(guest.run("status"), 3)
+    ok(guest.run("start"))
+    [pid] = guest.daemons()
+    assert guest.pid_in_file() == pid
+    ok(guest.run("status"), 0)
+    # the run-level flip of the original's README: a second start starts nothing
+    r = ok(guest.run("start"))
+    assert "already running" in r.stdout
+    assert guest.daemons() == [pid]
+
+    # it balloons although xenstored is unreachable
+    initial = CURRENT_KB * 1024
+    wait_until(lambda: 0 < guest.target_bytes() < initial, what="a lower balloon target")
+    # the high-water mark, from info/current_kb on sysfs (MemTotal is smaller)
+    assert open(os.path.join(guest.root, "var/run/xenballoon-maxmem")).read() == f"{CURRENT_KB}\n"
+
+    ok(guest.run("stop"))
+    assert guest.daemons() == []
+    assert not os.path.exists(guest.pidfile)
+    ok(guest.run("status"), 3)
+    ok(guest.run("stop"))  # stopping a stopped service succeeds
+
+
+def test_killed_daemon_status_1_then_start_works(guest):
+    ok(guest.run("start"))
+    [pid] = guest.daemons()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), what="daemon dead")
+    assert guest.pid_in_file() == pid  # stale
+    ok(guest.run("status"), 1)
+    ok(guest.run("start"))
+    [new] = guest.daemons()
+    assert new != pid and guest.pid_in_file() == new
+    ok(guest.run("status"), 0)
+
+
+def test_stop_after_kill_clears_the_stale_pid_file(guest):
+    ok(guest.run("start"))
+    [pid] = guest.daemons()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), what="daemon dead")
+    ok(guest.run("stop"))
+    assert not os.path.exists(guest.pidfile)
+    ok(guest.run("status"), 3)
+
+
+def test_twenty_concurrent_starts_leave_one_daemon(guest):
+    results = REAPER.run_many([guest.argv("start")] * 20, env=guest.env)
+    for r in results:
+        ok(r)
+    [pid] = guest.daemons()
+    assert guest.pid_in_file() == pid
+
+
+def test_bad_config_exit_6_starts_nothing(guest):
+    write(guest.conf, "XENBALLOON_SELF=maybe\n")
+    r = ok(guest.run("start"), 6)
+    assert "XENBALLOON_SELF" in r.stderr and "maybe" in r.stderr
+    assert guest.daemons() == []
+    assert not os.path.exists(guest.pidfile)
+
+
+def test_restart_try_restart_and_reload(guest):
+    ok(guest.run("try-restart"))  # not running: nothing to do
+    assert guest.daemons() == []
+    ok(guest.run("reload"), 7)
+    ok(guest.run("restart"))  # restart of a stopped service starts it
+    [first] = guest.daemons()
+    ok(guest.run("restart"))
+    [second] = guest.daemons()
+    assert second != first
+    ok(guest.run("condrestart"))
+    [third] = guest.daemons()
+    assert third != second
+    ok(guest.run("reload"))
+    ok(guest.run("force-reload"))
+    assert guest.daemons() == [third]
+
+
+# --------------------------------------------------------------------------
+# Once is enough: what the function library does not change.
+
+def test_reload_sends_sighup_and_the_new_config_takes_effect(plain):
+    g = plain(conf="XENBALLOON_SELF=false\n")
+    ok(g.run("start"))
+    [pid] = g.daemons()
+    initial = g.target_bytes()
+    write(g.conf, SELF_CONF)
+    ok(g.run("reload"))
+    wait_until(lambda: 0 < g.target_bytes() < initial, what="self-ballooning after reload")
+    assert g.daemons() == [pid]
+
+
+def test_reload_with_bad_config_exit_6_daemon_keeps_running(plain):
+    g = plain()
+    ok(g.run("start"))
+    [pid] = g.daemons()
+    write(g.conf, "XENBALLOON_INTERVAL=0\n")
+    r = ok(g.run("reload"), 6)
+    assert "XENBALLOON_INTERVAL" in r.stderr
+    assert g.daemons() == [pid]
+
+
+@pytest.mark.parametrize("how", ["capabilities", "features"])
+def test_domain_0_exit_0_starts_nothing(plain, how):
+    g = plain()
+    if how == "capabilities":
+        write(os.path.join(g.root, "proc/xen/capabilities"), "control_d\n")
+    else:
+        # XENFEAT_dom0 is bit 11 (0x800)
+        write(os.path.join(g.root, "sys/hypervisor/properties/features"), "00000f05\n")
+    r = ok(g.run("start"))
+    assert "domain 0" in r.stdout
+    assert g.daemons() == [] and not os.path.exists(g.pidfile)
+
+
+def test_a_guests_features_and_capabilities_do_not_count_as_domain_0(plain):
+    g = plain()
+    write(os.path.join(g.root, "proc/xen/capabilities"), "\n")
+    write(os.path.join(g.root, "sys/hypervisor/properties/features"), "000027f5\n")
+    ok(g.run("start"))
+    assert len(g.daemons()) == 1
+
+
+def test_no_balloon_driver_exit_0_starts_nothing(plain):
+    g = plain(balloon="none")
+    r = ok(g.run("start"))
+    assert "no balloon driver" in r.stdout
+    assert g.daemons() == [] and not os.path.exists(g.pidfile)
+
+
+def test_legacy_proc_balloon_starts_and_records_memtotal(plain):
+    g = plain(balloon="proc")
+    ok(g.run("start"))
+    assert len(g.daemons()) == 1
+    # the original's source: MemTotal
+    assert open(os.path.join(g.root, "var/run/xenballoon-maxmem")).read() == f"{MEMTOTAL_KB}\n"
+
+
+def test_start_reports_failure_when_the_daemon_does_not_start(plain):
+    g = plain()
+    os.unlink(os.path.join(g.root, "proc/meminfo"))  # the daemon exits 0 and says why
+    r = ok(g.run("start"), 1)
+    assert "failed" in r.stdout
+    assert g.daemons() == []
+
+
+def test_daemon_not_installed_exit_5(plain):
+    g = plain()
+    g.env["XENBALLOOND"] = os.path.join(g.root, "no/such/xenballoond")
+    ok(g.run("start"), 5)
+    ok(g.run("status"), 3)
+
+
+def test_unknown_action_prints_usage_exit_2(plain):
+    g = plain()
+    r = ok(g.run("frobnicate"), 2)
+    assert "Usage:" in r.stderr
+    assert ok(REAPER.run(["sh", SCRIPT], env=g.env), 2)
+
+
+@pytest.mark.parametrize("old, expected", [
+    ("999999\n", "999999\n"),            # higher: kept (hot-added memory, or ballooned down)
+    ("100\n", f"{CURRENT_KB}\n"),        # lower: raised
+    ("garbage\n", f"{CURRENT_KB}\n"),    # hostile: replaced
+    ("", f"{CURRENT_KB}\n"),
+])
+def test_maxmem_high_water_mark(plain, old, expected):
+    g = plain()
+    path = os.path.join(g.root, "var/run/xenballoon-maxmem")
+    write(path, old)
+    ok(g.run("start"))
+    assert open(path).read() == expected
+
+
+@pytest.mark.parametrize("line", [
+    "XENBALLOON_MAXMEMFILE=/var/lib/xb/max",
+    'XENBALLOON_MAXMEMFILE="/var/lib/xb/max"  # the high-water mark',
+    "export XENBALLOON_MAXMEMFILE='/var/lib/xb/max'",
+])
+def test_maxmem_file_from_the_config(plain, line):
+    g = plain(conf=SELF_CONF + "XENBALLOON_MAXMEMFILE=/elsewhere\n" + line + "\n")
+    ok(g.run("start"))
+    assert open(os.path.join(g.root, "var/lib/xb/max")).read() == f"{CURRENT_KB}\n"
+    assert not os.path.exists(os.path.join(g.root, "elsewhere"))
+
+
+def test_maxmem_current_kb_garbage_falls_back_to_memtotal(plain):
+    g = plain()
+    set_current_kb(g.root, 0)
+    write(os.path.join(g.root, SYSFS, "info/current_kb"), "12x\n")
+    path = os.path.join(g.root, "var/run/xenballoon-maxmem")
+    g.run("start")  # the daemon may refuse a garbage current_kb; the mark is recorded first
+    assert open(path).read() == f"{MEMTOTAL_KB}\n"
+
+
+def test_red_hat_subsys_lock(tmp_path, daemon_program):
+    g = make(tmp_path, "redhat", "bash", daemon_program)
+    lock = os.path.join(g.root, "var/lock/subsys/xenballoond")
+    os.makedirs(os.path.dirname(lock))
+    try:
+        r = ok(g.run("start"))
+        assert "[  OK  ]" in r.stdout
+        assert os.path.exists(lock)  # so that rc runs the K script at shutdown
+        ok(g.run("stop"))
+        assert not os.path.exists(lock)
+    finally:
+        g.kill_all()
+
+
+@pytest.mark.parametrize("root", ["relative/dir", "/tmp/with space"])
+def test_bad_root_is_refused(plain, root):
+    g = plain()
+    g.env["XENBALLOON_ROOT"] = root
+    ok(g.run("start"), 2)
+
+
+# --------------------------------------------------------------------------
+# The script's text.
+
+def test_shellcheck_posix_sh():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck missing (Debian package shellcheck)")
+    r = REAPER.run(["shellcheck", "-s", "sh", SCRIPT])
+    assert r.returncode == 0, r.stdout
+
+
+def lsb_header() -> dict[str, str]:
+    text = open(SCRIPT).read()
+    block = text.split("### BEGIN INIT INFO\n", 1)[1].split("### END INIT INFO", 1)[0]
+    fields: dict[str, str] = {}
+    key = None
+    for line in block.splitlines():
+        m = re.match(r"# ([A-Za-z-]+):\s*(.*)$", line)
+        if m:
+            key = m.group(1)
+            fields[key] = m.group(2).strip()
+        else:
+            assert key is not None and re.match(r"#(\t|  )", line), line
+            fields[key] += " " + line[1:].strip()
+    return fields
+
+
+def test_lsb_header_agrees_with_chkconfig_line():
+    fields = lsb_header()
+    assert fields["Provides"] == "xenballoond"
+    chk = re.search(r"^# chkconfig: (\d+) (\d+) (\d+)$", open(SCRIPT).read(), re.M)
+    assert chk and chk.group(1, 2, 3) == ("2345", "98", "01")
+    assert fields["Default-Start"].split() == list(chk.group(1))
+    assert fields["Default-Stop"].split() == ["0", "1", "6"]
+    assert set(fields["Required-Start"].split()) == {"$remote_fs", "$syslog"}
+    assert set(fields) <= {"Provides", "Required-Start", "Required-Stop", "Should-Start",
+                           "Should-Stop", "Default-Start", "Default-Stop",
+                           "Short-Description", "Description", "X-Start-Before",
+                           "X-Stop-After", "X-Interactive"}
+
+
+# --------------------------------------------------------------------------
+# The systemd unit.
+
+def unit_lines() -> list[tuple[str, str, str]]:
+    section, out = "", []
+    for line in open(UNIT).read().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            out.append((section, key, value))
+    return out
+
+
+def unit_values(section: str, key: str) -> list[str]:
+    return [v for s, k, v in unit_lines() if s == section and k == key]
+
+
+def test_unit_settings():
+    assert unit_values("Unit", "ConditionVirtualization") == ["xen"]
+    assert sorted(unit_values("Unit", "ConditionPathExists")) == [
+        "|/proc/xen/balloon", "|/sys/devices/system/xen_memory/xen_memory0"]
+    [start] = unit_values("Service", "ExecStart")
+    assert start.split()[1:] == ["-f"]
+    assert unit_values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
+    assert unit_values("Service", "Restart") == ["on-failure"]
+    assert unit_values("Service", "Type") == ["simple"]
+    assert unit_values("Install", "WantedBy") == ["multi-user.target"]
+
+
+def test_unit_verifies(tmp_path, daemon_program):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze missing (Debian package systemd)")
+    unit = tmp_path / "xenballoond.service"
+    unit.write_text(open(UNIT).read().replace("/usr/local/bin/xenballoond", daemon_program))
+    r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def exec_condition(root: str) -> list[str]:
+    """The unit's ExecCondition as systemd runs it ($$ is $), paths under root."""
+    [cmd] = unit_values("Service", "ExecCondition")
+    argv = re.findall(r"'[^']*'|\S+", cmd)
+    argv = [a[1:-1] if a.startswith("'") else a for a in argv]
+    script = argv[2].replace("$$", "$")
+    for path in ("/sys/hypervisor/properties/features", "/proc/xen/capabilities"):
+        script = script.replace(path, root + path)
+    return ["sh", "-c", script]
+
+
+@pytest.mark.parametrize("features, capabilities, runs", [
+    (None, None, True),                 # nothing to tell: not dom0
+    ("000027f5", "", True),             # a domU's features; xenfs mounted, empty
+    ("00000800", None, False),          # XENFEAT_dom0
+    (None, "control_d", False),         # older Xen: the original's test
+    ("00002705", "control_d", False),   # either says dom0
+    ("zz", None, True),                 # garbage: not dom0 by that
+])
+def test_unit_exec_condition_skips_domain_0(tmp_path, features, capabilities, runs):
+    if features is not None:
+        write(str(tmp_path / "sys/hypervisor/properties/features"), features + "\n")
+    if capabilities is not None:
+        write(str(tmp_path / "proc/xen/capabilities"), capabilities + "\n")
+    r = REAPER.run(exec_condition(str(tmp_path)))
+    assert (r.returncode == 0) == runs, r
+    assert runs or 1 <= r.returncode <= 254  # 1-254 skips the unit; 255 would fail it
