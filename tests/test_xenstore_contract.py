@@ -199,6 +199,14 @@ def test_nul_in_value_is_refused(guest: Xenstore) -> None:
         guest.write_many({"data/nul": "a\0b"})
 
 
+def test_native_refuses_text_that_has_no_bytes(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    with pytest.raises(XenstoreWriteFailed):
+        xs.write_many({"data/x": "lone \ud800 surrogate"})
+    with pytest.raises(XenstoreError):
+        xs.read("data/\ud800")
+
+
 def test_four_daemon_outputs_of_1500_bytes_in_one_go(guest: Xenstore) -> None:
     outputs = {f"data/xenballoon/{k}": f"{k} " + "9" * 1490
                for k in ("selftarget", "meminfo", "vmstat", "uptime")}

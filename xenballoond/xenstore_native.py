@@ -45,7 +45,10 @@ class XenstoreRequestError(XenstoreError):
 
 
 def _b(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        raise XenstoreError(f"cannot encode {text[:80]!r} for xenstore") from None
 
 
 def _s(data: bytes) -> str:
@@ -328,9 +331,12 @@ class NativeXenstore:
             return
         encoded = []
         for key, value in items.items():
-            if "\0" in value:
-                raise XenstoreWriteFailed(f"NUL byte in value for {key}")
-            payload = wire.write_payload(_b(key), _b(value))
+            if "\0" in value or "\0" in key:
+                raise XenstoreWriteFailed(f"NUL byte in {key!r} or its value")
+            try:
+                payload = wire.write_payload(_b(key), _b(value))
+            except XenstoreError as exc:
+                raise XenstoreWriteFailed(f"write {key!r}: {exc}") from None
             if len(payload) > wire.PAYLOAD_MAX_BYTES:
                 raise XenstoreTooBig(f"write {key}: {len(payload)} bytes exceeds the "
                                      f"{wire.PAYLOAD_MAX_BYTES}-byte message limit")

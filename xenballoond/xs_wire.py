@@ -173,7 +173,12 @@ class Decoder:
 # --- payload conventions ---------------------------------------------------
 
 def _b(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        raise WireError(f"cannot encode {text[:80]!r} as bytes") from None
 
 
 def strings(*parts: str | bytes) -> bytes:
