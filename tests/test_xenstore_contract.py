@@ -207,6 +207,13 @@ def test_native_refuses_text_that_has_no_bytes(sim_xenstored: XsHost) -> None:  
         xs.read("data/\ud800")
 
 
+def test_text_that_has_no_bytes_is_refused_not_a_crash(guest: Xenstore) -> None:
+    with pytest.raises(XenstoreWriteFailed):
+        guest.write_many({"data/x": "lone \ud800 surrogate"})
+    with pytest.raises(XenstoreWriteFailed):
+        guest.write_many({"data/\ud800": "1"})
+
+
 def test_four_daemon_outputs_of_1500_bytes_in_one_go(guest: Xenstore) -> None:
     outputs = {f"data/xenballoon/{k}": f"{k} " + "9" * 1490
                for k in ("selftarget", "meminfo", "vmstat", "uptime")}

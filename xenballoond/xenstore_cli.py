@@ -104,8 +104,13 @@ class CliXenstore:
             return
         args: list[str] = ["--"]  # getopt would take a value such as "-1" for an option
         for key, value in items.items():
-            if "\0" in value:
-                raise XenstoreWriteFailed(f"NUL byte in value for {key}")
+            if "\0" in value or "\0" in key:
+                raise XenstoreWriteFailed(f"NUL byte in {key!r}")
+            try:  # argv is bytes: a lone surrogate has no encoding
+                key.encode("utf-8", "surrogateescape")
+                value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise XenstoreWriteFailed(f"unencodable character in {key!r}") from None
             args += [key, escape(value)]
         self._run("xenstore-write", args)
 
