@@ -487,10 +487,11 @@ def test_bad_root_is_refused(plain, root):
 # --------------------------------------------------------------------------
 # The script's text.
 
-def test_shellcheck_posix_sh():
+@pytest.mark.parametrize("path", [SCRIPT, os.path.join(REPO, "scripts", "install.sh")])
+def test_shellcheck_posix_sh(path):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck missing (Debian package shellcheck)")
-    r = REAPER.run(["shellcheck", "-s", "sh", SCRIPT])
+    r = REAPER.run(["shellcheck", "-s", "sh", path])
     assert r.returncode == 0, r.stdout
 
 
@@ -590,3 +591,118 @@ def test_unit_exec_condition_skips_domain_0(tmp_path, features, capabilities, ru
     r = REAPER.run(exec_condition(str(tmp_path)))
     assert (r.returncode == 0) == runs, r
     assert runs or 1 <= r.returncode <= 254  # 1-254 skips the unit; 255 would fail it
+
+
+# --------------------------------------------------------------------------
+# Installation: make install-service (scripts/install.sh), make install (pip).
+
+DEFAULT_CONF = os.path.join(REPO, "etc", "xenballoon.conf")
+LAYOUT = {
+    "redhat": ("etc/rc.d/init.d/xenballoond", "usr/lib/systemd/system/xenballoond.service",
+               "etc/sysconfig/xenballoon.conf"),
+    "suse": ("etc/init.d/xenballoond", "usr/lib/systemd/system/xenballoond.service",
+             "etc/sysconfig/xenballoon.conf"),
+    "debian": ("etc/init.d/xenballoond", "lib/systemd/system/xenballoond.service",
+               "etc/default/xenballoon.conf"),
+}
+
+
+def make_install(destdir: str, *args: str, target: str = "install-service",
+                 top: str = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DESTDIR", "DISTRO", "BINDIR", "UNITDIR", "PREFIX", "MAKEFLAGS")}
+    return REAPER.run(["make", "-s", "-C", top, target, f"DESTDIR={destdir}", *args], env=env)
+
+
+@pytest.mark.parametrize("distro", sorted(LAYOUT))
+def test_install_service_layout(tmp_path, distro):
+    dest = str(tmp_path)
+    ok(make_install(dest, f"DISTRO={distro}", "BINDIR=/opt/xb/bin"))
+    init, unit, conf = (os.path.join(dest, p) for p in LAYOUT[distro])
+    assert os.stat(init).st_mode & 0o777 == 0o755
+    assert os.stat(unit).st_mode & 0o777 == 0o644
+    assert open(conf).read() == open(DEFAULT_CONF).read()
+    text = open(init).read()
+    assert 'xb_candidates="/opt/xb/bin/xenballoond /usr/sbin/xenballoond ' in text
+    assert text.replace("/opt/xb/bin/xenballoond ", "", 1) == open(SCRIPT).read()
+    assert "ExecStart=/opt/xb/bin/xenballoond -f" in open(unit).read()
+    assert "/usr/local/bin" not in open(unit).read()
+    assert sorted(os.listdir(os.path.dirname(conf))) == ["xenballoon.conf"]
+
+
+def test_install_never_overwrites_the_config(tmp_path):
+    dest = str(tmp_path)
+    ok(make_install(dest, "DISTRO=debian"))
+    conf = os.path.join(dest, "etc/default/xenballoon.conf")
+    r = ok(make_install(dest, "DISTRO=debian"))
+    assert f"unchanged {conf}" in r.stdout and not os.path.exists(conf + ".new")
+    write(conf, "XENBALLOON_SELF=true\n")
+    r = ok(make_install(dest, "DISTRO=debian"))
+    assert f"kept your {conf}" in r.stdout and f"{conf}.new" in r.stdout
+    assert open(conf).read() == "XENBALLOON_SELF=true\n"
+    assert open(conf + ".new").read() == open(DEFAULT_CONF).read()
+
+
+@pytest.mark.parametrize("files, distro", [
+    ({"etc/os-release": 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'}, "redhat"),
+    ({"etc/os-release": 'ID="opensuse-leap"\nID_LIKE="suse opensuse"\n'}, "suse"),
+    ({"etc/os-release": "ID=ubuntu\nID_LIKE=debian\n"}, "debian"),
+    ({"etc/redhat-release": "CentOS release 5.2 (Final)\n"}, "redhat"),
+    ({"etc/SuSE-release": "SUSE Linux Enterprise Server 10\n"}, "suse"),
+    ({"etc/debian_version": "4.0\n"}, "debian"),
+])
+def test_install_detects_the_distribution_of_destdir(tmp_path, files, distro):
+    dest = str(tmp_path)
+    for path, text in files.items():
+        write(os.path.join(dest, path), text)
+    r = ok(make_install(dest))
+    assert f"DISTRO={distro} (detected)" in r.stdout
+    for path in LAYOUT[distro]:
+        assert os.path.exists(os.path.join(dest, path)), path
+
+
+def test_install_refuses_a_bad_distro(tmp_path):
+    r = ok(make_install(str(tmp_path), "DISTRO=gentoo"), 2)
+    assert "DISTRO must be redhat, suse or debian" in r.stderr
+
+
+def test_uninstall_leaves_the_config(tmp_path):
+    dest = str(tmp_path)
+    ok(make_install(dest, "DISTRO=redhat"))
+    ok(make_install(dest, "DISTRO=redhat", target="uninstall-service"))
+    init, unit, conf = (os.path.join(dest, p) for p in LAYOUT["redhat"])
+    assert not os.path.exists(init) and not os.path.exists(unit)
+    assert os.path.exists(conf)
+
+
+def test_make_install_then_the_installed_script_runs_the_installed_daemon(tmp_path):
+    """pip installs the programs, install.sh the rest; DESTDIR then serves as
+    the guest's root, with a balloon driver added."""
+    try:
+        import wheel  # noqa: F401  (setuptools < 70.1 builds wheels with it)
+    except ImportError:
+        pytest.skip("the wheel package is missing (pip install wheel)")
+    top = str(tmp_path / "src")
+    shutil.copytree(REPO, top, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis"))
+    dest = str(tmp_path / "guest")
+    r = ok(make_install(dest, "DISTRO=debian", "PREFIX=/usr/local",
+                        "PIP_FLAGS=--no-deps --no-build-isolation --no-index --quiet",
+                        target="install", top=top))
+    program = os.path.join(dest, "usr/local/bin/xenballoond")
+    assert os.access(program, os.X_OK), r.stdout + r.stderr
+    assert os.access(os.path.join(dest, "usr/local/bin/xenballoon-monitor"), os.X_OK)
+    [site] = [os.path.join(dest, "usr/local/lib", d, "site-packages")
+              for d in os.listdir(os.path.join(dest, "usr/local/lib"))]
+
+    make_guest(dest, memtotal_kb=MEMTOTAL_KB, committed_kb=COMMITTED_KB, current_kb=CURRENT_KB)
+    install_library(dest, "debian" if os.path.exists(DEBIAN_LSB) else "lsb-only")
+    g = Guest(dest, "debian", "sh", program)
+    g.env["PYTHONPATH"] = site
+    try:
+        ok(REAPER.run(["sh", os.path.join(dest, "etc/init.d/xenballoond"), "start"], env=g.env))
+        [pid] = g.daemons()
+        ok(REAPER.run(["sh", os.path.join(dest, "etc/init.d/xenballoond"), "stop"], env=g.env))
+        assert g.daemons() == [] and not os.path.exists(g.pidfile)
+    finally:
+        g.kill_all()
