@@ -103,7 +103,7 @@ def step(d: Driver, dt_s: float, in_use_kb: int) -> Driver:
             if d.kind == PROC:  # increase_reservation(): Xen populated fewer pages
                 hard_limit_kb = d.cap_kb
     elif cur_kb > want_kb:
-        floor_kb = max(want_kb, page_floor_kb(in_use_kb))
+        floor_kb = max(want_kb, page_floor_kb(in_use_kb + PAGE_KB - 1))  # whole pages in use
         if cur_kb > floor_kb:
             cur_kb -= min(cur_kb - floor_kb, page_floor_kb(int(d.down_kb_per_s * dt_s)))
         blocked = cur_kb <= floor_kb and floor_kb > want_kb
