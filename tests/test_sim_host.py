@@ -1,0 +1,140 @@
+"""``xenballoon-sim`` as a real process: real xenballoond daemons, the real
+xenstore-* clients, the simulated xenstored.  Counts and states, no timings."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None,
+                                reason="needs Debian's xenstore-utils")
+
+
+def sim_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "xenballoond.sim.host", *args]
+
+
+def sim_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_sim(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(sim_argv(*args), env=sim_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def processes_using(directory: str) -> list[int]:
+    """Live processes whose command line or environment mentions ``directory``
+    (the daemons name their root in argv; their xenstore clients inherit
+    XENSTORED_PATH=<directory>/xs/d<id>)."""
+    found = []
+    needle = directory.encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in cmdline or needle in environ:
+            found.append(int(name))
+    return found
+
+
+def wait_for(cond, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_short_directed_run_gives_memory_back_safely(tmp_path) -> None:
+    work = str(tmp_path / "run")
+    proc = run_sim("--guests", "2", "--duration", "8", "--tick", "0.1", "--mode", "directed",
+                   "--seed", "3", "--json", "--dir", work)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["interrupted"] is False and summary["guests"] == 2
+    assert summary["given_back_mib"] > 0
+    assert summary["below_committed_s"] == 0
+    assert summary["daemon_restarts"] == 0
+    assert summary["oom_kills"] == 0 and summary["safe"] is True
+    assert summary["dom0_actions"]["mem-set"] > 0
+    for g in summary["per_guest"]:
+        assert g["target_writes"] > 0  # the real daemon drove the balloon
+        assert g["current_kb"] < g["boot_kb"]
+    for name in ("guest1", "guest2"):
+        with open(os.path.join(work, name, "var/log/xenballoond.log")) as f:
+            log = f.read()
+        assert "started: sysfs balloon" in log and "Traceback" not in log
+    assert processes_using(work) == []
+
+
+def test_legacy_proc_balloon_self_ballooning(tmp_path) -> None:
+    work = str(tmp_path / "run")
+    proc = run_sim("--guests", "1", "--duration", "5", "--tick", "0.1", "--mode", "self",
+                   "--balloon", "proc", "--json", "--dir", work)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    (g,) = summary["per_guest"]
+    assert g["balloon"] == "proc" and g["policy"] == "self"
+    assert g["target_writes"] > 0 and summary["given_back_mib"] > 0
+    assert summary["daemon_restarts"] == 0
+    with open(os.path.join(work, "guest1/proc/xen/balloon")) as f:
+        assert f.readline().startswith("Current allocation:")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_leaves_nothing_running(signum: int) -> None:
+    proc = subprocess.Popen(sim_argv("--guests", "2", "--duration", "600", "--tick", "0.1",
+                                     "--quiet"),
+                            env=sim_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stderr.readline()  # "xenballoon-sim: 2 guests in DIR, ..."
+        assert " guests in " in first, first
+        work = first.split(" guests in ", 1)[1].split(",", 1)[0]
+        assert os.path.isdir(work)
+        # both daemons up and publishing before the signal
+        wait_for(lambda: len([p for p in processes_using(work) if p != proc.pid]) >= 2,
+                 what="two daemons")
+        wait_for(lambda: all(os.path.exists(os.path.join(work, f"guest{i}/var/run/xenballoon-maxmem"))
+                             for i in (1, 2)), what="a first tick in each daemon")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "(interrupted)" in out
+    assert processes_using(work) == []
+    assert not os.path.exists(work)
+
+
+def test_bad_options_exit_2() -> None:
+    proc = run_sim("--memory-mb", "2048", "--maxmem-mb", "1024")
+    assert proc.returncode == 2 and "--maxmem-mb" in proc.stderr
+    proc = run_sim("--guests", "0")
+    assert proc.returncode == 2
+    proc = run_sim("--mode", "chaos")
+    assert proc.returncode == 2

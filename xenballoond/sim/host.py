@@ -1,0 +1,462 @@
+"""``xenballoon-sim``: a simulated Xen host running the real daemon in K guests.
+
+The host starts the simulated xenstored, makes K guest trees (proc/, sys/,
+etc/) driven by seeded workloads and balloon driver models, runs one real
+``xenballoond -f --root <guest> -c <conf>`` per guest against its own xenstored
+socket and the real ``xenstore-*`` clients, plays dom0 (``xl mem-set``,
+``xl mem-max``, memory/selfballoon), shows a table once a second and ends with
+a summary.  SIGINT/SIGTERM stop everything it started and remove its files
+(unless --keep).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence, TextIO
+
+from .. import meminfo as meminfo_mod
+from . import balloon_model as bm
+from . import dom0 as dom0_mod
+from . import report
+from .guest import SimGuest
+from .procs import Child, stop_all
+from .workload import make_workload
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_RESTARTS_PER_GUEST = 5
+RESTART_BACKOFF_S = 1.0
+DOM0_PERIOD_S = 1.0
+TABLE_PERIOD_S = 1.0
+SWAP_TOTAL_KB = 512 * 1024
+HOST_SPARE_KB = 512 * 1024
+REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DAEMON_CONF = """\
+# written by xenballoon-sim: dom0 switches self-ballooning with memory/selfballoon
+XENBALLOON_SELF=false
+XENBALLOON_SELF_INTERVAL=1
+XENBALLOON_INTERVAL=1
+XENBALLOON_AUTO_DOWNHYSTERESIS=10
+XENBALLOON_AUTO_UPHYSTERESIS=1
+XENBALLOON_MINMEM=0
+XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem
+XENBALLOON_SEND_MEMINFO=1
+XENBALLOON_SEND_VMSTAT=1
+XENBALLOON_SEND_UPTIME=1
+XENBALLOON_XENSTORE={backend}
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    guests: int
+    duration_s: float
+    mode: str
+    seed: int
+    tick_s: float
+    memory_mb: int
+    maxmem_mb: int
+    balloon: str
+    xenstore: str
+    keep: bool
+    json: bool
+    quiet: bool
+    table: str
+    work_dir: str | None
+
+
+def _positive(kind: type, what: str):
+    def conv(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be > 0, not {text}")
+        return value
+    return conv
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    p = argparse.ArgumentParser(
+        prog="xenballoon-sim",
+        description="Run the real xenballoond in simulated Xen guests on a simulated host "
+                    "(simulated xenstored, balloon drivers, workloads, dom0) and report "
+                    "how much memory came back and whether any guest went short.")
+    p.add_argument("-g", "--guests", type=_positive(int, "--guests"), default=3,
+                   help="number of guests (default 3)")
+    p.add_argument("-d", "--duration", type=_positive(float, "--duration"), default=60.0,
+                   help="simulated seconds to run (default 60)")
+    p.add_argument("-m", "--mode", choices=dom0_mod.MODES, default="mixed",
+                   help="self: every guest self-balloons; directed: dom0 sets targets; "
+                        "mixed: some of each, dom0 switches guests now and then (default)")
+    p.add_argument("-s", "--seed", type=int, default=1,
+                   help="seed for the workloads and the dom0 script (default 1)")
+    p.add_argument("--tick", type=_positive(float, "--tick"), default=0.25,
+                   help="simulation step in seconds; time runs at wall-clock speed, "
+                        "smaller steps follow the daemons more closely (default 0.25)")
+    p.add_argument("--memory-mb", type=_positive(int, "--memory-mb"), default=1024,
+                   help="each guest's memory= at boot (default 1024)")
+    p.add_argument("--maxmem-mb", type=_positive(int, "--maxmem-mb"), default=2048,
+                   help="each guest's maxmem= (default 2048)")
+    p.add_argument("--balloon", choices=("sysfs", "proc", "mixed"), default="sysfs",
+                   help="balloon driver: sysfs (Linux pvops, default), proc (2008 "
+                        "/proc/xen/balloon), mixed (every third guest proc)")
+    p.add_argument("--xenstore", choices=("cli", "native"), default="cli",
+                   help="the daemons' XENBALLOON_XENSTORE backend (default cli)")
+    p.add_argument("--dir", dest="work_dir", metavar="DIR",
+                   help="make the guests, sockets and logs under DIR (kept) instead of a "
+                        "temporary directory")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true",
+                   help="print only the summary, as JSON, on stdout")
+    p.add_argument("--table", choices=("monitor", "sim"), default="monitor",
+                   help="the live table: monitor (xenballoon-monitor's, what dom0 reads "
+                        "from xenstore; default) or sim (the simulator's own view: "
+                        "MemTotal against Committed_AS)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live table")
+    a = p.parse_args(argv)
+    if a.maxmem_mb < a.memory_mb:
+        p.error(f"--maxmem-mb ({a.maxmem_mb}) must be >= --memory-mb ({a.memory_mb})")
+    return Options(guests=a.guests, duration_s=a.duration, mode=a.mode, seed=a.seed,
+                   tick_s=a.tick, memory_mb=a.memory_mb, maxmem_mb=a.maxmem_mb,
+                   balloon=a.balloon, xenstore=a.xenstore, keep=a.keep or a.work_dir is not None,
+                   json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir)
+
+
+def daemon_env(socket_path: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XENSTORED_PATH"] = socket_path
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
+                                   "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_PARENT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def balloon_kind(opts: Options, index: int) -> str:
+    if opts.balloon == "mixed":
+        return bm.PROC if index % 3 == 2 else bm.SYSFS
+    return opts.balloon
+
+
+class Host:
+    """The composition root of a run.  ``setup`` makes everything, ``run`` steps
+    until the duration or a stop request, ``shutdown`` undoes ``setup``."""
+
+    def __init__(self, opts: Options, out: TextIO, err: TextIO, stop: threading.Event) -> None:
+        self.opts = opts
+        self.out, self.err, self.stop = out, err, stop
+        self.dir: str | None = None
+        self.xsd = None
+        self.guests: list[SimGuest] = []
+        self.children: dict[int, Child] = {}
+        self.restarts: dict[int, int] = {}
+        self.restart_at: dict[int, float] = {}
+        self.dom0 = dom0_mod.Dom0(())
+        self.dom0_actions = {"mem-set": 0, "mem-max": 0, "selfballoon": 0}
+        self.events: list[str] = []
+        self.t_s = 0.0
+        self.monitor_xs = None  # dom0's connection for the monitor table
+        self.trace: TextIO | None = None
+        self.max_lag_s = 0.0
+        self.wall_s = 0.0
+
+    # --- setup / shutdown ------------------------------------------------
+
+    def setup(self) -> None:
+        from .xenstored import SimXenstored
+
+        o = self.opts
+        if o.work_dir:
+            os.makedirs(o.work_dir, exist_ok=True)
+            self.dir = os.path.abspath(o.work_dir)
+        else:
+            self.dir = tempfile.mkdtemp(prefix="xbsim-")
+        if not o.json:
+            print(f"xenballoon-sim: {o.guests} guests in {self.dir}, mode {o.mode}, "
+                  f"seed {o.seed}, {o.duration_s:g} s; Ctrl-C stops", file=self.err, flush=True)
+        self.xsd = SimXenstored(os.path.join(self.dir, "xs"))
+        if o.keep:
+            self.trace = open(os.path.join(self.dir, "trace.jsonl"), "w")
+        memory_kb, maxmem_kb = o.memory_mb * 1024, o.maxmem_mb * 1024
+        domids = list(range(1, o.guests + 1))
+        for i, domid in enumerate(domids):
+            name = f"guest{domid}"
+            self.xsd.add_domain(domid, name, memory_kb, maxmem_kb)
+            g = SimGuest(root=os.path.join(self.dir, name), domid=domid, name=name,
+                         kind=balloon_kind(o, i), memory_kb=memory_kb, maxmem_kb=maxmem_kb,
+                         workload=make_workload(o.seed, i, memory_kb, o.duration_s),
+                         swap_total_kb=SWAP_TOTAL_KB, uptime_s=30.0 + 17.0 * i)
+            g.create()
+            with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
+                f.write(DAEMON_CONF.format(backend=o.xenstore))
+            self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
+            self.guests.append(g)
+        self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
+        self.xsd.start()
+        self._dom0_pass()  # the modes at t=0, before any daemon looks
+        for g in self.guests:
+            self._start_daemon(g)
+
+    def _start_daemon(self, g: SimGuest) -> None:
+        assert self.xsd is not None
+        child = self.children.get(g.domid)
+        if child is None:
+            argv = [sys.executable, "-m", "xenballoond.cli", "-f", "--root", g.top,
+                    "-c", g.root.path("/etc/sysconfig/xenballoon.conf")]
+            child = Child(argv, daemon_env(self.xsd.socket_path(g.domid)),
+                          g.root.path("/var/log/xenballoond.log"))
+            self.children[g.domid] = child
+        child.start()
+
+    def shutdown(self) -> None:
+        killed = stop_all(list(self.children.values()))
+        for c in killed:
+            print(f"xenballoon-sim: {c.argv[0]} (pid {c.pid}) needed SIGKILL", file=self.err)
+        if self.monitor_xs is not None:
+            self.monitor_xs.close()
+        if self.xsd is not None:
+            self.xsd.stop()
+        if self.trace is not None:
+            self.trace.close()
+        if self.dir and not self.opts.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- the loop --------------------------------------------------------
+
+    def run(self) -> None:
+        o = self.opts
+        start = time.monotonic()
+        step = 0
+        next_dom0_s = DOM0_PERIOD_S
+        next_table_s = 0.0
+        while not self.stop.is_set():
+            t_s = (step + 1) * o.tick_s
+            if t_s > o.duration_s + 1e-9:
+                break
+            lag_s = time.monotonic() - (start + t_s)
+            if lag_s < 0:
+                if self.stop.wait(-lag_s):
+                    break
+            else:
+                self.max_lag_s = max(self.max_lag_s, lag_s)
+            step += 1
+            self.t_s = t_s
+            for g in self.guests:
+                g.step(t_s, o.tick_s, self._memory_target_reader(g.domid))
+            if t_s + 1e-9 >= next_dom0_s:
+                self._dom0_pass()
+                next_dom0_s += DOM0_PERIOD_S
+            self._supervise(time.monotonic())
+            if t_s + 1e-9 >= next_table_s:
+                if not o.quiet:
+                    self._show_table()
+                self._trace_rows()
+                next_table_s += TABLE_PERIOD_S
+        self.wall_s = time.monotonic() - start
+
+    def _memory_target_reader(self, domid: int):
+        path = f"/local/domain/{domid}/memory/target"
+        return lambda: self.xsd.get(path) if self.xsd is not None else None
+
+    def _supervise(self, now: float) -> None:
+        for g in self.guests:
+            child = self.children.get(g.domid)
+            if child is None:
+                continue
+            if g.domid in self.restart_at:
+                if now >= self.restart_at[g.domid]:
+                    del self.restart_at[g.domid]
+                    self._start_daemon(g)
+                continue
+            status = child.exited()
+            if status is None:
+                continue
+            child.exits.append(status)
+            n = self.restarts.get(g.domid, 0)
+            self._event(f"xenballoond in dom{g.domid} exited with status {status}")
+            if n >= MAX_RESTARTS_PER_GUEST:
+                continue
+            self.restarts[g.domid] = n + 1
+            self.restart_at[g.domid] = now + RESTART_BACKOFF_S
+            child.proc = None
+
+    # --- dom0 ------------------------------------------------------------
+
+    def _published_meminfo(self, domid: int) -> dict[str, int]:
+        assert self.xsd is not None
+        for rel in ("data/xenballoon/meminfo", "memory/meminfo"):
+            text = self.xsd.get(f"/local/domain/{domid}/{rel}")
+            if text:
+                return meminfo_mod.parse_meminfo(text)
+        return {}
+
+    def _views(self) -> list[dom0_mod.GuestView]:
+        assert self.xsd is not None
+        views = []
+        for g in self.guests:
+            fields = self._published_meminfo(g.domid)
+            raw = self.xsd.get(f"/local/domain/{g.domid}/memory/target") or ""
+            target_kb = int(raw) if raw.isdigit() else g.driver.current_kb
+            views.append(dom0_mod.GuestView(
+                domid=g.domid, current_kb=g.driver.current_kb,
+                static_max_kb=g.driver.static_max_kb, target_kb=target_kb,
+                cap_kb=g.driver.cap_kb - bm.LIBXL_MAXMEM_SLACK_KB,
+                memtotal_kb=fields.get("MemTotal"), committed_kb=fields.get("Committed_AS")))
+        return views
+
+    def _dom0_pass(self) -> None:
+        assert self.xsd is not None
+        by_domid = {g.domid: g for g in self.guests}
+        for a in self.dom0.decide(self.t_s, self._views()):
+            g = by_domid[a.domid]
+            home = f"/local/domain/{a.domid}"
+            if isinstance(a, dom0_mod.MemSet):
+                g.set_cap_kb(a.target_kb + bm.LIBXL_MAXMEM_SLACK_KB)
+                self.xsd.write(f"{home}/memory/target", str(a.target_kb))
+                self.dom0_actions["mem-set"] += 1
+                self._event(f"xl mem-set {g.name} {a.target_kb // 1024}m", quiet=True)
+            elif isinstance(a, dom0_mod.MemMax):
+                g.set_cap_kb(a.maxmem_kb + bm.LIBXL_MAXMEM_SLACK_KB)
+                self.xsd.write(f"{home}/memory/static-max", str(a.maxmem_kb))
+                self.dom0_actions["mem-max"] += 1
+                self._event(f"xl mem-max {g.name} {a.maxmem_kb // 1024}m")
+            elif isinstance(a, dom0_mod.SetSelfballoon):
+                self.xsd.write(f"{home}/memory/selfballoon", "1" if a.on else "0")
+                self.dom0_actions["selfballoon"] += 1
+                self._event(f"{g.name}: memory/selfballoon = {1 if a.on else 0}")
+
+    def _trace_rows(self) -> None:
+        if self.trace is None:
+            return
+        for r in self.rows():
+            self.trace.write(json.dumps({"t_s": round(self.t_s, 3), "domid": r.domid,
+                                         "policy": r.policy, "current_kb": r.current_kb,
+                                         "target_kb": r.target_kb, "memtotal_kb": r.memtotal_kb,
+                                         "committed_kb": r.committed_kb}) + "\n")
+
+    def _event(self, text: str, quiet: bool = False) -> None:
+        if self.trace is not None:
+            self.trace.write(json.dumps({"t_s": round(self.t_s, 3), "dom0": text}) + "\n")
+        self.events.append(f"t={self.t_s:.1f}s {text}")
+        del self.events[:-4]
+        if not quiet and self.opts.quiet and not self.opts.json:
+            print(f"xenballoon-sim: {self.events[-1]}", file=self.err)
+
+    # --- output ----------------------------------------------------------
+
+    def rows(self) -> list[report.GuestRow]:
+        rows = []
+        for g in self.guests:
+            s, d = g.stats, g.driver
+            child = self.children.get(g.domid)
+            rows.append(report.GuestRow(
+                domid=g.domid, name=g.name, balloon=g.kind,
+                policy="self" if self.dom0.self_ballooning.get(g.domid) else "directed",
+                boot_kb=s.boot_kb, current_kb=d.current_kb, target_kb=d.target_kb,
+                memtotal_kb=d.memtotal_kb, committed_kb=g.demand.committed_kb,
+                min_kb=s.min_kb, avg_kb=int(s.kb_seconds / s.seconds) if s.seconds else s.boot_kb,
+                below_committed_s=s.below_committed_s, worst_deficit_kb=s.worst_deficit_kb,
+                swapped_in_pages=g.swapped_in_pages, swapped_out_pages=g.swapped_out_pages,
+                oom_kills=g.vm.counters.oom_kill, target_writes=s.target_writes,
+                daemon_restarts=self.restarts.get(g.domid, 0),
+                daemon_pid=child.pid if child is not None else None))
+        return rows
+
+    def host_free_kb(self) -> int:
+        """The simulated host's free memory: room for every guest's boot
+        memory plus HOST_SPARE_KB, less what the guests hold now."""
+        return sum(g.stats.boot_kb - g.driver.current_kb for g in self.guests) + HOST_SPARE_KB
+
+    def _monitor_text(self) -> str:
+        """xenballoon-monitor's table, read as dom0 over the wire like the real one."""
+        from .. import monitor
+        from ..monitor_free import FreeMemory
+        from ..monitor_xs import XenstoreBatch
+        from ..xenstore import XenstoreError
+        from ..xenstore_native import NativeXenstore
+
+        assert self.xsd is not None
+        if self.monitor_xs is None:
+            self.monitor_xs = NativeXenstore(socket_path=self.xsd.dom0_socket)
+        free = FreeMemory(self.host_free_kb() // 1024, "sim")
+        try:
+            snap = monitor.refresh(XenstoreBatch(self.monitor_xs), None)
+        except XenstoreError as exc:
+            return f"xenballoon-monitor: cannot read xenstore: {exc}\n"
+        return monitor.render_text(snap.rows, free, snap.missing)
+
+    def _show_table(self) -> None:
+        if self.opts.table == "monitor":
+            rows = self.rows()
+            below_s = sum(r.below_committed_s for r in rows)
+            text = (f"xenballoon-sim  t={self.t_s:6.1f}s  mode={self.opts.mode}  "
+                    f"seed={self.opts.seed}  given back: "
+                    f"{sum(r.boot_kb - r.current_kb for r in rows) // 1024} MiB  "
+                    f"below Committed_AS: {below_s:.1f} s  "
+                    f"restarts: {sum(self.restarts.values())}\n"
+                    + self._monitor_text()
+                    + "".join(f"  dom0: {e}\n" for e in self.events))
+        else:
+            text = report.table(self.t_s, self.opts.mode, self.opts.seed, self.rows(),
+                                self.events)
+        if self.out.isatty():
+            self.out.write("\033[H\033[2J" + text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def summary(self, interrupted: bool) -> dict[str, object]:
+        return report.summary(
+            mode=self.opts.mode, seed=self.opts.seed, tick_s=self.opts.tick_s,
+            simulated_s=self.t_s, wall_s=self.wall_s, interrupted=interrupted,
+            rows=self.rows(), dom0_actions=self.dom0_actions, max_lag_s=self.max_lag_s,
+            work_dir=self.dir if self.opts.keep else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    host = Host(opts, sys.stdout, sys.stderr, stop)
+    status = EXIT_OK
+    try:
+        try:
+            host.setup()
+        except OSError as exc:
+            print(f"xenballoon-sim: cannot set up the host: {exc}", file=sys.stderr)
+            status = EXIT_FAIL
+        else:
+            host.run()
+    finally:
+        host.shutdown()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if status != EXIT_OK:
+        return status
+    summary = host.summary(interrupted=bool(received))
+    if opts.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(report.summary_text(summary))
+    sys.stdout.flush()
+    return EXIT_INTERRUPTED if received else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

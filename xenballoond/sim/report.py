@@ -1,0 +1,112 @@
+"""What ``xenballoon-sim`` prints: the live table and the closing summary,
+as pure functions of plain records."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+KIB_PER_MIB = 1024
+
+
+@dataclass(frozen=True)
+class GuestRow:
+    """One guest at one instant, or at the end (then the totals matter)."""
+
+    domid: int
+    name: str
+    balloon: str  # sysfs | proc
+    policy: str  # self | directed
+    boot_kb: int
+    current_kb: int
+    target_kb: int  # the driver's target
+    memtotal_kb: int
+    committed_kb: int
+    min_kb: int
+    avg_kb: int
+    below_committed_s: float
+    worst_deficit_kb: int
+    swapped_in_pages: int
+    swapped_out_pages: int
+    oom_kills: int
+    target_writes: int
+    daemon_restarts: int
+    daemon_pid: int | None
+
+
+def _mib(kb: int) -> int:
+    return kb // KIB_PER_MIB
+
+
+_ROW = "{:>3} {:<8} {:<5} {:<8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4}"
+
+
+def table(t_s: float, mode: str, seed: int, rows: Sequence[GuestRow],
+          events: Sequence[str] = ()) -> str:
+    """The live view: one line per guest, sizes in MiB."""
+    given_kb = sum(r.boot_kb - r.current_kb for r in rows)
+    lines = [f"xenballoon-sim  t={t_s:6.1f}s  mode={mode}  seed={seed}  "
+             f"guests={len(rows)}  given back now: {_mib(given_kb)} MiB",
+             _ROW.format("dom", "name", "drv", "policy", "mem", "target", "MemTotal",
+                         "Commit", "below-s", "deficit", "swpin", "swpout", "rst")]
+    for r in rows:
+        lines.append(_ROW.format(
+            r.domid, r.name[:8], r.balloon, r.policy, _mib(r.current_kb), _mib(r.target_kb),
+            _mib(r.memtotal_kb), _mib(r.committed_kb), f"{r.below_committed_s:.1f}",
+            _mib(max(r.committed_kb - r.memtotal_kb, 0)), r.swapped_in_pages,
+            r.swapped_out_pages, r.daemon_restarts))
+    lines.extend(f"  dom0: {e}" for e in events)
+    return "\n".join(lines) + "\n"
+
+
+def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: float,
+            interrupted: bool, rows: Sequence[GuestRow], dom0_actions: dict[str, int],
+            max_lag_s: float, work_dir: str | None) -> dict[str, object]:
+    """The machine-readable summary (``--json`` prints exactly this)."""
+    given_kb = sum(r.boot_kb - r.current_kb for r in rows)
+    avg_given_kb = sum(r.boot_kb - r.avg_kb for r in rows)
+    below_s = sum(r.below_committed_s for r in rows)
+    restarts = sum(r.daemon_restarts for r in rows)
+    return {
+        "mode": mode, "seed": seed, "tick_s": tick_s, "guests": len(rows),
+        "simulated_s": round(simulated_s, 3), "wall_s": round(wall_s, 3),
+        "interrupted": interrupted,
+        "given_back_mib": _mib(given_kb),
+        "avg_given_back_mib": _mib(avg_given_kb),
+        "below_committed_s": round(below_s, 3),
+        "swapped_out_pages": sum(r.swapped_out_pages for r in rows),
+        "swapped_in_pages": sum(r.swapped_in_pages for r in rows),
+        "oom_kills": sum(r.oom_kills for r in rows),
+        "daemon_restarts": restarts,
+        "safe": below_s == 0 and sum(r.oom_kills for r in rows) == 0,
+        "dom0_actions": dict(dom0_actions),
+        "max_step_lag_s": round(max_lag_s, 3),
+        "work_dir": work_dir,
+        "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3))
+                      for r in rows],
+    }
+
+
+def summary_text(s: dict[str, object]) -> str:
+    """The summary for people."""
+    lines = [
+        f"xenballoon-sim summary: mode={s['mode']} seed={s['seed']} guests={s['guests']} "
+        f"simulated {s['simulated_s']}s{' (interrupted)' if s['interrupted'] else ''}",
+        f"  memory given back: {s['given_back_mib']} MiB at the end, "
+        f"{s['avg_given_back_mib']} MiB on average",
+        f"  time below Committed_AS: {s['below_committed_s']} s (must be 0)",
+        f"  swap: {s['swapped_out_pages']} pages out, {s['swapped_in_pages']} in; "
+        f"OOM kills: {s['oom_kills']}",
+        f"  daemon restarts: {s['daemon_restarts']}",
+        f"  dom0: " + ", ".join(f"{k} {v}" for k, v in dict(s["dom0_actions"]).items()),  # type: ignore[arg-type]
+    ]
+    for g in s["per_guest"]:  # type: ignore[union-attr]
+        lines.append(
+            f"  dom{g['domid']} {g['name']}: {_mib(g['boot_kb'])} -> {_mib(g['current_kb'])} MiB "
+            f"(min {_mib(g['min_kb'])}, avg {_mib(g['avg_kb'])}), below Committed_AS "
+            f"{g['below_committed_s']} s (worst {_mib(g['worst_deficit_kb'])} MiB), "
+            f"swap out {g['swapped_out_pages']} pages, restarts {g['daemon_restarts']}")
+    if s["work_dir"]:
+        lines.append(f"  kept: {s['work_dir']}")
+    lines.append("  verdict: " + ("SAFE" if s["safe"] else "UNSAFE: a guest had less memory "
+                                  "than it committed or was OOM-killed"))
+    return "\n".join(lines) + "\n"
