@@ -1,0 +1,528 @@
+#!/usr/bin/python3
+"""The scenario driver, run by dom0's /init on the real Xen host.
+
+Creates the guest, then plays every scenario against the real hypervisor, balloon driver and
+xenstored, talking to the guest's test agent through xenstore (data/e2e/cmd down, data/e2e/res
+up).  It reports facts, not verdicts: one line per scenario
+
+    E2E RESULT name=<scenario> ok=<1|0> key=value ...
+
+(ok=0 only when a step could not be carried out), plus "E2E DATA name=<scenario> key=<k> <json>"
+for traces.  The expectations (minimum target, hysteresis ratios, ...) are worked out on the
+host by tests/e2e/test_real_xen.py from these figures.  Standard library only.
+"""
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import zlib
+
+GUEST = "guest"
+GUEST_CFG = "/etc/e2e/guest.cfg"
+CONSOLE_LOG = "/var/log/xen/console/guest-guest.log"
+CONF = "/etc/default/xenballoon.conf"
+PIDFILE = "/var/run/xenballoond.pid"
+MAXMEMFILE = "/var/run/xenballoon-maxmem"
+MIB_KB = 1024
+OUT = threading.Lock()
+T_START = time.monotonic()
+
+
+def emit(line):
+    with OUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def say(msg):
+    emit("D: " + msg)
+
+
+def fmt(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return "%.2f" % value
+    if value is None:
+        return "none"
+    return str(value).replace(" ", "_").replace("\n", "|")
+
+
+def result(name, ok, **figures):
+    emit("E2E RESULT name=%s ok=%d %s" % (name, 1 if ok else 0,
+                                          " ".join("%s=%s" % (k, fmt(v)) for k, v in figures.items())))
+
+
+def data(name, key, value):
+    emit("E2E DATA name=%s key=%s %s" % (name, key, json.dumps(value, separators=(",", ":"))))
+
+
+def run(argv, timeout=30, check=False):
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                       universal_newlines=True, errors="replace")
+    if check and p.returncode != 0:
+        raise RuntimeError("%s: rc=%d %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
+    return p
+
+
+def xs_read(path):
+    """The node's exact bytes (-R: unescaped), or None if it does not exist."""
+    p = run(["xenstore-read", "-R", path])
+    if p.returncode != 0:
+        return None
+    return p.stdout[:-1] if p.stdout.endswith("\n") else p.stdout
+
+
+def xs_write(path, value):
+    run(["xenstore-write", path, value], check=True)
+
+
+def xs_rm(path):
+    run(["xenstore-rm", path])
+
+
+def xl_mem_mb():
+    """The guest's memory in MiB as `xl list` shows it."""
+    p = run(["xl", "list", GUEST], check=True)
+    return int(p.stdout.splitlines()[-1].split()[2])
+
+
+def console_tail(stop):
+    """Copy the guest console (as xenconsoled logs it) to ours, prefixed GC:."""
+    while not os.path.exists(CONSOLE_LOG) and not stop.is_set():
+        time.sleep(0.2)
+    with open(CONSOLE_LOG, "rb") as f:
+        buf = b""
+        while not stop.is_set():
+            chunk = f.read(65536)
+            if not chunk:
+                time.sleep(0.2)
+                continue
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                emit("GC: " + line.decode("utf-8", "replace").replace("\r", ""))
+
+
+class Guest:
+    def __init__(self, domid):
+        self.domid = domid
+        self.path = "/local/domain/%d" % domid
+        self.seq = 0
+        self.dead = None
+
+    def key(self, rel):
+        return "%s/%s" % (self.path, rel)
+
+    def read(self, rel):
+        return xs_read(self.key(rel))
+
+    def write(self, rel, value):
+        xs_write(self.key(rel), value)
+
+    def rm(self, rel):
+        xs_rm(self.key(rel))
+
+    def call(self, op, **args):
+        """Ask the agent to do op; wait for its answer (its own timeout_s plus slack)."""
+        timeout_s = float(args.get("timeout_s", 60))
+        if self.dead:
+            raise RuntimeError("guest agent gone since: " + self.dead)
+        self.seq += 1
+        seq = str(self.seq)
+        blob = base64.b64encode(json.dumps(args).encode()).decode()
+        self.write("data/e2e/cmd", "%s %s %s" % (seq, op, blob))
+        deadline = time.monotonic() + timeout_s + 30
+        while time.monotonic() < deadline:
+            res = self.read("data/e2e/res")
+            if res and res.split(" ", 1)[0] == seq:
+                return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
+            time.sleep(0.2)
+        self.dead = "%s %s" % (op, args)
+        raise RuntimeError("guest agent did not answer %s %s within %ss" % (op, args, timeout_s + 30))
+
+    def sh(self, cmd, timeout_s=60):
+        res = self.call("sh", timeout_s=timeout_s, cmd=cmd)
+        say("guest$ %s -> rc=%s %s" % (cmd, res.get("rc"), res.get("out", "").strip().replace("\n", " | ")[-300:]))
+        return res
+
+    def has_init_script(self):
+        return bool(self.call("file", path="/etc/init.d/xenballoond").get("exists"))
+
+    def service(self, action, timeout_s=60):
+        """`service xenballoond ACTION`; without an init script in the image (while it is being
+        written) the daemon is run directly so the other scenarios can still be played."""
+        if self.has_init_script():
+            return self.sh("service xenballoond %s" % action, timeout_s=timeout_s)
+        fallback = {"start": "xenballoond",
+                    "stop": "kill $(cat %s) && while [ -e %s ]; do sleep 0.2; done" % (PIDFILE, PIDFILE),
+                    "status": "kill -0 $(cat %s)" % PIDFILE}[action]
+        res = self.sh(fallback, timeout_s=timeout_s)
+        res["no_init_script"] = True
+        return res
+
+    def snap(self):
+        return self.call("snap")["snap"]
+
+    def wait(self, **args):
+        return self.call("wait", **args)
+
+
+def trace_targets(trace):
+    """The distinct balloon targets (kB) in a sampled trace: one per daemon (or kernel) write."""
+    out = []
+    for _t, tgt, _cur in trace:
+        if not out or out[-1] != tgt:
+            out.append(tgt)
+    return out
+
+
+class Driver:
+    def __init__(self):
+        self.g = None
+        self.boot_snap = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def scenario(self, name, fn):
+        emit("E2E BEGIN name=%s t=%.1f" % (name, time.monotonic() - T_START))
+        t0 = time.monotonic()
+        try:
+            fn(name)
+        except Exception as exc:
+            for line in traceback.format_exc().splitlines():
+                say("  " + line)
+            result(name, False, error="%s:%s" % (type(exc).__name__, str(exc)[:200]),
+                   elapsed_s=time.monotonic() - t0)
+        emit("E2E END name=%s elapsed_s=%.1f" % (name, time.monotonic() - t0))
+
+    def published(self, directory):
+        out = {}
+        for k in ("selftarget", "meminfo", "vmstat", "uptime"):
+            out[k] = self.g.read("%s/%s" % (directory, k))
+        return out
+
+    def uptimes(self, directory, seconds):
+        """Distinct values of <directory>/uptime seen over `seconds` (guest clock, first field)."""
+        seen = []
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            v = self.g.read(directory + "/uptime")
+            if v:
+                try:
+                    up = float(v.split()[0])
+                except (ValueError, IndexError):
+                    up = None
+                if up is not None and (not seen or seen[-1] != up):
+                    seen.append(up)
+            time.sleep(0.25)
+        return seen
+
+    # -- scenarios --------------------------------------------------------------------------
+    def s_boot(self, name):
+        t0 = time.monotonic()
+        p = run(["xl", "create", GUEST_CFG], timeout=300)
+        create_s = time.monotonic() - t0
+        if p.returncode != 0:
+            raise RuntimeError("xl create failed: " + p.stderr.strip())
+        domid = int(run(["xl", "domid", GUEST], check=True).stdout.strip())
+        self.g = Guest(domid)
+        perms = run(["xenstore-ls", "-p", self.g.path + "/memory"]).stdout
+        say("guest memory/ as xl made it:\n" + perms)
+        ready = None
+        while time.monotonic() - t0 < 240:
+            ready = self.g.read("data/e2e/ready")
+            if ready:
+                break
+            time.sleep(0.5)
+        if not ready:
+            raise RuntimeError("the guest agent never came up")
+        self.boot_snap = json.loads(ready)
+        memory_perm = [ln for ln in perms.splitlines() if ln.strip().startswith("target")]
+        result(name, True, domid=domid, create_s=create_s, agent_ready_s=time.monotonic() - t0,
+               xl_mem_mb=xl_mem_mb(), static_max_kb=self.g.read("memory/static-max"),
+               memory_target_kb=self.g.read("memory/target"),
+               target_perms=memory_perm[0].split("(")[-1].rstrip(")") if memory_perm else "",
+               boot_cur_kb=self.boot_snap["cur_kb"], boot_memtotal_kb=self.boot_snap["memtotal_kb"],
+               boot_committed_kb=self.boot_snap["committed_kb"], boot_memfree_kb=self.boot_snap["memfree_kb"])
+
+    def s_self_shrink(self, name):
+        g = self.g
+        before = g.snap()
+        conf = g.call("file", path=CONF, max=1500)
+        say("guest %s:\n%s" % (CONF, conf.get("text")))
+        start = g.service("start", timeout_s=90)
+        # first leave the boot size behind (the daemon is running), then wait for it to settle
+        w = g.wait(until="le", kb=before["cur_kb"] - 16 * MIB_KB, settle=True, window_s=6,
+                   tol_kb=2048, timeout_s=180)
+        snap = w["snap"]
+        status = g.service("status")
+        pid = g.call("file", path=PIDFILE)
+        procs = g.call("procs", match="xenballoond")["procs"]
+        maxmem = g.call("file", path=MAXMEMFILE)
+        xl_mb = xl_mem_mb()
+        data(name, "trace", w["trace"])
+        data(name, "targets", trace_targets(w["trace"]))
+        result(name, bool(w["ok"]) and start["rc"] == 0,
+               init_script="absent" if start.get("no_init_script") else "present", start_rc=start["rc"], start_s=start["elapsed_s"], status_rc=status["rc"],
+               status_out=status["out"].strip()[-80:],
+               pidfile=(pid.get("text") or "").strip() if pid.get("exists") else "absent",
+               daemon_pids=",".join(str(p["pid"]) for p in procs if p["state"] != "Z") or "none",
+               boot_cur_kb=before["cur_kb"], boot_memtotal_kb=before["memtotal_kb"],
+               min_cur_kb=w["min_cur_kb"], min_memtotal_kb=w["min_memtotal_kb"],
+               cur_kb=snap["cur_kb"], target_kb=snap["target_kb"], memtotal_kb=snap["memtotal_kb"],
+               committed_kb=snap["committed_kb"], memfree_kb=snap["memfree_kb"],
+               oom_kill=snap["oom_kill"],
+               maxmem_file_kb=(maxmem.get("text") or "").strip() if maxmem.get("exists") else "absent",
+               xl_mem_mb=xl_mb, settled=w["ok"], reach_s=w.get("entered_s"), waited_s=w["elapsed_s"],
+               selftarget_published=g.read("data/xenballoon/selftarget"))
+
+    def s_publish_data(self, name):
+        g = self.g
+        pub = self.published("data/xenballoon")
+        snap = g.snap()
+        mem_sel = g.read("memory/selftarget")
+        vm = pub["vmstat"] or ""
+        mi = pub["meminfo"] or ""
+        data(name, "vmstat_keys", [ln.split()[0] for ln in vm.splitlines() if ln.split()])
+        memtotal_pub = [int(ln.split()[1]) for ln in mi.splitlines() if ln.startswith("MemTotal:")]
+        committed_pub = [int(ln.split()[1]) for ln in mi.splitlines() if ln.startswith("Committed_AS:")]
+        result(name, True,
+               selftarget_kb=pub["selftarget"], guest_target_kb=snap["target_kb"], guest_cur_kb=snap["cur_kb"],
+               meminfo_bytes=len(mi.encode()), meminfo_lines=len(mi.splitlines()),
+               meminfo_memtotal_kb=memtotal_pub[0] if memtotal_pub else "absent",
+               meminfo_committed_kb=committed_pub[0] if committed_pub else "absent",
+               guest_memtotal_kb=snap["memtotal_kb"], guest_committed_kb=snap["committed_kb"],
+               guest_meminfo_bytes=snap["meminfo_bytes"],
+               vmstat_bytes=len(vm.encode()), vmstat_lines=len(vm.splitlines()),
+               guest_vmstat_bytes=snap["vmstat_bytes"],
+               uptime=(pub["uptime"] or "absent").strip(), guest_uptime=snap["uptime"],
+               memory_selftarget="absent" if mem_sel is None else mem_sel,
+               present=",".join(k for k, v in pub.items() if v is not None) or "none")
+
+    def s_monitor(self, name):
+        g = self.g
+        before = g.snap()
+        pub_before = self.published("data/xenballoon")
+        t0 = time.monotonic()
+        p = run(["xenballoon-monitor"], timeout=60)
+        mon_s = time.monotonic() - t0
+        pj = run(["xenballoon-monitor", "--json"], timeout=60)
+        after = g.snap()
+        pub = self.published("data/xenballoon")
+        xl_mb = xl_mem_mb()
+        free = [ln.split(":")[1].strip() for ln in run(["xl", "info"]).stdout.splitlines()
+                if ln.startswith("free_memory")]
+        say("xenballoon-monitor rc=%d:\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+        header = next((ln for ln in lines if ln.split() and ln.split()[0] == "id"), "")
+        row = next((ln for ln in lines if ln.split() and ln.split()[0] == str(g.domid)), "")
+        free_line = next((ln for ln in lines if ln.startswith("Free memory")), "")
+        try:
+            doc = json.loads(pj.stdout)
+            jrow = next((d for d in doc["domains"] if d["id"] == g.domid), None)
+        except (ValueError, KeyError, TypeError):
+            doc, jrow = None, None
+        data(name, "header", header.split())
+        data(name, "row", row.split())
+        data(name, "json_row", jrow)
+        data(name, "before", before)
+        data(name, "after", after)
+        data(name, "published_before", pub_before)
+        data(name, "published_after", pub)
+        result(name, p.returncode == 0 and bool(row), rc=p.returncode, json_rc=pj.returncode,
+               monitor_s=mon_s, xl_mem_mb=xl_mb, xl_free_mb=free[0] if free else "?",
+               free_line=free_line, json_free_mb=doc.get("free_memory_mb") if doc else "?",
+               stderr=p.stderr.strip()[-200:])
+
+    def s_interval(self, name):
+        g = self.g
+        base = self.uptimes("data/xenballoon", 8)
+        g.write("memory/interval", "3")
+        slow = self.uptimes("data/xenballoon", 16)
+        g.write("memory/interval", "1")
+        back = self.uptimes("data/xenballoon", 8)
+        g.rm("memory/interval")
+        data(name, "uptimes_1", base)
+        data(name, "uptimes_3", slow)
+        data(name, "uptimes_back", back)
+        result(name, len(base) > 2 and len(slow) > 2, n_base=len(base), n_slow=len(slow), n_back=len(back))
+
+    def s_grow(self, name):
+        g = self.g
+        before = g.snap()
+        a = g.call("alloc", timeout_s=180, mb=150, chunk_mb=25, settle_s=20)
+        w = g.wait(until="settle", window_s=4, tol_kb=2048, timeout_s=60)
+        snap = w["snap"]
+        data(name, "trace", a["trace"] + [[-1, 0, 0]] + w["trace"])
+        data(name, "alloc_lines", a.get("lines"))
+        result(name, bool(a["ok"]), done_s=a.get("done_s"), alloc_alive=a.get("alive"),
+               before_cur_kb=before["cur_kb"], before_committed_kb=before["committed_kb"],
+               cur_kb=snap["cur_kb"], committed_kb=snap["committed_kb"], target_kb=snap["target_kb"],
+               memtotal_kb=snap["memtotal_kb"], max_cur_kb=max(a["max_cur_kb"] or 0, w["max_cur_kb"] or 0),
+               static_max_kb=g.read("memory/static-max"), xl_mem_mb=xl_mem_mb(),
+               oom_kill=snap["oom_kill"], settled=w["ok"])
+
+    def s_hysteresis(self, name):
+        g = self.g
+        g.write("memory/downhysteresis", "4")
+        f = g.call("free")
+        down = g.wait(until="settle", window_s=6, tol_kb=2048, timeout_s=150)
+        low = down["snap"]
+        g.write("memory/uphysteresis", "2")
+        a = g.call("alloc", timeout_s=150, mb=100, chunk_mb=100, settle_s=60)
+        up = g.wait(until="settle", window_s=5, tol_kb=2048, timeout_s=90)
+        high = up["snap"]
+        g.call("free")
+        g.rm("memory/downhysteresis")
+        g.rm("memory/uphysteresis")
+        back = g.wait(until="settle", window_s=5, tol_kb=2048, timeout_s=120)
+        data(name, "down_trace", down["trace"])
+        data(name, "down_targets", trace_targets(down["trace"]))
+        data(name, "up_trace", a["trace"] + [[-1, 0, 0]] + up["trace"])
+        data(name, "up_targets", trace_targets(a["trace"] + up["trace"]))
+        result(name, bool(f["ok"] and down["ok"] and a["ok"] and up["ok"]),
+               down_settled=down["ok"], down_reach_s=down.get("entered_s"), low_cur_kb=low["cur_kb"],
+               low_committed_kb=low["committed_kb"], low_memtotal_kb=low["memtotal_kb"],
+               min_cur_kb=down["min_cur_kb"],
+               up_settled=up["ok"], up_done_s=a.get("done_s"), high_cur_kb=high["cur_kb"],
+               high_committed_kb=high["committed_kb"], high_memtotal_kb=high["memtotal_kb"],
+               back_cur_kb=back["snap"]["cur_kb"], back_settled=back["ok"])
+
+    def s_selfballoon(self, name):
+        g = self.g
+        start = g.snap()
+        target_kb = int(g.read("memory/target"))
+        g.write("memory/selfballoon", "0")
+        off = g.wait(until="ge", kb=target_kb - MIB_KB, settle=True, window_s=4, tol_kb=2048, timeout_s=40)
+        g.write("memory/selfballoon", "1")
+        on = g.wait(until="le", kb=start["cur_kb"] + 16 * MIB_KB, settle=True, window_s=5, tol_kb=2048,
+                    timeout_s=120)
+        g.rm("memory/selfballoon")
+        data(name, "off_trace", off["trace"])
+        data(name, "on_trace", on["trace"])
+        result(name, True, start_cur_kb=start["cur_kb"], memory_target_kb=target_kb,
+               off_reached=off["reached_s"] is not None, off_cur_kb=off["snap"]["cur_kb"],
+               off_max_cur_kb=off["max_cur_kb"], off_reach_s=off.get("entered_s"),
+               on_reached=on["ok"], on_cur_kb=on["snap"]["cur_kb"], on_reach_s=on.get("entered_s"))
+
+    def s_publish_memory(self, name):
+        g = self.g
+        keys = ("selftarget", "meminfo", "vmstat", "uptime")
+        for k in keys:
+            xs_write(g.key("memory/" + k), "0")
+            run(["xenstore-chmod", g.key("memory/" + k), "n%d" % g.domid], check=True)
+        t0 = time.monotonic()
+        pub = {}
+        while time.monotonic() - t0 < 30:
+            pub = self.published("memory")
+            if all(pub[k] not in (None, "0") for k in keys):
+                break
+            time.sleep(0.5)
+        switch_s = time.monotonic() - t0
+        snap = g.snap()
+        vm = pub.get("vmstat") or ""
+        mi = pub.get("meminfo") or ""
+        memtotal_pub = [int(ln.split()[1]) for ln in mi.splitlines() if ln.startswith("MemTotal:")]
+        data(name, "vmstat_keys", [ln.split()[0] for ln in vm.splitlines() if ln.split()])
+        perms = run(["xenstore-ls", "-p", g.key("memory")]).stdout
+        say("memory/ after the hand-over:\n" + perms[:1500])
+        result(name, True, switched=all(pub.get(k) not in (None, "0") for k in keys), switch_s=switch_s,
+               selftarget_kb=pub.get("selftarget"), guest_target_kb=snap["target_kb"],
+               meminfo_bytes=len(mi.encode()), meminfo_memtotal_kb=memtotal_pub[0] if memtotal_pub else "absent",
+               guest_memtotal_kb=snap["memtotal_kb"], vmstat_bytes=len(vm.encode()),
+               vmstat_lines=len(vm.splitlines()), guest_vmstat_bytes=snap["vmstat_bytes"],
+               uptime=(pub.get("uptime") or "absent").strip(), guest_uptime=snap["uptime"])
+
+    def s_stop(self, name):
+        g = self.g
+        pid_before = g.call("file", path=PIDFILE)
+        procs_before = g.call("procs", match="xenballoond")["procs"]
+        stop = g.service("stop", timeout_s=60)
+        procs = g.call("procs", match="xenballoond")["procs"]
+        pid_after = g.call("file", path=PIDFILE)
+        status = g.service("status")
+        # is ballooning really over? the target must stay put now
+        snap1 = g.snap()
+        time.sleep(3)
+        snap2 = g.snap()
+        result(name, True, stop_rc=stop["rc"], stop_out=stop["out"].strip()[-100:],
+               pid_before=(pid_before.get("text") or "").strip() if pid_before.get("exists") else "absent",
+               live_before=",".join(str(p["pid"]) for p in procs_before if p["state"] != "Z") or "none",
+               live_after=",".join(str(p["pid"]) for p in procs if p["state"] != "Z") or "none",
+               zombies_after=",".join(str(p["pid"]) for p in procs if p["state"] == "Z") or "none",
+               pidfile_after="present" if pid_after.get("exists") else "absent",
+               status_rc=status["rc"], status_out=status["out"].strip()[-100:],
+               target_kb_1=snap1["target_kb"], target_kb_2=snap2["target_kb"])
+
+    def s_directed(self, name):
+        g = self.g
+        conf = g.sh("sed -i 's/^XENBALLOON_SELF=.*/XENBALLOON_SELF=false/' %s && grep ^XENBALLOON_SELF= %s"
+                    % (CONF, CONF))
+        start = g.service("start", timeout_s=90)
+        tgt0 = int(g.read("memory/target"))
+        w0 = g.wait(until="ge", kb=tgt0 - MIB_KB, settle=True, window_s=4, tol_kb=1024, timeout_s=60)
+        figures = {"conf_rc": conf["rc"], "start_rc": start["rc"], "target0_kb": tgt0,
+                   "cur0_kb": w0["snap"]["cur_kb"], "reach0_s": w0.get("entered_s")}
+        steps = [("raw", 300 * MIB_KB), ("memset", 256 * MIB_KB), ("grow", 360 * MIB_KB)]
+        for label, kb in steps:
+            if label == "raw":
+                g.write("memory/target", str(kb))
+            elif label == "memset":
+                run(["xl", "mem-set", GUEST, "%dm" % (kb // MIB_KB)], check=True)
+            else:
+                run(["xl", "mem-max", GUEST, "768m"], check=True)
+                g.write("memory/target", str(kb))
+            cur = g.snap()["cur_kb"]
+            until = "le" if kb < cur else "ge"
+            w = g.wait(until=until, kb=kb + (MIB_KB if until == "le" else -MIB_KB), settle=True,
+                       window_s=4, tol_kb=1024, timeout_s=60)
+            data(name, label + "_trace", w["trace"])
+            data(name, label + "_targets", trace_targets(w["trace"]))
+            figures.update({label + "_want_kb": kb, label + "_from_kb": cur, label + "_cur_kb": w["snap"]["cur_kb"],
+                            label + "_min_cur_kb": w["min_cur_kb"], label + "_max_cur_kb": w["max_cur_kb"],
+                            label + "_settled": w["ok"], label + "_reach_s": w.get("entered_s"),
+                            label + "_xl_mem_mb": xl_mem_mb(),
+                            label + "_memory_target_kb": g.read("memory/target")})
+        # dom0 turns self-ballooning on for a guest configured without it, then off again
+        g.write("memory/selfballoon", "1")
+        on = g.wait(until="le", kb=300 * MIB_KB, settle=True, window_s=4, tol_kb=2048, timeout_s=90)
+        g.write("memory/selfballoon", "0")
+        off = g.wait(until="ge", kb=360 * MIB_KB - MIB_KB, settle=True, window_s=4, tol_kb=1024, timeout_s=60)
+        g.rm("memory/selfballoon")
+        data(name, "self_on_trace", on["trace"])
+        data(name, "self_off_trace", off["trace"])
+        figures.update(self_on_cur_kb=on["snap"]["cur_kb"], self_on_settled=on["ok"],
+                       self_on_committed_kb=on["snap"]["committed_kb"],
+                       self_off_cur_kb=off["snap"]["cur_kb"], self_off_settled=off["ok"])
+        stop = g.service("stop", timeout_s=60)
+        figures["final_stop_rc"] = stop["rc"]
+        result(name, start["rc"] == 0, **figures)
+
+    def main(self):
+        say("driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
+        stop = threading.Event()
+        threading.Thread(target=console_tail, args=(stop,), daemon=True).start()
+        plan = [("boot", self.s_boot), ("self_shrink", self.s_self_shrink),
+                ("publish_data", self.s_publish_data), ("monitor", self.s_monitor),
+                ("interval", self.s_interval), ("grow", self.s_grow), ("hysteresis", self.s_hysteresis),
+                ("selfballoon", self.s_selfballoon), ("publish_memory", self.s_publish_memory),
+                ("stop", self.s_stop), ("directed", self.s_directed)]
+        only = os.environ.get("E2E_ONLY", "")
+        for name, fn in plan:
+            if only and name != "boot" and name not in only.split("+"):
+                continue
+            if self.g is None and name != "boot":
+                result(name, False, error="no_guest")
+                continue
+            self.scenario(name, fn)
+        time.sleep(1.5)  # let the console tail catch up
+        stop.set()
+        emit("E2E DRIVER_DONE t=%.1f" % (time.monotonic() - T_START))
+
+
+if __name__ == "__main__":
+    Driver().main()

@@ -1,0 +1,451 @@
+"""Build, boot and read the real-Xen test host.
+
+    python3 tests/e2e/harness.py [--only a,b] [--log FILE] [--timeout S]
+
+1. A cached base (tests/e2e/build-base.sh): Xen 4.17, the Debian kernel, and the dom0 and
+   guest root filesystems as initramfs archives.  Keyed by a hash of the build script, kept in
+   $XENBALLOON_E2E_CACHE (default ~/.cache/xenballoond-e2e), never inside the repository.
+2. Per run, a small second archive for each side with THIS working tree's package, python-daemon
+   and lockfile wheels, the init script, the config and the scenario scripts.  The kernel
+   unpacks concatenated archives in order, so a run only packs a few hundred kB.
+3. One QEMU (TCG) boot: Xen, dom0, the guest; dom0's driver plays every scenario and prints
+   "E2E RESULT" lines, which parse_log() turns into a dict per scenario.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BUILD_SCRIPT = os.path.join(HERE, "build-base.sh")
+BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER")
+WHEELS = ("python-daemon", "lockfile")
+# console scripts the images need (setup.py's entry points; read from it when it names them)
+SCRIPTS = {"xenballoond": "xenballoond.cli:main", "xenballoon-monitor": "xenballoond.monitor:main"}
+HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "cpio": "cpio",
+              "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg"}
+QEMU_MEM_MB = 2048
+XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 "
+            # smap/smep off: under TCG a PV dom0 faults at once with them on
+            "loglvl=all guest_loglvl=all smap=0 smep=0")
+DOM0_ARGS = "console=hvc0 earlyprintk=xen rdinit=/init"
+
+
+def log(msg: str) -> None:
+    print("[e2e] " + msg, file=sys.stderr, flush=True)
+
+
+def cache_dir() -> str:
+    top = os.environ.get("XENBALLOON_E2E_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "xenballoond-e2e")
+    top = os.path.realpath(top)
+    if top == REPO or top.startswith(REPO + os.sep):
+        raise SystemExit(f"XENBALLOON_E2E_CACHE={top} is inside the repository {REPO}: "
+                         "images must not land in the work tree")
+    os.makedirs(top, exist_ok=True)
+    return top
+
+
+def missing_tools() -> list[str]:
+    """Host tools the suite needs, as 'command (package)' for each one absent."""
+    return [f"{cmd} ({pkg})" for cmd, pkg in HOST_TOOLS.items() if shutil.which(cmd) is None]
+
+
+class Locked:
+    """An exclusive flock on a file in the cache: one build or boot at a time on this machine."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> "Locked":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def file_hash(*paths: str) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def ensure_base(cache: str) -> tuple[str, float]:
+    """The base image directory for the current build script; (dir, seconds spent building)."""
+    base = os.path.join(cache, "base-" + file_hash(BUILD_SCRIPT))
+    with Locked(os.path.join(cache, "build.lock")):
+        if all(os.path.isfile(os.path.join(base, f)) for f in BASE_FILES):
+            return base, 0.0
+        log(f"building the base images into {base} (about 1-3 minutes, once)")
+        t0 = time.monotonic()
+        tmp = base + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        with open(os.path.join(cache, "build.log"), "w") as out:
+            p = subprocess.run(["sh", BUILD_SCRIPT, tmp], stdout=out, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            tail = open(os.path.join(cache, "build.log"), errors="replace").read()[-3000:]
+            raise RuntimeError(f"build-base.sh failed (rc={p.returncode}); end of "
+                               f"{cache}/build.log:\n{tail}")
+        for root in ("dom0root", "guestroot"):  # the archives are all a run needs
+            shutil.rmtree(os.path.join(tmp, root), ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+        os.rename(tmp, base)
+        for old in os.listdir(cache):  # previous bases are stale once the script changed
+            if old.startswith("base-") and os.path.join(cache, old) != base:
+                shutil.rmtree(os.path.join(cache, old), ignore_errors=True)
+        return base, time.monotonic() - t0
+
+
+def ensure_wheels(cache: str) -> str:
+    """python-daemon and lockfile as pure-Python wheels, downloaded once with pip."""
+    specs = []
+    for name in WHEELS:
+        try:
+            from importlib.metadata import version
+            specs.append(f"{name}=={version(name)}")
+        except Exception:
+            specs.append(name)
+    d = os.path.join(cache, "wheels-" + hashlib.sha256(" ".join(specs).encode()).hexdigest()[:12])
+    with Locked(os.path.join(cache, "build.lock")):
+        if not os.path.isdir(d) or len([f for f in os.listdir(d) if f.endswith(".whl")]) < len(specs):
+            os.makedirs(d, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                            "--only-binary=:all:", "--dest", d, *specs], check=True)
+    return d
+
+
+def console_scripts() -> dict[str, str]:
+    """setup.py's console_scripts for the scripts the images need (defaults if it lacks them)."""
+    out = dict(SCRIPTS)
+    try:
+        text = open(os.path.join(REPO, "setup.py")).read()
+    except OSError:
+        return out
+    for name, target in re.findall(r'"\s*([\w-]+)\s*=\s*([\w.]+:\w+)\s*"', text):
+        if name in out:
+            out[name] = target
+    return out
+
+
+def _put(stage: str, os_path: str, src: str | None = None, text: str | None = None,
+         mode: int = 0o644) -> None:
+    dst = os.path.join(stage, os_path.lstrip("/"))
+    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    if src is not None:
+        shutil.copyfile(src, dst)
+    else:
+        with open(dst, "w") as f:
+            f.write(text or "")
+    os.chmod(dst, mode)
+
+
+def install_project(stage: str, wheels: str) -> None:
+    """This working tree's package, its two dependencies and console scripts, as a Debian
+    python3 would have them (/usr/lib/python3/dist-packages, /usr/bin)."""
+    site = os.path.join(stage, "usr/lib/python3/dist-packages")
+    os.makedirs(site, mode=0o755, exist_ok=True)
+    shutil.copytree(os.path.join(REPO, "xenballoond"), os.path.join(site, "xenballoond"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-compile", "--target", site,
+                    *[os.path.join(wheels, w) for w in sorted(os.listdir(wheels)) if w.endswith(".whl")]],
+                   check=True)
+    shutil.rmtree(os.path.join(site, "bin"), ignore_errors=True)
+    for name, target in console_scripts().items():
+        module, func = target.split(":")
+        _put(stage, "/usr/bin/" + name, mode=0o755, text=(
+            "#!/usr/bin/python3\nimport sys\n"
+            f"from {module} import {func}\nsys.exit({func}())\n"))
+
+
+def pack(stage: str, out_path: str) -> None:
+    """A newc cpio of stage (root-owned), gzipped."""
+    for dirpath, dirnames, _files in os.walk(stage):
+        os.chmod(dirpath, 0o755)
+    names = subprocess.run(["find", "."], cwd=stage, check=True, stdout=subprocess.PIPE).stdout
+    names = b"\n".join(sorted(n for n in names.split(b"\n") if n)) + b"\n"
+    raw = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=stage,
+                         input=names, stdout=subprocess.PIPE, check=True).stdout
+    with gzip.open(out_path, "wb", compresslevel=1) as f:
+        f.write(raw)
+
+
+def concat(parts: list[str], out_path: str) -> None:
+    with open(out_path, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as f:
+                shutil.copyfileobj(f, out)
+
+
+def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
+    """The per-run overlays on top of the cached bases; returns the paths QEMU boots."""
+    g = os.path.join(run_dir, "stage-guest")
+    d = os.path.join(run_dir, "stage-dom0")
+    for s in (g, d):
+        shutil.rmtree(s, ignore_errors=True)
+        os.makedirs(s, mode=0o755)
+    # guest: the boot /init, and under /overlay what it copies onto the root disk: the agent,
+    # busybox init table, the daemon, its init script and config
+    _put(g, "/init", os.path.join(HERE, "guest/boot"), mode=0o755)
+    o = os.path.join(g, "overlay")
+    _put(o, "/etc/e2e/init2", os.path.join(HERE, "guest/init2"), mode=0o755)
+    _put(o, "/etc/inittab", os.path.join(HERE, "guest/inittab"))
+    _put(o, "/etc/e2e/guest_agent.py", os.path.join(HERE, "guest/guest_agent.py"), mode=0o755)
+    _put(o, "/etc/default/xenballoon.conf", os.path.join(HERE, "guest/xenballoon.conf"))
+    init_script = os.path.join(REPO, "initscripts/xenballoond")
+    if os.path.isfile(init_script):
+        _put(o, "/etc/init.d/xenballoond", init_script, mode=0o755)
+    install_project(o, wheels)
+    pack(g, os.path.join(run_dir, "guest-overlay.cpio.gz"))
+    concat([os.path.join(base, "guest-boot.cpio.gz"), os.path.join(run_dir, "guest-overlay.cpio.gz")],
+           os.path.join(run_dir, "guest-initrd.gz"))
+    # dom0: the driver, the guest's kernel and initramfs, and the monitor
+    _put(d, "/init", os.path.join(HERE, "dom0/init"), mode=0o755)
+    _put(d, "/etc/e2e/dom0_driver.py", os.path.join(HERE, "dom0/dom0_driver.py"), mode=0o755)
+    _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
+    _put(d, "/guest/vmlinuz", os.path.join(base, "vmlinuz"))
+    _put(d, "/guest/initrd.gz", os.path.join(run_dir, "guest-initrd.gz"))
+    install_project(d, wheels)
+    pack(d, os.path.join(run_dir, "dom0-overlay.cpio.gz"))
+    concat([os.path.join(base, "dom0.cpio.gz"), os.path.join(run_dir, "dom0-overlay.cpio.gz")],
+           os.path.join(run_dir, "dom0-initrd.gz"))
+    shutil.rmtree(g)
+    shutil.rmtree(d)
+    return {"xen": os.path.join(base, "xen"), "vmlinuz": os.path.join(base, "vmlinuz"),
+            "initrd": os.path.join(run_dir, "dom0-initrd.gz")}
+
+
+def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: str = "") -> dict:
+    """Boot once under TCG; every console line is written to log_path prefixed with the
+    seconds since QEMU started.  Ends at E2E ALL_DONE, at power-off or at timeout_s."""
+    cmd = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-machine", "pc",
+           "-smp", "2", "-m", str(QEMU_MEM_MB), "-display", "none", "-monitor", "none",
+           "-serial", "stdio", "-nic", "none", "-no-reboot",
+           "-kernel", images["xen"], "-append", XEN_ARGS,
+           "-initrd", f"{images['vmlinuz']} {DOM0_ARGS} {dom0_env},{images['initrd']}"]
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = timed_out = False
+    peak_rss_kb = 0
+    buf = b""
+    import select
+    with open(log_path, "w") as f:
+        f.write("CMD: " + " ".join(cmd) + "\n")
+        while True:
+            el = time.monotonic() - t0
+            if el > timeout_s:
+                timed_out = True
+                f.write(f"[{el:7.1f}] HARNESS TIMEOUT after {timeout_s:.0f} s\n")
+                break
+            try:
+                with open(f"/proc/{p.pid}/status") as st:
+                    for line in st:
+                        if line.startswith("VmRSS:"):
+                            peak_rss_kb = max(peak_rss_kb, int(line.split()[1]))
+            except OSError:
+                pass
+            r, _, _ = select.select([p.stdout], [], [], 1.0)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    s = line.decode("utf-8", "replace").replace("\r", "")
+                    f.write(f"[{time.monotonic() - t0:7.1f}] {s}\n")
+                    if "E2E ALL_DONE" in s:
+                        done = True
+                f.flush()
+            elif p.poll() is not None:
+                break
+        if p.poll() is None:
+            try:
+                p.wait(20 if done else 0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        f.write(f"[{time.monotonic() - t0:7.1f}] QEMU exited rc={p.returncode} "
+                f"peak_rss_mib={peak_rss_kb // 1024}\n")
+    return {"boot_run_s": time.monotonic() - t0, "done": done, "timed_out": timed_out,
+            "qemu_rc": p.returncode, "qemu_peak_rss_mib": peak_rss_kb // 1024}
+
+
+# -- reading the log -----------------------------------------------------------------------
+
+_LINE = re.compile(r"^\[\s*([0-9.]+)\] (.*)$")
+
+
+@dataclass
+class Scenario:
+    name: str
+    ok: bool = False
+    figures: dict[str, str] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    seen: bool = False
+
+    def num(self, key: str) -> float:
+        """A figure as a number (raises KeyError/ValueError with the key named)."""
+        v = self.figures[key]
+        try:
+            return int(v)
+        except ValueError:
+            return float(v)
+
+
+@dataclass
+class Run:
+    scenarios: dict[str, Scenario]
+    figures: dict[str, object]
+    log_path: str
+    lines: list[str]
+
+    def get(self, name: str) -> Scenario:
+        return self.scenarios.get(name) or Scenario(name)
+
+    def console_tail(self, n: int = 60) -> str:
+        return "\n".join(self.lines[-n:])
+
+
+def parse_log(path: str) -> Run:
+    scen: dict[str, Scenario] = {}
+    figures: dict[str, object] = {}
+    current: Scenario | None = None
+    lines: list[str] = []
+    with open(path, errors="replace") as f:
+        for raw in f:
+            m = _LINE.match(raw.rstrip("\n"))
+            if not m:
+                continue
+            t, text = float(m.group(1)), m.group(2)
+            lines.append(raw.rstrip("\n"))
+            # the GC: copy of the guest console carries its own "E2E" lines; only dom0's count
+            if text.startswith("E2E BEGIN "):
+                kv = dict(p.split("=", 1) for p in text.split()[2:] if "=" in p)
+                current = scen.setdefault(kv["name"], Scenario(kv["name"]))
+                current.seen = True
+                figures.setdefault("scenario_start_s", {})[kv["name"]] = t
+            elif text.startswith("E2E RESULT "):
+                kv = dict(p.split("=", 1) for p in text.split()[2:] if "=" in p)
+                s = scen.setdefault(kv["name"], Scenario(kv["name"]))
+                s.seen = True
+                s.ok = kv.pop("ok", "0") == "1"
+                kv.pop("name")
+                s.figures.update(kv)
+            elif text.startswith("E2E DATA "):
+                parts = text.split(" ", 4)
+                kv = dict(p.split("=", 1) for p in parts[2:4])
+                s = scen.setdefault(kv["name"], Scenario(kv["name"]))
+                try:
+                    s.data[kv["key"]] = json.loads(parts[4])
+                except (IndexError, ValueError):
+                    s.data[kv["key"]] = None
+            elif text.startswith("E2E END "):
+                kv = dict(p.split("=", 1) for p in text.split()[2:] if "=" in p)
+                figures.setdefault("scenario_elapsed_s", {})[kv.get("name", "?")] = float(kv.get("elapsed_s", 0))
+                current = None
+            elif "D: DOM0_READY" in text:
+                figures["dom0_ready_s"] = t
+            elif "E2E ALL_DONE" in text:
+                figures["all_done_s"] = t
+            if current is not None:
+                current.lines.append(raw.rstrip("\n"))
+    return Run(scen, figures, path, lines)
+
+
+_MATTERS = re.compile(r"D: |E2E |syslog:|Traceback|Error|error|rror:|Out of memory|oom|Killed|"
+                      r"BUG|panic|Over-allocation|xenballoon|sh: ", re.I)
+
+
+def lines_that_matter(s: Scenario, limit: int = 80) -> str:
+    """The console lines of one scenario worth reading when it failed."""
+    picked = [ln for ln in s.lines if _MATTERS.search(ln) and "E2E-AGENT" not in ln]
+    if len(picked) > limit:
+        picked = picked[:limit // 4] + ["    ..."] + picked[-(limit - limit // 4):]
+    return "\n".join(picked)
+
+
+# -- the whole run -------------------------------------------------------------------------
+
+def run_suite(only: str = "", timeout_s: float = 1200, log_path: str | None = None) -> Run:
+    t0 = time.monotonic()
+    cache = cache_dir()
+    base, build_s = ensure_base(cache)
+    wheels = ensure_wheels(cache)
+    with Locked(os.path.join(cache, "run.lock")):
+        run_dir = os.path.join(cache, "run")
+        os.makedirs(run_dir, exist_ok=True)
+        t1 = time.monotonic()
+        images = assemble(base, wheels, run_dir)
+        assemble_s = time.monotonic() - t1
+        log_path = log_path or os.path.join(cache, "console.log")
+        log(f"booting Xen + dom0 + guest under QEMU (TCG), console in {log_path}")
+        q = run_qemu(images, log_path, timeout_s, "E2E_ONLY=" + only.replace(",", "+") if only else "")
+    run = parse_log(log_path)
+    run.figures.update(q, base_build_s=build_s, assemble_s=assemble_s,
+                       total_s=time.monotonic() - t0, base_dir=base)
+    write_report(run, os.path.join(cache, "report.txt"))
+    return run
+
+
+def write_report(run: Run, path: str) -> str:
+    out = [f"xenballoond real-Xen end-to-end run: {time.strftime('%Y-%m-%d %H:%M:%S')}",
+           f"console log: {run.log_path}"]
+    f = run.figures
+    out.append("base build %.0f s (0 = cached), assemble %.1f s, boot+run %.0f s, total %.0f s, "
+               "dom0 ready at %s s, QEMU peak RSS %s MiB" % (
+                   f.get("base_build_s", 0), f.get("assemble_s", 0), f.get("boot_run_s", 0),
+                   f.get("total_s", 0), f.get("dom0_ready_s", "?"), f.get("qemu_peak_rss_mib", "?")))
+    for name, s in run.scenarios.items():
+        el = f.get("scenario_elapsed_s", {}).get(name, 0)
+        out.append(f"  {name:15s} {'ok ' if s.ok else 'BAD'} {el:6.1f} s  " +
+                   " ".join(f"{k}={v}" for k, v in s.figures.items()))
+    text = "\n".join(out) + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated scenario names (boot always runs)")
+    ap.add_argument("--log", help="console log path (default: in the cache directory)")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds for the boot and all scenarios")
+    args = ap.parse_args(argv)
+    miss = missing_tools()
+    if miss:
+        print("missing host tools: " + ", ".join(miss), file=sys.stderr)
+        return 2
+    run = run_suite(args.only, args.timeout, args.log)
+    print(write_report(run, os.path.join(cache_dir(), "report.txt")))
+    return 0 if run.scenarios and all(s.ok for s in run.scenarios.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

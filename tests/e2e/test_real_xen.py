@@ -1,0 +1,261 @@
+"""End-to-end on a real Xen host: Xen 4.17, a Linux 6.1 dom0 and PV guest, booted once under QEMU.
+
+The daemon, its init script and the monitor from this working tree run on the real hypervisor,
+balloon driver and xenstored; dom0's driver (tests/e2e/dom0/dom0_driver.py) plays the scenarios
+and reports figures, and each test here checks one scenario's figures against values worked out
+by hand from the original script's formulas.  See tests/e2e/harness.py for how to run it alone.
+
+Skipped (outside CI only) when QEMU or the image tools are missing, or with XENBALLOON_E2E=0;
+with CI=true missing prerequisites are an error.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+
+from . import harness
+
+MIB_KB = 1024
+
+
+def _why_not() -> str | None:
+    if os.environ.get("XENBALLOON_E2E", "1") == "0":
+        return "XENBALLOON_E2E=0"
+    miss = harness.missing_tools()
+    if miss:
+        return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
+                " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs)")
+    if os.geteuid() != 0:
+        return "real-Xen e2e builds root file systems with mmdebstrap/chroot: run as root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def xen() -> harness.Run:
+    why = _why_not()
+    if why is not None:
+        if os.environ.get("CI") == "true" and why != "XENBALLOON_E2E=0":
+            pytest.fail("CI=true but the real-Xen suite cannot run: " + why, pytrace=False)
+        pytest.skip(why)
+    run = harness.run_suite()
+    print("\n" + harness.write_report(run, os.path.join(harness.cache_dir(), "report.txt")))
+    return run
+
+
+def scenario(run: harness.Run, name: str) -> harness.Scenario:
+    s = run.get(name)
+    if not s.seen:
+        pytest.fail(f"scenario {name} never ran; end of the console ({run.log_path}):\n"
+                    + run.console_tail(), pytrace=False)
+    if not s.ok:
+        pytest.fail(f"scenario {name} could not be carried out: {s.figures}\n"
+                    + harness.lines_that_matter(s), pytrace=False)
+    return s
+
+
+def check(s: harness.Scenario, cond: bool, what: str) -> None:
+    """assert with the scenario's figures and console lines in the message."""
+    if not cond:
+        pytest.fail(f"{s.name}: {what}\nfigures: {s.figures}\n--- console lines that matter:\n"
+                    + harness.lines_that_matter(s), pytrace=False)
+
+
+def minmb_by_hand(maxmem_kb: int) -> int:
+    """The original xenballoond's minmb() (from the 2008 balloon.c minimum_target()),
+    worked here with shell integer arithmetic, independently of xenballoond.policy."""
+    mb = maxmem_kb // 1024
+    pages = maxmem_kb // 4
+    if mb < 125:
+        return 8 + (pages >> 9)
+    if mb < 500:
+        return 40 + (pages >> 10)
+    if mb < 2000:
+        return 104 + (pages >> 11)
+    return 296 + (pages >> 13)
+
+
+def test_minmb_by_hand_examples() -> None:
+    # worked on paper: 384 MiB -> 40 + 98304/1024; 330100 kB -> 40 + 82525>>10
+    assert minmb_by_hand(393216) == 136
+    assert minmb_by_hand(330100) == 120
+    assert minmb_by_hand(786432) == 104 + 196608 // 2048
+
+
+def step_ratios(targets: list[int], final_kb: int, above_kb: int = 6 * MIB_KB) -> list[float]:
+    """distance_to_final(n+1) / distance_to_final(n) for the successive targets still far away."""
+    out = []
+    for a, b in zip(targets, targets[1:]):
+        da, db = abs(a - final_kb), abs(b - final_kb)
+        if da >= above_kb and (a - final_kb) * (b - final_kb) >= 0:
+            out.append(db / da)
+    return out
+
+
+def test_boot(xen: harness.Run) -> None:
+    s = scenario(xen, "boot")
+    check(s, s.num("xl_mem_mb") == 384, "xl list shows the configured memory=384")
+    check(s, s.num("static_max_kb") == 768 * MIB_KB, "memory/static-max is maxmem=768")
+    check(s, s.num("memory_target_kb") == 384 * MIB_KB, "memory/target is memory=384")
+    check(s, s.figures["target_perms"] == f"n0,r{s.figures['domid']}",
+          "xl leaves memory/ read-only for the guest (n0,r<domid>)")
+    check(s, s.num("boot_cur_kb") == 384 * MIB_KB, "the balloon starts at 384 MiB")
+
+
+def test_self_shrink_service_start(xen: harness.Run) -> None:
+    s = scenario(xen, "self_shrink")
+    check(s, s.figures.get("init_script") == "present", "the init script is installed")
+    check(s, s.num("start_rc") == 0, "service xenballoond start succeeds")
+    check(s, s.figures["daemon_pids"] != "none", "a daemon process runs")
+    check(s, s.figures["pidfile"] == s.figures["daemon_pids"].split(",")[0],
+          "the PID file names the running daemon")
+    check(s, s.num("status_rc") == 0, "service xenballoond status says running (0)")
+    maxmem_kb = s.num("maxmem_file_kb")
+    check(s, maxmem_kb >= s.num("boot_memtotal_kb"), "the high-water mark is at least MemTotal at boot")
+    min_kb = minmb_by_hand(maxmem_kb) * MIB_KB
+    check(s, s.num("min_cur_kb") >= min_kb,
+          f"never below the minimum target {min_kb} kB (minmb of {maxmem_kb} kB)")
+    check(s, s.num("cur_kb") <= s.num("boot_cur_kb") - 16 * MIB_KB, "the guest shrank")
+    check(s, abs(s.num("xl_mem_mb") * MIB_KB - s.num("cur_kb")) <= 2 * MIB_KB,
+          "dom0's xl list shows the guest's size")
+    reserved_kb = s.num("cur_kb") - s.num("memtotal_kb")
+    want_kb = max(s.num("committed_kb") + reserved_kb, min_kb)
+    check(s, abs(s.num("target_kb") - want_kb) <= 12 * MIB_KB,
+          f"the balloon target is max(Committed_AS + reserved, min) = {want_kb} kB")
+    check(s, s.num("selftarget_published") == s.num("target_kb"),
+          "the published selftarget is the balloon target")
+
+
+def test_self_shrink_hysteresis_two(xen: harness.Run) -> None:
+    s = scenario(xen, "self_shrink")
+    targets = s.data["targets"]
+    ratios = step_ratios(targets, s.num("target_kb"))
+    check(s, len(ratios) >= 2, f"several steps on the way down: {targets}")
+    check(s, 0.35 <= statistics.median(ratios) <= 0.65,
+          f"downhysteresis 2 halves the distance each tick: ratios {ratios}")
+
+
+def test_publish_fallback_data_dir(xen: harness.Run) -> None:
+    s = scenario(xen, "publish_data")
+    check(s, s.figures["present"] == "selftarget,meminfo,vmstat,uptime", "all four stats under data/xenballoon/")
+    check(s, s.figures["memory_selftarget"] == "absent", "nothing written under the read-only memory/")
+    check(s, abs(s.num("selftarget_kb") - s.num("guest_target_kb")) <= 16 * MIB_KB, "selftarget is the guest's target")
+    check(s, abs(s.num("meminfo_memtotal_kb") - s.num("guest_memtotal_kb")) <= 16 * MIB_KB,
+          "published MemTotal is the guest's")
+    check(s, s.num("guest_vmstat_bytes") > 2048, "the guest's /proc/vmstat is over the node limit")
+    check(s, 0 < s.num("vmstat_bytes") <= 2048, "vmstat published within 2048 bytes")
+    keys = set(s.data["vmstat_keys"])
+    check(s, {"pswpin", "pswpout", "pgpgin", "pgpgout", "nr_free_pages"} <= keys,
+          f"the lines the monitor needs are kept: {sorted(keys)}")
+    check(s, 0 < s.num("meminfo_bytes") <= 2048, "meminfo within 2048 bytes")
+    up = float(s.figures["uptime"].split("_")[0])
+    check(s, 0 <= s.num("guest_uptime") - up <= 30, "uptime is fresh")
+
+
+def test_monitor_row(xen: harness.Run) -> None:
+    s = scenario(xen, "monitor")
+    row = s.data.get("json_row")
+    check(s, bool(row) and row.get("published"), "the monitor has a row for the guest")
+    pub = s.data["published_after"]
+    before, after = s.data["before"], s.data["after"]
+
+    def field(text: str, name: str) -> int:
+        for line in (text or "").splitlines():
+            parts = line.replace(":", " ").split()
+            if parts and parts[0] == name:
+                return int(parts[1])
+        raise AssertionError(f"{name} not published")
+    lo = lambda k: min(before[k], after[k])  # noqa: E731
+    hi = lambda k: max(before[k], after[k])  # noqa: E731
+    check(s, row["mem_kb"] == field(pub["meminfo"], "MemTotal"), "mem-kb is the published MemTotal")
+    check(s, lo("memtotal_kb") - 8 * MIB_KB <= row["mem_kb"] <= hi("memtotal_kb") + 8 * MIB_KB,
+          "mem-kb is the guest's MemTotal")
+    check(s, row["tgt_kb"] == int(pub["selftarget"]), "tgt-kb is the published selftarget")
+    check(s, abs(row["tgt_kb"] - after["target_kb"]) <= 8 * MIB_KB, "tgt-kb is the guest's balloon target")
+    check(s, abs(s.num("xl_mem_mb") * MIB_KB - after["cur_kb"]) <= 2 * MIB_KB, "xl list agrees with the guest")
+    check(s, abs(row["commit_kb"] - after["committed_kb"]) <= 16 * MIB_KB, "commit is Committed_AS")
+    for col, key in (("swapin", "pswpin"), ("swapout", "pswpout"), ("pgin", "pgpgin"), ("pgout", "pgpgout")):
+        check(s, row[col] == field(pub["vmstat"], key), f"{col} is the published {key}")
+        check(s, row[col] <= hi(key), f"{col} is not ahead of the guest's {key}")
+    up = [float(x) for x in pub["uptime"].split()]
+    check(s, abs(row["active_s"] - (up[0] - up[1])) <= 0.02, "active(sec) is uptime - idle")
+    check(s, str(s.figures["xl_free_mb"]) == str(row and s.figures["json_free_mb"]),
+          "Free memory is xl info's free_memory")
+
+
+def _gaps(uptimes: list[float]) -> list[float]:
+    return [b - a for a, b in zip(uptimes, uptimes[1:])]
+
+
+def test_interval_override(xen: harness.Run) -> None:
+    s = scenario(xen, "interval")
+    slow = _gaps(s.data["uptimes_3"])[1:]  # the first gap may straddle the change
+    base = _gaps(s.data["uptimes_1"])
+    check(s, len(slow) >= 2 and min(slow) >= 2.9, f"memory/interval=3: publishes >= 3 s apart (guest clock): {slow}")
+    check(s, len(base) >= 2 and statistics.median(base) < statistics.median(slow) - 1,
+          f"interval 1 publishes more often than interval 3: {base} vs {slow}")
+
+
+def test_grow_on_allocation(xen: harness.Run) -> None:
+    s = scenario(xen, "grow")
+    check(s, s.num("committed_kb") - s.num("before_committed_kb") >= 140 * MIB_KB, "Committed_AS rose by the 150 MiB")
+    check(s, s.num("cur_kb") >= s.num("before_cur_kb") + 100 * MIB_KB, "the guest grew back")
+    check(s, s.num("max_cur_kb") <= s.num("static_max_kb"), "never beyond maxmem")
+    check(s, s.num("oom_kill") == 0, "no process was OOM-killed")
+    check(s, abs(s.num("xl_mem_mb") * MIB_KB - s.num("cur_kb")) <= 2 * MIB_KB, "xl list shows it")
+
+
+def test_hysteresis_overrides(xen: harness.Run) -> None:
+    s = scenario(xen, "hysteresis")
+    down = step_ratios(s.data["down_targets"], s.num("low_cur_kb"))
+    check(s, len(down) >= 2 and 0.6 <= statistics.median(down) <= 0.9,
+          f"memory/downhysteresis=4: 3/4 of the distance left each tick: {down}")
+    up = step_ratios(s.data["up_targets"], s.num("high_cur_kb"))
+    check(s, len(up) >= 1 and 0.3 <= statistics.median(up) <= 0.7,
+          f"memory/uphysteresis=2: half the distance left each tick: {up}")
+
+
+def test_selfballoon_override(xen: harness.Run) -> None:
+    s = scenario(xen, "selfballoon")
+    check(s, s.figures["off_reached"] == "1",
+          "memory/selfballoon=0 turns self-ballooning off: the guest goes to memory/target")
+    check(s, s.figures["on_reached"] == "1", "memory/selfballoon=1 turns it back on: the guest shrinks again")
+
+
+def test_publish_to_memory_after_chmod(xen: harness.Run) -> None:
+    s = scenario(xen, "publish_memory")
+    check(s, s.figures["switched"] == "1", "after the hand-over the stats land under memory/")
+    check(s, abs(s.num("selftarget_kb") - s.num("guest_target_kb")) <= 16 * MIB_KB, "memory/selftarget is the target")
+    check(s, s.num("guest_vmstat_bytes") > 2048 and 0 < s.num("vmstat_bytes") <= 2048,
+          "memory/vmstat published despite the 2048-byte node limit")
+    keys = set(s.data["vmstat_keys"])
+    check(s, {"pswpin", "pswpout", "pgpgin", "pgpgout"} <= keys, "with the monitor's lines")
+
+
+def test_service_stop(xen: harness.Run) -> None:
+    s = scenario(xen, "stop")
+    check(s, s.figures["live_before"] != "none", "the daemon ran before")
+    check(s, s.num("stop_rc") == 0, "service xenballoond stop succeeds")
+    check(s, s.figures["live_after"] == "none", "no daemon process is left")
+    check(s, s.figures["pidfile_after"] == "absent", "the PID file is removed")
+    check(s, s.num("status_rc") == 3, "service xenballoond status: 3 (not running)")
+    check(s, "not running" in s.figures["status_out"].replace("_", " "), "status says not running")
+    check(s, s.num("target_kb_1") == s.num("target_kb_2"), "ballooning stopped with it")
+
+
+def test_directed(xen: harness.Run) -> None:
+    s = scenario(xen, "directed")
+    check(s, s.num("start_rc") == 0, "restart with XENBALLOON_SELF=false")
+    check(s, abs(s.num("cur0_kb") - s.num("target0_kb")) <= MIB_KB, "the guest follows memory/target")
+    for label in ("raw", "memset", "grow"):
+        want = s.num(label + "_want_kb")
+        check(s, s.figures[label + "_settled"] == "1", f"{label}: settled")
+        check(s, abs(s.num(label + "_cur_kb") - want) <= MIB_KB, f"{label}: reached {want} kB")
+        check(s, abs(s.num(label + "_xl_mem_mb") * MIB_KB - want) <= 2 * MIB_KB, f"{label}: xl list shows it")
+        if s.num(label + "_from_kb") > want:
+            check(s, s.num(label + "_min_cur_kb") >= want - MIB_KB, f"{label}: no undershoot below the target")
+        else:
+            check(s, s.num(label + "_max_cur_kb") <= want + MIB_KB, f"{label}: no overshoot above the target")
+    check(s, s.figures["self_on_settled"] == "1", "memory/selfballoon=1 switches self-ballooning on")
+    check(s, abs(s.num("self_off_cur_kb") - 360 * MIB_KB) <= MIB_KB, "and =0 back to memory/target")
