@@ -87,6 +87,40 @@ def test_first_of_duplicate_names_wins() -> None:
         {"MemTotal": "5"}
 
 
+def reference_named_values(text: str, names: frozenset, meminfo_style: bool) -> dict:
+    """named_values spelt out line by line, as an oracle for the regex version."""
+    found = {}
+    for line in text.split("\n"):
+        if meminfo_style:
+            name, sep, rest = line.partition(":")
+            if not sep:
+                continue
+            rest = rest.strip(" \t")
+            if rest.endswith(" kB"):
+                rest = rest[:-3].rstrip(" \t")
+        else:
+            words = line.strip(" \t").replace("\t", " ").split(" ")
+            name, rest = words[0], " ".join(w for w in words[1:] if w)
+        if name in names and name not in found:
+            found[name] = rest
+    return found
+
+
+line_text = st.lists(st.one_of(
+    st.sampled_from(["MemTotal", "Committed_AS", "pswpin", "pgpgin", "pgpgout", "MemTotalX",
+                     " pswpin", "pswpinx"]),
+    st.sampled_from([":", " ", "\t", ": ", " kB", "5", " 5 kB", " 5  6", "\r", "\x1b[2J", ""]),
+    st.text(max_size=5)), max_size=12).map("".join)
+
+
+@given(st.lists(line_text, max_size=8).map("\n".join), st.booleans())
+def test_named_values_matches_line_by_line(text: str, meminfo_style: bool) -> None:
+    names = frozenset({"MemTotal", "Committed_AS"} if meminfo_style
+                      else {"pswpin", "pswpout", "pgpgin", "pgpgout"})
+    assert named_values(text, names, meminfo_style) == \
+        reference_named_values(text, names, meminfo_style)
+
+
 @pytest.mark.parametrize("uptime,vcpus,cs", [
     ("86400.25 160000.10", 2, 640020),
     ("3600.00 10000.00", 3, 26667),     # 3600 - 3333.333... = 266.666... -> 266.67
@@ -264,13 +298,17 @@ def test_free_memory_hung_xl_times_out(tmp_path: Path) -> None:
 # --- the xenstore side: pure selection ---------------------------------------
 
 def test_listing_prefers_memory_per_key() -> None:
-    ls = Listing(5, memory=frozenset({"target", "selftarget", "meminfo"}),
-                 fallback=frozenset({"selftarget", "meminfo", "vmstat"}), cpus=("0", "1", "2"))
-    assert ls.stat_paths() == {
+    ls = Listing(5, memory=frozenset({"target", "selftarget", "meminfo"}), has_fallback=True,
+                 cpus=("0", "1", "2"))
+    assert ls.stat_paths(fallback=frozenset({"selftarget", "meminfo", "vmstat"})) == {
         "selftarget": "/local/domain/5/memory/selftarget",
         "meminfo": "/local/domain/5/memory/meminfo",
         "vmstat": "/local/domain/5/data/xenballoon/vmstat",
     }
+    # before data/xenballoon/ is listed, all four names are taken to be there
+    assert ls.stat_paths()["uptime"] == "/local/domain/5/data/xenballoon/uptime"
+    assert Listing(5, memory=frozenset({"uptime"})).stat_paths() == {
+        "uptime": "/local/domain/5/memory/uptime"}
     values = {"/local/domain/5/memory/selftarget": "1",
               "/local/domain/5/cpu/0/availability": "online",
               "/local/domain/5/cpu/1/availability": "offline",
@@ -374,8 +412,11 @@ def test_golden_table(golden_host: XsHost, xl_bin: Path) -> None:
     snap, batch, free, connections = cli_refresh(golden_host, xl_bin)
     text = render_text(snap.rows, snap.free, snap.missing)
     assert text == (DATA / "monitor_golden.txt").read_text()
-    # five xenstore processes (each one connection to xenstored) and one xl, for 7 guests
-    assert batch.processes_spawned == 5 and connections == 5 and free.processes_spawned == 1
+    # xenstore processes (one connection to xenstored each): list /local/domain; list
+    # every memory/ data/ cpu/ (stops at 12's missing cpu/); list 12 and 13; their
+    # remaining dirs; read all (stops at 10's data/xenballoon/uptime, which was
+    # assumed); list the data/xenballoon/ left; read the rest.  And one xl.
+    assert batch.processes_spawned == 7 and connections == 7 and free.processes_spawned == 1
 
 
 def test_golden_through_the_command(golden_host: XsHost, xl_bin: Path, tmp_path: Path) -> None:
@@ -433,23 +474,24 @@ def test_processes_per_refresh_do_not_grow_with_guests(xl_bin: Path) -> None:
             snap, batch, free, connections = cli_refresh(host, xl_bin)
             assert len(snap.rows) == guests and all(r.mem_kb == 2014464 for r in snap.rows)
             counts.append((batch.processes_spawned, connections, free.processes_spawned))
-    assert counts == [(5, 5, 1), (5, 5, 1)]
+    assert counts == [(3, 3, 1), (3, 3, 1)]
     # the original: per guest 4 xenstore-exists + 11 xenstore-read (+ bc), i.e. 900+ for 60
 
 
-def test_only_memory_keys_need_four_processes(xl_bin: Path) -> None:
+def test_guests_without_cpu_or_data_keys(xl_bin: Path) -> None:
     with running_sim_xenstored(guests=3) as host:
         for d in (1, 2, 3):
             host.server.write(dom(d, "memory/selftarget"), str(1000 * d))
         snap, batch, _, _ = cli_refresh(host, xl_bin)
     assert [r.tgt_kb for r in snap.rows] == [1000, 2000, 3000]
-    assert batch.processes_spawned == 4  # no data/xenballoon/ anywhere: step 4 skipped
+    # the first listing stops at 1's missing cpu/: list 2 and 3, then their dirs
+    assert batch.processes_spawned == 5
 
 
 def test_argv_budget_splits_but_keeps_results(golden_host: XsHost) -> None:
     small = CliBatch(env=golden_host.env(0), argv_budget_bytes=100)
     assert collect(small) == collect(CliBatch(env=golden_host.env(0)))
-    assert small.processes_spawned > 5
+    assert small.processes_spawned > 7
 
 
 def test_hostile_guest_cannot_touch_the_screen(xl_bin: Path) -> None:
@@ -495,35 +537,43 @@ def test_multi_kilobyte_values_from_dom0(golden_host: XsHost, xl_bin: Path) -> N
     assert {"mem_kb", "commit_kb", "swapin"} <= row.invalid
 
 
+@pytest.mark.parametrize("removed,processes", [
+    ("2/data/xenballoon/vmstat", 7),   # an assumed key: the usual second pass covers it
+    ("12/memory/vmstat", 8),           # a listed key: one more xenstore-read
+])
 def test_key_removed_between_listing_and_reading(golden_host: XsHost, tmp_path: Path,
-                                                 xl_bin: Path) -> None:
-    """A guest deleting its keys mid-refresh: its row loses those columns, the
-    others are whole, and it costs one more xenstore-read, not a failure."""
+                                                 xl_bin: Path, removed: str,
+                                                 processes: int) -> None:
+    """A guest deleting its keys mid-refresh: its row loses that column ("-",
+    as never published), the others are whole, and no refresh fails."""
     shim = tmp_path / "shim"
     shim.mkdir()
     write_tool(shim, "xenstore-read",
-               "/usr/bin/xenstore-rm /local/domain/2/data/xenballoon/vmstat\n"
+               f"/usr/bin/xenstore-rm /local/domain/{removed} 2>/dev/null\n"
                'exec /usr/bin/xenstore-read "$@"')
     batch = CliBatch(env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
     snap = refresh(batch, FreeMemoryReader(path_env=str(xl_bin)))
     rows = {r.domid: r for r in snap.rows}
-    assert rows[2].swapin is None and "swapin" not in rows[2].invalid
+    gone_row = rows[int(removed.split("/")[0])]
+    assert gone_row.swapin is None and gone_row.invalid == frozenset()
     assert rows[2].mem_kb == 1048576 and rows[2].active_cs == 26667
-    assert rows[12].pgout == 9999999999999 and rows[1].commit_kb == 795392
-    assert batch.processes_spawned == 6
+    assert rows[12].mem_kb == 16777216 and rows[1].commit_kb == 795392
+    assert [r.domid for r in snap.rows] == [1, 2, 3, 7, 10, 12, 13]
+    assert batch.processes_spawned == processes
 
 
 def test_domain_destroyed_between_steps(golden_host: XsHost, tmp_path: Path) -> None:
     shim = tmp_path / "shim"
     shim.mkdir()
-    # the second xenstore-list (per-domain listing) finds domain 7 already gone
+    # the listing of every guest's directories finds domain 7 already gone
     write_tool(shim, "xenstore-list",
-               f'case "$2" in /local/domain/1) /usr/bin/xenstore-rm /local/domain/7;; esac\n'
+               'case "$2" in /local/domain/1/memory) /usr/bin/xenstore-rm /local/domain/7;; esac\n'
                'exec /usr/bin/xenstore-list "$@"')
     batch = CliBatch(env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
     pubs, missing = collect(batch)
     assert [p.domid for p in pubs] == [1, 2, 3, 10, 12, 13] and missing == []
-    assert batch.processes_spawned == 6  # the per-domain listing ran again after 7
+    assert pubs[1].meminfo == DOM2_MEMINFO and pubs[4].selftarget == "16777216"
+    assert batch.processes_spawned == 8  # the golden 7, and the listing of 7's home again
 
 
 def test_requested_domain_that_does_not_exist(golden_host: XsHost, xl_bin: Path) -> None:

@@ -12,6 +12,7 @@ A cell is a number, ``None`` (not published) or listed in ``Row.invalid``
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -86,24 +87,31 @@ def bounded_count(text: str, max_value: int) -> Optional[int]:
     return value if value <= max_value else None
 
 
+@functools.lru_cache(maxsize=8)
+def _line_regex(names: frozenset[str], meminfo_style: bool) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names))
+    if meminfo_style:  # the name is everything before the line's first ":"
+        return re.compile(rf"^({alternatives}):([^\n]*)", re.M)
+    # the name is the line's first word
+    return re.compile(rf"^[ \t]*({alternatives})(?=[ \t\n]|$)([^\n]*)", re.M)
+
+
 def named_values(text: str, names: frozenset[str], meminfo_style: bool) -> dict[str, str]:
     """The raw value text of the first line for each wanted name: ``Name: value kB``
     (meminfo) or ``name value`` (vmstat).  Other lines are ignored unread."""
     found: dict[str, str] = {}
-    for line in text.split("\n"):
+    for m in _line_regex(names, meminfo_style).finditer(text):
+        name, rest = m.group(1), m.group(2).strip(" \t")
+        if name in found:
+            continue
         if meminfo_style:
-            name, sep, rest = line.partition(":")
-            if not sep:
-                continue
-            rest = rest.strip(" \t")
             if rest.endswith(" kB"):
                 rest = rest[:-3].rstrip(" \t")
         else:
-            name, _, rest = _SPACES.sub(" ", line.strip(" \t")).partition(" ")
-        if name in names and name not in found:
-            found[name] = rest
-            if len(found) == len(names):
-                break
+            rest = _SPACES.sub(" ", rest)
+        found[name] = rest
+        if len(found) == len(names):
+            break
     return found
 
 
