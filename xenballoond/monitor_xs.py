@@ -1,21 +1,22 @@
-"""Reading every guest's published stats from dom0 in a fixed number of steps.
+"""Reading every guest's published stats from dom0 in a fixed number of passes.
 
 The original spent up to 13 processes per guest (``xenstore-exists`` then
 ``xenstore-read`` per key, the same key read again for each field).  Here a
-refresh is five batched steps whatever the number of guests:
+refresh is three batched passes whatever the number of guests:
 
-1. list /local/domain                         -> the domids
-2. list every /local/domain/<id>              -> which of memory/, data/, cpu/ exist
-3. list those memory/, data/, cpu/            -> which keys exist, the vCPUs
-4. list the data/xenballoon/ that exist       -> the fallback keys
-5. read every wanted key                      -> the values
+1. list /local/domain                                -> the domids
+2. list every guest's memory/, data/ and cpu/        -> which keys exist, the vCPUs
+3. read every wanted key                             -> the values
 
-With the CLI each step is one ``xenstore-list -p``/``xenstore-read -p`` process
-with many paths (one transaction).  Those tools stop at the first path that is
-missing, printing what they had; a node that vanished between two steps is
-dropped and the step resumes after it, so a guest deleting its own keys costs
-one more process at most, never a wrong row.  With the native backend each
-path is one round trip on one connection.
+With the CLI each pass is one ``xenstore-list -p``/``xenstore-read -p`` process
+with many paths (one transaction).  Those tools stop at the first missing path,
+printing what they had, so passes 2 and 3 are optimistic: they take libxl's
+directories, and data/xenballoon/<name> where data/xenballoon/ exists, to be
+there.  Only when one is not are the paths left settled with one listing and
+finished with one more pass: at most seven processes, plus one for each node
+deleted between two passes (a guest deleting its own keys costs a process,
+never a wrong row).  With the native backend each path is one round trip on one
+connection.
 """
 from __future__ import annotations
 
