@@ -576,6 +576,13 @@ def test_domain_destroyed_between_steps(golden_host: XsHost, tmp_path: Path) -> 
     assert batch.processes_spawned == 8  # the golden 7, and the listing of 7's home again
 
 
+def test_odd_domain_entries_are_skipped(golden_host: XsHost, xl_bin: Path) -> None:
+    for name in ("007", "x-y", "99999", "32752"):
+        golden_host.server.write(f"/local/domain/{name}/memory/selftarget", "5")
+    snap, _, _, _ = cli_refresh(golden_host, xl_bin)
+    assert [r.domid for r in snap.rows] == [1, 2, 3, 7, 10, 12, 13]
+
+
 def test_requested_domain_that_does_not_exist(golden_host: XsHost, xl_bin: Path) -> None:
     snap, batch, _, _ = cli_refresh(golden_host, xl_bin, [13, 40, 2])
     assert [r.domid for r in snap.rows] == [2, 13] and snap.missing == [40]
