@@ -18,7 +18,10 @@ import socket
 import stat
 import threading
 import time
-from typing import Iterable, Mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping
 
 from . import xs_wire as wire
 from .paths import Root

@@ -17,8 +17,12 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from dataclasses import dataclass
-from typing import Iterable
+
+from .record import frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+if TYPE_CHECKING:
+    from typing import Iterable
 
 
 class Op(enum.IntEnum):
@@ -73,7 +77,7 @@ class WireError(ValueError):
     """A malformed message or payload: bad length, missing NUL, bad permission."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Message:
     """One decoded message.  ``op`` stays an int: unknown types must decode too
     (xenstored answers them with ENOSYS)."""
@@ -242,7 +246,7 @@ _PERM_RE = re.compile(r"([nrwb])([0-9]{1,5})")
 DOMID_MAX = 0xFFFF
 
 
-@dataclass(frozen=True)
+@frozen
 class Perm:
     """One entry of a node's permission list, e.g. "r5": domain 5 may read.
     The first entry names the owner and what everyone else gets."""
