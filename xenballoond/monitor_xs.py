@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Protocol, Sequence
 
 from . import commands
-from .monitor_stats import Published
+from .monitor_stats import MAX_VCPUS, Published
 from .xenstore import (Xenstore, XenstoreError, XenstoreNotFound, XenstoreUnavailable,
                        unescape)
 
@@ -251,14 +251,15 @@ class Listing:
     def home(self) -> str:
         return f"{DOMAIN_ROOT}/{self.domid}"
 
-    def stat_paths(self, fallback: Optional[frozenset[str]] = None) -> dict[str, str]:
+    def stat_paths(self) -> dict[str, str]:
         """name -> the path to read it from: memory/<name> if it exists, else
-        data/xenballoon/<name> (if ``fallback``, the names listed there)."""
+        data/xenballoon/<name> if that directory exists (not yet known whether
+        the name is in it: reading tells)."""
         chosen = {}
         for name in NAMES:
             if self.memory is not None and name in self.memory:
                 chosen[name] = f"{self.home}/{PRIMARY}/{name}"
-            elif self.has_fallback and (fallback is None or name in fallback):
+            elif self.has_fallback:
                 chosen[name] = f"{self.home}/{FALLBACK}/{name}"
         return chosen
 
@@ -324,7 +325,8 @@ def list_guests(batch: TreeBatch, domids: Sequence[int]) -> tuple[list[Listing],
             d,
             memory=None if memory is None else frozenset(memory),
             has_fallback=data is not None and "xenballoon" in data,
-            cpus=None if cpus is None else tuple(c for c in cpus if _CANONICAL_ID.fullmatch(c)),
+            cpus=None if cpus is None else
+            tuple(c for c in cpus if _CANONICAL_ID.fullmatch(c))[:MAX_VCPUS],
         ))
     return listings, sorted(gone)
 
