@@ -24,6 +24,7 @@ from typing import Sequence, TextIO
 
 from .. import meminfo as meminfo_mod
 from . import balloon_model as bm
+from . import cpu
 from . import dom0 as dom0_mod
 from . import report
 from .guest import SimGuest
@@ -37,6 +38,7 @@ DOM0_PERIOD_S = 1.0
 TABLE_PERIOD_S = 1.0
 SWAP_TOTAL_KB = 512 * 1024
 HOST_SPARE_KB = 512 * 1024
+XENSTORED_THREAD = "sim-xenstored"  # the serving thread's name in xenstored.py
 REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DAEMON_CONF = """\
@@ -141,6 +143,18 @@ def daemon_env(socket_path: str) -> dict[str, str]:
     return env
 
 
+def scratch_parent() -> str | None:
+    """Where the temporary directory goes: $TMPDIR if set, else /dev/shm if
+    usable, else the system default.  The guests' /proc and /sys files are
+    replaced several times a second and belong in memory like the real ones:
+    on ext4 every rename over an existing file forces its data out to disk
+    (auto_da_alloc), 1 ms a rename here."""
+    if os.environ.get("TMPDIR"):
+        return None
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def balloon_kind(opts: Options, index: int) -> str:
     if opts.balloon == "mixed":
         return bm.PROC if index % 3 == 2 else bm.SYSFS
@@ -168,6 +182,8 @@ class Host:
         self.trace: TextIO | None = None
         self.max_lag_s = 0.0
         self.wall_s = 0.0
+        self.cpu_start_s = 0.0
+        self.cpu_s: dict[str, float | None] = {}
 
     # --- setup / shutdown ------------------------------------------------
 
@@ -179,7 +195,7 @@ class Host:
             os.makedirs(o.work_dir, exist_ok=True)
             self.dir = os.path.abspath(o.work_dir)
         else:
-            self.dir = tempfile.mkdtemp(prefix="xbsim-")
+            self.dir = tempfile.mkdtemp(prefix="xbsim-", dir=scratch_parent())
         if not o.json:
             print(f"xenballoon-sim: {o.guests} guests in {self.dir}, mode {o.mode}, "
                   f"seed {o.seed}, {o.duration_s:g} s; Ctrl-C stops", file=self.err, flush=True)
@@ -235,6 +251,8 @@ class Host:
     def run(self) -> None:
         o = self.opts
         start = time.monotonic()
+        self.cpu_start_s = cpu.cpu_s() or 0.0
+        xenstored_start_s = cpu.thread_cpu_s(XENSTORED_THREAD) or 0.0
         step = 0
         next_dom0_s = DOM0_PERIOD_S
         next_table_s = 0.0
@@ -262,6 +280,11 @@ class Host:
                 self._trace_rows()
                 next_table_s += TABLE_PERIOD_S
         self.wall_s = time.monotonic() - start
+        host_s, xenstored_s = cpu.cpu_s(), cpu.thread_cpu_s(XENSTORED_THREAD)
+        self.cpu_s = {
+            "host_cpu_s": None if host_s is None else round(host_s - self.cpu_start_s, 3),
+            "xenstored_cpu_s": None if xenstored_s is None
+            else round(xenstored_s - xenstored_start_s, 3)}
 
     def _memory_target_reader(self, domid: int):
         path = f"/local/domain/{domid}/memory/target"
@@ -419,7 +442,7 @@ class Host:
             mode=self.opts.mode, seed=self.opts.seed, tick_s=self.opts.tick_s,
             simulated_s=self.t_s, wall_s=self.wall_s, interrupted=interrupted,
             rows=self.rows(), dom0_actions=self.dom0_actions, max_lag_s=self.max_lag_s,
-            work_dir=self.dir if self.opts.keep else None)
+            work_dir=self.dir if self.opts.keep else None, cpu_s=self.cpu_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,19 +8,27 @@ from typing import Mapping
 _COUNT_LINES = frozenset({"HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp"})
 
 
-def meminfo_text(fields: Mapping[str, int]) -> str:
+def _meminfo_line(name: str) -> str:
     """show_val_kb(): the name, colon, padded to 16 columns, the value in 8,
     then " kB"; the HugePages_ counts without the unit."""
-    lines = []
-    for name, value in fields.items():
-        label = f"{name}:"
-        if name in _COUNT_LINES:
-            lines.append(f"{label:<16}{value:8d}\n")
-        elif name == "HardwareCorrupted":  # its own format: "%5lu kB"
-            lines.append(f"{label} {value:5d} kB\n")
-        else:
-            lines.append(f"{label:<16}{value:8d} kB\n")
-    return "".join(lines)
+    label = f"{name}:"
+    if name in _COUNT_LINES:
+        return f"{label:<16}%8d\n"
+    if name == "HardwareCorrupted":  # its own format: "%5lu kB"
+        return f"{label} %5d kB\n"
+    return f"{label:<16}%8d kB\n"
+
+
+_TEMPLATES: dict[tuple[str, ...], str] = {}
+
+
+def meminfo_text(fields: Mapping[str, int]) -> str:
+    """The lines of ``fields``, in their order, as fs/proc/meminfo.c prints them."""
+    names = tuple(fields)
+    template = _TEMPLATES.get(names)
+    if template is None:
+        template = _TEMPLATES[names] = "".join(_meminfo_line(n) for n in names)
+    return template % tuple(fields.values())
 
 
 # vmstat_text[] of Linux 6.1 (x86-64, NUMA, THP, compaction, balloon compaction,
@@ -75,9 +83,13 @@ _STATIC = {
 }
 
 
+_VMSTAT_TEMPLATE = "".join(f"{k} %d\n" for k in VMSTAT_KEYS)
+
+
 def vmstat_text(values: Mapping[str, int]) -> str:
     """Every key of VMSTAT_KEYS, "name value\\n", 0 where ``values`` has none."""
-    return "".join(f"{k} {values.get(k, _STATIC.get(k, 0))}\n" for k in VMSTAT_KEYS)
+    get, static = values.get, _STATIC.get
+    return _VMSTAT_TEMPLATE % tuple([get(k, static(k, 0)) for k in VMSTAT_KEYS])
 
 
 def uptime_text(uptime_s: float, idle_s: float) -> str:

@@ -60,7 +60,8 @@ def table(t_s: float, mode: str, seed: int, rows: Sequence[GuestRow],
 
 def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: float,
             interrupted: bool, rows: Sequence[GuestRow], dom0_actions: dict[str, int],
-            max_lag_s: float, work_dir: str | None) -> dict[str, object]:
+            max_lag_s: float, work_dir: str | None,
+            cpu_s: dict[str, float | None] | None = None) -> dict[str, object]:
     """The machine-readable summary (``--json`` prints exactly this)."""
     given_kb = sum(r.boot_kb - r.current_kb for r in rows)
     avg_given_kb = sum(r.boot_kb - r.avg_kb for r in rows)
@@ -80,6 +81,9 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "safe": below_s == 0 and sum(r.oom_kills for r in rows) == 0,
         "dom0_actions": dict(dom0_actions),
         "max_step_lag_s": round(max_lag_s, 3),
+        # the simulator's own process (xenstored thread included), daemons excluded
+        "host_cpu_s": (cpu_s or {}).get("host_cpu_s"),
+        "xenstored_cpu_s": (cpu_s or {}).get("xenstored_cpu_s"),
         "work_dir": work_dir,
         "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3))
                       for r in rows],
