@@ -138,3 +138,37 @@ def test_bad_options_exit_2() -> None:
     assert proc.returncode == 2
     proc = run_sim("--mode", "chaos")
     assert proc.returncode == 2
+
+
+def test_a_killed_daemon_is_restarted_and_counted(tmp_path) -> None:
+    work = str(tmp_path / "run")
+    proc = subprocess.Popen(sim_argv("--guests", "2", "--duration", "600", "--tick", "0.1",
+                                     "--mode", "self", "--json", "--dir", work),
+                            env=sim_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    pidfile = os.path.join(work, "guest1/var/run/xenballoond.pid")
+    try:
+        first = int(wait_for(lambda: _read_int(pidfile), what="guest1's PID file"))
+        os.kill(first, signal.SIGKILL)  # a crash: the PID file stays behind
+        wait_for(lambda: (_read_int(pidfile) or first) != first, what="a new daemon in guest1")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    summary = json.loads(out)
+    restarts = {g["name"]: g["daemon_restarts"] for g in summary["per_guest"]}
+    assert restarts == {"guest1": 1, "guest2": 0}, err
+    with open(os.path.join(work, "guest1/var/log/xenballoond.log")) as f:
+        assert f.read().count("started: sysfs balloon") == 2
+    assert processes_using(work) == []
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
