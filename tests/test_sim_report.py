@@ -39,14 +39,17 @@ def test_summary_totals_worked_by_hand() -> None:
     text = report.summary_text(s)
     assert "time below Committed_AS: 2.5 s (must be 0)" in text
     assert "dom2 guest2: 1024 -> 1000 MiB" in text and "restarts 1" in text
-    assert text.rstrip().endswith("UNSAFE: a guest had less memory than it committed "
-                                  "or was OOM-killed")
+    assert text.rstrip().endswith(
+        "verdict: NOT OK: 1 guest(s) had MemTotal below Committed_AS (worst 40 MiB short); "
+        "daemons exited 1 time(s): see var/log/xenballoond.log in the guests (--keep)")
 
 
 def test_safe_run() -> None:
     s = summarise([row(1)])
-    assert s["safe"] is True
-    assert report.summary_text(s).rstrip().endswith("verdict: SAFE")
+    assert s["safe"] is True and s["problems"] == []
+    assert report.summary_text(s).rstrip().endswith("verdict: OK")
+    idle = summarise([row(1, target_writes=0)])
+    assert idle["problems"] == ["no daemon ever set a balloon target"]
 
 
 def test_table_has_one_line_per_guest() -> None:

@@ -112,8 +112,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--balloon", choices=("sysfs", "proc", "mixed"), default="sysfs",
                    help="balloon driver: sysfs (Linux pvops, default), proc (2008 "
                         "/proc/xen/balloon), mixed (every third guest proc)")
-    p.add_argument("--xenstore", choices=("cli", "native"), default="cli",
-                   help="the daemons' XENBALLOON_XENSTORE backend (default cli)")
+    p.add_argument("--xenstore", choices=("cli", "native"),
+                   help="the daemons' XENBALLOON_XENSTORE backend (default: cli if the "
+                        "xenstore-* clients are installed, else native)")
     p.add_argument("--dir", dest="work_dir", metavar="DIR",
                    help="make the guests, sockets and logs under DIR (kept) instead of a "
                         "temporary directory")
@@ -128,17 +129,27 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     a = p.parse_args(argv)
     if a.maxmem_mb < a.memory_mb:
         p.error(f"--maxmem-mb ({a.maxmem_mb}) must be >= --memory-mb ({a.memory_mb})")
+    xenstore = a.xenstore or ("cli" if cli_tools_present() else "native")
     return Options(guests=a.guests, duration_s=a.duration, mode=a.mode, seed=a.seed,
                    tick_s=a.tick, memory_mb=a.memory_mb, maxmem_mb=a.maxmem_mb,
-                   balloon=a.balloon, xenstore=a.xenstore, keep=a.keep or a.work_dir is not None,
+                   balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir)
+
+
+DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
+                               "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+
+
+def cli_tools_present() -> bool:
+    """Whether the daemons would find the xenstore-* clients."""
+    from ..xenstore_cli import TOOLS
+    return all(shutil.which(t, path=DAEMON_PATH) for t in TOOLS)
 
 
 def daemon_env(socket_path: str) -> dict[str, str]:
     env = dict(os.environ)
     env["XENSTORED_PATH"] = socket_path
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
-                                   "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+    env["PATH"] = DAEMON_PATH
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_PARENT, env.get("PYTHONPATH")) if p)
     return env
 
@@ -198,7 +209,8 @@ class Host:
             self.dir = tempfile.mkdtemp(prefix="xbsim-", dir=scratch_parent())
         if not o.json:
             print(f"xenballoon-sim: {o.guests} guests in {self.dir}, mode {o.mode}, "
-                  f"seed {o.seed}, {o.duration_s:g} s; Ctrl-C stops", file=self.err, flush=True)
+                  f"seed {o.seed}, {o.duration_s:g} s, daemons' xenstore backend {o.xenstore}; "
+                  "Ctrl-C stops", file=self.err, flush=True)
         self.xsd = SimXenstored(os.path.join(self.dir, "xs"))
         if o.keep:
             self.trace = open(os.path.join(self.dir, "trace.jsonl"), "w")

@@ -4,7 +4,8 @@
 stopping instead.  The same hygiene applies: an argument list, never a shell,
 LC_ALL=C, close_fds.  Each child leads its own process group, so stopping it
 also stops the ``xenstore-*`` clients it may have running at that moment, and a
-Ctrl-C in the terminal reaches only the simulator, which then stops them in order.
+Ctrl-C in the terminal reaches only the simulator, which then stops them in order
+(a new session: Python 3.9 has no ``process_group=``).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class Child:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                close_fds=True, process_group=0)
+                close_fds=True, start_new_session=True)
         self.starts += 1
 
     def exited(self) -> int | None:

@@ -79,6 +79,7 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "oom_kills": sum(r.oom_kills for r in rows),
         "daemon_restarts": restarts,
         "safe": below_s == 0 and sum(r.oom_kills for r in rows) == 0,
+        "problems": problems(rows),
         "dom0_actions": dict(dom0_actions),
         "max_step_lag_s": round(max_lag_s, 3),
         # the simulator's own process (xenstored thread included), daemons excluded
@@ -111,6 +112,24 @@ def summary_text(s: dict[str, object]) -> str:
             f"swap out {g['swapped_out_pages']} pages, restarts {g['daemon_restarts']}")
     if s["work_dir"]:
         lines.append(f"  kept: {s['work_dir']}")
-    lines.append("  verdict: " + ("SAFE" if s["safe"] else "UNSAFE: a guest had less memory "
-                                  "than it committed or was OOM-killed"))
+    found = list(s["problems"])  # type: ignore[call-overload]
+    lines.append("  verdict: " + ("OK" if not found else "NOT OK: " + "; ".join(found)))
     return "\n".join(lines) + "\n"
+
+
+def problems(rows: Sequence[GuestRow]) -> list[str]:
+    """What went wrong in a run, in words; empty when nothing did."""
+    found = []
+    short = [r for r in rows if r.below_committed_s > 0]
+    if short:
+        worst = max(r.worst_deficit_kb for r in short)
+        found.append(f"{len(short)} guest(s) had MemTotal below Committed_AS "
+                     f"(worst {_mib(worst)} MiB short)")
+    if any(r.oom_kills for r in rows):
+        found.append(f"{sum(r.oom_kills for r in rows)} OOM kill(s)")
+    if any(r.daemon_restarts for r in rows):
+        found.append(f"daemons exited {sum(r.daemon_restarts for r in rows)} time(s): "
+                     "see var/log/xenballoond.log in the guests (--keep)")
+    if rows and all(r.target_writes == 0 for r in rows):
+        found.append("no daemon ever set a balloon target")
+    return found
