@@ -35,10 +35,10 @@ mkdir -p debs ex
 for deb in debs/*.deb; do dpkg-deb -x "$deb" ex; done
 zcat ex/boot/xen-4.17-amd64.gz > xen
 cp "ex/boot/vmlinuz-$KVER" vmlinuz
-depmod -b ex "$KVER"
+depmod -b "$PWD/ex" "$KVER"
 mods=ex/lib/modules/$KVER
 # the .ko files a module needs, in load order
-needs() { modprobe -d ex -S "$KVER" --show-depends "$1" | sed -n 's/^insmod \([^ ]*\).*/\1/p'; }
+needs() { modprobe -d "$PWD/ex" -S "$KVER" --show-depends "$1" | sed -n 's/^insmod \([^ ]*\).*/\1/p'; }
 for root in dom0root guestroot; do
   mkdir -p "$root/lib/modules/$KVER/kernel/drivers"
   cp -a "$mods/kernel/drivers/xen" "$root/lib/modules/$KVER/kernel/drivers/"
@@ -46,7 +46,10 @@ for root in dom0root guestroot; do
 done
 # dom0 serves the guest's disks from loop devices through blkback
 for m in loop xen-blkback; do
-  for ko in $(needs $m); do mkdir -p "$(dirname "dom0root/${ko#ex/}")"; cp "$ko" "dom0root/${ko#ex/}"; done
+  for ko in $(needs $m); do
+    rel=lib/modules/${ko#*/lib/modules/}
+    mkdir -p "$(dirname "dom0root/$rel")"; cp "$ko" "dom0root/$rel"
+  done
 done
 for root in dom0root guestroot; do
   depmod -b "$root" "$KVER"

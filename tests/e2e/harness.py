@@ -41,7 +41,8 @@ QEMU_MEM_MB = 2048
 XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 "
             # smap/smep off: under TCG a PV dom0 faults at once with them on
             "loglvl=all guest_loglvl=all smap=0 smep=0")
-DOM0_ARGS = "console=hvc0 earlyprintk=xen rdinit=/init"
+# ramfs: the default tmpfs root (half of dom0_mem) is too small for the guest's disk image
+DOM0_ARGS = "console=hvc0 earlyprintk=xen rdinit=/init rootfstype=ramfs"
 
 
 def log(msg: str) -> None:
@@ -216,12 +217,18 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
         _put(o, "/etc/init.d/xenballoond", init_script, mode=0o755)
     install_project(o, wheels)
     pack(g, os.path.join(run_dir, "guest-overlay.cpio.gz"))
-    concat([os.path.join(base, "guest-boot.cpio.gz"), os.path.join(run_dir, "guest-overlay.cpio.gz")],
-           os.path.join(run_dir, "guest-initrd.gz"))
+    # one uncompressed archive: Xen's domain builder inflates a gzip ramdisk itself and fails
+    # on concatenated gzip members
+    with open(os.path.join(run_dir, "guest-initrd.gz"), "wb") as out:
+        for part in ("guest-boot.cpio.gz", "guest-overlay.cpio.gz"):
+            src = os.path.join(base if part.startswith("guest-boot") else run_dir, part)
+            with gzip.open(src, "rb") as f:
+                shutil.copyfileobj(f, out)
     # dom0: the driver, the guest's kernel and initramfs, and the monitor
     _put(d, "/init", os.path.join(HERE, "dom0/init"), mode=0o755)
     _put(d, "/etc/e2e/dom0_driver.py", os.path.join(HERE, "dom0/dom0_driver.py"), mode=0o755)
     _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
+    _put(d, "/etc/e2e/block-phy", os.path.join(HERE, "dom0/block-phy"), mode=0o755)
     _put(d, "/guest/vmlinuz", os.path.join(base, "vmlinuz"))
     _put(d, "/guest/initrd.gz", os.path.join(run_dir, "guest-initrd.gz"))
     install_project(d, wheels)
