@@ -392,7 +392,7 @@ _MATTERS = re.compile(r"D: |E2E |syslog:|Traceback|Error|error|rror:|Out of memo
 
 def lines_that_matter(s: Scenario, limit: int = 80) -> str:
     """The console lines of one scenario worth reading when it failed."""
-    picked = [ln for ln in s.lines if _MATTERS.search(ln) and "E2E-AGENT" not in ln]
+    picked = [ln[:400] for ln in s.lines if _MATTERS.search(ln) and "E2E-AGENT" not in ln]
     if len(picked) > limit:
         picked = picked[:limit // 4] + ["    ..."] + picked[-(limit - limit // 4):]
     return "\n".join(picked)

@@ -127,8 +127,8 @@ def test_self_shrink_service_start(xen: harness.Run) -> None:
     want_kb = max(s.num("committed_kb") + reserved_kb, min_kb)
     check(s, abs(s.num("target_kb") - want_kb) <= 12 * MIB_KB,
           f"the balloon target is max(Committed_AS + reserved, min) = {want_kb} kB")
-    check(s, s.num("selftarget_published") == s.num("target_kb"),
-          "the published selftarget is the balloon target")
+    check(s, abs(s.num("selftarget_published") - s.num("target_kb")) <= 2 * MIB_KB,
+          "the published selftarget is the balloon target (a tick apart)")
 
 
 def test_self_shrink_hysteresis_two(xen: harness.Run) -> None:
@@ -161,7 +161,7 @@ def test_monitor_row(xen: harness.Run) -> None:
     s = scenario(xen, "monitor")
     row = s.data.get("json_row")
     check(s, bool(row) and row.get("published"), "the monitor has a row for the guest")
-    pub = s.data["published_after"]
+    pubs = (s.data["published_before"], s.data["published_after"])
     before, after = s.data["before"], s.data["after"]
 
     def field(text: str, name: str) -> int:
@@ -170,21 +170,32 @@ def test_monitor_row(xen: harness.Run) -> None:
             if parts and parts[0] == name:
                 return int(parts[1])
         raise AssertionError(f"{name} not published")
+
+    def between(value: float, a: float, b: float, slack: float = 0) -> bool:
+        # the daemon republishes every second: the monitor read somewhere between our two reads
+        return min(a, b) - slack <= value <= max(a, b) + slack
     lo = lambda k: min(before[k], after[k])  # noqa: E731
     hi = lambda k: max(before[k], after[k])  # noqa: E731
-    check(s, row["mem_kb"] == field(pub["meminfo"], "MemTotal"), "mem-kb is the published MemTotal")
+    mem = [field(p["meminfo"], "MemTotal") for p in pubs]
+    check(s, between(row["mem_kb"], *mem), f"mem-kb is the published MemTotal {mem}")
     check(s, lo("memtotal_kb") - 8 * MIB_KB <= row["mem_kb"] <= hi("memtotal_kb") + 8 * MIB_KB,
           "mem-kb is the guest's MemTotal")
-    check(s, row["tgt_kb"] == int(pub["selftarget"]), "tgt-kb is the published selftarget")
+    tgt = [int(p["selftarget"]) for p in pubs]
+    check(s, between(row["tgt_kb"], *tgt), f"tgt-kb is the published selftarget {tgt}")
     check(s, abs(row["tgt_kb"] - after["target_kb"]) <= 8 * MIB_KB, "tgt-kb is the guest's balloon target")
     check(s, abs(s.num("xl_mem_mb") * MIB_KB - after["cur_kb"]) <= 2 * MIB_KB, "xl list agrees with the guest")
-    check(s, abs(row["commit_kb"] - after["committed_kb"]) <= 16 * MIB_KB, "commit is Committed_AS")
+    com = [field(p["meminfo"], "Committed_AS") for p in pubs]
+    # Committed_AS moves both ways (the daemon's own xenstore-* children): a little slack
+    check(s, between(row["commit_kb"], *com, 2 * MIB_KB), f"commit is the published Committed_AS {com}")
+    check(s, between(row["commit_kb"], lo("committed_kb"), hi("committed_kb"), 16 * MIB_KB),
+          "commit is the guest's Committed_AS")
     for col, key in (("swapin", "pswpin"), ("swapout", "pswpout"), ("pgin", "pgpgin"), ("pgout", "pgpgout")):
-        check(s, row[col] == field(pub["vmstat"], key), f"{col} is the published {key}")
+        vals = [field(p["vmstat"], key) for p in pubs]
+        check(s, between(row[col], *vals), f"{col} is the published {key} {vals}")
         check(s, row[col] <= hi(key), f"{col} is not ahead of the guest's {key}")
-    up = [float(x) for x in pub["uptime"].split()]
-    check(s, abs(row["active_s"] - (up[0] - up[1])) <= 0.02, "active(sec) is uptime - idle")
-    check(s, str(s.figures["xl_free_mb"]) == str(row and s.figures["json_free_mb"]),
+    act = [float(p["uptime"].split()[0]) - float(p["uptime"].split()[1]) for p in pubs]
+    check(s, between(row["active_s"], *act, 0.02), f"active(sec) is uptime - idle {act}")
+    check(s, str(s.figures["xl_free_mb"]) == str(s.figures["json_free_mb"]),
           "Free memory is xl info's free_memory")
 
 

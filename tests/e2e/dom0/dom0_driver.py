@@ -354,7 +354,7 @@ class Driver:
     def s_grow(self, name):
         g = self.g
         before = g.snap()
-        a = g.call("alloc", timeout_s=180, mb=150, chunk_mb=25, settle_s=20)
+        a = g.call("alloc", timeout_s=180, mb=150, chunk_mb=25, settle_s=10)
         w = g.wait(until="settle", window_s=4, tol_kb=2048, timeout_s=60)
         snap = w["snap"]
         data(name, "trace", a["trace"] + [[-1, 0, 0]] + w["trace"])
@@ -373,7 +373,7 @@ class Driver:
         down = g.wait(until="settle", window_s=6, tol_kb=2048, timeout_s=150)
         low = down["snap"]
         g.write("memory/uphysteresis", "2")
-        a = g.call("alloc", timeout_s=150, mb=100, chunk_mb=100, settle_s=60)
+        a = g.call("alloc", timeout_s=150, mb=100, chunk_mb=100, settle_s=30)
         up = g.wait(until="settle", window_s=5, tol_kb=2048, timeout_s=90)
         high = up["snap"]
         g.call("free")

@@ -202,13 +202,18 @@ def avail_kb():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1])
     return 0
+def cur_kb():
+    return int(open("/sys/devices/system/xen_memory/xen_memory0/info/current_kb").read())
 maps = []
 for i in range(mb // chunk_mb):
     # private writable: the kernel counts it in Committed_AS at once, before a page is touched
     m = mmap.mmap(-1, chunk_mb << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    t0 = time.monotonic()
-    while avail_kb() < (chunk_mb + 16) * 1024 and time.monotonic() - t0 < settle_s:
+    t0, cur0 = time.monotonic(), cur_kb()
+    # wait for the balloon to answer the new commit (the self target is Committed_AS-based: it
+    # grows the guest by the chunk, but leaves no more room than before)
+    while cur_kb() < cur0 + chunk_mb * 1024 * 8 // 10 and avail_kb() < (chunk_mb + 16) * 1024 \
+            and time.monotonic() - t0 < settle_s:
         time.sleep(0.1)
     for off in range(0, chunk_mb << 20, 4096):
         m[off] = 1
@@ -229,7 +234,7 @@ def op_alloc(args):
     timeout_s = float(args.get("timeout_s", 120))
     before = snapshot()
     proc = subprocess.Popen([sys.executable, "-c", ALLOCATOR, str(mb), str(chunk_mb),
-                             str(args.get("settle_s", 20))],
+                             str(args.get("settle_s", 10))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     ALLOC["proc"] = proc
     s = Sampler()
