@@ -197,3 +197,20 @@ def test_garbage_in_proc_files_does_not_kill_the_daemon(guest):
     dp.wait_until(lambda: balloon_target_bytes(guest) != before, what="recovery")
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("path,text", [("proc/xen/capabilities", "control_d\n"),
+                                       ("sys/hypervisor/properties/features", "00000a01\n")])
+def test_domain_0_is_not_ballooned(guest, path, text):
+    write(os.path.join(guest, path), text)
+    before = balloon_target_bytes(guest)
+    r = dp.run("--root", guest)
+    assert r.returncode == 0 and "domain 0" in r.stderr
+    assert balloon_target_bytes(guest) == before and not os.path.exists(pidfile(guest))
+
+
+def test_a_guests_features_are_not_dom0(guest):
+    write(os.path.join(guest, "sys/hypervisor/properties/features"), "000021f1\n")  # bit 11 clear
+    write(os.path.join(guest, "proc/xen/capabilities"), "\n")
+    assert dp.run("--root", guest, "--once").returncode == 0
+    assert balloon_target_bytes(guest) == 384221184

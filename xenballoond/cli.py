@@ -21,7 +21,8 @@ from . import __version__, logsetup, pidlock, runloop
 from .balloon import detect_balloon
 from .config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile
-from .paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
+from .paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT,
+                    PROC_XEN_CAPABILITIES, SYS_HYPERVISOR_FEATURES, XENFEAT_DOM0, Root)
 from .tick import Ballooner, ProcFiles
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -59,6 +60,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--debug", action="store_true", help="log every decision")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
+
+
+def is_dom0(root: Root) -> bool:
+    """domain 0 has a balloon driver too, but is not ours to balloon (the
+    original's init script checked control_d; the daemon checks as well)."""
+    try:
+        with open(root.path(PROC_XEN_CAPABILITIES), encoding="ascii", errors="replace") as f:
+            if "control_d" in f.read(4096):
+                return True
+    except OSError:
+        pass
+    try:
+        with open(root.path(SYS_HYPERVISOR_FEATURES), encoding="ascii", errors="replace") as f:
+            features = int(f.read(64).strip(), 16)
+    except (OSError, ValueError):
+        return False
+    return bool(features & (1 << XENFEAT_DOM0))
 
 
 def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
@@ -138,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path is None:
         log.info("no config file found, using the defaults")
 
+    if is_dom0(root):
+        print("xenballoond: this is domain 0: not ballooning", file=sys.stderr)
+        return EXIT_OK
     ballooner = build(config, root, log)
     if ballooner is None:
         print("xenballoond: no balloon driver installed", file=sys.stderr)
