@@ -60,7 +60,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="xenballoon-monitor",
         description="Show the memory statistics every guest's xenballoond publishes "
-                    "(run in dom0, e.g. 'watch -d xenballoon-monitor').")
+                    "(run in dom0, e.g. 'watch -d xenballoon-monitor').",
+        epilog="Columns: mem-kb MemTotal, tgt-kb the guest's selftarget, commit Committed_AS, "
+               "swapin/swapout pswpin/pswpout (pages), pgin/pgout pgpgin/pgpgout (kB), "
+               "active(sec) uptime minus idle time per online vCPU.  '-': not published; "
+               "'?': published, but not a number that fits.  Exit status: 0 ok, 1 xenstore "
+               "unreadable, 2 bad usage or config.")
     p.add_argument("-c", "--config", metavar="CONF",
                    help="config file for XENBALLOON_XENSTORE=cli|native (default: "
                         "/etc/sysconfig/xenballoon.conf, then /etc/default/xenballoon.conf)")
