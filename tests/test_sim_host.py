@@ -117,8 +117,9 @@ def test_signal_leaves_nothing_running(signum: int) -> None:
         # both daemons up and publishing before the signal
         wait_for(lambda: len([p for p in processes_using(work) if p != proc.pid]) >= 2,
                  what="two daemons")
-        wait_for(lambda: all(os.path.exists(os.path.join(work, f"guest{i}/var/run/xenballoon-maxmem"))
-                             for i in (1, 2)), what="a first tick in each daemon")
+        maxmem_files = [os.path.join(work, f"guest{i}/var/run/xenballoon-maxmem") for i in (1, 2)]
+        wait_for(lambda: all(os.path.exists(f) for f in maxmem_files),
+                 what="a first tick in each daemon")
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -17,8 +17,10 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
-from ..paths import PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, PROC_XEN_BALLOON, SYSFS_BALLOON_DIR, Root
+from ..paths import (PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, PROC_XEN_BALLOON,
+                     SYSFS_BALLOON_DIR, Root)
 from . import balloon_model as bm
 from . import procfs, vm_model
 from .workload import Demand, Workload, demand_at
@@ -184,7 +186,8 @@ class SimGuest:
 
     # --- one step --------------------------------------------------------
 
-    def step(self, t_s: float, dt_s: float, read_memory_target) -> None:
+    def step(self, t_s: float, dt_s: float,
+             read_memory_target: Callable[[], str | None]) -> None:
         """Advance to simulated time ``t_s``.  ``read_memory_target()`` reads
         this guest's memory/target from xenstore (None if absent)."""
         if self._watch_fired.is_set():

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from .. import meminfo as meminfo_mod
 from . import balloon_model as bm
@@ -75,8 +75,8 @@ class Options:
     work_dir: str | None
 
 
-def _positive(kind: type, what: str):
-    def conv(text: str):
+def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
+    def conv(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
@@ -298,7 +298,7 @@ class Host:
             "xenstored_cpu_s": None if xenstored_s is None
             else round(xenstored_s - xenstored_start_s, 3)}
 
-    def _memory_target_reader(self, domid: int):
+    def _memory_target_reader(self, domid: int) -> Callable[[], str | None]:
         path = f"/local/domain/{domid}/memory/target"
         return lambda: self.xsd.get(path) if self.xsd is not None else None
 
@@ -472,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             host.setup()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a socket path too long
             print(f"xenballoon-sim: cannot set up the host: {exc}", file=sys.stderr)
             status = EXIT_FAIL
         else:

@@ -93,6 +93,7 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
 
 def summary_text(s: dict[str, object]) -> str:
     """The summary for people."""
+    actions: dict[str, int] = s["dom0_actions"]  # type: ignore[assignment]
     lines = [
         f"xenballoon-sim summary: mode={s['mode']} seed={s['seed']} guests={s['guests']} "
         f"simulated {s['simulated_s']}s{' (interrupted)' if s['interrupted'] else ''}",
@@ -102,7 +103,7 @@ def summary_text(s: dict[str, object]) -> str:
         f"  swap: {s['swapped_out_pages']} pages out, {s['swapped_in_pages']} in; "
         f"OOM kills: {s['oom_kills']}",
         f"  daemon restarts: {s['daemon_restarts']}",
-        f"  dom0: " + ", ".join(f"{k} {v}" for k, v in dict(s["dom0_actions"]).items()),  # type: ignore[arg-type]
+        "  dom0: " + ", ".join(f"{k} {v}" for k, v in actions.items()),
     ]
     for g in s["per_guest"]:  # type: ignore[union-attr]
         lines.append(
