@@ -84,7 +84,8 @@ XENBALLOON_SEND_UPTIME=1
 # The defaults, from the original conf's "## Default:" lines and the spec.
 DEFAULTS = dict(self_ballooning=False, self_interval_s=1, interval_s=1, down_hysteresis=10,
                 up_hysteresis=1, min_mem_mb=0, maxmem_file="/var/run/xenballoon-maxmem",
-                send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="cli")
+                send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="cli",
+                self_reserve_pct=10)
 
 
 def parse(text: str, filename: str = "test.conf") -> tuple[Config, list[str]]:
@@ -151,7 +152,8 @@ def test_shipped_conf_is_valid_shell_with_the_same_values():
         "XENBALLOON_SELF=false", "XENBALLOON_SELF_INTERVAL=1", "XENBALLOON_INTERVAL=1",
         "XENBALLOON_AUTO_DOWNHYSTERESIS=10", "XENBALLOON_AUTO_UPHYSTERESIS=1", "XENBALLOON_MINMEM=0",
         "XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem", "XENBALLOON_SEND_MEMINFO=1",
-        "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=cli"]
+        "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=cli",
+        "XENBALLOON_SELF_RESERVE_PCT=10"]
 
 
 # --------------------------------------------------------------------------- per variable
@@ -199,6 +201,9 @@ GOOD = [
     ("XENBALLOON_XENSTORE", "cli", "xenstore_backend", "cli"),
     ("XENBALLOON_XENSTORE", "native", "xenstore_backend", "native"),
     ("XENBALLOON_XENSTORE", "'native'", "xenstore_backend", "native"),
+    ("XENBALLOON_SELF_RESERVE_PCT", "0", "self_reserve_pct", 0),
+    ("XENBALLOON_SELF_RESERVE_PCT", "100", "self_reserve_pct", 100),
+    ("XENBALLOON_SELF_RESERVE_PCT", '"25"', "self_reserve_pct", 25),
 ]
 
 
@@ -237,6 +242,8 @@ BAD = [(key, raw) for key in INT_KEYS for raw in NOT_INTEGERS] + [
     ("XENBALLOON_MAXMEMFILE", "/x\u202e"), ("XENBALLOON_MAXMEMFILE", "/" + "a" * 4096),
     ("XENBALLOON_XENSTORE", ""), ("XENBALLOON_XENSTORE", "CLI"), ("XENBALLOON_XENSTORE", "xl"),
     ("XENBALLOON_XENSTORE", "'native '"),
+    ("XENBALLOON_SELF_RESERVE_PCT", "101"), ("XENBALLOON_SELF_RESERVE_PCT", "-1"),
+    ("XENBALLOON_SELF_RESERVE_PCT", "10%"), ("XENBALLOON_SELF_RESERVE_PCT", ""),
 ]
 
 
@@ -537,6 +544,7 @@ CONFIGS = st.builds(
     send_vmstat=st.booleans(),
     send_uptime=st.booleans(),
     xenstore_backend=st.sampled_from(["cli", "native"]),
+    self_reserve_pct=st.integers(0, 100),
 )
 
 

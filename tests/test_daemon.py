@@ -11,7 +11,9 @@ from tests import daemonproc as dp
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb, set_meminfo, write
 from xenballoond.policy import MIB
 
-SELF_CONF = "XENBALLOON_SELF=true\nXENBALLOON_SELF_INTERVAL=1\n"
+# RESERVE_PCT=0: the 2008 self target (Committed_AS exactly), so the figures
+# below are the original's, worked by hand
+SELF_CONF = "XENBALLOON_SELF=true\nXENBALLOON_SELF_INTERVAL=1\nXENBALLOON_SELF_RESERVE_PCT=0\n"
 
 
 def pidfile(root: str) -> str:
@@ -45,6 +47,15 @@ def test_once_self_target_on_sysfs(guest):
     # 402653184 - (402653184 - 218333184) / 10 = 384221184
     assert balloon_target_bytes(guest) == 384221184
     assert open(os.path.join(guest, "var/run/xenballoon-maxmem")).read().strip() == "393216"
+
+
+def test_once_self_target_with_the_default_reserve(guest):
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"), "XENBALLOON_SELF=true\n")
+    assert dp.run("--root", guest, "--once").returncode == 0
+    # reserve = 10% of the 393216 kB high-water mark = 39321 kB;
+    # target = (200000 + 13216 + 39321) kB = 258597888 B; cur 402653184 B; down 10:
+    # 402653184 - 144055296 / 10 = 402653184 - 14405529 = 388247655
+    assert balloon_target_bytes(guest) == 388247655
 
 
 def test_once_self_target_on_legacy_proc_balloon(tmp_path):
@@ -101,7 +112,7 @@ def test_debian_config_location(tmp_path):
     root = str(tmp_path)
     make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216)
     write(os.path.join(root, "etc/default/xenballoon.conf"), "XENBALLOON_MINMEM=300\n"
-          "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+          "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\nXENBALLOON_SELF_RESERVE_PCT=0\n")
     assert dp.run("--root", root, "--once").returncode == 0
     assert balloon_target_bytes(root) == 300 * MIB
 

@@ -85,6 +85,23 @@ def test_self_target_golden() -> None:
     assert self_target_bytes(300000, 232, reserved_kb=-5) == 307200000
 
 
+def test_self_reserve_golden() -> None:
+    # 10% of a 1 GiB high-water mark is 104857 kB (integer %), over Committed_AS 300000 kB
+    from xenballoond.policy import headroom_kb
+    assert headroom_kb(1048576, 10) == 104857
+    assert headroom_kb(1048576, 0) == 0
+    assert self_target_bytes(300000, 232, 0, 104857) == 404857 * 1024
+    d = decide(self_ballooning=True, directed_target_kb=None, cur_kb=300000,
+               committed_as_kb=300000, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
+               down_hysteresis=10, up_hysteresis=1, interval_s=1, self_reserve_pct=10)
+    assert d.tgt_bytes == 404857 * 1024
+    # directed targets are dom0's: no reserve added
+    d = decide(self_ballooning=False, directed_target_kb=300000, cur_kb=300000,
+               committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
+               down_hysteresis=10, up_hysteresis=1, interval_s=1, self_reserve_pct=10)
+    assert d.tgt_bytes == 300000 * 1024
+
+
 def test_directed_target_of_1kb_is_a_target_not_self() -> None:
     # the original's balloon_to_target 1 meant "self"; a dom0 target of 1 kB is floored
     assert directed_target_bytes(1, 232) == 232 * MIB
@@ -111,6 +128,7 @@ ORACLE_CASES = [
 
 def _decide_like_original(arg: int, memtotal: int, committed: int, maxmem: int,
                           minmem: int, down: int, up: int) -> int:
+    # XENBALLOON_SELF_RESERVE_PCT=0: the original's self target, Committed_AS exactly
     d = decide(self_ballooning=arg == 1, directed_target_kb=None if arg == 1 else arg,
                cur_kb=memtotal, committed_as_kb=committed, reserved_kb=0,
                maxmem_kb=maxmem, min_mem_mb=minmem, down_hysteresis=down,

@@ -149,13 +149,13 @@ def test_directed_target_below_minimum_is_floored(guest, xs, backend):
 
 def test_ballooning_goes_on_when_xenstored_is_down(guest, xs, backend):
     xs.stop()
-    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n", backend=backend)
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\nXENBALLOON_SELF_RESERVE_PCT=0\n", backend=backend)
     b.tick()
     assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
 
 
 def test_ballooning_goes_on_when_xenstored_hangs(guest, xs, backend):
-    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n", backend=backend)
+    b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\nXENBALLOON_SELF_RESERVE_PCT=0\n", backend=backend)
     b.xenstore.timeout_s = 0.5
     with xs.stalled():
         b.tick()

@@ -75,6 +75,7 @@ class Config:
     send_vmstat: bool = True
     send_uptime: bool = True
     xenstore_backend: str = "cli"
+    self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
 
     @classmethod
     def defaults(cls) -> "Config":
@@ -173,6 +174,7 @@ _SPECS: Tuple[_Spec, ...] = (
     _Spec("XENBALLOON_SEND_VMSTAT", "send_vmstat", "flag"),
     _Spec("XENBALLOON_SEND_UPTIME", "send_uptime", "flag"),
     _Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
+    _Spec("XENBALLOON_SELF_RESERVE_PCT", "self_reserve_pct", "int", 0, 100),
 )
 _SPECS_BY_KEY: Dict[str, _Spec] = {s.key: s for s in _SPECS}
 _SPECS_BY_FIELD: Dict[str, _Spec] = {s.field: s for s in _SPECS}

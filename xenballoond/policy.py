@@ -36,14 +36,17 @@ def min_target_mb(maxmem_kb: int, min_mem_mb: int = 0) -> int:
     return 296 + (pages >> 13)
 
 
-def self_target_bytes(committed_as_kb: int, min_mb: int, reserved_kb: int = 0) -> int:
+def self_target_bytes(committed_as_kb: int, min_mb: int, reserved_kb: int = 0,
+                      headroom_kb: int = 0) -> int:
     """selftarget(): Committed_AS, never below the minimum.
 
     ``reserved_kb`` is the balloon reservation the kernel keeps out of MemTotal
     (current_kb - MemTotal on pvops kernels; 0 with the 2008 driver), added as the
     kernel's own selfballoon code does, or the guest would shrink every tick.
+    ``headroom_kb`` is room over Committed_AS for the page cache and for
+    growth between two ticks (0 in the 2008 script).
     """
-    tgt_bytes = (committed_as_kb + max(reserved_kb, 0)) * KIB
+    tgt_bytes = (committed_as_kb + max(reserved_kb, 0) + max(headroom_kb, 0)) * KIB
     return max(tgt_bytes, min_mb * MIB)
 
 
@@ -82,9 +85,18 @@ class Decision:
     self_ballooning: bool
 
 
+def headroom_kb(maxmem_kb: int, reserve_pct: int) -> int:
+    """XENBALLOON_SELF_RESERVE_PCT of the memory high-water mark.  The kernel's
+    own selfballoon driver came to reserve 10% of RAM for the same reasons: the
+    page cache and slab are not in Committed_AS, and the balloon cannot give
+    memory back as fast as a workload can take it."""
+    return max(maxmem_kb, 0) * reserve_pct // 100
+
+
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
            committed_as_kb: int, reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
-           down_hysteresis: int, up_hysteresis: int, interval_s: int) -> Decision:
+           down_hysteresis: int, up_hysteresis: int, interval_s: int,
+           self_reserve_pct: int = 0) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
@@ -94,7 +106,8 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     min_mb = min_target_mb(maxmem_kb, min_mem_mb)
     min_bytes = min_mb * MIB
     if self_ballooning:
-        want_bytes = self_target_bytes(committed_as_kb, min_mb, reserved_kb)
+        want_bytes = self_target_bytes(committed_as_kb, min_mb, reserved_kb,
+                                       headroom_kb(maxmem_kb, self_reserve_pct))
     elif directed_target_kb is not None:
         want_bytes = directed_target_bytes(directed_target_kb, min_mb)
     else:

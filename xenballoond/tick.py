@@ -114,7 +114,7 @@ class Ballooner:
             cur_kb=cur_kb, committed_as_kb=committed_kb,
             reserved_kb=cur_kb - memtotal_kb if self.balloon.name == "sysfs" else 0,
             maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
-            up_hysteresis=up, interval_s=interval_s)
+            up_hysteresis=up, interval_s=interval_s, self_reserve_pct=cfg.self_reserve_pct)
         self.last_decision = decision
         if decision.tgt_bytes is not None:
             try:
