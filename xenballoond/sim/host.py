@@ -54,6 +54,7 @@ XENBALLOON_SEND_MEMINFO=1
 XENBALLOON_SEND_VMSTAT=1
 XENBALLOON_SEND_UPTIME=1
 XENBALLOON_XENSTORE={backend}
+XENBALLOON_SELF_RESERVE_PCT={reserve_pct}
 """
 
 
@@ -73,6 +74,7 @@ class Options:
     quiet: bool
     table: str
     work_dir: str | None
+    reserve_pct: int = 10
 
 
 def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -112,6 +114,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--balloon", choices=("sysfs", "proc", "mixed"), default="sysfs",
                    help="balloon driver: sysfs (Linux pvops, default), proc (2008 "
                         "/proc/xen/balloon), mixed (every third guest proc)")
+    p.add_argument("--reserve-pct", type=int, choices=range(0, 101), metavar="PCT", default=10,
+                   help="the daemons' XENBALLOON_SELF_RESERVE_PCT: headroom over Committed_AS "
+                        "when self-ballooning, %% of memory (default 10; 0 = the 2008 policy)")
     p.add_argument("--xenstore", choices=("cli", "native"),
                    help="the daemons' XENBALLOON_XENSTORE backend (default: cli if the "
                         "xenstore-* clients are installed, else native)")
@@ -133,7 +138,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(guests=a.guests, duration_s=a.duration, mode=a.mode, seed=a.seed,
                    tick_s=a.tick, memory_mb=a.memory_mb, maxmem_mb=a.maxmem_mb,
                    balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
-                   json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir)
+                   json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
+                   reserve_pct=a.reserve_pct)
 
 
 DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
@@ -225,7 +231,7 @@ class Host:
                          swap_total_kb=SWAP_TOTAL_KB, uptime_s=30.0 + 17.0 * i)
             g.create()
             with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
-                f.write(DAEMON_CONF.format(backend=o.xenstore))
+                f.write(DAEMON_CONF.format(backend=o.xenstore, reserve_pct=o.reserve_pct))
             self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
             self.guests.append(g)
         self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
