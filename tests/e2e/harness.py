@@ -36,7 +36,7 @@ WHEELS = ("python-daemon", "lockfile")
 # console scripts the images need (setup.py's entry points; read from it when it names them)
 SCRIPTS = {"xenballoond": "xenballoond.cli:main", "xenballoon-monitor": "xenballoond.monitor:main"}
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "cpio": "cpio",
-              "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg"}
+              "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg", "mke2fs": "e2fsprogs"}
 QEMU_MEM_MB = 2048
 XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 "
             # smap/smep off: under TCG a PV dom0 faults at once with them on

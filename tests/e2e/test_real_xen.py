@@ -66,6 +66,23 @@ def check(s: harness.Scenario, cond: bool, what: str) -> None:
                     + harness.lines_that_matter(s), pytrace=False)
 
 
+def guest_conf(name: str) -> str:
+    """A variable of the guest's config as this suite installs it (guest/xenballoon.conf)."""
+    with open(os.path.join(os.path.dirname(__file__), "guest", "xenballoon.conf")) as f:
+        for line in f:
+            if line.startswith(name + "="):
+                return line.split("=", 1)[1].strip()
+    raise KeyError(name)
+
+
+def self_target_by_hand(committed_kb: int, reserved_kb: int, maxmem_kb: int) -> int:
+    """The self-ballooning target in kB: the original's selftarget() (Committed_AS, floored at
+    minmb()), plus the pvops kernel's reservation (current_kb - MemTotal) and the daemon's
+    XENBALLOON_SELF_RESERVE_PCT headroom (a percentage of the high-water mark)."""
+    headroom_kb = maxmem_kb * int(guest_conf("XENBALLOON_SELF_RESERVE_PCT")) // 100
+    return max(committed_kb + reserved_kb + headroom_kb, minmb_by_hand(maxmem_kb) * MIB_KB)
+
+
 def minmb_by_hand(maxmem_kb: int) -> int:
     """The original xenballoond's minmb() (from the 2008 balloon.c minimum_target()),
     worked here with shell integer arithmetic, independently of xenballoond.policy."""
@@ -124,9 +141,9 @@ def test_self_shrink_service_start(xen: harness.Run) -> None:
     check(s, abs(s.num("xl_mem_mb") * MIB_KB - s.num("cur_kb")) <= 2 * MIB_KB,
           "dom0's xl list shows the guest's size")
     reserved_kb = s.num("cur_kb") - s.num("memtotal_kb")
-    want_kb = max(s.num("committed_kb") + reserved_kb, min_kb)
+    want_kb = self_target_by_hand(s.num("committed_kb"), reserved_kb, maxmem_kb)
     check(s, abs(s.num("target_kb") - want_kb) <= 12 * MIB_KB,
-          f"the balloon target is max(Committed_AS + reserved, min) = {want_kb} kB")
+          f"the balloon target is max(Committed_AS + reserved + headroom, min) = {want_kb} kB")
     check(s, abs(s.num("selftarget_published") - s.num("target_kb")) <= 2 * MIB_KB,
           "the published selftarget is the balloon target (a tick apart)")
 
@@ -214,12 +231,17 @@ def test_interval_override(xen: harness.Run) -> None:
 
 def test_grow_on_allocation(xen: harness.Run) -> None:
     s = scenario(xen, "grow")
-    check(s, s.num("committed_kb") - s.num("before_committed_kb") >= 140 * MIB_KB, "Committed_AS rose by the 150 MiB")
-    check(s, s.num("cur_kb") >= s.num("before_cur_kb") + 64 * MIB_KB, "the guest grew back")
-    # from the floor (136 MiB) to Committed_AS + the kernel's reservation (current - MemTotal)
+    mapped_kb = s.num("mapped_mb") * MIB_KB
+    check(s, s.num("committed_kb") - s.num("before_committed_kb") >= mapped_kb - 8 * MIB_KB,
+          f"Committed_AS rose by the {s.figures['mapped_mb']} MiB mapped")
+    check(s, s.figures["grown_s"] != "none", "the balloon grew after the allocation")
     reserved_kb = s.num("cur_kb") - s.num("memtotal_kb")
-    check(s, abs(s.num("target_kb") - (s.num("committed_kb") + reserved_kb)) <= 8 * MIB_KB,
-          "the target is Committed_AS + reserved")
+    want_kb = self_target_by_hand(s.num("committed_kb"), reserved_kb, s.num("maxmem_file_kb"))
+    check(s, want_kb > minmb_by_hand(s.num("maxmem_file_kb")) * MIB_KB, "above the minimum")
+    check(s, abs(s.num("target_kb") - want_kb) <= 8 * MIB_KB,
+          f"the target is Committed_AS + reserved + headroom = {want_kb} kB")
+    check(s, s.num("cur_kb") >= s.num("before_cur_kb") + 32 * MIB_KB, "the guest grew back")
+    check(s, abs(s.num("cur_kb") - s.num("target_kb")) <= 2 * MIB_KB, "and reached its target")
     check(s, s.num("max_cur_kb") <= s.num("static_max_kb"), "never beyond maxmem")
     check(s, s.num("oom_kill") == 0, "no process was OOM-killed")
     check(s, abs(s.num("xl_mem_mb") * MIB_KB - s.num("cur_kb")) <= 2 * MIB_KB, "xl list shows it")
@@ -264,17 +286,39 @@ def test_service_stop(xen: harness.Run) -> None:
 
 
 def test_directed(xen: harness.Run) -> None:
+    """Directed ballooning on a pvops kernel: the kernel's balloon driver watches memory/target
+    itself and applies dom0's value at once; the daemon's tick then writes its own step (the
+    hysteresis toward dom0's target, floored at the minimum) to sysfs.  What must hold: the guest
+    ends at dom0's target (or the minimum), every target the daemon set lies between where the
+    guest was and where it ends, and the published selftarget is the target the daemon set."""
     s = scenario(xen, "directed")
     check(s, s.num("start_rc") == 0, "restart with XENBALLOON_SELF=false")
     check(s, abs(s.num("cur0_kb") - s.num("target0_kb")) <= MIB_KB, "the guest follows memory/target")
-    for label in ("raw", "memset", "grow"):
+    min_kb = minmb_by_hand(s.num("maxmem_file_kb")) * MIB_KB
+    for label in ("raw", "floor", "memset", "grow"):
         want = s.num(label + "_want_kb")
+        end = max(want, min_kb)
         check(s, s.figures[label + "_settled"] == "1", f"{label}: settled")
-        check(s, abs(s.num(label + "_cur_kb") - want) <= MIB_KB, f"{label}: reached {want} kB")
-        check(s, abs(s.num(label + "_xl_mem_mb") * MIB_KB - want) <= 2 * MIB_KB, f"{label}: xl list shows it")
-        if s.num(label + "_from_kb") > want:
-            check(s, s.num(label + "_min_cur_kb") >= want - MIB_KB, f"{label}: no undershoot below the target")
-        else:
-            check(s, s.num(label + "_max_cur_kb") <= want + MIB_KB, f"{label}: no overshoot above the target")
+        check(s, abs(s.num(label + "_cur_kb") - end) <= MIB_KB,
+              f"{label}: ends at max(dom0's {want} kB, minimum {min_kb} kB)")
+        check(s, abs(s.num(label + "_xl_mem_mb") * MIB_KB - end) <= 2 * MIB_KB, f"{label}: xl list shows it")
+        check(s, abs(s.num(label + "_selftarget_kb") - s.num(label + "_target_kb")) <= 4,
+              f"{label}: the published selftarget is the balloon target the daemon set")
+        lo, hi = sorted((s.num(label + "_from_kb"), end))
+        daemon_targets = [t for t in s.data[label + "_targets"][1:] if t != want]
+        check(s, all(lo - MIB_KB <= t <= hi + MIB_KB for t in daemon_targets),
+              f"{label}: the daemon's targets {daemon_targets} lie between {lo} and {hi} kB")
+        if want >= min_kb:
+            check(s, s.num(label + "_min_cur_kb") >= min(lo, want) - MIB_KB, f"{label}: no undershoot")
+            check(s, s.num(label + "_max_cur_kb") <= hi + MIB_KB, f"{label}: no overshoot")
+    check(s, s.num("floor_want_kb") < min_kb, "the floor step asks for less than the minimum")
+    # the kernel starts toward dom0's target at once; the daemon's next tick takes over with
+    # its floored target and downhysteresis 2: cur - (cur - min)/2 each tick
+    floor_steps = [t for t in s.data["floor_targets"][1:] if t != s.num("floor_want_kb")]
+    ratios = step_ratios(floor_steps, min_kb)
+    check(s, len(ratios) >= 2 and all(0.35 <= r <= 0.65 for r in ratios),
+          f"the daemon halves the distance to the minimum each tick: {floor_steps} (ratios {ratios})")
+    check(s, s.num("floor_min_cur_kb") >= min_kb, "never below the minimum")
     check(s, s.figures["self_on_settled"] == "1", "memory/selfballoon=1 switches self-ballooning on")
+    check(s, s.num("self_on_cur_kb") < s.num("grow_cur_kb") - 16 * MIB_KB, "and the guest shrinks")
     check(s, abs(s.num("self_off_cur_kb") - 360 * MIB_KB) <= MIB_KB, "and =0 back to memory/target")

@@ -14,6 +14,8 @@ host by tests/e2e/test_real_xen.py from these figures.  Standard library only.
 import base64
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +30,8 @@ CONF = "/etc/default/xenballoon.conf"
 PIDFILE = "/var/run/xenballoond.pid"
 MAXMEMFILE = "/var/run/xenballoon-maxmem"
 MIB_KB = 1024
+GROW_MB = 128
+GROW_TOUCH_MB = 64
 OUT = threading.Lock()
 T_START = time.monotonic()
 
@@ -89,6 +93,74 @@ def xl_mem_mb():
     """The guest's memory in MiB as `xl list` shows it."""
     p = run(["xl", "list", GUEST], check=True)
     return int(p.stdout.splitlines()[-1].split()[2])
+
+
+XS_SOCKETS = ("/var/run/xenstored/socket", "/run/xenstored/socket")
+XS_SET_PERMS, XS_TRANSACTION_START, XS_TRANSACTION_END, XS_WRITE, XS_ERROR = 14, 6, 7, 11, 16
+
+
+class XsWire:
+    """Just enough of the xenstore wire protocol to hand keys over in ONE transaction:
+    xenstore-write and xenstore-chmod are separate processes, and a daemon tick that sees a
+    key between its write and its chmod would (rightly) find it still read-only."""
+
+    def __init__(self):
+        self.sock = self.dev = None
+        for path in XS_SOCKETS:
+            if os.path.exists(path):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+        else:
+            self.dev = os.open("/dev/xen/xenbus", os.O_RDWR)
+        self.req = 0
+
+    def _io(self, data):
+        if self.sock is not None:
+            if data:
+                self.sock.sendall(data)
+                return b""
+            return self.sock.recv(65536)
+        if data:
+            os.write(self.dev, data)
+            return b""
+        return os.read(self.dev, 65536)
+
+    def call(self, op, payload, tx=0):
+        self.req += 1
+        self._io(struct.pack("<IIII", op, self.req, tx, len(payload)) + payload)
+        buf = b""
+        while len(buf) < 16 or len(buf) < 16 + struct.unpack("<IIII", buf[:16])[3]:
+            chunk = self._io(None)
+            if not chunk:
+                raise RuntimeError("xenstored closed the connection")
+            buf += chunk
+        rtype, _req, _tx, n = struct.unpack("<IIII", buf[:16])
+        body = buf[16:16 + n]
+        if rtype == XS_ERROR:
+            raise OSError(body.rstrip(b"\0").decode())
+        return body
+
+    def hand_over(self, paths, perms):
+        """write "0" to each path and set its permissions, all or nothing (retried on EAGAIN)."""
+        for _attempt in range(20):
+            tx = int(self.call(XS_TRANSACTION_START, b"\0").rstrip(b"\0"))
+            for path in paths:
+                self.call(XS_WRITE, path.encode() + b"\0" + b"0", tx)
+                self.call(XS_SET_PERMS, path.encode() + b"\0" + perms.encode() + b"\0", tx)
+            try:
+                self.call(XS_TRANSACTION_END, b"T\0", tx)
+                return
+            except OSError as exc:
+                if str(exc) != "EAGAIN":
+                    raise
+        raise RuntimeError("transaction kept failing with EAGAIN")
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        else:
+            os.close(self.dev)
 
 
 def console_tail(stop):
@@ -172,6 +244,18 @@ class Guest:
         return self.call("wait", **args)
 
 
+def minmb_guess(maxmem_kb):
+    """The original's minmb() (for choosing what to wait for, not for judging)."""
+    mb, pages = maxmem_kb // 1024, maxmem_kb // 4
+    if mb < 125:
+        return 8 + (pages >> 9)
+    if mb < 500:
+        return 40 + (pages >> 10)
+    if mb < 2000:
+        return 104 + (pages >> 11)
+    return 296 + (pages >> 13)
+
+
 def trace_targets(trace):
     """The distinct balloon targets (kB) in a sampled trace: one per daemon (or kernel) write."""
     out = []
@@ -205,11 +289,12 @@ class Driver:
             out[k] = self.g.read("%s/%s" % (directory, k))
         return out
 
-    def uptimes(self, directory, seconds):
-        """Distinct values of <directory>/uptime seen over `seconds` (guest clock, first field)."""
+    def uptimes(self, directory, seconds, want=None):
+        """Distinct values of <directory>/uptime seen over `seconds` (guest clock, first field),
+        or until `want` of them were seen."""
         seen = []
         t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
+        while time.monotonic() < t_end and (want is None or len(seen) < want):
             v = self.g.read(directory + "/uptime")
             if v:
                 try:
@@ -340,11 +425,11 @@ class Driver:
 
     def s_interval(self, name):
         g = self.g
-        base = self.uptimes("data/xenballoon", 8)
+        base = self.uptimes("data/xenballoon", 5, want=5)
         g.write("memory/interval", "3")
-        slow = self.uptimes("data/xenballoon", 16)
+        slow = self.uptimes("data/xenballoon", 20, want=5)
         g.write("memory/interval", "1")
-        back = self.uptimes("data/xenballoon", 8)
+        back = self.uptimes("data/xenballoon", 6, want=3)
         g.rm("memory/interval")
         data(name, "uptimes_1", base)
         data(name, "uptimes_3", slow)
@@ -354,32 +439,42 @@ class Driver:
     def s_grow(self, name):
         g = self.g
         before = g.snap()
-        a = g.call("alloc", timeout_s=180, mb=150, chunk_mb=25, settle_s=10)
-        w = g.wait(until="settle", window_s=4, tol_kb=2048, timeout_s=60)
+        # At the floor (136 MiB, MemTotal ~76 MiB, Committed_AS ~20 MiB) the self target is the
+        # minimum until Committed_AS + reserved passes it: 128 MiB mapped takes it ~70 MiB past.
+        # Half of it is then used (touched); touching before the guest grew would only swap.
+        a = g.call("alloc", timeout_s=120, mb=GROW_MB, touch_mb=GROW_TOUCH_MB, settle_s=40, window_s=3)
+        w = g.wait(until="settle", window_s=3, tol_kb=2048, timeout_s=60)
         snap = w["snap"]
         data(name, "trace", a["trace"] + [[-1, 0, 0]] + w["trace"])
+        data(name, "targets", trace_targets(a["trace"] + w["trace"]))
         data(name, "alloc_lines", a.get("lines"))
-        result(name, bool(a["ok"]), done_s=a.get("done_s"), alloc_alive=a.get("alive"),
+        first_up = next((p[0] for p in a["trace"] if p[1] > before["target_kb"]), None)
+        maxmem = g.call("file", path=MAXMEMFILE)
+        result(name, bool(a["ok"]), maxmem_file_kb=(maxmem.get("text") or "").strip() or "absent",
+               mapped_mb=GROW_MB, touched_mb=GROW_TOUCH_MB, grown_s=a.get("grown_s"),
+               done_s=a.get("done_s"), first_target_up_s=first_up, alloc_alive=a.get("alive"),
                before_cur_kb=before["cur_kb"], before_committed_kb=before["committed_kb"],
+               before_target_kb=before["target_kb"],
                cur_kb=snap["cur_kb"], committed_kb=snap["committed_kb"], target_kb=snap["target_kb"],
                memtotal_kb=snap["memtotal_kb"], max_cur_kb=max(a["max_cur_kb"] or 0, w["max_cur_kb"] or 0),
                static_max_kb=g.read("memory/static-max"), xl_mem_mb=xl_mem_mb(),
+               pswpout_delta=snap["pswpout"] - before["pswpout"],
                oom_kill=snap["oom_kill"], settled=w["ok"])
 
     def s_hysteresis(self, name):
         g = self.g
         g.write("memory/downhysteresis", "4")
         f = g.call("free")
-        down = g.wait(until="settle", window_s=6, tol_kb=2048, timeout_s=150)
+        down = g.wait(until="settle", window_s=4, tol_kb=2048, timeout_s=150)
         low = down["snap"]
         g.write("memory/uphysteresis", "2")
-        a = g.call("alloc", timeout_s=150, mb=100, chunk_mb=100, settle_s=30)
-        up = g.wait(until="settle", window_s=5, tol_kb=2048, timeout_s=90)
+        a = g.call("alloc", timeout_s=120, mb=GROW_MB, touch_mb=0, settle_s=60, window_s=3)
+        up = g.wait(until="settle", window_s=3, tol_kb=2048, timeout_s=90)
         high = up["snap"]
         g.call("free")
         g.rm("memory/downhysteresis")
         g.rm("memory/uphysteresis")
-        back = g.wait(until="settle", window_s=5, tol_kb=2048, timeout_s=120)
+        back = g.wait(until="settle", window_s=3, tol_kb=2048, timeout_s=120)
         data(name, "down_trace", down["trace"])
         data(name, "down_targets", trace_targets(down["trace"]))
         data(name, "up_trace", a["trace"] + [[-1, 0, 0]] + up["trace"])
@@ -388,7 +483,7 @@ class Driver:
                down_settled=down["ok"], down_reach_s=down.get("entered_s"), low_cur_kb=low["cur_kb"],
                low_committed_kb=low["committed_kb"], low_memtotal_kb=low["memtotal_kb"],
                min_cur_kb=down["min_cur_kb"],
-               up_settled=up["ok"], up_done_s=a.get("done_s"), high_cur_kb=high["cur_kb"],
+               up_settled=up["ok"], up_grown_s=a.get("grown_s"), high_cur_kb=high["cur_kb"],
                high_committed_kb=high["committed_kb"], high_memtotal_kb=high["memtotal_kb"],
                back_cur_kb=back["snap"]["cur_kb"], back_settled=back["ok"])
 
@@ -412,12 +507,14 @@ class Driver:
     def s_publish_memory(self, name):
         g = self.g
         keys = ("selftarget", "meminfo", "vmstat", "uptime")
-        for k in keys:
-            xs_write(g.key("memory/" + k), "0")
-            run(["xenstore-chmod", g.key("memory/" + k), "n%d" % g.domid], check=True)
+        xs = XsWire()
+        try:
+            xs.hand_over([g.key("memory/" + k) for k in keys], "n%d" % g.domid)
+        finally:
+            xs.close()
         t0 = time.monotonic()
         pub = {}
-        while time.monotonic() - t0 < 30:
+        while time.monotonic() - t0 < 75:  # the daemon also re-probes every 60 ticks
             pub = self.published("memory")
             if all(pub[k] not in (None, "0") for k in keys):
                 break
@@ -463,35 +560,49 @@ class Driver:
         conf = g.sh("sed -i 's/^XENBALLOON_SELF=.*/XENBALLOON_SELF=false/' %s && grep ^XENBALLOON_SELF= %s"
                     % (CONF, CONF))
         start = g.service("start", timeout_s=90)
+        maxmem = g.call("file", path=MAXMEMFILE)
         tgt0 = int(g.read("memory/target"))
-        w0 = g.wait(until="ge", kb=tgt0 - MIB_KB, settle=True, window_s=4, tol_kb=1024, timeout_s=60)
+        w0 = g.wait(until="ge", kb=tgt0 - MIB_KB, settle=True, window_s=3, tol_kb=1024, timeout_s=60)
         figures = {"conf_rc": conf["rc"], "start_rc": start["rc"], "target0_kb": tgt0,
-                   "cur0_kb": w0["snap"]["cur_kb"], "reach0_s": w0.get("entered_s")}
-        steps = [("raw", 300 * MIB_KB), ("memset", 256 * MIB_KB), ("grow", 360 * MIB_KB)]
+                   "cur0_kb": w0["snap"]["cur_kb"], "reach0_s": w0.get("entered_s"),
+                   "maxmem_file_kb": (maxmem.get("text") or "").strip() if maxmem.get("exists") else "absent"}
+        # raw: xenstore-write memory/target (the kernel's balloon driver watches it too);
+        # floor: a raw target under the minimum; memset: xl mem-set (libxl also caps the domain
+        # at target+1 MiB); grow: xl mem-max first, then a raw target above
+        steps = [("raw", 300 * MIB_KB), ("floor", 120 * MIB_KB), ("memset", 256 * MIB_KB),
+                 ("grow", 360 * MIB_KB)]
+        try:  # only to know what to wait for; the test works the minimum out itself
+            floor_kb = minmb_guess(int(figures["maxmem_file_kb"])) * MIB_KB
+        except ValueError:
+            floor_kb = 0
         for label, kb in steps:
-            if label == "raw":
-                g.write("memory/target", str(kb))
-            elif label == "memset":
+            before = g.snap()
+            if label == "memset":
                 run(["xl", "mem-set", GUEST, "%dm" % (kb // MIB_KB)], check=True)
-            else:
+            elif label == "grow":
                 run(["xl", "mem-max", GUEST, "768m"], check=True)
                 g.write("memory/target", str(kb))
-            cur = g.snap()["cur_kb"]
-            until = "le" if kb < cur else "ge"
-            w = g.wait(until=until, kb=kb + (MIB_KB if until == "le" else -MIB_KB), settle=True,
-                       window_s=4, tol_kb=1024, timeout_s=60)
+            else:
+                g.write("memory/target", str(kb))
+            # wait for the size the daemon should end at (dom0's target, floored at the minimum)
+            end_kb = max(kb, floor_kb)
+            until = "le" if end_kb < before["cur_kb"] else "ge"
+            w = g.wait(until=until, kb=end_kb + (MIB_KB if until == "le" else -MIB_KB), settle=True,
+                       window_s=3, tol_kb=1024, timeout_s=60)
             data(name, label + "_trace", w["trace"])
             data(name, label + "_targets", trace_targets(w["trace"]))
-            figures.update({label + "_want_kb": kb, label + "_from_kb": cur, label + "_cur_kb": w["snap"]["cur_kb"],
+            figures.update({label + "_want_kb": kb, label + "_from_kb": before["cur_kb"],
+                            label + "_cur_kb": w["snap"]["cur_kb"], label + "_target_kb": w["snap"]["target_kb"],
                             label + "_min_cur_kb": w["min_cur_kb"], label + "_max_cur_kb": w["max_cur_kb"],
                             label + "_settled": w["ok"], label + "_reach_s": w.get("entered_s"),
                             label + "_xl_mem_mb": xl_mem_mb(),
-                            label + "_memory_target_kb": g.read("memory/target")})
+                            label + "_memory_target_kb": g.read("memory/target"),
+                            label + "_selftarget_kb": self.selftarget()})
         # dom0 turns self-ballooning on for a guest configured without it, then off again
         g.write("memory/selfballoon", "1")
-        on = g.wait(until="le", kb=300 * MIB_KB, settle=True, window_s=4, tol_kb=2048, timeout_s=90)
+        on = g.wait(until="le", kb=300 * MIB_KB, settle=True, window_s=3, tol_kb=2048, timeout_s=90)
         g.write("memory/selfballoon", "0")
-        off = g.wait(until="ge", kb=360 * MIB_KB - MIB_KB, settle=True, window_s=4, tol_kb=1024, timeout_s=60)
+        off = g.wait(until="ge", kb=360 * MIB_KB - MIB_KB, settle=True, window_s=3, tol_kb=1024, timeout_s=60)
         g.rm("memory/selfballoon")
         data(name, "self_on_trace", on["trace"])
         data(name, "self_off_trace", off["trace"])
@@ -501,6 +612,14 @@ class Driver:
         stop = g.service("stop", timeout_s=60)
         figures["final_stop_rc"] = stop["rc"]
         result(name, start["rc"] == 0, **figures)
+
+    def selftarget(self):
+        """The daemon's last published selftarget (kB): under memory/ once dom0 handed it over."""
+        for d in ("memory", "data/xenballoon"):
+            v = self.g.read(d + "/selftarget")
+            if v not in (None, "0"):
+                return v
+        return None
 
     def main(self):
         say("driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])

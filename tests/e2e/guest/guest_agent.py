@@ -195,51 +195,58 @@ def op_wait(args):
 ALLOC = {"proc": None}
 
 ALLOCATOR = r"""
-import mmap, os, sys, time
-mb, chunk_mb, settle_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-def avail_kb():
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    return 0
+import mmap, sys, time
+mb, touch_mb, settle_s, window_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 def cur_kb():
     return int(open("/sys/devices/system/xen_memory/xen_memory0/info/current_kb").read())
-maps = []
-for i in range(mb // chunk_mb):
-    # private writable: the kernel counts it in Committed_AS at once, before a page is touched
-    m = mmap.mmap(-1, chunk_mb << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    t0, cur0 = time.monotonic(), cur_kb()
-    # wait for the balloon to answer the new commit (the self target is Committed_AS-based: it
-    # grows the guest by the chunk, but leaves no more room than before)
-    while cur_kb() < cur0 + chunk_mb * 1024 * 8 // 10 and avail_kb() < (chunk_mb + 16) * 1024 \
-            and time.monotonic() - t0 < settle_s:
-        time.sleep(0.1)
-    for off in range(0, chunk_mb << 20, 4096):
-        m[off] = 1
-    maps.append(m)
-    print("chunk", i, "waited", round(time.monotonic() - t0, 1), "avail_kb", avail_kb(), flush=True)
-print("done", flush=True)
+def committed_kb():
+    for line in open("/proc/meminfo"):
+        if line.startswith("Committed_AS:"):
+            return int(line.split()[1])
+    return -1
+t0, cur0 = time.monotonic(), cur_kb()
+# private writable: the kernel counts the whole mapping in Committed_AS at once, before a page
+# is touched; that is what the self-ballooning daemon reacts to
+m = mmap.mmap(-1, mb << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+              prot=mmap.PROT_READ | mmap.PROT_WRITE)
+print("mapped", mb, "committed_kb", committed_kb(), flush=True)
+# wait for the balloon to answer (grown, then no change for window_s), then use part of the
+# memory: touching it before the guest has grown would only make it swap
+last, changed = cur0, time.monotonic()
+while time.monotonic() - t0 < settle_s:
+    c = cur_kb()
+    if c != last:
+        last, changed = c, time.monotonic()
+    if c > cur0 and time.monotonic() - changed >= window_s:
+        break
+    time.sleep(0.1)
+t1 = time.monotonic()
+print("grown", round(t1 - t0, 1), "cur_kb", cur_kb(), flush=True)
+for off in range(0, touch_mb << 20, 4096):
+    m[off] = 1
+print("done touched_mb", touch_mb, "touch_s", round(time.monotonic() - t1, 1), "cur_kb", cur_kb(),
+      "committed_kb", committed_kb(), flush=True)
 while True:
     time.sleep(3600)
 """
 
 
 def op_alloc(args):
-    """Start a process that commits and touches mb MiB in chunk_mb pieces (each piece waits for
-    room, up to settle_s), and follow the balloon until it has them all; the memory stays held."""
+    """Start a process that maps mb MiB (Committed_AS rises at once), waits for the balloon to
+    grow (up to settle_s, done when it stood still window_s) and then touches touch_mb MiB of it;
+    follow the balloon meanwhile.  The memory stays held until op_free."""
     if ALLOC["proc"] is not None:
         return {"ok": False, "error": "an allocation is already held"}
-    mb, chunk_mb = int(args.get("mb", 150)), int(args.get("chunk_mb", 25))
+    mb, touch_mb = int(args.get("mb", 128)), int(args.get("touch_mb", 0))
     timeout_s = float(args.get("timeout_s", 120))
     before = snapshot()
-    proc = subprocess.Popen([sys.executable, "-c", ALLOCATOR, str(mb), str(chunk_mb),
-                             str(args.get("settle_s", 10))],
+    proc = subprocess.Popen([sys.executable, "-c", ALLOCATOR, str(mb), str(touch_mb),
+                             str(args.get("settle_s", 40)), str(args.get("window_s", 3))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     ALLOC["proc"] = proc
     s = Sampler()
     lines = []
-    done_at = None
+    done_at = grown_at = None
     while True:
         t, _tgt, _cur = s.sample()
         r, _, _ = select.select([proc.stdout], [], [], 0.1)
@@ -249,6 +256,8 @@ def op_alloc(args):
                 break
             lines.append(line.strip())
             say("alloc: " + line.strip())
+            if line.startswith("grown"):
+                grown_at = t
             if line.startswith("done"):
                 done_at = t
                 break
@@ -256,7 +265,7 @@ def op_alloc(args):
             break
     SYS.pump()
     out = s.summary()
-    out.update(ok=done_at is not None, done_s=done_at, pid=proc.pid, lines=lines[-8:],
+    out.update(ok=done_at is not None, done_s=done_at, grown_s=grown_at, pid=proc.pid, lines=lines[-8:],
                alive=proc.poll() is None, before=before, snap=snapshot())
     return out
 
