@@ -59,20 +59,27 @@ def alive(pid: int) -> bool:
         return False
 
 
-def pids_with_cmdline(*parts: str) -> list[int]:
-    """Live processes whose argv contains every one of ``parts``."""
-    found = []
+def processes() -> list[tuple[int, int, list[str]]]:
+    """(pid, ppid, argv) of every live process."""
+    table = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 args = f.read().decode(errors="replace").split("\0")
-        except OSError:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        if all(p in args for p in parts) and alive(int(name)):
-            found.append(int(name))
-    return found
+        if alive(int(name)):
+            table.append((int(name), ppid, args))
+    return table
+
+
+def pids_with_cmdline(*parts: str) -> list[int]:
+    """Live processes whose argv contains every one of ``parts``."""
+    return [pid for pid, _, args in processes() if all(p in args for p in parts)]
 
 
 def wait_for_output(proc: "subprocess.Popen[str]", text: str, timeout: float = 30) -> str:

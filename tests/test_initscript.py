@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import pytest
 
-from tests.daemonproc import alive, wait_until
+from tests.daemonproc import alive, processes, wait_until
 from tests.guestroot import SYSFS, make_guest, set_current_kb, write
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,20 +193,8 @@ class Guest:
     def daemons(self) -> list[int]:
         """Live daemons of this guest: not --check-config runs, and not a
         daemon's child between fork and exec (it has the daemon's argv)."""
-        found: dict[int, int] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    args = f.read().decode(errors="replace").split("\0")
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if self.program in args and self.root in args and "--check-config" not in args \
-                    and alive(int(name)):
-                found[int(name)] = ppid
+        found = {pid: ppid for pid, ppid, args in processes()
+                 if self.program in args and self.root in args and "--check-config" not in args}
         return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
     def pid_in_file(self) -> int | None:
