@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, TextIO
 
 from .. import meminfo as meminfo_mod
+from ..config import Config, render_config
 from . import balloon_model as bm
 from . import cpu
 from . import dom0 as dom0_mod
@@ -41,21 +42,11 @@ HOST_SPARE_KB = 512 * 1024
 XENSTORED_THREAD = "sim-xenstored"  # the serving thread's name in xenstored.py
 REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-DAEMON_CONF = """\
-# written by xenballoon-sim: dom0 switches self-ballooning with memory/selfballoon
-XENBALLOON_SELF=false
-XENBALLOON_SELF_INTERVAL=1
-XENBALLOON_INTERVAL=1
-XENBALLOON_AUTO_DOWNHYSTERESIS=10
-XENBALLOON_AUTO_UPHYSTERESIS=1
-XENBALLOON_MINMEM=0
-XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem
-XENBALLOON_SEND_MEMINFO=1
-XENBALLOON_SEND_VMSTAT=1
-XENBALLOON_SEND_UPTIME=1
-XENBALLOON_XENSTORE={backend}
-XENBALLOON_SELF_RESERVE_PCT={reserve_pct}
-"""
+def daemon_conf(backend: str, reserve_pct: int) -> str:
+    """The daemons' xenballoon.conf: the defaults, self-ballooning off (dom0
+    switches it with memory/selfballoon), rendered by the real config module."""
+    config = Config(xenstore_backend=backend, self_reserve_pct=reserve_pct)
+    return "# written by xenballoon-sim\n" + render_config(config)
 
 
 @dataclass(frozen=True)
@@ -231,7 +222,7 @@ class Host:
                          swap_total_kb=SWAP_TOTAL_KB, uptime_s=30.0 + 17.0 * i)
             g.create()
             with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
-                f.write(DAEMON_CONF.format(backend=o.xenstore, reserve_pct=o.reserve_pct))
+                f.write(daemon_conf(o.xenstore, o.reserve_pct))
             self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
             self.guests.append(g)
         self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
