@@ -67,15 +67,17 @@ class Ballooner:
     def _cleared(self, prefix: str) -> None:
         self._said = {m for m in self._said if not m.startswith(prefix)}
 
-    def _read_overrides(self) -> tuple[Overrides, dict[str, str]]:
+    def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
+        """dom0's overrides and the memory/ directory; None for the directory
+        when xenstore is unreachable (down, or hung until the timeout)."""
         if self.xenstore is None:
-            return Overrides(), {}
+            return Overrides(), None
         try:
             memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
         except XenstoreError as exc:
             self._once(logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
                                         "ballooning goes on with the config values")
-            return Overrides(), {}
+            return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
         self._cleared("xenstore: cannot read")
         overrides, problems = parse_overrides(memory_dir)
         for problem in problems:
@@ -138,8 +140,9 @@ class Ballooner:
             return None
 
     def _publish(self, decision: Decision, meminfo_text: str,
-                 memory_dir: dict[str, str]) -> None:
-        if self.xenstore is None:
+                 memory_dir: dict[str, str] | None) -> None:
+        if self.xenstore is None or memory_dir is None:
+            # unreachable a moment ago: a write would only wait for its timeout too
             return
         cfg = self.config
         outputs = build_outputs(
