@@ -219,7 +219,7 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
     pack(g, os.path.join(run_dir, "guest-overlay.cpio.gz"))
     # one uncompressed archive: Xen's domain builder inflates a gzip ramdisk itself and fails
     # on concatenated gzip members
-    with open(os.path.join(run_dir, "guest-initrd.gz"), "wb") as out:
+    with open(os.path.join(run_dir, "guest-initrd.cpio"), "wb") as out:
         for part in ("guest-boot.cpio.gz", "guest-overlay.cpio.gz"):
             src = os.path.join(base if part.startswith("guest-boot") else run_dir, part)
             with gzip.open(src, "rb") as f:
@@ -230,7 +230,7 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
     _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
     _put(d, "/etc/e2e/block-phy", os.path.join(HERE, "dom0/block-phy"), mode=0o755)
     _put(d, "/guest/vmlinuz", os.path.join(base, "vmlinuz"))
-    _put(d, "/guest/initrd.gz", os.path.join(run_dir, "guest-initrd.gz"))
+    _put(d, "/guest/initrd.cpio", os.path.join(run_dir, "guest-initrd.cpio"))
     install_project(d, wheels)
     pack(d, os.path.join(run_dir, "dom0-overlay.cpio.gz"))
     concat([os.path.join(base, "dom0.cpio.gz"), os.path.join(run_dir, "dom0-overlay.cpio.gz")],

@@ -302,8 +302,12 @@ def test_directed(xen: harness.Run) -> None:
         check(s, abs(s.num(label + "_cur_kb") - end) <= MIB_KB,
               f"{label}: ends at max(dom0's {want} kB, minimum {min_kb} kB)")
         check(s, abs(s.num(label + "_xl_mem_mb") * MIB_KB - end) <= 2 * MIB_KB, f"{label}: xl list shows it")
-        check(s, abs(s.num(label + "_selftarget_kb") - s.num(label + "_target_kb")) <= 4,
-              f"{label}: the published selftarget is the balloon target the daemon set")
+        # read a moment after the balloon: the target the daemon set this tick or the next
+        # (which lies between it and the end); the kernel keeps whole 4 kB pages of it
+        tgt, pub = s.num(label + "_target_kb"), s.num(label + "_selftarget_kb")
+        check(s, min(tgt, end) - 4 <= pub <= max(tgt, end) + 4,
+              f"{label}: the published selftarget {pub} is the balloon target the daemon set "
+              f"({tgt} kB, or its next step toward {end} kB)")
         lo, hi = sorted((s.num(label + "_from_kb"), end))
         daemon_targets = [t for t in s.data[label + "_targets"][1:] if t != want]
         check(s, all(lo - MIB_KB <= t <= hi + MIB_KB for t in daemon_targets),
