@@ -101,6 +101,22 @@ def test_publishes_under_memory_when_dom0_hands_the_keys_over(guest, xs, backend
     assert "Committed_AS" in xs.read(f"{HOME}/memory/meminfo")
 
 
+def test_hand_over_in_two_steps_is_seen_at_once(guest, xs, backend):
+    """dom0's xenstore-write and xenstore-chmod are separate commands: a tick
+    between them fails on memory/, and the next must try again, not in 60 ticks."""
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend=backend)
+    b.tick()
+    keys = ("selftarget", "meminfo", "vmstat", "uptime")
+    for key in keys:
+        xs.write(f"{HOME}/memory/{key}", "0")  # still n0,r<domid>: not the guest's yet
+    b.tick()
+    assert xs.read(f"{HOME}/memory/selftarget") == "0"
+    for key in keys:
+        xs.set_perms(f"{HOME}/memory/{key}", [f"n{DOMID}"])
+    b.tick()
+    assert xs.read(f"{HOME}/memory/selftarget") == str(balloon_target_bytes(guest) // 1024)
+
+
 def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs, backend):
     xs.write(f"{HOME}/memory/selfballoon", "0")
     xs.write(f"{HOME}/memory/target", "393216")

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # After falling back to data/xenballoon/, try memory/ again this often, in
 # case dom0 handed the keys to the guest (xenstore-chmod) since.
 REPROBE_TICKS = 60
+# When our keys appear under memory/, dom0 is handing them over; its write and
+# its chmod may be separate commands, so try again for a few ticks.
+HANDOVER_RETRIES = 5
 
 
 @frozen
@@ -57,6 +60,7 @@ class Ballooner:
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
+        self._handover_retries = 0
 
     def _once(self, level: int, msg: str) -> None:
         """Log a condition the first time it is seen, not every tick."""
@@ -179,8 +183,13 @@ class Ballooner:
 
     def _should_reprobe(self, outputs: dict[str, str], memory_dir: dict[str, str]) -> bool:
         seen = frozenset(k for k in outputs if k in memory_dir)
-        return seen != self._fallback_seen or \
-            self.ticks - self._fallback_since_tick >= REPROBE_TICKS
+        if seen != self._fallback_seen:
+            self._fallback_seen = seen
+            self._handover_retries = HANDOVER_RETRIES if seen else 0
+        if self._handover_retries > 0:
+            self._handover_retries -= 1
+            return True
+        return self.ticks - self._fallback_since_tick >= REPROBE_TICKS
 
     def _write(self, directory: str, outputs: dict[str, str]) -> None:
         assert self.xenstore is not None
