@@ -16,6 +16,8 @@ import statistics
 
 import pytest
 
+from tests import bash_oracle
+
 from . import harness
 
 MIB_KB = 1024
@@ -84,17 +86,9 @@ def self_target_by_hand(committed_kb: int, reserved_kb: int, maxmem_kb: int) -> 
 
 
 def minmb_by_hand(maxmem_kb: int) -> int:
-    """The original xenballoond's minmb() (from the 2008 balloon.c minimum_target()),
-    worked here with shell integer arithmetic, independently of xenballoond.policy."""
-    mb = maxmem_kb // 1024
-    pages = maxmem_kb // 4
-    if mb < 125:
-        return 8 + (pages >> 9)
-    if mb < 500:
-        return 40 + (pages >> 10)
-    if mb < 2000:
-        return 104 + (pages >> 11)
-    return 296 + (pages >> 13)
+    """The original xenballoond's own minmb(), run in bash (tests/bash_oracle.py),
+    independently of xenballoond.policy."""
+    return bash_oracle.minmb([(maxmem_kb, 0)])[0]
 
 
 def test_minmb_by_hand_examples() -> None:
