@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
@@ -217,8 +218,9 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
     lock = pidlock.make_lock(pidfile)
     context = daemon.DaemonContext(
         detach_process=True, umask=0o022, working_directory="/",
-        pidfile=lock, files_preserve=[ready_w],
-        signal_map={15: control.on_stop, 2: control.on_stop, 1: control.on_reload})
+        pidfile=lock, files_preserve=[ready_w, *control.fds()],
+        signal_map={signal.SIGTERM: control.on_stop, signal.SIGINT: control.on_stop,
+                    signal.SIGHUP: control.on_reload})
     status = 0
     try:
         try:
@@ -227,10 +229,7 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
             os.write(ready_w, f"already running ({exc})\n".encode())
             status = EXIT_FAIL
             return status
-        # Logging handlers only now: open() closed every other descriptor,
-        # the loop's self-pipe included, so it is made afresh.
-        control = runloop.LoopControl()
-        control.install()
+        # Logging handlers only now: open() closed every descriptor not kept.
         log = logsetup.to_syslog(args.debug)
         ballooner.log = log
         os.write(ready_w, b"ok\n")

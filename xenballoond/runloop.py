@@ -39,6 +39,10 @@ class LoopControl:
         except BlockingIOError:
             pass  # a wake-up is already pending
 
+    def fds(self) -> tuple[int, int]:
+        """The self-pipe, for DaemonContext's files_preserve."""
+        return self._r, self._w
+
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.on_stop)
         signal.signal(signal.SIGINT, self.on_stop)
