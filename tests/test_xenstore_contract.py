@@ -13,7 +13,8 @@ from typing import Callable
 import pytest
 
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
-from xenballoond.xenstore import (Xenstore, XenstoreDenied, XenstoreError, XenstoreNotFound,
+from xenballoond.interfaces import Xenstore
+from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
                                   XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
 from xenballoond.xenstore_cli import CliXenstore
 from xenballoond.xenstore_native import NativeXenstore

@@ -27,8 +27,8 @@ from typing import Mapping, Optional, Protocol, Sequence
 
 from . import commands
 from .monitor_stats import MAX_VCPUS, Published
-from .xenstore import (Xenstore, XenstoreError, XenstoreNotFound, XenstoreUnavailable,
-                       unescape)
+from .interfaces import Xenstore
+from .xenstore import XenstoreError, XenstoreNotFound, XenstoreUnavailable, unescape
 
 DOMAIN_ROOT = "/local/domain"
 # Where the daemon writes, in order of preference (publish.PRIMARY_DIR, FALLBACK_DIR).

@@ -1,4 +1,6 @@
-"""What the daemon and the monitor need from xenstore, and the errors they see.
+"""The errors xenstore calls raise, the node limits, and the clients' escaping.
+
+The operations are the ``Xenstore`` protocol in interfaces.py.
 
 Two backends implement it: ``xenstore_cli.CliXenstore`` (the default, shells out
 to the ``xenstore-*`` tools found on PATH, so ``XENSTORED_PATH`` works) and
@@ -72,11 +74,3 @@ def escape(text: str) -> str:
     """Escape a value for xenstore-write, which runs unsanitise_value() on it:
     only the backslash needs doubling; newlines may travel raw in argv."""
     return text.replace("\\", "\\\\")
-
-
-def __getattr__(name: str) -> object:
-    # the Protocol lives in interfaces.py, imported only when asked for
-    if name == "Xenstore":
-        from .interfaces import Xenstore
-        return Xenstore
-    raise AttributeError(name)
