@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests import bash_oracle
-from xenballoond.policy import (MIB, bash_div, decide, directed_target_bytes, min_target_mb,
-                                self_target_bytes, step_bytes)
+from xenballoond.policy import (MIB, bash_div, choose_interval_s, decide, directed_target_bytes,
+                                min_target_mb, self_target_bytes, step_bytes)
 
 # (maxmem_kb, XENBALLOON_MINMEM) -> minmb() in MB, worked by hand:
 # mb = kb/1024, pages = kb/4, then 8+(pages>>9) | 40+(pages>>10) | 104+(pages>>11) | 296+(pages>>13)
@@ -93,12 +93,12 @@ def test_self_reserve_golden() -> None:
     assert self_target_bytes(300000, 232, 0, 104857) == 404857 * 1024
     d = decide(self_ballooning=True, directed_target_kb=None, cur_kb=300000,
                committed_as_kb=300000, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
-               down_hysteresis=10, up_hysteresis=1, interval_s=1, self_reserve_pct=10)
+               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10)
     assert d.tgt_bytes == 404857 * 1024
     # directed targets are dom0's: no reserve added
     d = decide(self_ballooning=False, directed_target_kb=300000, cur_kb=300000,
                committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
-               down_hysteresis=10, up_hysteresis=1, interval_s=1, self_reserve_pct=10)
+               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10)
     assert d.tgt_bytes == 300000 * 1024
 
 
@@ -132,7 +132,7 @@ def _decide_like_original(arg: int, memtotal: int, committed: int, maxmem: int,
     d = decide(self_ballooning=arg == 1, directed_target_kb=None if arg == 1 else arg,
                cur_kb=memtotal, committed_as_kb=committed, reserved_kb=0,
                maxmem_kb=maxmem, min_mem_mb=minmem, down_hysteresis=down,
-               up_hysteresis=up, interval_s=1)
+               up_hysteresis=up)
     assert d.tgt_bytes is not None
     return d.tgt_bytes
 
@@ -175,7 +175,7 @@ def test_never_below_minimum(self_mode, target_kb, cur_kb, committed_kb, reserve
                              maxmem_kb, minmem_mb, down, up) -> None:
     d = decide(self_ballooning=self_mode, directed_target_kb=target_kb, cur_kb=cur_kb,
                committed_as_kb=committed_kb, reserved_kb=reserved_kb, maxmem_kb=maxmem_kb,
-               min_mem_mb=minmem_mb, down_hysteresis=down, up_hysteresis=up, interval_s=1)
+               min_mem_mb=minmem_mb, down_hysteresis=down, up_hysteresis=up)
     if d.tgt_bytes is not None:
         assert d.tgt_bytes >= min_target_mb(maxmem_kb, minmem_mb) * MIB
     else:
@@ -187,12 +187,19 @@ def test_below_minimum_goes_back_to_it_at_once() -> None:
     # have stepped to 133 MB (still under it) in the original
     d = decide(self_ballooning=False, directed_target_kb=300 * 1024, cur_kb=100 * 1024,
                committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
-               down_hysteresis=10, up_hysteresis=4, interval_s=1)
+               down_hysteresis=10, up_hysteresis=4)
     assert d.tgt_bytes == 232 * MIB
+
+
+def test_interval_as_the_original_main_loop_chose_it() -> None:
+    # XENBALLOON_SELF_INTERVAL when self-ballooning, else XENBALLOON_INTERVAL;
+    # memory/interval (already validated) wins
+    assert choose_interval_s(True, 3, 7, None) == 3
+    assert choose_interval_s(False, 3, 7, None) == 7
+    assert choose_interval_s(True, 3, 7, 9) == 9 and choose_interval_s(False, 3, 7, 9) == 9
 
 
 def test_no_target_in_directed_mode_without_dom0() -> None:
     d = decide(self_ballooning=False, directed_target_kb=None, cur_kb=1, committed_as_kb=1,
-               reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1,
-               interval_s=5)
-    assert d.tgt_bytes is None and d.interval_s == 5
+               reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1)
+    assert d.tgt_bytes is None

@@ -77,12 +77,19 @@ def step_bytes(cur_bytes: int, tgt_bytes: int, down_hysteresis: int, up_hysteres
 @frozen
 class Decision:
     """What one tick decided: the balloon target to write (None: leave it),
-    the minimum it was held to, and how long to sleep."""
+    and the minimum it was held to."""
 
     tgt_bytes: int | None
     min_bytes: int
-    interval_s: int
-    self_ballooning: bool
+
+
+def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
+               override_s: int | None) -> int:
+    """The main loop's sleep: XENBALLOON_SELF_INTERVAL or XENBALLOON_INTERVAL,
+    unless dom0's memory/interval says otherwise."""
+    if override_s is not None:
+        return override_s
+    return self_interval_s if self_ballooning else directed_interval_s
 
 
 def headroom_kb(maxmem_kb: int, reserve_pct: int) -> int:
@@ -95,8 +102,7 @@ def headroom_kb(maxmem_kb: int, reserve_pct: int) -> int:
 
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
            committed_as_kb: int, reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
-           down_hysteresis: int, up_hysteresis: int, interval_s: int,
-           self_reserve_pct: int = 0) -> Decision:
+           down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
@@ -111,6 +117,6 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     elif directed_target_kb is not None:
         want_bytes = directed_target_bytes(directed_target_kb, min_mb)
     else:
-        return Decision(None, min_bytes, interval_s, False)
+        return Decision(None, min_bytes)
     tgt_bytes = step_bytes(cur_kb * KIB, want_bytes, down_hysteresis, up_hysteresis)
-    return Decision(max(tgt_bytes, min_bytes), min_bytes, interval_s, self_ballooning)
+    return Decision(max(tgt_bytes, min_bytes), min_bytes)

@@ -13,7 +13,7 @@ from .balloon import BalloonError
 from .config import Config
 from .maxmem import MaxmemFile
 from .overrides import Overrides, parse_overrides
-from .policy import KIB, Decision, decide
+from .policy import KIB, Decision, choose_interval_s, decide
 from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
 from .xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
@@ -55,7 +55,6 @@ class Ballooner:
         self.xenstore = xenstore
         self.log = log
         self.ticks = 0
-        self.last_decision: Decision | None = None
         self._said: set[str] = set()
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
@@ -95,9 +94,8 @@ class Ballooner:
         overrides, memory_dir = self._read_overrides()
         self_ballooning = cfg.self_ballooning if overrides.selfballoon is None \
             else overrides.selfballoon
-        interval_s = cfg.self_interval_s if self_ballooning else cfg.interval_s
-        if overrides.interval_s is not None:
-            interval_s = overrides.interval_s
+        interval_s = choose_interval_s(self_ballooning, cfg.self_interval_s, cfg.interval_s,
+                                       overrides.interval_s)
 
         try:
             meminfo_text = _read_text(self.files.meminfo)
@@ -120,8 +118,7 @@ class Ballooner:
             cur_kb=cur_kb, committed_as_kb=committed_kb,
             reserved_kb=cur_kb - memtotal_kb if self.balloon.name == "sysfs" else 0,
             maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
-            up_hysteresis=up, interval_s=interval_s, self_reserve_pct=cfg.self_reserve_pct)
-        self.last_decision = decision
+            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
