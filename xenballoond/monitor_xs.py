@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Mapping, Optional, Protocol, Sequence
+from typing import Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 
 from . import commands
 from .monitor_stats import MAX_VCPUS, Published
@@ -197,6 +197,20 @@ def _unescape(value: str) -> str:
     return unescape(value)
 
 
+
+T = TypeVar("T")
+
+
+def _existing(paths: Sequence[str], get: Callable[[str], T]) -> dict[str, T]:
+    """``get`` of each distinct path, leaving out the ones that do not exist."""
+    found: dict[str, T] = {}
+    for path in dict.fromkeys(paths):
+        try:
+            found[path] = get(path)
+        except XenstoreNotFound:
+            pass
+    return found
+
 class XenstoreBatch:
     """The same over any ``Xenstore`` backend (the native one: one round trip
     per path on a kept connection, no processes)."""
@@ -213,22 +227,10 @@ class XenstoreBatch:
         return self.xs.requests
 
     def list_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        for path in dict.fromkeys(paths):
-            try:
-                found[path] = self.xs.list(path)
-            except XenstoreNotFound:
-                pass
-        return found
+        return _existing(paths, self.xs.list)
 
     def read_many(self, paths: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for path in dict.fromkeys(paths):
-            try:
-                found[path] = self.xs.read(path)
-            except XenstoreNotFound:
-                pass
-        return found
+        return _existing(paths, self.xs.read)
 
     def list_upto(self, paths: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
         return self.list_many(paths), []
