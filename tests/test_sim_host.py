@@ -33,6 +33,13 @@ def run_sim(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
                           timeout=timeout)
 
 
+def sim_summary(*args: str) -> dict:
+    """Run the simulator with --json --tick 0.1 and return its summary."""
+    proc = run_sim(*args, "--tick", "0.1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def processes_using(directory: str) -> list[int]:
     """Live processes whose command line or environment mentions ``directory``
     (the daemons name their root in argv; their xenstore clients inherit
@@ -59,10 +66,8 @@ def processes_using(directory: str) -> list[int]:
 
 def test_short_directed_run_gives_memory_back_safely(tmp_path) -> None:
     work = str(tmp_path / "run")
-    proc = run_sim("--guests", "2", "--duration", "8", "--tick", "0.1", "--mode", "directed",
-                   "--seed", "3", "--json", "--dir", work)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = sim_summary("--guests", "2", "--duration", "8", "--mode", "directed",
+                          "--seed", "3", "--dir", work)
     assert summary["interrupted"] is False and summary["guests"] == 2
     assert summary["given_back_mib"] > 0
     assert summary["below_committed_s"] == 0
@@ -82,20 +87,16 @@ def test_short_directed_run_gives_memory_back_safely(tmp_path) -> None:
 def test_self_ballooning_keeps_every_guest_above_committed(tmp_path) -> None:
     """With the default XENBALLOON_SELF_RESERVE_PCT; the 2008 target (0) left
     the simulated guests 12-17 s a minute below Committed_AS."""
-    proc = run_sim("--guests", "2", "--duration", "15", "--tick", "0.1", "--mode", "self",
-                   "--seed", "2", "--json", "--dir", str(tmp_path / "run"))
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = sim_summary("--guests", "2", "--duration", "15", "--mode", "self",
+                          "--seed", "2", "--dir", str(tmp_path / "run"))
     assert summary["given_back_mib"] > 0
     assert summary["below_committed_s"] == 0 and summary["safe"] is True, summary["problems"]
 
 
 def test_legacy_proc_balloon_self_ballooning(tmp_path) -> None:
     work = str(tmp_path / "run")
-    proc = run_sim("--guests", "1", "--duration", "5", "--tick", "0.1", "--mode", "self",
-                   "--balloon", "proc", "--json", "--dir", work)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = sim_summary("--guests", "1", "--duration", "5", "--mode", "self",
+                          "--balloon", "proc", "--dir", work)
     (g,) = summary["per_guest"]
     assert g["balloon"] == "proc" and g["policy"] == "self"
     assert g["target_writes"] > 0 and summary["given_back_mib"] > 0
