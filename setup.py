@@ -13,8 +13,8 @@ setup(
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel"]},
     entry_points={
         "console_scripts": [
-            "xenballoond = xenballoond.cli:main",
-            "xenballoon-monitor = xenballoond.monitor:main",
+            "xenballoond = xenballoond.guest.cli:main",
+            "xenballoon-monitor = xenballoond.dom0.monitor:main",
             "xenballoon-sim = xenballoond.sim.host:main",
         ],
     },

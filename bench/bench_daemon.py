@@ -95,7 +95,7 @@ class Bench:
         if case.bash:
             argv = [BASH, sb.sandboxed_original(d, root)]
         else:
-            argv = [python, "-m", "xenballoond.cli", "-f", "--root", root, "-c", conf]
+            argv = [python, "-m", "xenballoond.guest", "-f", "--root", root, "-c", conf]
         if strace_out:
             argv = ["strace", "-f", "-qq", "-ttt", "-s", "48", "-e", STRACE_EVENTS,
                     "-o", strace_out, "--", *argv]
@@ -293,7 +293,7 @@ def bare_rss_kb(python: str) -> tuple[int, int]:
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$")
 
 
-TOP_MODULES = ("xenballoond.cli", "xenballoond.xenstore_cli", "xenballoond.xenstore_native")
+TOP_MODULES = ("xenballoond.guest.cli", "xenballoond.xenstore.cli", "xenballoond.xenstore.native")
 
 
 def import_costs(python: str, top: int = 10) -> tuple[dict[str, int], list[tuple[str, str, int]]]:

@@ -98,7 +98,7 @@ def main() -> int:
                 env = dict(host.env(0), PATH=f"{bindir}:/usr/bin:/bin",
                            PYTHONPATH=str(REPO))
                 for backend in ("cli", "native"):
-                    runs = [timed([sys.executable, "-m", "xenballoond.monitor", "-c",
+                    runs = [timed([sys.executable, "-m", "xenballoond.dom0.monitor", "-c",
                                    str(confs[backend])], env, host.server)
                             for _ in range(args.repeat)]
                     assert runs[0][3].count("\n") == guests + 2, runs[0][3][:300]

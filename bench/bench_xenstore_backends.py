@@ -89,10 +89,10 @@ def worker(kind: str, sock: str, ticks: int) -> dict[str, float]:
     """Run in a fresh process: ``ticks`` daemon-like ticks, measured."""
     rss_before = _rss_kb()
     if kind == "native":
-        from xenballoond.xenstore_native import NativeXenstore
+        from xenballoond.xenstore.native import NativeXenstore
         xs = NativeXenstore(socket_path=sock)
     else:
-        from xenballoond.xenstore_cli import CliXenstore
+        from xenballoond.xenstore.cli import CliXenstore
         xs = CliXenstore(env={**os.environ, "XENSTORED_PATH": sock})
     for _ in range(WARMUP_TICKS):
         xs.snapshot("memory")

@@ -21,7 +21,7 @@ def env(extra: Mapping[str, str] | None = None, xenstore: bool = False) -> dict[
 
 
 def argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "xenballoond.cli", *args]
+    return [sys.executable, "-m", "xenballoond.guest", *args]
 
 
 def run(*args: str, extra_env: Mapping[str, str] | None = None, xenstore: bool = False,

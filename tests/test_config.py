@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xenballoond.commands import run
+from xenballoond.proc import run
 from xenballoond.record import asdict
 from xenballoond.config import (VARIABLES, Config, ConfigError, find_config,
                                 load_config, parse_config, render_config)

@@ -9,7 +9,7 @@ import pytest
 
 from tests import daemonproc as dp
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb, set_meminfo, write
-from xenballoond.policy import MIB
+from xenballoond.guest.policy import MIB
 
 # RESERVE_PCT=0: the 2008 self target (Committed_AS exactly), so the figures
 # below are the original's, worked by hand
@@ -172,7 +172,7 @@ def test_concurrent_starts_leave_one_daemon(guest):
     results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0] + [1] * 7, results
     pid = read_pid(guest)
-    assert dp.pids_with_cmdline("xenballoond.cli", guest) == [pid]
+    assert dp.pids_with_cmdline("xenballoond.guest", guest) == [pid]
     os.kill(pid, signal.SIGTERM)
     dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
 

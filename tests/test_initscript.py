@@ -150,7 +150,7 @@ def daemon_program(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("bin") / "xenballoond")
     with open(path, "w") as f:
         f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
-                "from xenballoond.cli import main\nsys.exit(main())\n")
+                "from xenballoond.guest.cli import main\nsys.exit(main())\n")
     os.chmod(path, 0o755)
     return path
 

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from tests.xsfixtures import XsHost, running_sim_xenstored
-from xenballoond.monitor import refresh
-from xenballoond.monitor_free import FreeMemory, FreeMemoryReader, MAX_FREE_MB, parse_free_memory_mb
-from xenballoond.monitor_stats import (Published, active_centiseconds, bounded_count, make_row,
+from xenballoond.dom0.monitor import refresh
+from xenballoond.dom0.hostinfo import FreeMemory, FreeMemoryReader, MAX_FREE_MB, parse_free_memory_mb
+from xenballoond.dom0.stats import (Published, active_centiseconds, bounded_count, make_row,
                                        named_values)
-from xenballoond.monitor_table import header, render_json, render_text, row_line
-from xenballoond.monitor_xs import CliBatch, Listing, XenstoreBatch, collect, published
-from xenballoond.xenstore_native import NativeXenstore
+from xenballoond.dom0.table import header, render_json, render_text, row_line
+from xenballoond.dom0.reader import CliBatch, Listing, XenstoreBatch, collect, published
+from xenballoond.xenstore.native import NativeXenstore
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -423,7 +423,7 @@ def test_golden_through_the_command(golden_host: XsHost, xl_bin: Path, tmp_path:
     conf = tmp_path / "xenballoon.conf"
     conf.write_text("XENBALLOON_XENSTORE=cli\n")
     env = dict(golden_host.env(0), PATH=f"{xl_bin}:/usr/bin:/bin")
-    cmd = [sys.executable, "-m", "xenballoond.monitor", "-c", str(conf)]
+    cmd = [sys.executable, "-m", "xenballoond.dom0.monitor", "-c", str(conf)]
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (DATA / "monitor_golden.txt").read_text()
@@ -444,7 +444,7 @@ def test_native_backend_from_config(golden_host: XsHost, xl_bin: Path, tmp_path:
     # no xenstore-* on PATH at all: the native backend needs none
     env = dict(golden_host.env(0), PATH=str(xl_bin))
     before = golden_host.server.connections_accepted
-    out = subprocess.run([sys.executable, "-m", "xenballoond.monitor", "-c", str(conf)], env=env,
+    out = subprocess.run([sys.executable, "-m", "xenballoond.dom0.monitor", "-c", str(conf)], env=env,
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (DATA / "monitor_golden.txt").read_text()
@@ -592,7 +592,7 @@ def test_requested_domain_that_does_not_exist(golden_host: XsHost, xl_bin: Path)
 
 def test_xenstored_down(tmp_path: Path, xl_bin: Path) -> None:
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "nosocket"), PATH=f"{xl_bin}:/usr/bin:/bin")
-    out = subprocess.run([sys.executable, "-m", "xenballoond.monitor", "-c", "/dev/null"], env=env,
+    out = subprocess.run([sys.executable, "-m", "xenballoond.dom0.monitor", "-c", "/dev/null"], env=env,
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith("xenballoon-monitor: cannot read xenstore: xenstore-list")
@@ -601,7 +601,7 @@ def test_xenstored_down(tmp_path: Path, xl_bin: Path) -> None:
 def test_bad_config_and_usage(tmp_path: Path) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text("XENBALLOON_XENSTORE=telepathy\n")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "xenballoond.monitor", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "xenballoond.dom0.monitor", *a],  # noqa: E731
                                     cwd=REPO, capture_output=True, text=True, timeout=60)
     bad = run("-c", str(conf))
     assert bad.returncode == 2 and "XENBALLOON_XENSTORE" in bad.stderr and str(conf) in bad.stderr

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests import bash_oracle
-from xenballoond.policy import (MIB, bash_div, choose_interval_s, decide, directed_target_bytes,
+from xenballoond.guest.policy import (MIB, bash_div, choose_interval_s, decide, directed_target_bytes,
                                 min_target_mb, self_target_bytes, step_bytes)
 
 # (maxmem_kb, XENBALLOON_MINMEM) -> minmb() in MB, worked by hand:
@@ -87,7 +87,7 @@ def test_self_target_golden() -> None:
 
 def test_self_reserve_golden() -> None:
     # 10% of a 1 GiB high-water mark is 104857 kB (integer %), over Committed_AS 300000 kB
-    from xenballoond.policy import headroom_kb
+    from xenballoond.guest.policy import headroom_kb
     assert headroom_kb(1048576, 10) == 104857
     assert headroom_kb(1048576, 0) == 0
     assert self_target_bytes(300000, 232, 0, 104857) == 404857 * 1024

@@ -49,8 +49,8 @@ def test_frozen_and_checked() -> None:
 def test_daemon_imports_stay_lean() -> None:
     """The long-running daemon's modules import neither typing nor dataclasses
     (2 MB and 1.3 MB of RSS in every guest); counted, not timed."""
-    code = ("import sys, xenballoond.cli, xenballoond.tick, xenballoond.xenstore_cli, "
-            "xenballoond.xenstore_native; "
+    code = ("import sys, xenballoond.guest.cli, xenballoond.guest.tick, xenballoond.xenstore.cli, "
+            "xenballoond.xenstore.native; "
             "print(' '.join(m for m in ('typing', 'dataclasses', 'inspect', 'shutil', "
             "'tempfile', 'logging.handlers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {code}"],

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
-from xenballoond.meminfo import parse_meminfo, parse_vmstat
+from xenballoond.guest.meminfo import parse_meminfo, parse_vmstat
 from xenballoond.sim import procfs, vm_model as vm
 from xenballoond.sim.workload import Demand
 

@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
-from xenballoond import xs_wire as wire
+from xenballoond.xenstore import wire as wire
 from xenballoond.sim import xs_tree as tree
 from xenballoond.sim.xenstored import SimXenstored
-from xenballoond.xs_wire import Op, Perm
+from xenballoond.xenstore.wire import Op, Perm
 
 needs_clients = pytest.mark.skipif(shutil.which("xenstore-read") is None,
                                    reason="needs Debian's xenstore-utils")

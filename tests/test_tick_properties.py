@@ -10,13 +10,13 @@ import tempfile
 from hypothesis import given, settings, strategies as st
 
 from tests.guestroot import SYSFS, make_guest, write
-from xenballoond.balloon import detect_balloon
+from xenballoond.guest.balloon import detect_balloon
 from xenballoond.config import Config
 from xenballoond.logsetup import SyslogHandler
-from xenballoond.maxmem import MaxmemFile
+from xenballoond.guest.maxmem import MaxmemFile
 from xenballoond.paths import Root
-from xenballoond.policy import MIB, min_target_mb
-from xenballoond.tick import Ballooner, ProcFiles
+from xenballoond.guest.policy import MIB, min_target_mb
+from xenballoond.guest.tick import Ballooner, ProcFiles
 
 LOG = logging.getLogger("test-properties")
 LOG.addHandler(logging.NullHandler())

@@ -11,10 +11,10 @@ import pytest
 
 from tests import daemonproc as dp
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
-from xenballoond.cli import build
+from xenballoond.guest.cli import build
 from xenballoond.config import parse_config
 from xenballoond.paths import Root
-from xenballoond.policy import MIB
+from xenballoond.guest.policy import MIB
 from xenballoond.sim.xenstored import SimXenstored
 
 pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None and not os.environ.get("CI"),

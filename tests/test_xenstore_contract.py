@@ -13,11 +13,11 @@ from typing import Callable
 import pytest
 
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
-from xenballoond.interfaces import Xenstore
+from xenballoond.xenstore.interface import Xenstore
 from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
                                   XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
-from xenballoond.xenstore_cli import CliXenstore
-from xenballoond.xenstore_native import NativeXenstore
+from xenballoond.xenstore.cli import CliXenstore
+from xenballoond.xenstore.native import NativeXenstore
 
 pytestmark = pytest.mark.skipif(shutil.which("xenstore-read") is None,
                                 reason="needs Debian's xenstore-utils")

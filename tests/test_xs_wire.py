@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenballoond import xs_wire as wire
-from xenballoond.xs_wire import Message, Op, Perm, WireError
+from xenballoond.xenstore import wire as wire
+from xenballoond.xenstore.wire import Message, Op, Perm, WireError
 
 # --- golden values from xen/include/public/io/xs_wire.h --------------------
 

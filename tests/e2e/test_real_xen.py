@@ -87,7 +87,7 @@ def self_target_by_hand(committed_kb: int, reserved_kb: int, maxmem_kb: int) -> 
 
 def minmb_by_hand(maxmem_kb: int) -> int:
     """The original xenballoond's own minmb(), run in bash (tests/bash_oracle.py),
-    independently of xenballoond.policy."""
+    independently of xenballoond.guest.policy."""
     return bash_oracle.minmb([(maxmem_kb, 0)])[0]
 
 

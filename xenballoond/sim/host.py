@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, TextIO
 
-from .. import meminfo as meminfo_mod
+from ..guest import meminfo as meminfo_mod
 from ..config import Config, render_config
 from . import balloon_model as bm
 from . import cpu
@@ -139,7 +139,7 @@ DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin
 
 def cli_tools_present() -> bool:
     """Whether the daemons would find the xenstore-* clients."""
-    from ..xenstore_cli import TOOLS
+    from ..xenstore.cli import TOOLS
     return all(shutil.which(t, path=DAEMON_PATH) for t in TOOLS)
 
 
@@ -235,7 +235,7 @@ class Host:
         assert self.xsd is not None
         child = self.children.get(g.domid)
         if child is None:
-            argv = [sys.executable, "-m", "xenballoond.cli", "-f", "--root", g.top,
+            argv = [sys.executable, "-m", "xenballoond.guest", "-f", "--root", g.top,
                     "-c", g.root.path("/etc/sysconfig/xenballoon.conf")]
             child = Child(argv, daemon_env(self.xsd.socket_path(g.domid)),
                           g.root.path("/var/log/xenballoond.log"))
@@ -410,11 +410,11 @@ class Host:
 
     def _monitor_text(self) -> str:
         """xenballoon-monitor's table, read as dom0 over the wire like the real one."""
-        from .. import monitor
-        from ..monitor_free import FreeMemory
-        from ..monitor_xs import XenstoreBatch
+        from ..dom0 import monitor
+        from ..dom0.hostinfo import FreeMemory
+        from ..dom0.reader import XenstoreBatch
         from ..xenstore import XenstoreError
-        from ..xenstore_native import NativeXenstore
+        from ..xenstore.native import NativeXenstore
 
         assert self.xsd is not None
         if self.monitor_xs is None:

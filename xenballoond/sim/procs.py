@@ -1,6 +1,6 @@
 """Long-running children of the simulator (one xenballoond per guest).
 
-``commands.run`` waits for its command; a daemon needs starting, watching and
+``proc.run`` waits for its command; a daemon needs starting, watching and
 stopping instead.  The same hygiene applies: an argument list, never a shell,
 LC_ALL=C, close_fds.  Each child leads its own process group, so stopping it
 also stops the ``xenstore-*`` clients it may have running at that moment, and a

@@ -31,8 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from .. import xs_wire as wire
-from ..xs_wire import Op, Perm, WireError
+from ..xenstore import wire
+from ..xenstore.wire import Op, Perm, WireError
 from . import xs_tree as tree
 from .xs_tree import DOM0, Caller, Event, XsError
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from ..xs_wire import (ABS_PATH_MAX, PAYLOAD_MAX_BYTES, PERM_NONE, PERM_OWNER, PERM_READ,
+from ..xenstore.wire import (ABS_PATH_MAX, PAYLOAD_MAX_BYTES, PERM_NONE, PERM_OWNER, PERM_READ,
                        PERM_WRITE, REL_PATH_MAX, Perm)
 
 GUEST_NODE_MAX_BYTES = 2048  # oxenstored quota-maxsize

@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 
-from xenballoond.policy import min_target_mb
+from xenballoond.guest.policy import min_target_mb
 import zlib
 
 GUEST = "guest"

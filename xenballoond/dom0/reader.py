@@ -25,10 +25,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 
-from . import commands
-from .monitor_stats import MAX_VCPUS, Published
-from .interfaces import Xenstore
-from .xenstore import XenstoreError, XenstoreNotFound, XenstoreUnavailable, unescape
+from .. import proc
+from .stats import MAX_VCPUS, Published
+from ..xenstore.interface import Xenstore
+from ..xenstore import XenstoreError, XenstoreNotFound, XenstoreUnavailable, unescape
 
 DOMAIN_ROOT = "/local/domain"
 # Where the daemon writes, in order of preference (publish.PRIMARY_DIR, FALLBACK_DIR).
@@ -113,8 +113,8 @@ class CliBatch:
         self.processes_spawned += 1
         self.requests += len(paths)
         try:
-            res = commands.run([exe, "-p", *paths], self.timeout_s, env=self.env, check=False)
-        except commands.CommandError as exc:
+            res = proc.run([exe, "-p", *paths], self.timeout_s, env=self.env, check=False)
+        except proc.CommandError as exc:
             what = "timed out" if exc.returncode is None else str(exc)
             raise XenstoreUnavailable(f"{tool} {what}") from exc
         if res.returncode == 0:

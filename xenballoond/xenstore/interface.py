@@ -1,21 +1,8 @@
-"""The protocols our adapters implement, for type checkers only.
-
-Kept out of the runtime modules: importing ``typing`` costs the long-running
-daemon about 2 MB of RSS (measured in bench/bench_daemon.py).
-"""
+"""The Xenstore protocol both backends implement, for type checkers only:
+the daemon's modules import it under ``TYPE_CHECKING`` and never at run time."""
 from __future__ import annotations
 
 from typing import Iterable, Mapping, Protocol
-
-
-class Balloon(Protocol):
-    name: str
-
-    def current_kb(self, meminfo: Mapping[str, int]) -> int:
-        """The memory the guest holds now, in the units targets are set in."""
-        ...
-
-    def set_target_bytes(self, tgt_bytes: int) -> None: ...
 
 
 class Xenstore(Protocol):

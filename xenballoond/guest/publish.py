@@ -7,7 +7,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
     from typing import Iterable
 
-from .xenstore import GUEST_NODE_MAX_BYTES
+from ..xenstore import GUEST_NODE_MAX_BYTES
 
 # Where the original wrote, and where we fall back to when xl keeps memory/
 # read-only for the guest (perms n0,r<domid>); data/ is the guest's own.

@@ -18,7 +18,7 @@ import enum
 import re
 import struct
 
-from .record import frozen
+from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:

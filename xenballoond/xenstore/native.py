@@ -23,11 +23,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
     from typing import Iterable, Mapping
 
-from . import xs_wire as wire
-from .paths import Root
-from .xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound, XenstoreTooBig,
+from . import wire
+from ..paths import Root
+from . import (XenstoreDenied, XenstoreError, XenstoreNotFound, XenstoreTooBig,
                        XenstoreUnavailable, XenstoreWriteFailed)
-from .xs_wire import Op
+from .wire import Op
 
 DAEMON_SOCKET = "/var/run/xenstored/socket"
 GUEST_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")

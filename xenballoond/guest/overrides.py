@@ -8,7 +8,7 @@ value is a bounded ASCII integer or it is ignored.
 from __future__ import annotations
 
 import re
-from .record import frozen
+from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import os
 
-from .paths import PROC_XEN_BALLOON, SYSFS_BALLOON_DIR, Root
+from ..paths import PROC_XEN_BALLOON, SYSFS_BALLOON_DIR, Root
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
-    from typing import Mapping
+    from typing import Mapping, Protocol
 
-    from .interfaces import Balloon
+    class Balloon(Protocol):
+        """What a tick needs from a balloon driver."""
+
+        name: str
+
+        def current_kb(self, meminfo: Mapping[str, int]) -> int:
+            """The memory the guest holds now, in the units targets are set in."""
+
+        def kernel_reserved_kb(self, meminfo: Mapping[str, int], cur_kb: int) -> int:
+            """What the kernel keeps out of MemTotal from the memory it holds."""
+
+        def set_target_bytes(self, tgt_bytes: int) -> None: ...
 
 
 class BalloonError(OSError):
@@ -38,6 +49,9 @@ class ProcBalloon:
     def current_kb(self, meminfo: Mapping[str, int]) -> int:
         return meminfo["MemTotal"]
 
+    def kernel_reserved_kb(self, meminfo: Mapping[str, int], cur_kb: int) -> int:
+        return 0  # current is MemTotal: nothing held outside it
+
     def set_target_bytes(self, tgt_bytes: int) -> None:
         _write(self.path, f"{tgt_bytes}\n")
 
@@ -62,6 +76,11 @@ class SysfsBalloon:
         if not text.isascii() or not text.isdigit() or len(text) > 19:
             raise BalloonError(0, f"{path}: not a number: {text[:32]!r}")
         return int(text)
+
+    def kernel_reserved_kb(self, meminfo: Mapping[str, int], cur_kb: int) -> int:
+        """The pages the kernel holds outside MemTotal (63116 kB in a 384 MiB
+        pvops guest): added to a self target, or the guest would shrink every tick."""
+        return max(cur_kb - meminfo["MemTotal"], 0)
 
     def set_target_bytes(self, tgt_bytes: int) -> None:
         _write(os.path.join(self.directory, "target"), f"{tgt_bytes}\n")

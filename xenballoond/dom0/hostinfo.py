@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from . import commands
+from .. import proc
 
 TOOLS = ("xl", "xm")
 MAX_FREE_MB = 1 << 40  # an exabyte: no host has more; larger is garbage
@@ -56,8 +56,8 @@ class FreeMemoryReader:
                 continue
             self.processes_spawned += 1
             try:
-                out = commands.run([exe, "info"], self.timeout_s, env=self.env).stdout
-            except commands.CommandError as exc:
+                out = proc.run([exe, "info"], self.timeout_s, env=self.env).stdout
+            except proc.CommandError as exc:
                 what = "timed out" if exc.returncode is None else f"exited {exc.returncode}"
                 tried.append(f"{tool} info {what}")
                 continue

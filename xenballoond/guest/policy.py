@@ -6,7 +6,7 @@ toward zero.  Units are in every name.
 """
 from __future__ import annotations
 
-from .record import frozen
+from ..record import frozen
 
 KIB = 1024
 MIB = 1024 * 1024

@@ -11,8 +11,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
     from typing import Iterable, Mapping
 
-from . import commands
-from .xenstore import (XenstoreError, XenstoreNotFound, XenstoreUnavailable,
+from .. import proc
+from . import (XenstoreError, XenstoreNotFound, XenstoreUnavailable,
                        XenstoreWriteFailed, escape, unescape)
 
 TOOLS = ("xenstore-ls", "xenstore-list", "xenstore-read", "xenstore-write", "xenstore-exists")
@@ -30,22 +30,22 @@ class CliXenstore:
 
     def _tool(self, name: str) -> str:
         if name not in self._exe:
-            self._exe[name] = commands.which(name, self._path_env)
+            self._exe[name] = proc.which(name, self._path_env)
         exe = self._exe[name]
         if exe is None:
             raise XenstoreUnavailable(f"{name} not found on PATH")
         return exe
 
     def available(self) -> bool:
-        return all(commands.which(t, self._path_env) for t in TOOLS)
+        return all(proc.which(t, self._path_env) for t in TOOLS)
 
     def _run(self, tool: str, args: list[str]) -> str:
         argv = [self._tool(tool), *args]
         self.processes_spawned += 1
         self.requests += 1
         try:
-            return commands.run(argv, self.timeout_s, env=self.env).stdout
-        except commands.CommandError as exc:
+            return proc.run(argv, self.timeout_s, env=self.env).stdout
+        except proc.CommandError as exc:
             err = exc.stderr
             if exc.returncode is None:
                 raise XenstoreUnavailable(f"{tool} timed out after {self.timeout_s}s") from exc

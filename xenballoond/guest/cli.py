@@ -16,13 +16,14 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
     from typing import Sequence
 
-    from .interfaces import Xenstore
+    from ..xenstore.interface import Xenstore
 
-from . import __version__, logsetup, pidlock, runloop
+from .. import __version__, logsetup
+from . import pidlock, runloop
 from .balloon import detect_balloon
-from .config import Config, ConfigError, find_config, load_config
+from ..config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile
-from .paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT,
+from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT,
                     PROC_XEN_CAPABILITIES, SYS_HYPERVISOR_FEATURES, XENFEAT_DOM0, Root)
 from .tick import Ballooner, ProcFiles
 
@@ -90,9 +91,9 @@ def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str
 
 def make_xenstore(config: Config, log: logging.Logger) -> Xenstore | None:
     if config.xenstore_backend == "native":
-        from .xenstore_native import NativeXenstore
+        from ..xenstore.native import NativeXenstore
         return NativeXenstore()
-    from .xenstore_cli import CliXenstore
+    from ..xenstore.cli import CliXenstore
     xs = CliXenstore()
     if not xs.available():
         # as the original: without the tools there is no directed ballooning
@@ -269,6 +270,3 @@ def _await_ready(child: int, ready_r: int) -> int:
     print(f"xenballoond: {text or 'the daemon exited before it started'}", file=sys.stderr)
     return EXIT_FAIL
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,21 +6,21 @@ handed in (composition root: cli.py); nothing here knows the OS paths.
 from __future__ import annotations
 
 import logging
-from .record import frozen
+from ..record import frozen
 
 from . import meminfo as meminfo_mod
 from .balloon import BalloonError
-from .config import Config
+from ..config import Config
 from .maxmem import MaxmemFile
 from .overrides import Overrides, parse_overrides
 from .policy import KIB, Decision, choose_interval_s, decide
 from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
-from .xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
     from .balloon import Balloon
-    from .interfaces import Xenstore
+    from ..xenstore.interface import Xenstore
 
 # After falling back to data/xenballoon/, try memory/ again this often, in
 # case dom0 handed the keys to the guest (xenstore-chmod) since.
@@ -100,7 +100,7 @@ class Ballooner:
         try:
             meminfo_text = _read_text(self.files.meminfo)
             fields = meminfo_mod.parse_meminfo(meminfo_text)
-            memtotal_kb = meminfo_mod.require(fields, "MemTotal")
+            meminfo_mod.require(fields, "MemTotal")
             committed_kb = meminfo_mod.require(fields, "Committed_AS")
             cur_kb = self.balloon.current_kb(fields)
         except (OSError, meminfo_mod.MeminfoError) as exc:
@@ -116,7 +116,7 @@ class Ballooner:
         decision = decide(
             self_ballooning=self_ballooning, directed_target_kb=overrides.target_kb,
             cur_kb=cur_kb, committed_as_kb=committed_kb,
-            reserved_kb=cur_kb - memtotal_kb if self.balloon.name == "sysfs" else 0,
+            reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
             maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
             up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct)
         if decision.tgt_bytes is not None:

@@ -13,14 +13,14 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from . import __version__
-from .config import ConfigError, find_config, load_config
-from .monitor_free import FreeMemory, FreeMemoryReader
-from .monitor_stats import Row, make_row
-from .monitor_table import render_json, render_text
-from .monitor_xs import CliBatch, TreeBatch, XenstoreBatch, collect, parse_domid
-from .paths import Root
-from .xenstore import XenstoreError
+from .. import __version__
+from ..config import ConfigError, find_config, load_config
+from .hostinfo import FreeMemory, FreeMemoryReader
+from .stats import Row, make_row
+from .table import render_json, render_text
+from .reader import CliBatch, TreeBatch, XenstoreBatch, collect, parse_domid
+from ..paths import Root
+from ..xenstore import XenstoreError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("xenballoon-monitor")
@@ -44,7 +44,7 @@ def refresh(batch: TreeBatch, free_reader: Optional[FreeMemoryReader],
 def make_batch(backend: str, root: Root, timeout_s: float,
                env: Optional[Mapping[str, str]] = None) -> TreeBatch:
     if backend == "native":
-        from .xenstore_native import NativeXenstore
+        from ..xenstore.native import NativeXenstore
         return XenstoreBatch(NativeXenstore(timeout_s=timeout_s, env=env, root=root))
     return CliBatch(timeout_s=timeout_s, env=env)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Iterable, Sequence
 
-from .monitor_free import FreeMemory
-from .monitor_stats import (ACTIVE_INT_DIGITS, KB_DIGITS, PAGING_DIGITS, SWAP_DIGITS, FIELDS,
+from .hostinfo import FreeMemory
+from .stats import (ACTIVE_INT_DIGITS, KB_DIGITS, PAGING_DIGITS, SWAP_DIGITS, FIELDS,
                             Row)
 
 ID_DIGITS = 5  # domids stop at 0x7FEF
