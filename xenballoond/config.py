@@ -77,10 +77,6 @@ class Config:
     xenstore_backend: str = "cli"
     self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
 
-    @classmethod
-    def defaults(cls) -> "Config":
-        return cls()
-
     def __post_init__(self) -> None:
         for name in fields(self):
             value = getattr(self, name)

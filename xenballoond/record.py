@@ -74,6 +74,3 @@ def fields(obj: object) -> tuple[str, ...]:
 def asdict(obj: object) -> dict[str, Any]:
     return {n: getattr(obj, n) for n in fields(obj)}
 
-
-def replace(obj: T, **changes: Any) -> T:
-    return obj.__class__(**{**asdict(obj), **changes})

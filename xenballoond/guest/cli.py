@@ -84,7 +84,7 @@ def is_dom0(root: Root) -> bool:
 def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
     path = find_config(root, explicit)
     if path is None:
-        return Config.defaults(), None, []
+        return Config(), None, []
     config, warnings = load_config(path)
     return config, path, warnings
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
-    from typing import Iterable, Mapping
+    from typing import Mapping
 
 from .. import proc
 from . import (XenstoreError, XenstoreNotFound, XenstoreUnavailable,
@@ -80,24 +80,6 @@ class CliXenstore:
 
     def read(self, path: str) -> str:
         return unescape(self._run("xenstore-read", ["--", path]).rstrip("\n"))
-
-    def read_many(self, paths: Iterable[str]) -> dict[str, str]:
-        keys = list(paths)
-        if not keys:
-            return {}
-        lines = self._run("xenstore-read", ["--", *keys]).split("\n")
-        if len(lines) < len(keys):
-            raise XenstoreError(f"xenstore-read gave {len(lines)} lines for {len(keys)} keys")
-        return {k: unescape(v) for k, v in zip(keys, lines)}
-
-    def exists(self, path: str) -> bool:
-        try:
-            self._run("xenstore-exists", ["--", path])
-        except (XenstoreNotFound, XenstoreError) as exc:
-            if isinstance(exc, XenstoreUnavailable):
-                raise
-            return False
-        return True
 
     def write_many(self, items: Mapping[str, str]) -> None:
         if not items:

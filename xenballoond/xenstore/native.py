@@ -21,7 +21,7 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
 if TYPE_CHECKING:
-    from typing import Iterable, Mapping
+    from typing import Mapping
 
 from . import wire
 from ..paths import Root
@@ -32,7 +32,6 @@ from .wire import Op
 DAEMON_SOCKET = "/var/run/xenstored/socket"
 GUEST_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 TRANSACTION_RETRIES = 8
-EVENTS_KEPT = 256
 
 
 class _Dead(Exception):
@@ -76,7 +75,6 @@ class NativeXenstore:
         self._decoder = wire.Decoder()
         self._req_id = 0
         self._lock = threading.RLock()
-        self.events: list[tuple[str, str]] = []  # WATCH_EVENTs seen, (path, token)
 
     # --- connection ------------------------------------------------------
 
@@ -181,11 +179,8 @@ class NativeXenstore:
                 raise _Dead(f"garbage from xenstored: {exc}") from exc
             reply = None
             for msg in msgs:
-                if msg.op == Op.WATCH_EVENT:
-                    parts = msg.payload.split(b"\0")
-                    if len(parts) >= 2 and len(self.events) < EVENTS_KEPT:
-                        self.events.append((_s(parts[0]), _s(parts[1])))
-                elif msg.req_id == req_id and reply is None:
+                # a WATCH_EVENT is dropped: the daemon sets no watch
+                if msg.op != Op.WATCH_EVENT and msg.req_id == req_id and reply is None:
                     reply = msg
             if reply is not None:
                 return reply
@@ -282,18 +277,6 @@ class NativeXenstore:
         except XenstoreRequestError as exc:
             raise self._as_lookup_error(exc) from None
 
-    def read_many(self, paths: Iterable[str]) -> dict[str, str]:
-        return {p: self.read(p) for p in paths}
-
-    def exists(self, path: str) -> bool:
-        try:
-            self._read(path)
-        except XenstoreRequestError as exc:
-            if exc.errno_name in ("ENOENT", "EACCES", "EINVAL"):
-                return False
-            raise
-        return True
-
     def list(self, path: str) -> list[str]:
         try:
             return self._directory(path)
@@ -389,6 +372,3 @@ class NativeXenstore:
         if exc.errno_name in ("E2BIG", "ENOSPC"):
             return XenstoreTooBig(str(exc))
         return XenstoreWriteFailed(str(exc))
-
-    def get_domain_path(self, domid: int) -> str:
-        return _s(self._talk(Op.GET_DOMAIN_PATH, wire.strings(str(domid))).rstrip(b"\0"))
