@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.repo import REPO
 from xenballoond.proc import run
 from xenballoond.record import asdict
 from xenballoond.config import (VARIABLES, Config, ConfigError, find_config,
                                 load_config, parse_config, render_config)
 from xenballoond.paths import Root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETC_CONF = os.path.join(REPO, "etc", "xenballoon.conf")
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash not installed")

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.repo import python_env
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
 from xenballoond.xenstore import wire
 from xenballoond.sim import wire_server
@@ -549,8 +550,7 @@ def test_restart_keeps_the_tree_and_drops_connections(sim_xenstored: XsHost) -> 
 @needs_clients
 def test_standalone_mode() -> None:
     sock_dir = tempfile.mkdtemp(prefix="xsd", dir="/tmp")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = python_env()
     proc = subprocess.Popen([sys.executable, "-m", "xenballoond.sim.xenstored", "--dir", sock_dir,
                              "--domains", "2", "--memory-kb", "1234"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
