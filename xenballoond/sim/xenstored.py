@@ -16,6 +16,8 @@ Run standalone: ``python -m xenballoond.sim.xenstored --dir /tmp/xs --domains 3`
 """
 from __future__ import annotations
 
+import builtins  # the type, where a method named list hides it
+
 import argparse
 import contextlib
 import itertools
@@ -55,8 +57,6 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def _bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
 @dataclass
@@ -123,7 +123,7 @@ class SimXenstored:
         self._thread: threading.Thread | None = None
         self._listeners: dict[int, socket.socket] = {}
         self._conns: dict[int, _Conn] = {}  # by fileno
-        self._pending: deque[Callable[[], None]] = deque()  # run by the loop thread
+        self._pending: deque[Callable[[], object]] = deque()  # run by the loop thread
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._stopping = False
@@ -303,7 +303,7 @@ class SimXenstored:
             sock.close()
         self._in_loop(close)
 
-    def _in_loop(self, fn: Callable[[], None]) -> None:
+    def _in_loop(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in the serving thread (the selector is not thread-safe),
         or now if there is no serving thread."""
         if self._thread is None or threading.current_thread() is self._thread:
@@ -672,7 +672,7 @@ class SimXenstored:
         return out
 
     def write(self, path: str, value: str | bytes, domid: int = 0) -> None:
-        self._apply(lambda v, c: tree.write(v, c, path, _bytes(value)), domid)
+        self._apply(lambda v, c: tree.write(v, c, path, wire.to_bytes(value)), domid)
 
     def write_many(self, items: dict[str, str | bytes], domid: int = 0) -> None:
         """All or nothing, like one transaction."""
@@ -681,7 +681,7 @@ class SimXenstored:
             view = tree.View(tx.nodes)
             events: list[Event] = []
             for key, value in items.items():
-                events += tree.write(view, Caller(domid), key, _bytes(value))
+                events += tree.write(view, Caller(domid), key, wire.to_bytes(value))
             tx.accessed, tx.changed = view.accessed, view.changed
             self.tree.commit(tx)
             calls = self._deliver(events)
@@ -693,7 +693,7 @@ class SimXenstored:
     def rm(self, path: str, domid: int = 0) -> None:
         self._apply(lambda v, c: tree.rm(v, c, path), domid)
 
-    def get_perms(self, path: str, domid: int = 0) -> list[str]:
+    def get_perms(self, path: str, domid: int = 0) -> builtins.list[str]:
         with self._lock:
             return [str(p) for p in tree.get_perms(self.tree.view(), Caller(domid), path)]
 

@@ -12,6 +12,8 @@ next request fails with XenstoreUnavailable, and the one after that reconnects
 """
 from __future__ import annotations
 
+import builtins  # the type, where a method named list hides it
+
 import os
 import select
 import socket
@@ -19,7 +21,7 @@ import stat
 import threading
 import time
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
     from typing import Mapping
 
@@ -48,9 +50,9 @@ class XenstoreRequestError(XenstoreError):
 
 def _b(text: str) -> bytes:
     try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
-        raise XenstoreError(f"cannot encode {text[:80]!r} for xenstore") from None
+        return wire.to_bytes(text)
+    except wire.WireError as exc:
+        raise XenstoreError(f"{exc} for xenstore") from None
 
 
 def _s(data: bytes) -> str:
@@ -337,7 +339,7 @@ class NativeXenstore:
             raise XenstoreWriteFailed(f"transaction kept conflicting (EAGAIN) after "
                                       f"{TRANSACTION_RETRIES} tries")
 
-    def _write_once(self, encoded: list[tuple[str, bytes]]) -> bool:
+    def _write_once(self, encoded: builtins.list[tuple[str, bytes]]) -> bool:
         """False if the commit met a conflict (EAGAIN) and should be retried."""
         if len(encoded) == 1:
             key, payload = encoded[0]

@@ -166,7 +166,9 @@ class Decoder:
 
 # --- payload conventions ---------------------------------------------------
 
-def _b(text: str | bytes) -> bytes:
+def to_bytes(text: str | bytes) -> bytes:
+    """A value as xenstore holds it: str is UTF-8, with surrogate escapes for
+    the bytes that are not (as values are decoded)."""
     if isinstance(text, bytes):
         return text
     try:
@@ -178,9 +180,9 @@ def _b(text: str | bytes) -> bytes:
 def strings(*parts: str | bytes) -> bytes:
     """Each part followed by a NUL: the usual request payload."""
     for part in parts:
-        if b"\0" in _b(part):
+        if b"\0" in to_bytes(part):
             raise WireError(f"NUL inside a string argument: {part!r}")
-    return b"".join(_b(p) + b"\0" for p in parts)
+    return b"".join(to_bytes(p) + b"\0" for p in parts)
 
 
 def split_strings(payload: bytes) -> list[bytes]:
