@@ -20,8 +20,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
+if TYPE_CHECKING:
+    from ..xenstore.native import NativeXenstore
+    from .xenstored import SimXenstored
 from ..guest import meminfo as meminfo_mod
 from ..config import Config, render_config
 from . import balloon_model as bm
@@ -40,7 +43,8 @@ TABLE_PERIOD_S = 1.0
 SWAP_TOTAL_KB = 512 * 1024
 HOST_SPARE_KB = 512 * 1024
 XENSTORED_THREAD = "sim-xenstored"  # the serving thread's name in xenstored.py
-REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the folder our package is imported from (the checkout, or site-packages)
+IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def daemon_conf(backend: str, reserve_pct: int) -> str:
     """The daemons' xenballoon.conf: the defaults, self-ballooning off (dom0
@@ -147,7 +151,7 @@ def daemon_env(socket_path: str) -> dict[str, str]:
     env = dict(os.environ)
     env["XENSTORED_PATH"] = socket_path
     env["PATH"] = DAEMON_PATH
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_PARENT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (IMPORT_ROOT, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -177,7 +181,7 @@ class Host:
         self.opts = opts
         self.out, self.err, self.stop = out, err, stop
         self.dir: str | None = None
-        self.xsd = None
+        self.xsd: SimXenstored | None = None
         self.guests: list[SimGuest] = []
         self.children: dict[int, Child] = {}
         self.restarts: dict[int, int] = {}
@@ -186,7 +190,7 @@ class Host:
         self.dom0_actions = {"mem-set": 0, "mem-max": 0, "selfballoon": 0}
         self.events: list[str] = []
         self.t_s = 0.0
-        self.monitor_xs = None  # dom0's connection for the monitor table
+        self.monitor_xs: NativeXenstore | None = None  # dom0's connection for the monitor table
         self.trace: TextIO | None = None
         self.max_lag_s = 0.0
         self.wall_s = 0.0
@@ -413,6 +417,7 @@ class Host:
         from ..dom0 import monitor
         from ..dom0.hostinfo import FreeMemory
         from ..dom0.reader import XenstoreBatch
+        from ..dom0.table import render_text
         from ..xenstore import XenstoreError
         from ..xenstore.native import NativeXenstore
 
@@ -424,7 +429,7 @@ class Host:
             snap = monitor.refresh(XenstoreBatch(self.monitor_xs), None)
         except XenstoreError as exc:
             return f"xenballoon-monitor: cannot read xenstore: {exc}\n"
-        return monitor.render_text(snap.rows, free, snap.missing)
+        return render_text(snap.rows, free, snap.missing)
 
     def _show_table(self) -> None:
         if self.opts.table == "monitor":
