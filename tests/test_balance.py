@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xenballoond.dom0.balance import (BalanceParams, GuestState, HostState, Move, available_kb,
-                                      balance, ideal_targets, is_balanced, need_kb)
+from xenballoond.dom0.balance import (BalanceParams, CooperationParams, GuestState, HostState,
+                                      Move, available_kb, balance, free_plan, ideal_targets,
+                                      is_balanced, need_kb, uncooperative)
 
 
 def guest(domid: int, cur_kb: int, committed_as_kb: int | None, static_max_kb: int = 1024000,
@@ -209,6 +210,77 @@ def test_duplicate_domids_are_a_caller_error() -> None:
         balance([guest(1, 600000, 1), guest(1, 600000, 1)], HostState(0, 0))
 
 
+# --- free_plan() --------------------------------------------------------------
+
+# Guest 1 holds 800000, needs 400000; guest 2 holds 600000, needs 500000
+# (397600 + 102400).  Free 100000, reserve 100000.  Guest 3 has no stats and
+# guest 4 is uncooperative: they give nothing.
+FREE_GUESTS = [guest(1, 800000, 297600), guest(2, 600000, 397600),
+               guest(3, 900000, None), guest(4, 900000, 100000, uncooperative=True)]
+
+FREE_GOLDEN = [
+    # Room for 300000: to free = 300000 + 100000 - 100000 = 300000.  Above
+    # need: 400000 and 100000 (500000 in all), enough: taken 4:1, 240000 and
+    # 60000: targets 560000, 540000.
+    (300000, [(1, 560000), (2, 540000)], 0),
+    # Room for 500000: exactly what is above need: both go to their need.
+    (500000, [(1, 400000), (2, 500000)], 0),
+    # Room for 700000: the 500000 above need, then 200000 of what lies between
+    # need and floor (195200 and 295200, 490400 in all), rounded up:
+    # 200000 * 195200 / 490400 = 79608.5 -> 79609, 200000 * 295200 / 490400 =
+    # 120391.5 -> 120392: targets 400000 - 79609 = 320391, 500000 - 120392 = 379608.
+    (700000, [(1, 320391), (2, 379608)], 0),
+    # Room for 1000000: 500000 + 490400 = 990400 is all there is: both at the
+    # floor, 9600 short.
+    (1000000, [(1, 204800), (2, 204800)], 9600),
+    # Room for 0: the reserve is already free, nothing to do.
+    (0, [], 0),
+]
+
+
+@pytest.mark.parametrize("want_kb,expected,short_kb", FREE_GOLDEN)
+def test_free_plan_golden(want_kb: int, expected: list, short_kb: int) -> None:
+    moves, shortfall_kb = free_plan(FREE_GUESTS, HostState(100000, 100000), want_kb)
+    assert (targets(moves), shortfall_kb) == (expected, short_kb)
+
+
+def test_free_plan_counts_promised_memory_as_taken() -> None:
+    # Guest 3 was promised 950000 and holds 900000: 50000 of the free 100000
+    # are its.  Room for 250000: 250000 + 100000 - (100000 - 50000) = 300000
+    # to free, as in the first row above.
+    guests = [guest(1, 800000, 297600), guest(2, 600000, 397600),
+              guest(3, 900000, None, last_target_kb=950000)]
+    moves, shortfall_kb = free_plan(guests, HostState(100000, 100000), 250000)
+    assert (targets(moves), shortfall_kb) == ([(1, 560000), (2, 540000)], 0)
+
+
+# --- uncooperative() -----------------------------------------------------------
+
+# Asked at t=100 s to go from 900000 down to 500000 (400000 of way); judged 20 s
+# later; must have covered 50%, 200000.
+UNCOOP_GOLDEN = [
+    (900000, 110.0, False),   # 10 s: not judged yet
+    (900000, 120.0, True),    # 20 s, nothing freed
+    (899996, 130.0, True),    # one page freed now and then is not progress
+    (700001, 121.0, True),    # 199999 of the 200000 required
+    (700000, 121.0, False),   # half-way
+    (501024, 121.0, False),   # within 1024 kB of the target
+    (950000, 121.0, True),    # went up instead
+    (400000, 121.0, False),   # below the target: not judged
+]
+
+
+@pytest.mark.parametrize("cur_now_kb,now_s,expected", UNCOOP_GOLDEN)
+def test_uncooperative_golden(cur_now_kb: int, now_s: float, expected: bool) -> None:
+    assert uncooperative(500000, 900000, 100.0, cur_now_kb, now_s).uncooperative is expected
+
+
+def test_uncooperative_judges_a_guest_that_grows_past_its_target_unasked() -> None:
+    # At its target when set (no way to go); 20 s later 50000 above it.
+    verdict = uncooperative(500000, 500000, 0.0, 550000, 20.0, CooperationParams())
+    assert verdict.uncooperative and "still 50000 kB over target" in verdict.reason
+
+
 # --- properties over hostile inputs --------------------------------------------
 
 KB = st.integers(min_value=-10 ** 6, max_value=10 ** 13)
@@ -297,3 +369,33 @@ def test_every_guest_keeps_the_smaller_of_its_need_and_its_fair_share(
     for g in bal:
         fair_kb = g.min_kb + (pool_kb * (g.static_max_kb - g.min_kb) // range_kb if range_kb else 0)
         assert ideal[g.domid][0] >= min(need_kb(g, params.headroom_pct), fair_kb)
+
+
+@settings(max_examples=250, deadline=None)
+@given(guests_strategy(), HOSTS, st.integers(-10 ** 6, 10 ** 9), PARAMS)
+def test_free_plan_properties(guests: list[GuestState], host: HostState, want_kb: int,
+                              params: BalanceParams) -> None:
+    moves, shortfall_kb = free_plan(guests, host, want_kb, params)
+    by_id = {g.domid: g for g in guests}
+    assert shortfall_kb >= 0
+    for m in moves:
+        g = by_id[m.domid]
+        assert is_balanced(g)
+        assert g.min_kb <= m.tgt_kb <= g.static_max_kb
+    # Free memory once every guest is at its target (the ones not moved may
+    # still take what they were promised): the room asked for, or short by the
+    # shortfall at most.
+    new = {m.domid: m.tgt_kb for m in moves}
+    free_after_kb = host.free_kb + sum(
+        g.cur_kb - new.get(g.domid, max(g.cur_kb, _ref_kb(g))) for g in guests)
+    assert free_after_kb + shortfall_kb >= max(want_kb, 0) + max(host.host_reserve_kb, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10 ** 7), st.integers(0, 10 ** 7), st.floats(0, 1000),
+       st.integers(0, 10 ** 7), st.floats(0, 1000))
+def test_uncooperative_never_blames_a_guest_at_or_below_its_target(
+        tgt_kb: int, cur_at_set_kb: int, set_at_s: float, cur_now_kb: int, now_s: float) -> None:
+    verdict = uncooperative(tgt_kb, cur_at_set_kb, set_at_s, cur_now_kb, now_s)
+    if cur_now_kb <= tgt_kb + 1024 or now_s - set_at_s < 20:
+        assert not verdict.uncooperative

@@ -120,6 +120,11 @@ class Move(NamedTuple):
     reason: str
 
 
+class Verdict(NamedTuple):
+    uncooperative: bool
+    reason: str
+
+
 DEFAULT_PARAMS = BalanceParams()
 
 
@@ -278,3 +283,93 @@ def balance(guests: Sequence[GuestState], host: HostState,
         return []
     order = sorted(kept, key=lambda d: (kept[d] > refs[d], d))
     return [Move(d, kept[d], ideal[d][1]) for d in order]
+
+
+def _take_proportionally(want_kb: int, gives_kb: Sequence[int]) -> list[int]:
+    """Take want_kb from gives_kb in proportion to each (rounded up, so at
+    least want_kb in all), or all of it when that is not enough."""
+    total_kb = sum(gives_kb)
+    if want_kb >= total_kb:
+        return list(gives_kb)
+    return [-(-want_kb * give // total_kb) for give in gives_kb]
+
+
+def free_plan(guests: Sequence[GuestState], host: HostState, want_free_kb: int,
+              params: BalanceParams = DEFAULT_PARAMS) -> tuple[list[Move], int]:
+    """Targets that leave ``want_free_kb`` free above the host reserve (room for
+    a new guest), and the shortfall (0: the targets are enough).
+
+    Memory a guest was promised but has not taken yet counts as taken.  The
+    balanced guests above their need give first, each in proportion to what
+    it holds above its need; then, if that is not enough, everyone from need
+    down toward min_kb, in proportion to that range.  Held guests give
+    nothing.  With a shortfall the targets are the most that can be freed: the
+    caller decides whether freeing part is worth it.  No hysteresis: the
+    caller asked.
+    """
+    _check_unique(guests)
+    bal = [g for g in guests if is_balanced(g)]
+    effective_free_kb = host.free_kb - sum(_pending_kb(g) for g in guests)
+    to_free_kb = max(want_free_kb, 0) + max(host.host_reserve_kb, 0) - effective_free_kb
+    if to_free_kb <= 0:
+        return [], 0
+    holds = [max(g.cur_kb, _ref_kb(g)) for g in bal]
+    needs = [need_kb(g, params.headroom_pct) for g in bal]
+    above = [max(h - n, 0) for h, n in zip(holds, needs)]
+    below = [max(min(h, n) - g.min_kb, 0) for g, h, n in zip(bal, holds, needs)]
+    take_above = _take_proportionally(to_free_kb, above)
+    left_kb = to_free_kb - sum(take_above)
+    take_below = _take_proportionally(left_kb, below) if left_kb > 0 else [0] * len(bal)
+    shortfall_kb = max(left_kb - sum(below), 0)
+    moves = []
+    for g, hold, need, t_above, t_below in zip(bal, holds, needs, take_above, take_below):
+        if t_above + t_below == 0:
+            continue
+        tgt = min(hold - t_above - t_below, g.static_max_kb)
+        reason = (f"free {to_free_kb} kB: down to need {need}" if t_below == 0 and tgt == need
+                  else f"free {to_free_kb} kB: above need {need}" if t_below == 0
+                  else f"free {to_free_kb} kB: below need {need}, floor {g.min_kb}")
+        moves.append(Move(g.domid, tgt, reason))
+    return moves, shortfall_kb
+
+
+@dataclass(frozen=True)
+class CooperationParams:
+    """squeezed declares a guest uncooperative after 20 s without progress;
+    xl leaves maxmem 1 MiB above the target, hence the tolerance."""
+
+    timeout_s: float = 20.0
+    min_progress_pct: int = 50
+    tolerance_kb: int = 1024
+
+
+DEFAULT_COOPERATION = CooperationParams()
+
+
+def uncooperative(tgt_kb: int, cur_at_set_kb: int, set_at_s: float, cur_now_kb: int,
+                  now_s: float, params: CooperationParams = DEFAULT_COOPERATION) -> Verdict:
+    """Whether a guest asked at ``set_at_s`` to go from ``cur_at_set_kb`` down to
+    ``tgt_kb`` is failing to: ``timeout_s`` later it is still above the target
+    and has covered less than ``min_progress_pct`` of the way.
+
+    Only a guest that must shrink is judged: one below its target may be
+    waiting for free memory that another guest has not given back yet.  The
+    window runs from when the target was set, not from the last page freed,
+    so freeing a page now and then does not pass (squeezed's doc lists both
+    loopholes).  To clear the mark, call again with the time it was set: the
+    guest is cooperative again once it reaches the target or covers the
+    required part of the way.
+    """
+    over_kb = cur_now_kb - tgt_kb
+    if over_kb <= params.tolerance_kb:
+        return Verdict(False, "at or below target")
+    elapsed_s = now_s - set_at_s
+    if elapsed_s < params.timeout_s:
+        return Verdict(False, f"shrinking, judged in {params.timeout_s - elapsed_s:.0f} s")
+    way_kb = max(cur_at_set_kb - tgt_kb, 0)
+    required_kb = max(way_kb * params.min_progress_pct // 100, 1)
+    done_kb = cur_at_set_kb - cur_now_kb
+    if done_kb >= required_kb:
+        return Verdict(False, f"freed {done_kb} of {way_kb} kB in {elapsed_s:.0f} s")
+    return Verdict(True, f"freed {done_kb} of {way_kb} kB in {elapsed_s:.0f} s "
+                         f"(needs {required_kb}); still {over_kb} kB over target")
