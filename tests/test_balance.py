@@ -1,5 +1,7 @@
 """dom0's balancing policy (xenballoond/dom0/balance.py) against tables worked by
-hand from the rules in its docstring, and properties over hostile inputs.
+hand from the rules in its docstring, and properties over hostile inputs; and
+the qmemman reference (bench/qmemman_ref.py) against cases worked by hand from
+qmemman's rules.
 
 Every case uses static-max 1024000 kB and min 204800 kB unless it says
 otherwise, and headroom 10%, so need = Committed_AS + 102400 (1024000 * 10 // 100).
@@ -9,6 +11,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from bench import qmemman_ref
 from xenballoond.dom0.balance import (BalanceParams, CooperationParams, GuestState, HostState,
                                       Move, available_kb, balance, free_plan, ideal_targets,
                                       is_balanced, need_kb, uncooperative)
@@ -399,3 +402,62 @@ def test_uncooperative_never_blames_a_guest_at_or_below_its_target(
     verdict = uncooperative(tgt_kb, cur_at_set_kb, set_at_s, cur_now_kb, now_s)
     if cur_now_kb <= tgt_kb + 1024 or now_s - set_at_s < 20:
         assert not verdict.uncooperative
+
+
+# --- the qmemman reference -------------------------------------------------------
+
+# qmemman's preferred size: Committed_AS * 1.3 within [204800, static-max].
+# Static-max 2048000.
+QM_A = guest(1, 600000, 400000, static_max_kb=2048000)   # pref 520000
+QM_B = guest(2, 600000, 200000, static_max_kb=2048000)   # pref 260000
+
+
+def test_qmemman_ref_enough_memory() -> None:
+    # Free 460000, reserve 100000: 360000 for guests.  Needed: (520000 - 600000)
+    # + (260000 - 600000) = -420000, so 360000 + 420000 = 780000 available.
+    # Shared by preferred size (2:1 of 780000): 1: 0.999 * (520000 + 520000) =
+    # 1038960; 2: 0.999 * (260000 + 260000) = 519480.  Donor (2) first.  Last
+    # targets never set (0): the moves count from 0, significant.
+    moves = qmemman_ref.balance([QM_A, QM_B], HostState(460000, 100000))
+    assert targets(moves) == [(2, 519480), (1, 1038960)]
+
+
+def test_qmemman_ref_low_memory_squeezes_donors_first() -> None:
+    # Guest 1 uses 800000: pref 1040000 > 600000 (acceptor); guest 2 pref
+    # 260000 < 600000 (donor, 340000 over).  Free 100000 = reserve: 0 for guests;
+    # needed 440000 - 340000 = 100000 > 0: low.  Donor 2 goes to 260000; free
+    # less the donor's 340000 is negative: the acceptor gets nothing this round.
+    a = guest(1, 600000, 800000, static_max_kb=2048000, last_target_kb=600000)
+    b = guest(2, 600000, 200000, static_max_kb=2048000, last_target_kb=600000)
+    assert targets(qmemman_ref.balance([a, b], HostState(100000, 100000))) == [(2, 260000)]
+    # Ours, same input: needs 1004800 and 404800 (headroom 204800), avail
+    # 1200000, pool 1200000 - 409600 = 790400, fair 395200 each; guest 2 needs
+    # 200000 of it, guest 1 takes the other 590400: both moves in one plan,
+    # and the donor kept at its need rather than at 1.3 x use.
+    assert targets(balance([a, b], HostState(100000, 100000))) == [(2, 404800), (1, 795200)]
+
+
+def test_qmemman_ref_hysteresis_is_all_or_nothing() -> None:
+    # Targets already set where qmemman would put them: moves 0, free at the
+    # reserve: 0 < 150 MiB, nobody under pref: nothing.
+    a = guest(1, 1038960, 400000, static_max_kb=2048000, last_target_kb=1038960)
+    b = guest(2, 519480, 200000, static_max_kb=2048000, last_target_kb=519480)
+    assert qmemman_ref.balance([a, b], HostState(100000, 100000)) == []
+
+
+def test_qmemman_ref_free_plan() -> None:
+    # Room for 500000: request 500000 + 100000 - 460000 = 140000.  Over their
+    # preferred size: 80000 and 340000 (420000).  Scale 1/3, 5% extra:
+    # 80000 / 3 * 1.05 = 28000, 340000 / 3 * 1.05 = 119000.
+    moves, short_kb = qmemman_ref.free_plan([QM_A, QM_B], HostState(460000, 100000), 500000)
+    assert (targets(moves), short_kb) == ([(1, 572000), (2, 481000)], 0)
+    # Room for 1000000: request 640000 > 420000: nothing asked, 220000 short.
+    assert qmemman_ref.free_plan([QM_A, QM_B], HostState(460000, 100000), 1000000) == ([], 220000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(guests_strategy(), HOSTS)
+def test_qmemman_ref_runs_on_sane_guests(guests: list[GuestState], host: HostState) -> None:
+    sane = [g for g in guests if is_balanced(g) and 0 <= g.committed_as_kb <= 10 ** 9]
+    moves = qmemman_ref.balance(sane, host)
+    assert {m.domid for m in moves} <= {g.domid for g in sane}
