@@ -8,6 +8,8 @@ would) or from what the test wrote, checked through the server's own accessors.
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 from typing import Callable
 
 import pytest
@@ -17,7 +19,8 @@ from xenballoond.xenstore.interface import Xenstore
 from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
                                   XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
 from xenballoond.xenstore.cli import CliXenstore
-from xenballoond.xenstore.native import NativeXenstore
+from xenballoond.xenstore import wire
+from xenballoond.xenstore.native import PIPELINE_DEPTH, NativeXenstore
 
 pytestmark = pytest.mark.skipif(shutil.which("xenstore-read") is None,
                                 reason="needs Debian's xenstore-utils")
@@ -314,6 +317,55 @@ def test_native_spawns_nothing_and_counts_round_trips(sim_xenstored: XsHost) -> 
     assert srv.requests_served - served0 == xs.requests
     assert xs.processes_spawned == 0
     assert srv.connection_count(1) == 1  # one kept connection
+
+
+def test_native_pipelines_a_snapshot_and_a_transaction(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.snapshot("memory")  # DIRECTORY memory; then READ + DIRECTORY of its 3 keys at once
+    assert (xs.requests, xs.round_trips) == (7, 2)
+    xs.write_many({f"data/k{i}": "v" for i in range(4)})  # start; 4 writes at once; commit
+    assert (xs.requests, xs.round_trips) == (13, 5)
+    assert xs.bytes_sent > 0 and xs.bytes_received > 0
+
+
+def test_native_batches_of_reads_keep_at_most_a_window_in_flight(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    for i in range(40):
+        srv.write(f"/local/domain/0/data/k{i}", str(i))
+    xs = NativeXenstore(socket_path=sim_xenstored.dom0_socket)
+    paths = [f"/local/domain/0/data/k{i}" for i in range(40)] + ["/local/domain/0/data/nope"]
+    assert xs.read_existing(paths) == {f"/local/domain/0/data/k{i}": str(i) for i in range(40)}
+    assert xs.requests == 41 and xs.round_trips == -(-41 // PIPELINE_DEPTH)
+    assert xs.list_existing(["/local/domain/0/data", "/nope"]) == {
+        "/local/domain/0/data": [f"k{i}" for i in range(40)]}
+
+
+def test_native_matches_replies_by_request_id(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server that answers a batch last request first: each value still
+    comes back under its own path."""
+    path = str(tmp_path / "sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        dec, pending = wire.Decoder(), []
+        while len(pending) < 3:
+            pending += dec.feed(conn.recv(65536))
+        for msg in reversed(pending):  # READ "a", "b", "c": answered c, b, a
+            conn.sendall(wire.encode(msg.op, msg.payload[:-1].upper(), msg.req_id))
+        conn.recv(1)  # until the client closes
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    xs = NativeXenstore(socket_path=path)
+    assert xs.read_existing(["a", "b", "c"]) == {"a": "A", "b": "B", "c": "C"}
+    xs.close()
+    server.join(5)
+    listener.close()
 
 
 def test_native_reconnects_transparently_after_restart(sim_xenstored: XsHost) -> None:  # noqa: F811

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Mapping, Optional, Protocol, Sequence
 
 from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
 from .stats import MAX_VCPUS, Published
 from ..xenstore.cli import CliXenstore, error_for
-from ..xenstore.interface import Xenstore
-from ..xenstore import XenstoreError, XenstoreNotFound, unescape
+from ..xenstore.native import NativeXenstore
+from ..xenstore import XenstoreError, unescape
 
 DOMAIN_ROOT = "/local/domain"
 MAX_DOMID = 0x7FEF  # DOMID_FIRST_RESERVED - 1
@@ -191,24 +191,11 @@ def _unescape(value: str) -> str:
 
 
 
-T = TypeVar("T")
-
-
-def _existing(paths: Sequence[str], get: Callable[[str], T]) -> dict[str, T]:
-    """``get`` of each distinct path, leaving out the ones that do not exist."""
-    found: dict[str, T] = {}
-    for path in dict.fromkeys(paths):
-        try:
-            found[path] = get(path)
-        except XenstoreNotFound:
-            pass
-    return found
-
 class XenstoreBatch:
-    """The same over any ``Xenstore`` backend (the native one: one round trip
-    per path on a kept connection, no processes)."""
+    """The same over the native backend: every path of a step pipelined on one
+    kept connection (PIPELINE_DEPTH requests in flight), no processes."""
 
-    def __init__(self, xs: Xenstore) -> None:
+    def __init__(self, xs: NativeXenstore) -> None:
         self.xs = xs
 
     @property
@@ -220,10 +207,10 @@ class XenstoreBatch:
         return self.xs.requests
 
     def list_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
-        return _existing(paths, self.xs.list)
+        return self.xs.list_existing(paths)
 
     def read_many(self, paths: Sequence[str]) -> dict[str, str]:
-        return _existing(paths, self.xs.read)
+        return self.xs.read_existing(paths)
 
     def list_upto(self, paths: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
         return self.list_many(paths), []

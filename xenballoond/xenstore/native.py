@@ -23,7 +23,7 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
-    from typing import Mapping
+    from typing import Mapping, Sequence
 
 from . import wire
 from ..paths import Root
@@ -34,6 +34,9 @@ from .wire import Op
 DAEMON_SOCKET = "/var/run/xenstored/socket"
 GUEST_DEVICES = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 TRANSACTION_RETRIES = 8
+# Requests in flight at once on one connection: xenstored answers them in turn,
+# and C xenstored's quota of outstanding requests per connection is 20.
+PIPELINE_DEPTH = 16
 
 
 class _Dead(Exception):
@@ -61,7 +64,7 @@ def _s(data: bytes) -> str:
 
 class NativeXenstore:
     """The ``Xenstore`` protocol over one persistent connection.  Thread-safe
-    (one request at a time).  ``requests`` counts round trips."""
+    (one batch of requests at a time)."""
 
     def __init__(self, socket_path: str | None = None, timeout_s: float = 2.0,
                  env: Mapping[str, str] | None = None, root: Root = Root()) -> None:
@@ -70,7 +73,10 @@ class NativeXenstore:
         self._env = env
         self._root = root
         self.processes_spawned = 0
-        self.requests = 0
+        self.requests = 0  # messages sent
+        self.round_trips = 0  # waits for xenstored: one per batch of pipelined requests
+        self.bytes_sent = 0
+        self.bytes_received = 0
         self.reconnects = 0
         self._fd: int | None = None
         self._sock: socket.socket | None = None
@@ -151,7 +157,9 @@ class NativeXenstore:
                     raise _Dead("poll error")
                 return
 
-    def _exchange(self, data: bytes, req_id: int) -> wire.Message:
+    def _exchange(self, data: bytes, req_ids: builtins.list[int]) -> dict[int, wire.Message]:
+        """Send ``data`` (one or more requests back to back) and wait for the
+        reply to each of ``req_ids``, in whatever order they come."""
         assert self._fd is not None
         fd = self._fd
         deadline = time.monotonic() + self.timeout_s
@@ -165,7 +173,10 @@ class NativeXenstore:
             except OSError as exc:  # EPIPE, ECONNRESET: xenstored went away
                 raise _Dead(str(exc)) from exc
             view = view[sent:]
-        while True:
+            self.bytes_sent += sent
+        waiting = set(req_ids)
+        replies: dict[int, wire.Message] = {}
+        while waiting:
             self._wait(fd, select.POLLIN, deadline)
             try:
                 chunk = os.read(fd, 65536)
@@ -175,53 +186,84 @@ class NativeXenstore:
                 raise _Dead(str(exc)) from exc
             if not chunk:
                 raise _Dead("connection closed by xenstored")
+            self.bytes_received += len(chunk)
             try:
                 msgs = self._decoder.feed(chunk)
             except wire.WireError as exc:
                 raise _Dead(f"garbage from xenstored: {exc}") from exc
-            reply = None
             for msg in msgs:
                 # a WATCH_EVENT is dropped: the daemon sets no watch
-                if msg.op != Op.WATCH_EVENT and msg.req_id == req_id and reply is None:
-                    reply = msg
-            if reply is not None:
-                return reply
+                if msg.op != Op.WATCH_EVENT and msg.req_id in waiting:
+                    waiting.discard(msg.req_id)
+                    replies[msg.req_id] = msg
+        return replies
 
     def _talk(self, op: Op, payload: bytes, tx_id: int = 0, what: str = "") -> bytes:
         """Send one request and return the reply's payload; raise
         XenstoreRequestError for an XS_ERROR reply, XenstoreUnavailable when
         xenstored cannot be reached or does not answer in time."""
-        if len(payload) > wire.PAYLOAD_MAX_BYTES:
-            raise XenstoreRequestError("E2BIG", what or op.name)
+        [reply] = self._talk_many([(op, payload, what)], tx_id)
+        if isinstance(reply, XenstoreRequestError):
+            raise reply
+        return reply
+
+    def _talk_many(self, requests: Sequence[tuple[Op, bytes, str]], tx_id: int = 0
+                   ) -> builtins.list[bytes | XenstoreRequestError]:
+        """Send the requests back to back, PIPELINE_DEPTH at a time, and return
+        each one's reply payload, or its XS_ERROR as an XenstoreRequestError
+        (not raised).  xenstored answers each request of a connection in turn;
+        the replies are matched by request id, as the protocol allows."""
+        out: builtins.list[bytes | XenstoreRequestError] = []
         with self._lock:
-            for attempt in (1, 2):
-                fresh = self._fd is None
-                if fresh:
-                    self._connect()
-                    if attempt == 2:
-                        self.reconnects += 1
+            for start in range(0, len(requests), PIPELINE_DEPTH):
+                out += self._talk_window(requests[start:start + PIPELINE_DEPTH], tx_id)
+        return out
+
+    def _talk_window(self, requests: Sequence[tuple[Op, bytes, str]], tx_id: int
+                     ) -> builtins.list[bytes | XenstoreRequestError]:
+        for op, payload, what in requests:
+            if len(payload) > wire.PAYLOAD_MAX_BYTES:
+                raise XenstoreRequestError("E2BIG", what or op.name)
+        for attempt in (1, 2):
+            fresh = self._fd is None
+            if fresh:
+                self._connect()
+                if attempt == 2:
+                    self.reconnects += 1
+            ids = []
+            data = bytearray()
+            for op, payload, _ in requests:
                 self._req_id = (self._req_id + 1) & wire.U32_MAX
-                data = wire.encode(op, payload, self._req_id, tx_id)
-                self.requests += 1
-                try:
-                    reply = self._exchange(data, self._req_id)
-                except TimeoutError:
-                    self._disconnect()  # the stream is out of step now
-                    raise XenstoreUnavailable(
-                        f"xenstored did not answer {what or op.name} in {self.timeout_s}s") from None
-                except _Dead as exc:
-                    self._disconnect()
-                    # A kept connection may have died with a restarted xenstored:
-                    # retry once on a new one, unless a transaction was open on it.
-                    if fresh or tx_id:
-                        raise XenstoreUnavailable(f"xenstored connection lost: {exc}") from None
-                    continue
+                ids.append(self._req_id)
+                data += wire.encode(op, payload, self._req_id, tx_id)
+            self.requests += len(requests)
+            self.round_trips += 1
+            try:
+                replies = self._exchange(bytes(data), ids)
+            except TimeoutError:
+                self._disconnect()  # the stream is out of step now
+                what = requests[0][2] or requests[0][0].name
+                raise XenstoreUnavailable(
+                    f"xenstored did not answer {what} in {self.timeout_s}s") from None
+            except _Dead as exc:
+                self._disconnect()
+                # A kept connection may have died with a restarted xenstored:
+                # retry once on a new one, unless a transaction was open on it.
+                if fresh or tx_id:
+                    raise XenstoreUnavailable(f"xenstored connection lost: {exc}") from None
+                continue
+            out: builtins.list[bytes | XenstoreRequestError] = []
+            for (op, _, what), req_id in zip(requests, ids):
+                reply = replies[req_id]
                 if reply.op == Op.ERROR:
-                    raise XenstoreRequestError(wire.parse_error(reply.payload), what or op.name)
-                if reply.op != op:
+                    out.append(XenstoreRequestError(wire.parse_error(reply.payload),
+                                                    what or op.name))
+                elif reply.op != op:
                     self._disconnect()
                     raise XenstoreUnavailable(f"xenstored answered {reply.op_name} to {op.name}")
-                return reply.payload
+                else:
+                    out.append(reply.payload)
+            return out
         raise AssertionError("unreachable")
 
     # --- the Xenstore protocol ------------------------------------------
@@ -286,8 +328,9 @@ class NativeXenstore:
             raise self._as_lookup_error(exc) from None
 
     def snapshot(self, path: str) -> dict[str, str]:
-        """Every readable node below ``path``: one DIRECTORY and one READ per
-        node, depth first, as ``xenstore-ls -f`` walks.  Missing path: {}."""
+        """Every readable node below ``path``, as ``xenstore-ls -f`` gives them:
+        one DIRECTORY and one READ per node, sent a level of the tree at a time
+        (memory/ is one level: two batches).  Missing path: {}."""
         nodes: dict[str, str] = {}
         top = path.rstrip("/") or "/"
         try:
@@ -296,22 +339,64 @@ class NativeXenstore:
             if exc.errno_name in ("ENOENT", "EACCES"):
                 return {}
             raise
-        stack = [(top, "", kids)]
-        while stack:
-            abs_path, rel, children = stack.pop()
-            for child in reversed(children):
-                sub = f"{abs_path}/{child}" if abs_path != "/" else f"/{child}"
-                key = f"{rel}/{child}" if rel else child
-                try:
-                    nodes[key] = _s(self._read(sub))
-                    grandkids = self._directory(sub)
-                except XenstoreRequestError as exc:
-                    if exc.errno_name in ("ENOENT", "EACCES"):
-                        continue  # removed meanwhile, or not ours to read
-                    raise
-                if grandkids:
-                    stack.append((sub, key, grandkids))
+        level = [(f"{top}/{c}" if top != "/" else f"/{c}", c) for c in kids]
+        while level:
+            requests: builtins.list[tuple[Op, bytes, str]] = []
+            for sub, _ in level:
+                arg = wire.strings(_b(sub))
+                requests += [(Op.READ, arg, f"read {sub}"), (Op.DIRECTORY, arg, f"list {sub}")]
+            replies = self._talk_many(requests)
+            deeper = []
+            for n, (sub, key) in enumerate(level):
+                value, listing = replies[2 * n], replies[2 * n + 1]
+                for reply in (value, listing):
+                    if isinstance(reply, XenstoreRequestError) and \
+                            reply.errno_name not in ("ENOENT", "EACCES", "E2BIG"):
+                        raise reply
+                if isinstance(value, XenstoreRequestError):
+                    continue  # removed meanwhile, or not ours to read
+                nodes[key] = _s(value)
+                if isinstance(listing, XenstoreRequestError):
+                    if listing.errno_name != "E2BIG":
+                        continue
+                    children = self._directory_part(sub, 0)
+                else:
+                    children = self._children(listing, sub)
+                deeper += [(f"{sub}/{c}", f"{key}/{c}") for c in children]
+            level = deeper
         return dict(sorted(nodes.items()))
+
+    @staticmethod
+    def _children(payload: bytes, path: str) -> builtins.list[str]:
+        try:
+            return [_s(c) for c in wire.split_strings(payload)]
+        except wire.WireError as exc:
+            raise XenstoreError(f"list {path}: bad reply: {exc}") from None
+
+    def read_existing(self, paths: Sequence[str]) -> dict[str, str]:
+        """The value of each path that exists and is ours to read, pipelined."""
+        return {p: _s(v) for p, v in self._existing(Op.READ, paths).items() if v is not None}
+
+    def list_existing(self, paths: Sequence[str]) -> dict[str, builtins.list[str]]:
+        """The children of each path that exists and is ours to read, pipelined."""
+        return {p: self._children(v, p) if v is not None else self._directory_part(p, 0)
+                for p, v in self._existing(Op.DIRECTORY, paths).items()}
+
+    def _existing(self, op: Op, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """Each distinct path's reply payload; missing and unreadable paths left
+        out; None for a directory too big for one reply (E2BIG)."""
+        unique = list(dict.fromkeys(paths))
+        verb = "list" if op == Op.DIRECTORY else "read"
+        replies = self._talk_many([(op, wire.strings(_b(p)), f"{verb} {p}") for p in unique])
+        found: dict[str, bytes | None] = {}
+        for path, reply in zip(unique, replies):
+            if not isinstance(reply, XenstoreRequestError):
+                found[path] = reply
+            elif op == Op.DIRECTORY and reply.errno_name == "E2BIG":
+                found[path] = None
+            elif reply.errno_name not in ("ENOENT", "EACCES"):
+                raise self._as_lookup_error(reply)
+        return found
 
     def write_many(self, items: Mapping[str, str]) -> None:
         """One transaction: all items or none; retried while xenstored says EAGAIN."""
@@ -350,15 +435,15 @@ class NativeXenstore:
             tx_id = int(tx_reply.rstrip(b"\0"))
         except ValueError:
             raise XenstoreError(f"bad transaction id {tx_reply[:40]!r}") from None
-        try:
-            for key, payload in encoded:
-                self._talk(Op.WRITE, payload, tx_id, f"write {key}")
-        except XenstoreRequestError:
-            try:
-                self._talk(Op.TRANSACTION_END, wire.strings("F"), tx_id, "abort transaction")
-            except XenstoreError:
-                pass
-            raise
+        replies = self._talk_many([(Op.WRITE, payload, f"write {key}")
+                                   for key, payload in encoded], tx_id)
+        for reply in replies:
+            if isinstance(reply, XenstoreRequestError):
+                try:
+                    self._talk(Op.TRANSACTION_END, wire.strings("F"), tx_id, "abort transaction")
+                except XenstoreError:
+                    pass
+                raise reply
         try:
             self._talk(Op.TRANSACTION_END, wire.strings("T"), tx_id, "commit transaction")
         except XenstoreRequestError as exc:
