@@ -7,6 +7,7 @@ would) or from what the test wrote, checked through the server's own accessors.
 """
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import threading
@@ -366,6 +367,43 @@ def test_native_matches_replies_by_request_id(tmp_path) -> None:  # type: ignore
     xs.close()
     server.join(5)
     listener.close()
+
+
+def wait_events(xs: NativeXenstore, count: int) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    for _ in range(300):
+        got += xs.events()
+        if len(got) >= count:
+            break
+        fd = xs.fileno()
+        if fd is not None:
+            select.select([fd], [], [], 0.01)
+    return got
+
+
+def test_native_watch_reports_changes_and_survives_a_restart(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.watch("memory", "m")
+    assert wait_events(xs, 1) == [("memory", "m")]  # once when set
+    srv.write(f"{GUEST_HOME}/memory/target", "300000")
+    assert wait_events(xs, 1) == [("memory/target", "m")]
+    assert xs.events() == []
+    srv.stop()
+    srv.start()
+    assert xs.events() == []  # the dead connection is noticed and closed
+    assert xs.read("memory/target") == "300000"  # reconnects, sets the watch again
+    assert wait_events(xs, 1) == [("memory", "m")]
+    srv.write(f"{GUEST_HOME}/memory/target", "290000")
+    assert wait_events(xs, 1) == [("memory/target", "m")]
+
+
+def test_native_events_while_waiting_for_a_reply_are_kept(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.watch("data", "d")
+    xs.write_many({"data/a": "1", "data/b": "2"})  # events arrive among the replies
+    assert sorted(wait_events(xs, 3)) == [("data", "d"), ("data/a", "d"), ("data/b", "d")]
 
 
 def test_native_reconnects_transparently_after_restart(sim_xenstored: XsHost) -> None:  # noqa: F811

@@ -37,6 +37,7 @@ TRANSACTION_RETRIES = 8
 # Requests in flight at once on one connection: xenstored answers them in turn,
 # and C xenstored's quota of outstanding requests per connection is 20.
 PIPELINE_DEPTH = 16
+EVENTS_MAX = 256  # events kept between two calls of events(); more are one change anyway
 
 
 class _Dead(Exception):
@@ -83,6 +84,8 @@ class NativeXenstore:
         self._decoder = wire.Decoder()
         self._req_id = 0
         self._lock = threading.RLock()
+        self._watches: dict[tuple[str, str], None] = {}  # (path, token), armed on connect
+        self._events: builtins.list[tuple[str, str]] = []  # WATCH_EVENTs not yet taken
 
     # --- connection ------------------------------------------------------
 
@@ -118,8 +121,19 @@ class NativeXenstore:
                 errors.append(f"{path}: {exc.strerror or exc}")
                 continue
             self._decoder = wire.Decoder()
+            self._rearm()
             return
         raise XenstoreUnavailable("cannot reach xenstored (" + "; ".join(errors) + ")")
+
+    def _rearm(self) -> None:
+        """A new connection has no watches: set ours again.  xenstored fires
+        each once when it is set, so a change missed while disconnected is seen."""
+        if not self._watches:
+            return
+        requests = [(Op.WATCH, wire.strings(_b(p), _b(t)), f"watch {p}") for p, t in self._watches]
+        for reply in self._talk_window(requests, 0, rearm=False):
+            if isinstance(reply, XenstoreRequestError) and reply.errno_name != "EEXIST":
+                raise XenstoreUnavailable(f"cannot set the watch again: {reply}")
 
     def _disconnect(self) -> None:
         if self._sock is not None:
@@ -191,12 +205,22 @@ class NativeXenstore:
                 msgs = self._decoder.feed(chunk)
             except wire.WireError as exc:
                 raise _Dead(f"garbage from xenstored: {exc}") from exc
-            for msg in msgs:
-                # a WATCH_EVENT is dropped: the daemon sets no watch
-                if msg.op != Op.WATCH_EVENT and msg.req_id in waiting:
-                    waiting.discard(msg.req_id)
-                    replies[msg.req_id] = msg
+            self._take(msgs, waiting, replies)
         return replies
+
+    def _take(self, msgs: builtins.list[wire.Message], waiting: set[int],
+              replies: dict[int, wire.Message]) -> None:
+        for msg in msgs:
+            if msg.op == Op.WATCH_EVENT:
+                self._queue_event(msg.payload)
+            elif msg.req_id in waiting:
+                waiting.discard(msg.req_id)
+                replies[msg.req_id] = msg
+
+    def _queue_event(self, payload: bytes) -> None:
+        parts = payload.split(b"\0")
+        if len(parts) >= 2 and len(self._events) < EVENTS_MAX:
+            self._events.append((_s(parts[0]), _s(parts[1])))
 
     def _talk(self, op: Op, payload: bytes, tx_id: int = 0, what: str = "") -> bytes:
         """Send one request and return the reply's payload; raise
@@ -219,14 +243,16 @@ class NativeXenstore:
                 out += self._talk_window(requests[start:start + PIPELINE_DEPTH], tx_id)
         return out
 
-    def _talk_window(self, requests: Sequence[tuple[Op, bytes, str]], tx_id: int
-                     ) -> builtins.list[bytes | XenstoreRequestError]:
+    def _talk_window(self, requests: Sequence[tuple[Op, bytes, str]], tx_id: int,
+                     rearm: bool = True) -> builtins.list[bytes | XenstoreRequestError]:
         for op, payload, what in requests:
             if len(payload) > wire.PAYLOAD_MAX_BYTES:
                 raise XenstoreRequestError("E2BIG", what or op.name)
         for attempt in (1, 2):
             fresh = self._fd is None
             if fresh:
+                if not rearm:
+                    raise XenstoreUnavailable("xenstored connection lost while setting watches")
                 self._connect()
                 if attempt == 2:
                     self.reconnects += 1
@@ -265,6 +291,60 @@ class NativeXenstore:
                     out.append(reply.payload)
             return out
         raise AssertionError("unreachable")
+
+    # --- watches --------------------------------------------------------
+
+    def watch(self, path: str, token: str) -> None:
+        """Have xenstored report every change at or below ``path`` (and once
+        now); kept across reconnections.  Events: fileno() and events()."""
+        with self._lock:
+            key = (path, token)
+            if key in self._watches:
+                return
+            self._watches[key] = None
+            if self._fd is None:
+                self._connect()  # sets it with the others
+                return
+            try:
+                self._talk(Op.WATCH, wire.strings(_b(path), _b(token)), 0, f"watch {path}")
+            except XenstoreError:
+                del self._watches[key]
+                raise
+
+    def fileno(self) -> int | None:
+        """The connection, for select(): readable when an event may be waiting
+        (None: not connected; the next call connects and sets the watches)."""
+        return self._fd
+
+    def events(self) -> builtins.list[tuple[str, str]]:
+        """Every (path, token) reported since the last call, without waiting.
+        A dead connection is closed: the next call reconnects (and re-arms)."""
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    self._drain()
+                except _Dead:
+                    self._disconnect()
+            out, self._events = self._events, []
+            return out
+
+    def _drain(self) -> None:
+        assert self._fd is not None
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                raise _Dead(str(exc)) from exc
+            if not chunk:
+                raise _Dead("connection closed by xenstored")
+            self.bytes_received += len(chunk)
+            try:
+                msgs = self._decoder.feed(chunk)
+            except wire.WireError as exc:
+                raise _Dead(f"garbage from xenstored: {exc}") from exc
+            self._take(msgs, set(), {})
 
     # --- the Xenstore protocol ------------------------------------------
 
