@@ -27,7 +27,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["xenballoond", "xenballoond.*"]),
     install_requires=["python-daemon>=2.3", "lockfile>=0.12"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel", "prometheus_client>=0.16"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel", "mypy>=1.8",
+                             "prometheus_client>=0.16"]},
     entry_points={
         "console_scripts": [
             "xenballoond = xenballoond.guest.cli:main",

@@ -36,29 +36,19 @@ SHIPPED_CONF = os.path.join(TOP, "etc", "xenballoon.conf")
 
 
 # --------------------------------------------------------------------------
-# The programs.  Each: (page name, section, module after the package move of
-# issue 9, module before it).  The module must have build_parser().
+# The programs: (page name, section, module with build_parser()).
 
-PROGRAMS: Tuple[Tuple[str, int, str, Optional[str]], ...] = (
-    ("xenballoond", 8, "xenballoond.guest.cli", "xenballoond.cli"),
-    ("xenballoon-monitor", 1, "xenballoond.dom0.monitor", "xenballoond.monitor"),
+PROGRAMS: Tuple[Tuple[str, int, str], ...] = (
+    ("xenballoond", 8, "xenballoond.guest.cli"),
+    ("xenballoon-monitor", 1, "xenballoond.dom0.monitor"),
     # BALANCER (issue 11): add its page when xenballoond.dom0.balancer lands:
-    # ("xenballoon-balancer", 8, "xenballoond.dom0.balancer", None),
-    # with its prose in PROSE below.
+    # ("xenballoon-balancer", 8, "xenballoond.dom0.balancer"),
+    # with a page_balancer() below, in render_all().
 )
 
 
-def load_parser(new: str, old: Optional[str]) -> argparse.ArgumentParser:
-    """build_parser() of ``new``; before the move (issue 9) lands, of ``old``.
-    PRE-MOVE FALLBACK: drop ``old`` once main has xenballoond/guest and dom0."""
-    try:
-        module = importlib.import_module(new)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if old is None or not (new == missing or new.startswith(missing + ".")):
-            raise  # a real missing dependency, not the layout
-        module = importlib.import_module(old)
-    return module.build_parser()
+def load_parser(module: str) -> argparse.ArgumentParser:
+    return importlib.import_module(module).build_parser()
 
 
 # --------------------------------------------------------------------------
@@ -176,7 +166,7 @@ def variable_type(spec: "configmod._Spec") -> str:
 def variables() -> List[Tuple[str, str, str, str]]:
     """(KEY, type, default as written in the file, meaning), in the file's order."""
     defaults = dict(line.split("=", 1) for line in
-                    configmod.render_config(configmod.Config.defaults()).splitlines())
+                    configmod.render_config(configmod.Config()).splitlines())
     meanings = conf_comments()
     out = []
     for key in configmod.VARIABLES:
@@ -219,7 +209,7 @@ def page_daemon(parser: argparse.ArgumentParser) -> str:
         (CONFIG_CANDIDATES[0], "the config file on Red Hat and SUSE, read first"),
         (CONFIG_CANDIDATES[1], "the config file on Debian"),
         (DEFAULT_PIDFILE, "the PID file"),
-        (configmod.Config.defaults().maxmem_file,
+        (configmod.Config().maxmem_file,
          "the memory high-water mark in kB (XENBALLOON_MAXMEMFILE)"),
         ("/sys/devices/system/xen_memory/xen_memory0/target",
          "the balloon driver (or /proc/xen/balloon on 2008 kernels)"),
@@ -288,8 +278,8 @@ def render_all() -> Dict[str, str]:
     """File name -> roff text, for every page."""
     pages: Dict[str, str] = {"xenballoon.conf.5": page_conf()}
     render = {"xenballoond": page_daemon, "xenballoon-monitor": page_monitor}
-    for name, sec, new, old in PROGRAMS:
-        pages[f"{name}.{sec}"] = render[name](load_parser(new, old))
+    for name, sec, module in PROGRAMS:
+        pages[f"{name}.{sec}"] = render[name](load_parser(module))
     return pages
 
 

@@ -88,9 +88,9 @@ def pages() -> dict:
 def test_every_option_is_in_its_man_page(pages) -> None:
     gen = load_generator()
     assert [name for name, *_ in gen.PROGRAMS] == ["xenballoond", "xenballoon-monitor"]
-    for name, section, new, old in gen.PROGRAMS:
+    for name, section, module in gen.PROGRAMS:
         page = pages[f"{name}.{section}"]
-        parser = gen.load_parser(new, old)
+        parser = gen.load_parser(module)
         options = [a for a in parser._actions if a.option_strings]
         assert {"--config", "--version"} <= {s for a in options for s in a.option_strings}
         synopsis, body = page.split(".SH OPTIONS")[0], page.split(".SH OPTIONS")[1]
@@ -211,7 +211,8 @@ def test_python_requires_is_the_oldest_python_that_runs_it(tmp_path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sorted(deps)]))
     env.pop("PYTHONHOME", None)
     code = ("import pkgutil, importlib, xenballoond\n"
-            "mods = [m.name for m in pkgutil.walk_packages(xenballoond.__path__, 'xenballoond.')]\n"
+            "mods = [m.name for m in pkgutil.walk_packages(xenballoond.__path__, 'xenballoond.')\n"
+            "        if not m.name.endswith('__main__')]\n"
             "[importlib.import_module(m) for m in mods]\n"
             "print(len(mods))\n")
     r = subprocess.run([python, "-c", code], env=env, cwd=tmp_path, capture_output=True,
@@ -223,7 +224,7 @@ def test_python_requires_is_the_oldest_python_that_runs_it(tmp_path) -> None:
     make_guest(str(root), memtotal_kb=380000, committed_kb=200000, current_kb=393216)
     for args in (["--check-config", "-c", str(REPO / "etc" / "xenballoon.conf")],
                  ["--once", "--root", str(root)]):
-        r = subprocess.run([python, "-m", "xenballoond.cli", *args], env=env, cwd=tmp_path,
+        r = subprocess.run([python, "-m", "xenballoond.guest.cli", *args], env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
 
@@ -296,6 +297,7 @@ def test_deb_library_and_dom0_packages(debs) -> None:
     dom0 = deb_files(debs["xenballoon-dom0"])
     assert "/usr/bin/xenballoon-monitor" in dom0
     assert "/usr/lib/python3/dist-packages/xenballoond/dom0/prometheus.py" in dom0
+    assert "/usr/lib/python3/dist-packages/xenballoond/dom0/monitor.py" in dom0
     assert "/usr/share/man/man1/xenballoon-monitor.1.gz" in dom0
     assert not any("sim" in f for f in dom0)
 
@@ -343,8 +345,7 @@ def test_rpm_guest_package(rpms) -> None:
                  "/usr/lib/systemd/system/xenballoond.service",
                  "/usr/share/man/man8/xenballoond.8.gz", "/usr/share/man/man5/xenballoon.conf.5.gz"):
         assert path in files, path
-    # guests only: no simulator, no dom0 tools (the monitor's modules go with dom0/ after
-    # the package move of issue 9)
+    # guests only: no simulator, no dom0 tools
     assert not any("init.d" in f or "/sim" in f or "/dom0" in f for f in files)
     assert "/usr/bin/xenballoon-monitor" not in files and "/usr/bin/xenballoon-sim" not in files
     flags = rpm_query(rpm, "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]")
