@@ -269,7 +269,9 @@ def test_deb_guest_package(debs) -> None:
                  "/lib/systemd/system/xenballoond.service", "/usr/share/man/man8/xenballoond.8.gz",
                  "/usr/share/man/man5/xenballoon.conf.5.gz"):
         assert path in files, path
-    assert not any("/sim/" in f or f.endswith("-sim") or "monitor" in f for f in files), files
+    assert "/usr/lib/python3/dist-packages/xenballoond/guest/cli.py" in files
+    assert not any("/sim/" in f or "/dom0/" in f or f.endswith("-sim") or "monitor" in f
+                   for f in files), files
     assert set(deb_control(deb, "conffiles").split()) == {"/etc/default/xenballoon.conf",
                                                            "/etc/init.d/xenballoond"}
     fields = run(["dpkg-deb", "-f", str(deb), "Depends", "Recommends"], cwd=deb.parent).stdout
@@ -292,7 +294,9 @@ def test_deb_guest_package(debs) -> None:
 def test_deb_library_and_dom0_packages(debs) -> None:
     lib = deb_files(debs["python3-xenballoond"])
     assert "/usr/lib/python3/dist-packages/xenballoond/config.py" in lib
-    assert not any("/xenballoond/sim/" in f or "/xenballoond/dom0/" in f for f in lib)
+    assert "/usr/lib/python3/dist-packages/xenballoond/xenstore/native.py" in lib
+    assert not any(part in f for f in lib for part in ("/xenballoond/sim/", "/xenballoond/dom0/",
+                                                       "/xenballoond/guest/"))
     assert not any(f.startswith("/usr/bin/") for f in lib)
     dom0 = deb_files(debs["xenballoon-dom0"])
     assert "/usr/bin/xenballoon-monitor" in dom0
