@@ -207,3 +207,59 @@ def test_daemon_process_follows_xl_mem_set(guest, xs):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+class Records(logging.Handler):
+    """Every record the ballooner logs, kept to be counted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def warnings(self, text: str) -> list[str]:
+        return [r.getMessage() for r in self.records
+                if r.levelno >= logging.WARNING and text in r.getMessage()]
+
+
+def logged_ballooner(root: str, name: str) -> tuple:
+    config, _ = parse_config("XENBALLOON_XENSTORE=native\n", "test.conf")
+    log = logging.getLogger(name)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    records = Records()
+    log.addHandler(records)
+    b = build(config, Root(root), log)
+    assert b is not None
+    return b, records
+
+
+def test_a_bad_override_is_logged_once_per_episode(guest, xs, request):
+    b, records = logged_ballooner(guest, request.node.name)
+    for value in ("garbage", "-1", "1e9", "garbage"):  # one episode, four bad values
+        xs.write(f"{HOME}/memory/interval", value)
+        b.tick()
+        b.tick()
+    assert len(records.warnings("memory/interval")) == 1
+    xs.write(f"{HOME}/memory/interval", "5")
+    assert b.tick() == 5
+    xs.write(f"{HOME}/memory/interval", "garbage")  # the same bad value, a new episode
+    b.tick()
+    assert len(records.warnings("memory/interval")) == 2
+    xs.rm(f"{HOME}/memory/interval")
+    b.tick()
+    xs.write(f"{HOME}/memory/interval", "0")
+    b.tick()
+    assert len(records.warnings("memory/interval")) == 3
+
+
+def test_log_once_memory_stays_bounded(guest, xs, request):
+    b, records = logged_ballooner(guest, request.node.name)
+    for n in range(200):
+        for key in ("target", "interval", "selfballoon", "downhysteresis", "uphysteresis"):
+            xs.write(f"{HOME}/memory/{key}", f"bad{n}")
+        b.tick()
+    assert len(records.warnings("ignoring memory/")) == 5
+    assert len(b._said) <= 5 + 2  # one per override key, at most two more conditions

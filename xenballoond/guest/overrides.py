@@ -53,21 +53,22 @@ _RULES = {
     KEY_DOWN: (1, MAX_HYSTERESIS),
     KEY_UP: (1, MAX_HYSTERESIS),
 }
+KEYS = tuple(_RULES)
 
 
-def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, list[str]]:
-    """Validate the keys present in memory/; return the overrides and one
-    message per value that was ignored."""
+def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
+    """Validate the keys present in memory/; return the overrides and, per
+    key whose value was ignored, why."""
     values: dict[str, int] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     for key, (lo, hi) in _RULES.items():
         raw = memory_dir.get(key)
         if raw is None:
             continue
         value = parse_bounded_int(raw, lo, hi)
         if value is None:
-            problems.append(f"ignoring memory/{key}={raw[:64]!r}: "
-                            f"not an integer from {lo} to {hi}")
+            problems[key] = (f"ignoring memory/{key}={raw[:64]!r}: "
+                             f"not an integer from {lo} to {hi}")
         else:
             values[key] = value
     sb = values.get(KEY_SELFBALLOON)

@@ -12,7 +12,7 @@ from . import meminfo as meminfo_mod
 from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
-from .overrides import Overrides, parse_overrides
+from .overrides import KEYS, Overrides, parse_overrides
 from .policy import KIB, Decision, choose_interval_s, decide
 from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
@@ -28,6 +28,17 @@ REPROBE_TICKS = 60
 # When our keys appear under memory/, dom0 is handing them over; its write and
 # its chmod may be separate commands, so try again for a few ticks.
 HANDOVER_RETRIES = 5
+
+# The conditions logged once while they last (Ballooner._once), one key each,
+# so that what is remembered stays this small whatever the values.
+XS_READ = "xenstore-read"
+XS_WRITE = "xenstore-write"
+PUBLISH_NOWHERE = "publish-nowhere"
+MEMORY_READONLY = "memory-readonly"
+MEMINFO = "meminfo"
+BALLOON_WRITE = "balloon-write"
+OVERRIDE = "override:"  # + the memory/ key
+NOT_PUBLISHING = "not-publishing:"  # + the file
 
 
 @frozen
@@ -55,20 +66,27 @@ class Ballooner:
         self.xenstore = xenstore
         self.log = log
         self.ticks = 0
-        self._said: set[str] = set()
+        self._said: dict[str, str] = {}  # condition -> the last message about it
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
         self._handover_retries = 0
 
-    def _once(self, level: int, msg: str) -> None:
-        """Log a condition the first time it is seen, not every tick."""
-        if msg not in self._said:
-            self._said.add(msg)
+    def _once(self, condition: str, level: int, msg: str) -> None:
+        """Log a condition when it begins, not every tick while it lasts; a
+        change of detail while it lasts is logged at debug level."""
+        last = self._said.get(condition)
+        if last is None:
             self.log.log(level, "%s", msg)
+        elif last != msg:
+            self.log.debug("%s", msg)
+        self._said[condition] = msg
 
-    def _cleared(self, prefix: str) -> None:
-        self._said = {m for m in self._said if not m.startswith(prefix)}
+    def _rearm(self, condition: str) -> None:
+        """The condition is over: log it again if it comes back."""
+        last = self._said.pop(condition, None)
+        if last is not None:
+            self.log.debug("over: %s", last)
 
     def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
         """dom0's overrides and the memory/ directory; None for the directory
@@ -78,13 +96,16 @@ class Ballooner:
         try:
             memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
         except XenstoreError as exc:
-            self._once(logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
-                                        "ballooning goes on with the config values")
+            self._once(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
+                                                 "ballooning goes on with the config values")
             return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
-        self._cleared("xenstore: cannot read")
+        self._rearm(XS_READ)
         overrides, problems = parse_overrides(memory_dir)
-        for problem in problems:
-            self._once(logging.WARNING, problem)
+        for key in KEYS:
+            if key in problems:
+                self._once(OVERRIDE + key, logging.WARNING, problems[key])
+            else:
+                self._rearm(OVERRIDE + key)
         return overrides, memory_dir
 
     def tick(self) -> int:
@@ -104,9 +125,9 @@ class Ballooner:
             committed_kb = meminfo_mod.require(fields, "Committed_AS")
             cur_kb = self.balloon.current_kb(fields)
         except (OSError, meminfo_mod.MeminfoError) as exc:
-            self._once(logging.ERROR, f"cannot read the guest's memory state: {exc}")
+            self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
             return interval_s
-        self._cleared("cannot read the guest's memory state")
+        self._rearm(MEMINFO)
         maxmem_kb = self.maxmem.update(cur_kb)
 
         down = overrides.down_hysteresis if overrides.down_hysteresis is not None \
@@ -122,9 +143,9 @@ class Ballooner:
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
-                self._cleared("balloon:")
+                self._rearm(BALLOON_WRITE)
             except BalloonError as exc:
-                self._once(logging.ERROR, f"balloon: {exc}")
+                self._once(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
             self.log.debug("cur %d kB, target %d kB (min %d kB, %s)", cur_kb,
                            decision.tgt_bytes // KIB, decision.min_bytes // KIB,
                            "self" if self_ballooning else "directed")
@@ -135,10 +156,12 @@ class Ballooner:
         if not enabled:
             return None
         try:
-            return _read_text(path)
+            text = _read_text(path)
         except OSError as exc:
-            self._once(logging.WARNING, f"not publishing {path}: {exc}")
+            self._once(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
             return None
+        self._rearm(NOT_PUBLISHING + path)
+        return text
 
     def _publish(self, decision: Decision, meminfo_text: str,
                  memory_dir: dict[str, str] | None) -> None:
@@ -159,24 +182,26 @@ class Ballooner:
             self._write(self._publish_dir, outputs)
         except XenstoreWriteFailed:
             if self._publish_dir == FALLBACK_DIR:
-                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
-                                          "not publishing")
+                self._publish_nowhere()
                 return
             self._publish_dir = FALLBACK_DIR
             self._fallback_since_tick = self.ticks
             self._fallback_seen = frozenset(k for k in outputs if k in memory_dir)
-            self._once(logging.INFO, f"xenstore: memory/ is read-only for this guest "
-                                     f"(xl's default); publishing under {FALLBACK_DIR}/")
+            self._once(MEMORY_READONLY, logging.INFO,
+                       f"xenstore: memory/ is read-only for this guest "
+                       f"(xl's default); publishing under {FALLBACK_DIR}/")
             try:
                 self._write(FALLBACK_DIR, outputs)
             except XenstoreWriteFailed:
-                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
-                                          "not publishing")
+                self._publish_nowhere()
             except XenstoreUnavailable as exc:
-                self._once(logging.WARNING, f"xenstore: {exc}")
-
+                self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
         except XenstoreUnavailable as exc:
-            self._once(logging.WARNING, f"xenstore: {exc}")
+            self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
+
+    def _publish_nowhere(self) -> None:
+        self._once(PUBLISH_NOWHERE, logging.ERROR,
+                   f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
 
     def _should_reprobe(self, outputs: dict[str, str], memory_dir: dict[str, str]) -> bool:
         seen = frozenset(k for k in outputs if k in memory_dir)
@@ -191,6 +216,9 @@ class Ballooner:
     def _write(self, directory: str, outputs: dict[str, str]) -> None:
         assert self.xenstore is not None
         self.xenstore.write_many({f"{directory}/{k}": v for k, v in outputs.items()})
+        self._rearm(XS_WRITE)
+        self._rearm(PUBLISH_NOWHERE)
         if directory == PRIMARY_DIR and self._fallback_since_tick:
             self._fallback_since_tick = 0
-            self._once(logging.INFO, "xenstore: memory/ is writable again; publishing there")
+            self._rearm(MEMORY_READONLY)
+            self.log.info("xenstore: memory/ is writable again; publishing there")
