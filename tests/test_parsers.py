@@ -39,7 +39,7 @@ def test_bounded_int_never_out_of_range(text: str) -> None:
 
 def test_overrides_interval_zero_and_garbage_are_ignored() -> None:
     """Regression: the original's `sleep $interval` with 0 made a busy loop."""
-    o, problems = parse_overrides({"interval": "0", "downhysteresis": "x", "uphysteresis": "0",
+    o, problems = parse_overrides({"interval": "0", "downhysteresis": "x", "uphysteresis": "-1",
                                    "target": "a[$(reboot)]", "selfballoon": "2"})
     assert o == Overrides()
     assert sorted(problems) == ["downhysteresis", "interval", "selfballoon", "target",
@@ -52,6 +52,14 @@ def test_overrides_selfballoon_zero_turns_it_off() -> None:
     assert parse_overrides({"selfballoon": "0"})[0].selfballoon is False
     assert parse_overrides({"selfballoon": "1"})[0].selfballoon is True
     assert parse_overrides({})[0].selfballoon is None
+
+
+def test_overrides_hysteresis_zero_is_at_once() -> None:
+    """dom0's 0 means what the config's 0 means: down at once (the original's
+    `if [ $downhys -ne 0 ]`); up 0, which killed the original, is 1 and said so."""
+    o, problems = parse_overrides({"downhysteresis": "0", "uphysteresis": "0"})
+    assert o.down_hysteresis == 0 and o.up_hysteresis == 1
+    assert list(problems) == ["uphysteresis"] and "treated as 1" in problems["uphysteresis"]
 
 
 def test_overrides_target_one_is_a_target() -> None:
@@ -69,7 +77,8 @@ def test_overrides_always_in_bounds(d: dict[str, str]) -> None:
     o, _ = parse_overrides(d)
     assert o.target_kb is None or 1 <= o.target_kb <= MAX_TARGET_KB
     assert o.interval_s is None or 1 <= o.interval_s <= MAX_INTERVAL_S
-    assert o.down_hysteresis is None or o.down_hysteresis >= 1
+    assert o.down_hysteresis is None or o.down_hysteresis >= 0
+    assert o.up_hysteresis is None or o.up_hysteresis >= 1
     assert o.up_hysteresis is None or o.up_hysteresis >= 1
 
 

@@ -138,6 +138,20 @@ def test_interval_and_hysteresis_overrides(guest, xs, backend):
     assert balloon_target_bytes(guest) == 354926592
 
 
+def test_dom0_hysteresis_zero_moves_at_once(guest, xs, backend, request):
+    xs.write(f"{HOME}/memory/target", "300000")
+    xs.write(f"{HOME}/memory/downhysteresis", "0")
+    b, records = logged_ballooner(guest, request.node.name, backend)
+    b.tick()
+    assert balloon_target_bytes(guest) == 300000 * 1024  # down at once, as the original
+    set_current_kb(guest, 300000)
+    xs.write(f"{HOME}/memory/target", "350000")
+    xs.write(f"{HOME}/memory/uphysteresis", "0")
+    b.tick()
+    assert balloon_target_bytes(guest) == 350000 * 1024  # up at once, and said so
+    assert len(records.warnings("memory/uphysteresis=0")) == 1
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "", "garbage", "1e9", "99999999999999999999"])
 def test_bad_interval_never_makes_a_busy_loop(guest, xs, value, backend):
     xs.write(f"{HOME}/memory/interval", value)
@@ -224,8 +238,8 @@ class Records(logging.Handler):
                 if r.levelno >= logging.WARNING and text in r.getMessage()]
 
 
-def logged_ballooner(root: str, name: str) -> tuple:
-    config, _ = parse_config("XENBALLOON_XENSTORE=native\n", "test.conf")
+def logged_ballooner(root: str, name: str, backend: str = "native") -> tuple:
+    config, _ = parse_config(f"XENBALLOON_XENSTORE={backend}\n", "test.conf")
     log = logging.getLogger(name)
     log.setLevel(logging.DEBUG)
     log.propagate = False

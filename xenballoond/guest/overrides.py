@@ -50,15 +50,17 @@ _RULES = {
     KEY_TARGET: (1, MAX_TARGET_KB),
     KEY_SELFBALLOON: (0, 1),
     KEY_INTERVAL: (1, MAX_INTERVAL_S),
-    KEY_DOWN: (1, MAX_HYSTERESIS),
-    KEY_UP: (1, MAX_HYSTERESIS),
+    # 0 = at once, as the original's `if [ $downhys -ne 0 ]` and the config
+    KEY_DOWN: (0, MAX_HYSTERESIS),
+    # 0 killed the original (it divides by it); read as 1, at once, as the config does
+    KEY_UP: (0, MAX_HYSTERESIS),
 }
 KEYS = tuple(_RULES)
 
 
 def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
     """Validate the keys present in memory/; return the overrides and, per
-    key whose value was ignored, why."""
+    key whose value was ignored or read otherwise, why."""
     values: dict[str, int] = {}
     problems: dict[str, str] = {}
     for key, (lo, hi) in _RULES.items():
@@ -69,6 +71,10 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         if value is None:
             problems[key] = (f"ignoring memory/{key}={raw[:64]!r}: "
                              f"not an integer from {lo} to {hi}")
+        elif key == KEY_UP and value == 0:
+            problems[key] = ("memory/uphysteresis=0 would divide by zero in the original "
+                             "daemon; treated as 1 (balloon up at once)")
+            values[key] = 1
         else:
             values[key] = value
     sb = values.get(KEY_SELFBALLOON)
