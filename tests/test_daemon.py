@@ -84,6 +84,34 @@ def test_shrinking_converges_without_drifting_below_committed(guest):
     assert final_kb <= 200000 + 13216 + 1
 
 
+@pytest.mark.parametrize("blocker", ["var/run/xb", "var/run/xb/maxmem"])
+def test_unwritable_maxmem_file_does_not_stop_ballooning(guest, blocker):
+    """A file where its directory should be, or a directory where it should
+    be: warned about by --check-config, logged once, and ballooning goes on
+    with the current size as the high-water mark."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"),
+          SELF_CONF + "XENBALLOON_MAXMEMFILE=/var/run/xb/maxmem\n")
+    if blocker.endswith("maxmem"):
+        os.makedirs(os.path.join(guest, blocker))
+    else:
+        write(os.path.join(guest, blocker), "not a directory\n")
+    r = dp.run("--root", guest, "--check-config")
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r.stderr
+    assert "XENBALLOON_MAXMEMFILE" in r.stderr and "held in memory" in r.stderr
+
+    r = dp.run("--root", guest, "--once")
+    assert r.returncode == 0, r.stderr
+    assert balloon_target_bytes(guest) == 384221184  # as with the mark at 393216 kB
+    assert "cannot keep the memory high-water mark" in r.stderr
+
+    p = dp.start("--root", guest, "-f", "--debug")
+    seen = "".join(dp.wait_for_output(p, "target 375216 kB") for _ in range(3))  # 3 ticks
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=30) == 0
+    seen += p.stderr.read()
+    assert seen.count("cannot keep the memory high-water mark") == 1, seen
+
+
 def test_no_balloon_driver_says_so_and_exits_0(tmp_path):
     make_guest(str(tmp_path), memtotal_kb=100000, committed_kb=1, balloon="none")
     r = dp.run("--root", str(tmp_path))

@@ -457,6 +457,21 @@ def test_maxmem_file_from_the_config(plain, line):
     assert not os.path.exists(os.path.join(g.root, "elsewhere"))
 
 
+@pytest.mark.parametrize("blocker", ["var/lib/xb", "var/lib/xb/max"])
+def test_unwritable_maxmem_file_is_warned_about_and_start_goes_on(plain, blocker):
+    g = plain(conf=SELF_CONF + "XENBALLOON_MAXMEMFILE=/var/lib/xb/max\n")
+    if blocker.endswith("max"):
+        os.makedirs(os.path.join(g.root, blocker))
+    else:
+        write(os.path.join(g.root, blocker), "a file\n")
+    r = ok(g.run("start"))
+    assert "XENBALLOON_MAXMEMFILE" in r.stderr, r.stderr
+    assert len(g.daemons()) == 1
+    wait_until(lambda: 0 < g.target_bytes() < CURRENT_KB * 1024, what="a lower balloon target")
+    if blocker.endswith("max"):
+        assert os.listdir(os.path.join(g.root, blocker)) == []
+
+
 def test_maxmem_current_kb_garbage_falls_back_to_memtotal(plain):
     g = plain()
     set_current_kb(g.root, 0)

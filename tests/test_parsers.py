@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 
 from tests.guestroot import MEMINFO, vmstat_text
 from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, parse_vmstat, require
+from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
 from xenballoond.guest.overrides import (MAX_INTERVAL_S, MAX_TARGET_KB, Overrides, parse_bounded_int,
                                    parse_overrides)
 from xenballoond.guest.publish import build_outputs, fit_to_node, VMSTAT_KEEP
@@ -172,3 +173,14 @@ def test_unescape_matches_the_client(escaped: str, value: str) -> None:
 @given(st.text())
 def test_unescape_never_crashes(text: str) -> None:
     unescape(text)
+
+
+def test_maxmem_mark_held_in_memory_when_the_file_cannot_be_kept(tmp_path) -> None:
+    (tmp_path / "run").write_text("a file where a directory should be\n")
+    mark = MaxmemFile(str(tmp_path / "run" / "maxmem"))
+    kb, error = mark.update(400000)
+    assert kb == 400000 and isinstance(error, OSError)
+    assert mark.update(300000)[0] == 400000  # the mark does not fall to the current size
+    assert mark.update(450000)[0] == 450000
+    assert why_unwritable(mark.path) is not None
+    assert why_unwritable(str(tmp_path / "new" / "dir" / "maxmem")) is None

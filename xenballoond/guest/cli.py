@@ -22,7 +22,7 @@ from .. import __version__, logsetup
 from . import pidlock, runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
-from .maxmem import MaxmemFile
+from .maxmem import MaxmemFile, why_unwritable
 from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT,
                     PROC_XEN_CAPABILITIES, SYS_HYPERVISOR_FEATURES, XENFEAT_DOM0, Root)
 from .tick import Ballooner, ProcFiles
@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings:
         log.warning("%s", w)
     if args.check_config:
+        problem = why_unwritable(root.path(config.maxmem_file))
+        if problem is not None:
+            log.warning("XENBALLOON_MAXMEMFILE: %s: the high-water mark will be held in "
+                        "memory only (from the current size after each restart)", problem)
         print(f"OK: {path}" if path else "OK: no config file, using the defaults")
         return EXIT_OK
     if path is None:

@@ -1,7 +1,10 @@
 """The memory high-water file (XENBALLOON_MAXMEMFILE).
 
 The original's main loop raised it whenever the guest held more than it
-recorded (hot-add memory); minmb() bases the minimum target on it.
+recorded (hot-add memory); minmb() bases the minimum target on it.  A file
+that cannot be read or written (a read-only /var/run, a file where a
+directory should be) must not stop ballooning: the mark is then held in
+memory, starting from the current size.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from .meminfo import MAX_KB
 class MaxmemFile:
     def __init__(self, path: str) -> None:
         self.path = path
+        self.known_kb: int | None = None  # the last mark read or written
 
     def read_kb(self) -> int | None:
         """The recorded high-water mark, or None if absent or not a number."""
@@ -24,11 +28,23 @@ class MaxmemFile:
             return None
         return parse_bounded_int(text, 0, MAX_KB)
 
-    def update(self, cur_kb: int) -> int:
-        """Record ``cur_kb`` if it is a new high; return the high-water mark."""
-        old_kb = self.read_kb()
-        if old_kb is not None and old_kb >= cur_kb:
-            return old_kb
+    def update(self, cur_kb: int) -> tuple[int, OSError | None]:
+        """Record ``cur_kb`` if it is a new high; return the high-water mark,
+        and the error that kept the file from being read or written (the
+        mark is then the one held in memory, or ``cur_kb``)."""
+        try:
+            old_kb = self.read_kb()
+            if old_kb is not None and old_kb >= cur_kb:
+                self.known_kb = old_kb
+                return old_kb, None
+            self._write(cur_kb)
+        except OSError as exc:
+            self.known_kb = max(self.known_kb or 0, cur_kb)
+            return self.known_kb, exc
+        self.known_kb = cur_kb
+        return cur_kb, None
+
+    def _write(self, cur_kb: int) -> None:
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".xenballoon-maxmem.{os.getpid()}")
@@ -43,4 +59,18 @@ class MaxmemFile:
             except OSError:
                 pass
             raise
-        return cur_kb
+
+
+def why_unwritable(path: str) -> str | None:
+    """Why the high-water file at ``path`` could not be kept, as far as can
+    be told without writing it; None if nothing is in the way."""
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    directory = os.path.dirname(path) or "."
+    while not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        return f"{directory} is not a directory"
+    if not os.access(directory, os.W_OK):
+        return f"{directory} is not writable"
+    return None

@@ -37,6 +37,7 @@ PUBLISH_NOWHERE = "publish-nowhere"
 MEMORY_READONLY = "memory-readonly"
 MEMINFO = "meminfo"
 BALLOON_WRITE = "balloon-write"
+MAXMEM = "maxmem-file"
 OVERRIDE = "override:"  # + the memory/ key
 NOT_PUBLISHING = "not-publishing:"  # + the file
 
@@ -128,7 +129,13 @@ class Ballooner:
             self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
             return interval_s
         self._rearm(MEMINFO)
-        maxmem_kb = self.maxmem.update(cur_kb)
+        maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
+        if maxmem_error is None:
+            self._rearm(MAXMEM)
+        else:
+            self._once(MAXMEM, logging.WARNING,
+                       f"cannot keep the memory high-water mark in {self.maxmem.path} "
+                       f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
 
         down = overrides.down_hysteresis if overrides.down_hysteresis is not None \
             else cfg.down_hysteresis
