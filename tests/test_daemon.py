@@ -58,6 +58,28 @@ def test_once_self_target_with_the_default_reserve(guest):
     assert balloon_target_bytes(guest) == 388247655
 
 
+def test_self_reserve_does_not_ratchet_up_with_the_high_water_mark(guest):
+    """A temporary `xl mem-set` up to maxmem raises the high-water mark for
+    good; the reserve stays 10% of the memory the guest booted with."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"), "XENBALLOON_SELF=true\n")
+    assert dp.run("--root", guest, "--once").returncode == 0
+    assert open(os.path.join(guest, "var/run/xenballoon-maxmem.boot")).read() == "393216\n"
+    set_current_kb(guest, 786432)  # xl mem-set up to maxmem ...
+    set_meminfo(guest, memtotal_kb=786432 - 13216, committed_kb=200000)
+    assert dp.run("--root", guest, "--once").returncode == 0
+    set_current_kb(guest, 393216)  # ... and back
+    set_meminfo(guest, memtotal_kb=380000, committed_kb=200000)
+    r = dp.run("--root", guest, "--once")
+    assert r.returncode == 0
+    assert open(os.path.join(guest, "var/run/xenballoon-maxmem")).read() == "786432\n"
+    # reserve 10% of 393216 kB = 39321 kB, not 78643 kB of the mark: the same target as
+    # test_once_self_target_with_the_default_reserve (the minimum, 200 MB, is below it)
+    assert balloon_target_bytes(guest) == 388247655
+    assert ("policy: self-ballooning (reserve 10% of 393216 kB booted with = 39321 kB), "
+            "minimum 200 MB (of the high-water mark 786432 kB), hysteresis down 10 up 1, "
+            "every 1 s, xenstore off, balloon sysfs") in r.stderr
+
+
 def test_once_self_target_on_legacy_proc_balloon(tmp_path):
     root = str(tmp_path)
     make_guest(root, memtotal_kb=1000000, committed_kb=300000, balloon="proc", conf=SELF_CONF)

@@ -5,6 +5,12 @@ recorded (hot-add memory); minmb() bases the minimum target on it.  A file
 that cannot be read or written (a read-only /var/run, a file where a
 directory should be) must not stop ballooning: the mark is then held in
 memory, starting from the current size.
+
+Beside it, ``<file>.boot`` keeps the first mark of this boot (/var/run is
+emptied at boot; the init script, or else the daemon's first tick, records
+the mark before any ballooning): the memory the guest booted with, which a
+later ``xl mem-set`` up to maxmem does not raise.  XENBALLOON_SELF_RESERVE_PCT
+is a percentage of it.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ class MaxmemFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self.known_kb: int | None = None  # the last mark read or written
+        self.boot_path = path + ".boot"
+        self._boot_kb: int | None = None
 
     def read_kb(self) -> int | None:
         """The recorded high-water mark, or None if absent or not a number."""
@@ -44,21 +52,43 @@ class MaxmemFile:
         self.known_kb = cur_kb
         return cur_kb, None
 
-    def _write(self, cur_kb: int) -> None:
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".xenballoon-maxmem.{os.getpid()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{cur_kb}\n")
-            os.replace(tmp, self.path)
-        except BaseException:
+    def boot_kb(self, mark_kb: int) -> int:
+        """The memory the guest booted with: ``<file>.boot``, recorded from
+        ``mark_kb`` (this tick's high-water mark) when absent.  If it can be
+        neither read nor written, ``mark_kb`` of this daemon's first tick."""
+        if self._boot_kb is None:
             try:
-                os.unlink(tmp)
+                with open(self.boot_path, encoding="ascii", errors="replace") as f:
+                    self._boot_kb = parse_bounded_int(f.read(64), 1, MAX_KB)
             except OSError:
                 pass
-            raise
+            if self._boot_kb is None:
+                self._boot_kb = mark_kb
+                try:
+                    _write_atomically(self.boot_path, mark_kb)
+                except OSError:
+                    pass  # held in memory, as the mark is (logged with it)
+        return self._boot_kb
+
+    def _write(self, cur_kb: int) -> None:
+        _write_atomically(self.path, cur_kb)
+
+
+def _write_atomically(path: str, value_kb: int) -> None:
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".xenballoon-maxmem.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{value_kb}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def why_unwritable(path: str) -> str | None:

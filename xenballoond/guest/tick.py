@@ -13,7 +13,7 @@ from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
 from .overrides import KEYS, Overrides, parse_overrides
-from .policy import KIB, Decision, choose_interval_s, decide
+from .policy import KIB, MIB, Decision, choose_interval_s, decide, headroom_kb
 from .publish import FALLBACK_DIR, PRIMARY_DIR, build_outputs
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
@@ -72,6 +72,7 @@ class Ballooner:
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
         self._handover_retries = 0
+        self._policy = ""
 
     def _once(self, condition: str, level: int, msg: str) -> None:
         """Log a condition when it begins, not every tick while it lasts; a
@@ -88,6 +89,26 @@ class Ballooner:
         last = self._said.pop(condition, None)
         if last is not None:
             self.log.debug("over: %s", last)
+
+    def _log_policy(self, self_ballooning: bool, interval_s: int, min_mb: int, maxmem_kb: int,
+                    down: int, up: int) -> None:
+        """The policy in force, at start and whenever it changes (a reload,
+        dom0's overrides, a new high-water mark)."""
+        cfg = self.config
+        if self_ballooning:
+            boot_kb = self.maxmem.boot_kb(maxmem_kb)
+            mode = (f"self-ballooning (reserve {cfg.self_reserve_pct}% of {boot_kb} kB "
+                    f"booted with = {headroom_kb(boot_kb, cfg.self_reserve_pct)} kB)")
+        else:
+            mode = "directed (memory/target)"
+        minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if cfg.min_mem_mb else
+                   f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
+        xenstore = "off" if self.xenstore is None else cfg.xenstore_backend
+        policy = (f"policy: {mode}, minimum {minimum}, hysteresis down {down} up {up}, "
+                  f"every {interval_s} s, xenstore {xenstore}, balloon {self.balloon.name}")
+        if policy != self._policy:
+            self._policy = policy
+            self.log.info("%s", policy)
 
     def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
         """dom0's overrides and the memory/ directory; None for the directory
@@ -146,7 +167,10 @@ class Ballooner:
             cur_kb=cur_kb, committed_as_kb=committed_kb,
             reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
             maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
-            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct)
+            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct,
+            boot_kb=self.maxmem.boot_kb(maxmem_kb))
+        self._log_policy(self_ballooning, interval_s, decision.min_bytes // MIB, maxmem_kb,
+                         down, up)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
