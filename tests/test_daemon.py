@@ -130,7 +130,7 @@ def test_unwritable_maxmem_file_does_not_stop_ballooning(guest, blocker):
     seen = "".join(dp.wait_for_output(p, "target 375216 kB") for _ in range(3))  # 3 ticks
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=30) == 0
-    seen += p.stderr.read()
+    seen += dp.rest_of_stderr(p)
     assert seen.count("cannot keep the memory high-water mark") == 1, seen
 
 
@@ -180,11 +180,9 @@ def test_detached_daemon_lifecycle(guest):
     assert r2.returncode == 1 and "already running" in r2.stderr
     assert read_pid(guest) == pid
 
-    # SIGHUP with a broken config keeps the old one and the daemon
+    # SIGHUP with a good config takes effect: MINMEM 370 MB is above the self target
+    # (a bad one: test_sighup_with_a_bad_config_is_refused_and_the_old_one_stays)
     conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
-    write(conf, "XENBALLOON_SELF=maybe\n")
-    os.kill(pid, signal.SIGHUP)
-    # SIGHUP with a good one takes effect: MINMEM 370 MB is above the self target
     write(conf, SELF_CONF + "XENBALLOON_MINMEM=370\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
     os.kill(pid, signal.SIGHUP)
     dp.wait_until(lambda: balloon_target_bytes(guest) == 370 * MIB, what="reloaded target")
@@ -193,6 +191,34 @@ def test_detached_daemon_lifecycle(guest):
     os.kill(pid, signal.SIGTERM)
     dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
     assert not os.path.exists(pidfile(guest))
+
+
+def test_sighup_with_a_bad_config_is_refused_and_the_old_one_stays(guest):
+    p = dp.start("--root", guest, "-f")
+    try:
+        dp.wait_for_output(p, "policy: self-ballooning (reserve 0%")
+        conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+        write(conf, "XENBALLOON_SELF=maybe\n")
+        p.send_signal(signal.SIGHUP)
+        seen = dp.wait_for_output(p, "reload refused")
+        assert f'{conf}:1: XENBALLOON_SELF="maybe"' in seen, seen
+        # the running config still decides: self-ballooning, reserve 0, down hysteresis 10;
+        # cur 300000 kB = 307200000 B, target (286784 + 13216 reserved... ) worked by hand:
+        # reserved = 300000 - 286784 = 13216 kB, self target (200000 + 13216) kB = 218333184 B,
+        # 307200000 - (307200000 - 218333184) / 10 = 298313319
+        set_meminfo(guest, memtotal_kb=286784, committed_kb=200000)
+        set_current_kb(guest, 300000)
+        dp.wait_until(lambda: balloon_target_bytes(guest) == 298313319, what="the old config")
+        assert p.poll() is None
+        # a good one after it is taken, and its policy logged
+        write(conf, SELF_CONF + "XENBALLOON_MINMEM=370\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+        p.send_signal(signal.SIGHUP)
+        seen = dp.wait_for_output(p, "minimum XENBALLOON_MINMEM 370 MB, hysteresis down 0 up 1")
+        assert "reloaded " + conf in seen
+        dp.wait_until(lambda: balloon_target_bytes(guest) == 370 * MIB, what="the new config")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
 
 
 def test_stale_pid_file_is_broken(guest):
