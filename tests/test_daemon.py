@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -239,6 +241,55 @@ def test_pid_file_naming_another_program_is_stale(guest):
     assert r.returncode == 0, r.stderr
     pid = read_pid(guest)
     assert pid != os.getpid()
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(guest):
+    """After a reboot the PID may be anyone's, even a `tail -f xenballoond.log`:
+    only the lock says a daemon runs."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "/var/log/xenballoond.log"])
+    try:
+        assert b"xenballoond" in open(f"/proc/{other.pid}/cmdline", "rb").read()
+        write(pidfile(guest), f"{other.pid}\n")
+        r = dp.run("--root", guest)
+        assert r.returncode == 0, r.stderr
+        pid = read_pid(guest)
+        assert pid != other.pid and dp.alive(pid) and other.poll() is None
+        os.kill(pid, signal.SIGTERM)
+        dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+    finally:
+        other.kill()
+        other.wait()
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"4194000\\n")  # no such PID here: a daemon in another PID namespace
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["-f"]])
+def test_the_lock_held_by_another_process_means_running(guest, mode):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, pidfile(guest)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        r = dp.run("--root", guest, *mode)
+        assert r.returncode == 1 and "already running (pid 4194000" in r.stderr, r.stderr
+        assert open(pidfile(guest)).read() == "4194000\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    r = dp.run("--root", guest)  # the kernel released the lock: the PID in the file is stale
+    assert r.returncode == 0, r.stderr
+    assert "stale PID file" in r.stderr
+    pid = read_pid(guest)
     os.kill(pid, signal.SIGTERM)
     dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
 

@@ -309,6 +309,22 @@ def test_stop_after_kill_clears_the_stale_pid_file(guest):
     ok(guest.run("status"), 3)
 
 
+def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(guest):
+    """The PID of a reboot ago may be a `tail -f xenballoond.log` now: the lock decides."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "/var/log/xenballoond.log"])
+    try:
+        write(guest.pidfile, f"{other.pid}\n")
+        ok(guest.run("start"))
+        [pid] = guest.daemons()
+        assert guest.pid_in_file() == pid
+        ok(guest.run("stop"))
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_twenty_concurrent_starts_leave_one_daemon(guest):
     results = REAPER.run_many([guest.argv("start")] * 20, env=guest.env)
     for r in results:
