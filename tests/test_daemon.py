@@ -251,7 +251,8 @@ def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(gues
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                               "/var/log/xenballoond.log"])
     try:
-        assert b"xenballoond" in open(f"/proc/{other.pid}/cmdline", "rb").read()
+        dp.wait_until(lambda: b"xenballoond" in open(f"/proc/{other.pid}/cmdline", "rb").read(),
+                      what="the other process's exec")
         write(pidfile(guest), f"{other.pid}\n")
         r = dp.run("--root", guest)
         assert r.returncode == 0, r.stderr

@@ -26,7 +26,8 @@ from typing import Mapping, Sequence
 
 import pytest
 
-from tests.daemonproc import alive, processes, wait_until
+from tests.daemonproc import processes, wait_until
+from tests.needs import needs_file, needs_tool
 from tests.guestroot import SYSFS, make_guest, set_current_kb, write
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,7 +230,7 @@ def make(tmp_path, lib: str, shell: str, program: str, conf: str | None = SELF_C
 def guest(request, tmp_path, daemon_program):
     lib, shell = request.param
     if lib == "debian" and not os.path.exists(DEBIAN_LSB):
-        pytest.skip(f"{DEBIAN_LSB} missing (Debian package sysvinit-utils, or lsb-base)")
+        needs_file(DEBIAN_LSB, "sysvinit-utils, or lsb-base")
     g = make(tmp_path, lib, shell, daemon_program)
     yield g
     g.kill_all()
@@ -523,8 +524,7 @@ def test_bad_root_is_refused(plain, root):
 
 @pytest.mark.parametrize("path", [SCRIPT, os.path.join(REPO, "scripts", "install.sh")])
 def test_shellcheck_posix_sh(path):
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck missing (Debian package shellcheck)")
+    needs_tool("shellcheck")
     r = REAPER.run(["shellcheck", "-s", "sh", path])
     assert r.returncode == 0, r.stdout
 
@@ -590,8 +590,7 @@ def test_unit_settings():
 
 
 def test_unit_verifies(tmp_path, daemon_program):
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze missing (Debian package systemd)")
+    needs_tool("systemd-analyze")
     unit = tmp_path / "xenballoond.service"
     unit.write_text(open(UNIT).read().replace("/usr/local/bin/xenballoond", daemon_program))
     r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
@@ -643,8 +642,7 @@ LAYOUT = {
 
 def make_install(destdir: str, *args: str, target: str = "install-service",
                  top: str = REPO) -> subprocess.CompletedProcess[str]:
-    if shutil.which("make") is None:
-        pytest.skip("make missing (Debian package make)")
+    needs_tool("make")
     env = {k: v for k, v in os.environ.items()
            if k not in ("DESTDIR", "DISTRO", "BINDIR", "UNITDIR", "PREFIX", "MAKEFLAGS")}
     return REAPER.run(["make", "-s", "-C", top, target, f"DESTDIR={destdir}", *args], env=env)
@@ -717,7 +715,7 @@ def test_make_install_then_the_installed_script_runs_the_installed_daemon(tmp_pa
     try:
         import wheel  # noqa: F401  (setuptools < 70.1 builds wheels with it)
     except ImportError:
-        pytest.skip("the wheel package is missing (pip install wheel)")
+        pytest.skip("the wheel package is missing (pip install wheel; in '.[test]')")
     top = str(tmp_path / "src")
     shutil.copytree(REPO, top, ignore=shutil.ignore_patterns(
         ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis"))

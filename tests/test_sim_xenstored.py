@@ -23,11 +23,11 @@ import pytest
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
 from xenballoond.xenstore import wire as wire
 from xenballoond.sim import xs_tree as tree
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from xenballoond.sim.xenstored import SimXenstored
 from xenballoond.xenstore.wire import Op, Perm
 
-needs_clients = pytest.mark.skipif(shutil.which("xenstore-read") is None,
-                                   reason="needs Debian's xenstore-utils")
+needs_clients = tool_mark(*XENSTORE_CLIENTS)
 HOME1 = "/local/domain/1"
 
 

@@ -10,6 +10,7 @@ import tempfile
 import pytest
 
 from tests import daemonproc as dp
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
 from xenballoond.guest.cli import build
 from xenballoond.config import parse_config
@@ -17,8 +18,7 @@ from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB
 from xenballoond.sim.xenstored import SimXenstored
 
-pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None and not os.environ.get("CI"),
-                                reason="Debian's xenstore-utils not installed")
+CLIENTS = tool_mark(*XENSTORE_CLIENTS)
 DOMID = 5
 HOME = f"/local/domain/{DOMID}"
 
@@ -42,7 +42,7 @@ def guest(tmp_path, xs, monkeypatch):
     return root
 
 
-@pytest.fixture(params=["cli", "native"])
+@pytest.fixture(params=[pytest.param("cli", marks=CLIENTS), "native"])
 def backend(request, monkeypatch):
     return request.param
 
@@ -69,6 +69,7 @@ def test_directed_follows_dom0_target_with_hysteresis(guest, xs, backend):
     assert not xs.exists(f"{HOME}/memory/selftarget")
 
 
+@CLIENTS
 def test_two_processes_per_tick_after_the_first(guest, xs):
     b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="cli")
     b.tick()  # tries memory/ once, falls back
@@ -194,6 +195,7 @@ def test_ballooning_goes_on_when_xenstored_hangs(guest, xs, backend):
     assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
 
 
+@CLIENTS
 def test_daemon_process_follows_xl_mem_set(guest, xs):
     """The real daemon, foreground, following dom0's target as `xl mem-set` sets it."""
     conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
