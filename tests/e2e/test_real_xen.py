@@ -26,12 +26,12 @@ MIB_KB = 1024
 def _why_not() -> str | None:
     if os.environ.get("XENBALLOON_E2E", "1") == "0":
         return "XENBALLOON_E2E=0"
+    if os.geteuid() != 0:  # first: an ordinary user's PATH lacks /usr/sbin's tools too
+        return "needs root: real-Xen e2e builds root file systems with mmdebstrap/chroot"
     miss = harness.missing_tools()
     if miss:
         return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
                 " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs)")
-    if os.geteuid() != 0:
-        return "real-Xen e2e builds root file systems with mmdebstrap/chroot: run as root"
     return None
 
 
