@@ -47,10 +47,8 @@ def wait_until(cond: Callable[[], object], timeout: float = 30, what: str = "con
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+    """Running and not a zombie: any user's process (os.kill(pid, 0) of
+    another user's process fails with EPERM when not root)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -82,19 +80,32 @@ def pids_with_cmdline(*parts: str) -> list[int]:
 
 
 def wait_for_output(proc: "subprocess.Popen[str]", text: str, timeout: float = 30) -> str:
-    """Read the process's stderr until a line contains ``text``; return what was read."""
+    """Read the process's stderr up to the end of the first line containing
+    ``text``; return what was read.  What came after it is kept for the next
+    call (raw reads: a buffered readline could hold lines select never sees)."""
     import select
-    seen = ""
-    deadline = time.monotonic() + timeout
     assert proc.stderr is not None
-    while text not in seen:
+    fd = proc.stderr.fileno()
+    seen: str = getattr(proc, "_pending_stderr", "")
+    deadline = time.monotonic() + timeout
+    while text not in seen or "\n" not in seen[seen.index(text):]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"timed out waiting for {text!r}; got {seen!r}")
-        ready, _, _ = select.select([proc.stderr], [], [], left)
+        ready, _, _ = select.select([fd], [], [], left)
         if ready:
-            line = proc.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                if text in seen:
+                    break
                 raise AssertionError(f"process ended before {text!r}; got {seen!r}")
-            seen += line
-    return seen
+            seen += chunk.decode(errors="replace")
+    end = seen.find("\n", seen.index(text)) + 1 or len(seen)
+    proc._pending_stderr = seen[end:]  # type: ignore[attr-defined]
+    return seen[:end]
+
+
+def rest_of_stderr(proc: "subprocess.Popen[str]") -> str:
+    """What is left on stderr after wait_for_output, once the process has ended."""
+    assert proc.stderr is not None
+    return getattr(proc, "_pending_stderr", "") + proc.stderr.read()

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.repo import REPO
+from tests.needs import tool_mark
 from xenballoond.proc import run
 from xenballoond.record import asdict
 from xenballoond.config import (VARIABLES, Config, ConfigError, find_config,
@@ -23,7 +24,7 @@ from xenballoond.paths import Root
 
 ETC_CONF = os.path.join(REPO, "etc", "xenballoon.conf")
 BASH = shutil.which("bash")
-needs_bash = pytest.mark.skipif(BASH is None, reason="bash not installed")
+needs_bash = tool_mark("bash")
 
 # The 2008 tools/xenballoon/xenballoon.conf, verbatim (comments trimmed to the
 # schema lines: the lexer must read it exactly like the real file).

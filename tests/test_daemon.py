@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -58,6 +60,28 @@ def test_once_self_target_with_the_default_reserve(guest):
     assert balloon_target_bytes(guest) == 388247655
 
 
+def test_self_reserve_does_not_ratchet_up_with_the_high_water_mark(guest):
+    """A temporary `xl mem-set` up to maxmem raises the high-water mark for
+    good; the reserve stays 10% of the memory the guest booted with."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"), "XENBALLOON_SELF=true\n")
+    assert dp.run("--root", guest, "--once").returncode == 0
+    assert open(os.path.join(guest, "var/run/xenballoon-maxmem.boot")).read() == "393216\n"
+    set_current_kb(guest, 786432)  # xl mem-set up to maxmem ...
+    set_meminfo(guest, memtotal_kb=786432 - 13216, committed_kb=200000)
+    assert dp.run("--root", guest, "--once").returncode == 0
+    set_current_kb(guest, 393216)  # ... and back
+    set_meminfo(guest, memtotal_kb=380000, committed_kb=200000)
+    r = dp.run("--root", guest, "--once")
+    assert r.returncode == 0
+    assert open(os.path.join(guest, "var/run/xenballoon-maxmem")).read() == "786432\n"
+    # reserve 10% of 393216 kB = 39321 kB, not 78643 kB of the mark: the same target as
+    # test_once_self_target_with_the_default_reserve (the minimum, 200 MB, is below it)
+    assert balloon_target_bytes(guest) == 388247655
+    assert ("policy: self-ballooning (reserve 10% of 393216 kB booted with = 39321 kB), "
+            "minimum 200 MB (of the high-water mark 786432 kB), hysteresis down 10 up 1, "
+            "every 1 s, xenstore off, balloon sysfs") in r.stderr
+
+
 def test_once_self_target_on_legacy_proc_balloon(tmp_path):
     root = str(tmp_path)
     make_guest(root, memtotal_kb=1000000, committed_kb=300000, balloon="proc", conf=SELF_CONF)
@@ -82,6 +106,34 @@ def test_shrinking_converges_without_drifting_below_committed(guest):
     final_kb = balloon_target_bytes(guest) // 1024
     assert final_kb - 13216 >= 200000  # MemTotal never below Committed_AS
     assert final_kb <= 200000 + 13216 + 1
+
+
+@pytest.mark.parametrize("blocker", ["var/run/xb", "var/run/xb/maxmem"])
+def test_unwritable_maxmem_file_does_not_stop_ballooning(guest, blocker):
+    """A file where its directory should be, or a directory where it should
+    be: warned about by --check-config, logged once, and ballooning goes on
+    with the current size as the high-water mark."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"),
+          SELF_CONF + "XENBALLOON_MAXMEMFILE=/var/run/xb/maxmem\n")
+    if blocker.endswith("maxmem"):
+        os.makedirs(os.path.join(guest, blocker))
+    else:
+        write(os.path.join(guest, blocker), "not a directory\n")
+    r = dp.run("--root", guest, "--check-config")
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r.stderr
+    assert "XENBALLOON_MAXMEMFILE" in r.stderr and "held in memory" in r.stderr
+
+    r = dp.run("--root", guest, "--once")
+    assert r.returncode == 0, r.stderr
+    assert balloon_target_bytes(guest) == 384221184  # as with the mark at 393216 kB
+    assert "cannot keep the memory high-water mark" in r.stderr
+
+    p = dp.start("--root", guest, "-f", "--debug")
+    seen = "".join(dp.wait_for_output(p, "target 375216 kB") for _ in range(3))  # 3 ticks
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=30) == 0
+    seen += dp.rest_of_stderr(p)
+    assert seen.count("cannot keep the memory high-water mark") == 1, seen
 
 
 def test_no_balloon_driver_says_so_and_exits_0(tmp_path):
@@ -130,11 +182,9 @@ def test_detached_daemon_lifecycle(guest):
     assert r2.returncode == 1 and "already running" in r2.stderr
     assert read_pid(guest) == pid
 
-    # SIGHUP with a broken config keeps the old one and the daemon
+    # SIGHUP with a good config takes effect: MINMEM 370 MB is above the self target
+    # (a bad one: test_sighup_with_a_bad_config_is_refused_and_the_old_one_stays)
     conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
-    write(conf, "XENBALLOON_SELF=maybe\n")
-    os.kill(pid, signal.SIGHUP)
-    # SIGHUP with a good one takes effect: MINMEM 370 MB is above the self target
     write(conf, SELF_CONF + "XENBALLOON_MINMEM=370\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
     os.kill(pid, signal.SIGHUP)
     dp.wait_until(lambda: balloon_target_bytes(guest) == 370 * MIB, what="reloaded target")
@@ -143,6 +193,34 @@ def test_detached_daemon_lifecycle(guest):
     os.kill(pid, signal.SIGTERM)
     dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
     assert not os.path.exists(pidfile(guest))
+
+
+def test_sighup_with_a_bad_config_is_refused_and_the_old_one_stays(guest):
+    p = dp.start("--root", guest, "-f")
+    try:
+        dp.wait_for_output(p, "policy: self-ballooning (reserve 0%")
+        conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+        write(conf, "XENBALLOON_SELF=maybe\n")
+        p.send_signal(signal.SIGHUP)
+        seen = dp.wait_for_output(p, "reload refused")
+        assert f'{conf}:1: XENBALLOON_SELF="maybe"' in seen, seen
+        # the running config still decides: self-ballooning, reserve 0, down hysteresis 10;
+        # cur 300000 kB = 307200000 B, target (286784 + 13216 reserved... ) worked by hand:
+        # reserved = 300000 - 286784 = 13216 kB, self target (200000 + 13216) kB = 218333184 B,
+        # 307200000 - (307200000 - 218333184) / 10 = 298313319
+        set_meminfo(guest, memtotal_kb=286784, committed_kb=200000)
+        set_current_kb(guest, 300000)
+        dp.wait_until(lambda: balloon_target_bytes(guest) == 298313319, what="the old config")
+        assert p.poll() is None
+        # a good one after it is taken, and its policy logged
+        write(conf, SELF_CONF + "XENBALLOON_MINMEM=370\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\n")
+        p.send_signal(signal.SIGHUP)
+        seen = dp.wait_for_output(p, "minimum XENBALLOON_MINMEM 370 MB, hysteresis down 0 up 1")
+        assert "reloaded " + conf in seen
+        dp.wait_until(lambda: balloon_target_bytes(guest) == 370 * MIB, what="the new config")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
 
 
 def test_stale_pid_file_is_broken(guest):
@@ -163,6 +241,56 @@ def test_pid_file_naming_another_program_is_stale(guest):
     assert r.returncode == 0, r.stderr
     pid = read_pid(guest)
     assert pid != os.getpid()
+    os.kill(pid, signal.SIGTERM)
+    dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+
+
+def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(guest):
+    """After a reboot the PID may be anyone's, even a `tail -f xenballoond.log`:
+    only the lock says a daemon runs."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "/var/log/xenballoond.log"])
+    try:
+        dp.wait_until(lambda: b"xenballoond" in open(f"/proc/{other.pid}/cmdline", "rb").read(),
+                      what="the other process's exec")
+        write(pidfile(guest), f"{other.pid}\n")
+        r = dp.run("--root", guest)
+        assert r.returncode == 0, r.stderr
+        pid = read_pid(guest)
+        assert pid != other.pid and dp.alive(pid) and other.poll() is None
+        os.kill(pid, signal.SIGTERM)
+        dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
+    finally:
+        other.kill()
+        other.wait()
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"4194000\\n")  # no such PID here: a daemon in another PID namespace
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["-f"]])
+def test_the_lock_held_by_another_process_means_running(guest, mode):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, pidfile(guest)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        r = dp.run("--root", guest, *mode)
+        assert r.returncode == 1 and "already running (pid 4194000" in r.stderr, r.stderr
+        assert open(pidfile(guest)).read() == "4194000\n"
+    finally:
+        holder.kill()
+        holder.wait()
+    r = dp.run("--root", guest)  # the kernel released the lock: the PID in the file is stale
+    assert r.returncode == 0, r.stderr
+    assert "stale PID file" in r.stderr
+    pid = read_pid(guest)
     os.kill(pid, signal.SIGTERM)
     dp.wait_until(lambda: not dp.alive(pid), what="daemon exit")
 

@@ -27,7 +27,8 @@ from typing import Mapping, Sequence
 import pytest
 
 from tests.repo import REPO
-from tests.daemonproc import alive, processes, wait_until
+from tests.daemonproc import processes, wait_until
+from tests.needs import needs_file, needs_tool
 from tests.guestroot import SYSFS, make_guest, set_current_kb, write
 from xenballoond.guest.domain import is_dom0
 from xenballoond.paths import Root
@@ -231,7 +232,7 @@ def make(tmp_path, lib: str, shell: str, program: str, conf: str | None = SELF_C
 def guest(request, tmp_path, daemon_program):
     lib, shell = request.param
     if lib == "debian" and not os.path.exists(DEBIAN_LSB):
-        pytest.skip(f"{DEBIAN_LSB} missing (Debian package sysvinit-utils, or lsb-base)")
+        needs_file(DEBIAN_LSB, "sysvinit-utils, or lsb-base")
     g = make(tmp_path, lib, shell, daemon_program)
     yield g
     g.kill_all()
@@ -309,6 +310,22 @@ def test_stop_after_kill_clears_the_stale_pid_file(guest):
     ok(guest.run("stop"))
     assert not os.path.exists(guest.pidfile)
     ok(guest.run("status"), 3)
+
+
+def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(guest):
+    """The PID of a reboot ago may be a `tail -f xenballoond.log` now: the lock decides."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "/var/log/xenballoond.log"])
+    try:
+        write(guest.pidfile, f"{other.pid}\n")
+        ok(guest.run("start"))
+        [pid] = guest.daemons()
+        assert guest.pid_in_file() == pid
+        ok(guest.run("stop"))
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_twenty_concurrent_starts_leave_one_daemon(guest):
@@ -477,6 +494,21 @@ def test_maxmem_file_from_the_config(plain, line):
     assert not os.path.exists(os.path.join(g.root, "elsewhere"))
 
 
+@pytest.mark.parametrize("blocker", ["var/lib/xb", "var/lib/xb/max"])
+def test_unwritable_maxmem_file_is_warned_about_and_start_goes_on(plain, blocker):
+    g = plain(conf=SELF_CONF + "XENBALLOON_MAXMEMFILE=/var/lib/xb/max\n")
+    if blocker.endswith("max"):
+        os.makedirs(os.path.join(g.root, blocker))
+    else:
+        write(os.path.join(g.root, blocker), "a file\n")
+    r = ok(g.run("start"))
+    assert "XENBALLOON_MAXMEMFILE" in r.stderr, r.stderr
+    assert len(g.daemons()) == 1
+    wait_until(lambda: 0 < g.target_bytes() < CURRENT_KB * 1024, what="a lower balloon target")
+    if blocker.endswith("max"):
+        assert os.listdir(os.path.join(g.root, blocker)) == []
+
+
 def test_maxmem_current_kb_garbage_falls_back_to_memtotal(plain):
     g = plain()
     set_current_kb(g.root, 0)
@@ -512,8 +544,7 @@ def test_bad_root_is_refused(plain, root):
 
 @pytest.mark.parametrize("path", [SCRIPT, os.path.join(REPO, "scripts", "install.sh")])
 def test_shellcheck_posix_sh(path):
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck missing (Debian package shellcheck)")
+    needs_tool("shellcheck")
     r = REAPER.run(["shellcheck", "-s", "sh", path])
     assert r.returncode == 0, r.stdout
 
@@ -579,8 +610,7 @@ def test_unit_settings():
 
 
 def test_unit_verifies(tmp_path, daemon_program):
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze missing (Debian package systemd)")
+    needs_tool("systemd-analyze")
     unit = tmp_path / "xenballoond.service"
     unit.write_text(open(UNIT).read().replace("/usr/local/bin/xenballoond", daemon_program))
     r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
@@ -622,8 +652,7 @@ LAYOUT = {
 
 def make_install(destdir: str, *args: str, target: str = "install-service",
                  top: str = REPO) -> subprocess.CompletedProcess[str]:
-    if shutil.which("make") is None:
-        pytest.skip("make missing (Debian package make)")
+    needs_tool("make")
     env = {k: v for k, v in os.environ.items()
            if k not in ("DESTDIR", "DISTRO", "BINDIR", "UNITDIR", "PREFIX", "MAKEFLAGS")}
     return REAPER.run(["make", "-s", "-C", top, target, f"DESTDIR={destdir}", *args], env=env)
@@ -696,7 +725,7 @@ def test_make_install_then_the_installed_script_runs_the_installed_daemon(tmp_pa
     try:
         import wheel  # noqa: F401  (setuptools < 70.1 builds wheels with it)
     except ImportError:
-        pytest.skip("the wheel package is missing (pip install wheel)")
+        pytest.skip("the wheel package is missing (pip install wheel; in '.[test]')")
     top = str(tmp_path / "src")
     shutil.copytree(REPO, top, ignore=shutil.ignore_patterns(
         ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis"))

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from tests.repo import REPO
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.xsfixtures import XsHost, running_sim_xenstored
 from xenballoond.dom0.monitor import refresh
 from xenballoond.dom0.hostinfo import FreeMemory, FreeMemoryReader, MAX_FREE_MB, parse_free_memory_mb
@@ -32,8 +33,8 @@ DATA = Path(__file__).resolve().parent / "data"
 MEMINFO = (DATA / "monitor_meminfo.txt").read_text().rstrip("\n")
 VMSTAT_FULL = (DATA / "monitor_vmstat_full.txt").read_text().rstrip("\n")
 VMSTAT_TRIMMED = (DATA / "monitor_vmstat_trimmed.txt").read_text().rstrip("\n")
-XENSTORE_TOOLS = [shutil.which(t) for t in ("xenstore-list", "xenstore-read", "xenstore-write")]
-pytestmark = pytest.mark.skipif(not all(XENSTORE_TOOLS), reason="needs xenstore-utils")
+# the tests that run Debian's real xenstore-* clients; the others need nothing
+CLIENTS = tool_mark(*XENSTORE_CLIENTS)
 
 HOSTILE = ["", " ", "-1", "-0", "+5", "1e3", "0x10", "1.5", "١٢", "１２", "5 5", "\x00", "1_000",
            "\x1b[2J", "\x1b]0;owned\x07", "$(reboot)", "`id`", "*", "/*", "~", "9" * 5000,
@@ -408,6 +409,7 @@ def cli_refresh(host: XsHost, bindir: Path, domids=None):
     return snap, batch, free, host.server.connections_accepted - before
 
 
+@CLIENTS
 def test_golden_table(golden_host: XsHost, xl_bin: Path) -> None:
     snap, batch, free, connections = cli_refresh(golden_host, xl_bin)
     text = render_text(snap.rows, snap.free, snap.missing)
@@ -419,6 +421,7 @@ def test_golden_table(golden_host: XsHost, xl_bin: Path) -> None:
     assert batch.processes_spawned <= 7 and connections <= 7 and free.processes_spawned == 1
 
 
+@CLIENTS
 def test_golden_through_the_command(golden_host: XsHost, xl_bin: Path, tmp_path: Path) -> None:
     conf = tmp_path / "xenballoon.conf"
     conf.write_text("XENBALLOON_XENSTORE=cli\n")
@@ -451,6 +454,7 @@ def test_native_backend_from_config(golden_host: XsHost, xl_bin: Path, tmp_path:
     assert golden_host.server.connections_accepted - before == 1
 
 
+@CLIENTS
 def test_native_batch_in_process(golden_host: XsHost) -> None:
     xs = NativeXenstore(socket_path=golden_host.dom0_socket)
     try:
@@ -461,6 +465,7 @@ def test_native_batch_in_process(golden_host: XsHost) -> None:
     assert pubs == cli_pubs and xs.processes_spawned == 0
 
 
+@CLIENTS
 def test_processes_per_refresh_do_not_grow_with_guests(xl_bin: Path) -> None:
     counts = []
     for guests in (2, 60):
@@ -478,6 +483,7 @@ def test_processes_per_refresh_do_not_grow_with_guests(xl_bin: Path) -> None:
     # the original: per guest 4 xenstore-exists + 11 xenstore-read (+ bc), i.e. 900+ for 60
 
 
+@CLIENTS
 def test_guests_without_cpu_or_data_keys(xl_bin: Path) -> None:
     with running_sim_xenstored(guests=3) as host:
         for d in (1, 2, 3):
@@ -488,12 +494,14 @@ def test_guests_without_cpu_or_data_keys(xl_bin: Path) -> None:
     assert batch.processes_spawned <= 5
 
 
+@CLIENTS
 def test_argv_budget_splits_but_keeps_results(golden_host: XsHost) -> None:
     small = CliBatch(env=golden_host.env(0), argv_budget_bytes=100)
     assert collect(small) == collect(CliBatch(env=golden_host.env(0)))
     assert small.processes_spawned > 7
 
 
+@CLIENTS
 def test_hostile_guest_cannot_touch_the_screen(xl_bin: Path) -> None:
     """The guest writes its own keys with the real xenstore-write through its own
     socket: escapes, globs, command substitutions, 2 KB of garbage."""
@@ -528,6 +536,7 @@ def test_hostile_guest_cannot_touch_the_screen(xl_bin: Path) -> None:
     assert lines[2].split() == ["2", "-", "777"] + ["-"] * 6
 
 
+@CLIENTS
 def test_multi_kilobyte_values_from_dom0(golden_host: XsHost, xl_bin: Path) -> None:
     """A 4 KB node (the most xenstored carries) full of digits and escapes."""
     golden_host.server.write(dom(3, "memory/meminfo"), ("MemTotal: " + "9" * 4000)[:4000])
@@ -541,6 +550,7 @@ def test_multi_kilobyte_values_from_dom0(golden_host: XsHost, xl_bin: Path) -> N
     ("2/data/xenballoon/vmstat", 7),   # an assumed key: the usual second pass covers it
     ("12/memory/vmstat", 8),           # a listed key: one more xenstore-read
 ])
+@CLIENTS
 def test_key_removed_between_listing_and_reading(golden_host: XsHost, tmp_path: Path,
                                                  xl_bin: Path, removed: str,
                                                  processes: int) -> None:
@@ -562,6 +572,7 @@ def test_key_removed_between_listing_and_reading(golden_host: XsHost, tmp_path: 
     assert batch.processes_spawned == processes
 
 
+@CLIENTS
 def test_domain_destroyed_between_steps(golden_host: XsHost, tmp_path: Path) -> None:
     shim = tmp_path / "shim"
     shim.mkdir()
@@ -576,6 +587,7 @@ def test_domain_destroyed_between_steps(golden_host: XsHost, tmp_path: Path) -> 
     assert batch.processes_spawned <= 8  # the golden 7, and the listing of 7's home again
 
 
+@CLIENTS
 def test_odd_domain_entries_are_skipped(golden_host: XsHost, xl_bin: Path) -> None:
     for name in ("007", "x-y", "99999", "32752"):
         golden_host.server.write(f"/local/domain/{name}/memory/selftarget", "5")
@@ -583,6 +595,7 @@ def test_odd_domain_entries_are_skipped(golden_host: XsHost, xl_bin: Path) -> No
     assert [r.domid for r in snap.rows] == [1, 2, 3, 7, 10, 12, 13]
 
 
+@CLIENTS
 def test_requested_domain_that_does_not_exist(golden_host: XsHost, xl_bin: Path) -> None:
     snap, batch, _, _ = cli_refresh(golden_host, xl_bin, [13, 40, 2])
     assert [r.domid for r in snap.rows] == [2, 13] and snap.missing == [40]
@@ -590,6 +603,7 @@ def test_requested_domain_that_does_not_exist(golden_host: XsHost, xl_bin: Path)
     assert text.splitlines()[3] == "   40 no such domain"
 
 
+@CLIENTS
 def test_xenstored_down(tmp_path: Path, xl_bin: Path) -> None:
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "nosocket"), PATH=f"{xl_bin}:/usr/bin:/bin")
     out = subprocess.run([sys.executable, "-m", "xenballoond.dom0.monitor", "-c", "/dev/null"], env=env,
@@ -612,6 +626,7 @@ def test_bad_config_and_usage(tmp_path: Path) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                         max_size=200), min_size=4, max_size=4))
+@CLIENTS
 def test_values_survive_the_real_clients(golden_host: XsHost, values: list[str]) -> None:
     """Whatever a guest writes, the monitor reads back exactly that text (the
     CLI's escaping undone) and prints only a row of numbers, dashes and '?'."""
@@ -625,7 +640,8 @@ def test_values_survive_the_real_clients(golden_host: XsHost, values: list[str])
 
 # --- the original, to show what the issue says it gets wrong -----------------
 
-@pytest.mark.skipif(shutil.which("bc") is None, reason="the original needs bc")
+@CLIENTS
+@tool_mark("bc")
 def test_original_monitor_shows_the_bugs(golden_host: XsHost, tmp_path: Path) -> None:
     cat_tool(tmp_path, "xm", (DATA / "monitor_xm_info.txt").read_text())
     script = tmp_path / "xenballoon-monitor"

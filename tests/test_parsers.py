@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from tests.guestroot import MEMINFO, vmstat_text
 from xenballoond.config import MAX_INTERVAL_S
 from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, parse_vmstat, require
+from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
 from xenballoond.guest.overrides import MAX_TARGET_KB, Overrides, parse_overrides
 from xenballoond.guest.publish import VMSTAT_KEEP, build_outputs, fit_to_node
 from xenballoond.numbers import parse_bounded_int
@@ -40,10 +41,12 @@ def test_bounded_int_never_out_of_range(text: str) -> None:
 
 def test_overrides_interval_zero_and_garbage_are_ignored() -> None:
     """Regression: the original's `sleep $interval` with 0 made a busy loop."""
-    o, problems = parse_overrides({"interval": "0", "downhysteresis": "x", "uphysteresis": "0",
+    o, problems = parse_overrides({"interval": "0", "downhysteresis": "x", "uphysteresis": "-1",
                                    "target": "a[$(reboot)]", "selfballoon": "2"})
     assert o == Overrides()
-    assert len(problems) == 5 and all("ignoring memory/" in p for p in problems)
+    assert sorted(problems) == ["downhysteresis", "interval", "selfballoon", "target",
+                                "uphysteresis"]
+    assert all(p.startswith(f"ignoring memory/{k}=") for k, p in problems.items())
 
 
 def test_overrides_selfballoon_zero_turns_it_off() -> None:
@@ -53,13 +56,21 @@ def test_overrides_selfballoon_zero_turns_it_off() -> None:
     assert parse_overrides({})[0].selfballoon is None
 
 
+def test_overrides_hysteresis_zero_is_at_once() -> None:
+    """dom0's 0 means what the config's 0 means: down at once (the original's
+    `if [ $downhys -ne 0 ]`); up 0, which killed the original, is 1 and said so."""
+    o, problems = parse_overrides({"downhysteresis": "0", "uphysteresis": "0"})
+    assert o.down_hysteresis == 0 and o.up_hysteresis == 1
+    assert list(problems) == ["uphysteresis"] and "treated as 1" in problems["uphysteresis"]
+
+
 def test_overrides_target_one_is_a_target() -> None:
     assert parse_overrides({"target": "1"})[0].target_kb == 1
 
 
 def test_problem_messages_are_bounded() -> None:
     _, problems = parse_overrides({"target": "9" * 100000})
-    assert len(problems[0]) < 200
+    assert len(problems["target"]) < 200
 
 
 @given(st.dictionaries(st.sampled_from(["target", "selfballoon", "interval", "downhysteresis",
@@ -68,7 +79,8 @@ def test_overrides_always_in_bounds(d: dict[str, str]) -> None:
     o, _ = parse_overrides(d)
     assert o.target_kb is None or 1 <= o.target_kb <= MAX_TARGET_KB
     assert o.interval_s is None or 1 <= o.interval_s <= MAX_INTERVAL_S
-    assert o.down_hysteresis is None or o.down_hysteresis >= 1
+    assert o.down_hysteresis is None or o.down_hysteresis >= 0
+    assert o.up_hysteresis is None or o.up_hysteresis >= 1
     assert o.up_hysteresis is None or o.up_hysteresis >= 1
 
 
@@ -162,3 +174,14 @@ def test_unescape_matches_the_client(escaped: str, value: str) -> None:
 @given(st.text())
 def test_unescape_never_crashes(text: str) -> None:
     unescape(text)
+
+
+def test_maxmem_mark_held_in_memory_when_the_file_cannot_be_kept(tmp_path) -> None:
+    (tmp_path / "run").write_text("a file where a directory should be\n")
+    mark = MaxmemFile(str(tmp_path / "run" / "maxmem"))
+    kb, error = mark.update(400000)
+    assert kb == 400000 and isinstance(error, OSError)
+    assert mark.update(300000)[0] == 400000  # the mark does not fall to the current size
+    assert mark.update(450000)[0] == 450000
+    assert why_unwritable(mark.path) is not None
+    assert why_unwritable(str(tmp_path / "new" / "dir" / "maxmem")) is None

@@ -86,19 +86,19 @@ def test_self_target_golden() -> None:
 
 
 def test_self_reserve_golden() -> None:
-    # 10% of a 1 GiB high-water mark is 104857 kB (integer %), over Committed_AS 300000 kB
+    # 10% of 1 GiB booted with is 104857 kB (integer %), over Committed_AS 300000 kB
     from xenballoond.guest.policy import headroom_kb
     assert headroom_kb(1048576, 10) == 104857
     assert headroom_kb(1048576, 0) == 0
     assert self_target_bytes(300000, 232, 0, 104857) == 404857 * 1024
     d = decide(self_ballooning=True, directed_target_kb=None, cur_kb=300000,
-               committed_as_kb=300000, kernel_reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
-               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10)
-    assert d.tgt_bytes == 404857 * 1024
+               committed_as_kb=300000, kernel_reserved_kb=0, maxmem_kb=2097152, min_mem_mb=0,
+               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10, boot_kb=1048576)
+    assert d.tgt_bytes == 404857 * 1024  # of the boot memory, not of the 2 GiB mark
     # directed targets are dom0's: no reserve added
     d = decide(self_ballooning=False, directed_target_kb=300000, cur_kb=300000,
                committed_as_kb=0, kernel_reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
-               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10)
+               down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10, boot_kb=1048576)
     assert d.tgt_bytes == 300000 * 1024
 
 

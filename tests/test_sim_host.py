@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,9 +12,10 @@ import pytest
 
 from tests.repo import python_env
 from tests.daemonproc import wait_until
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 
-pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None,
-                                reason="needs Debian's xenstore-utils")
+# the daemons' default backend runs Debian's xenstore-* clients
+pytestmark = tool_mark(*XENSTORE_CLIENTS)
 
 
 def sim_argv(*args: str) -> list[str]:

@@ -25,12 +25,12 @@ from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenst
 from xenballoond.xenstore import wire
 from xenballoond.sim import wire_server
 from xenballoond.sim import xs_tree as tree
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from xenballoond.sim.xenstored import SimXenstored
 from xenballoond.xenstore.wire import Op
 from xenballoond.sim.wire_server import Perm
 
-needs_clients = pytest.mark.skipif(shutil.which("xenstore-read") is None,
-                                   reason="needs Debian's xenstore-utils")
+needs_clients = tool_mark(*XENSTORE_CLIENTS)
 HOME1 = "/local/domain/1"
 
 

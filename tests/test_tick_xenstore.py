@@ -10,6 +10,7 @@ import tempfile
 import pytest
 
 from tests import daemonproc as dp
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
 from xenballoond.guest.cli import build
 from xenballoond.xenstore.cli import CliXenstore
@@ -19,8 +20,7 @@ from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB
 from xenballoond.sim.xenstored import SimXenstored
 
-pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None and not os.environ.get("CI"),
-                                reason="Debian's xenstore-utils not installed")
+CLIENTS = tool_mark(*XENSTORE_CLIENTS)
 DOMID = 5
 HOME = f"/local/domain/{DOMID}"
 
@@ -44,7 +44,7 @@ def guest(tmp_path, xs, monkeypatch):
     return root
 
 
-@pytest.fixture(params=["cli", "native"])
+@pytest.fixture(params=[pytest.param("cli", marks=CLIENTS), "native"])
 def backend(request, monkeypatch):
     return request.param
 
@@ -71,6 +71,7 @@ def test_directed_follows_dom0_target_with_hysteresis(guest, xs, backend):
     assert not xs.exists(f"{HOME}/memory/selftarget")
 
 
+@CLIENTS
 def test_two_processes_per_tick_after_the_first(guest, xs):
     b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="cli")
     b.tick()  # tries memory/ once, falls back
@@ -140,6 +141,20 @@ def test_interval_and_hysteresis_overrides(guest, xs, backend):
     assert balloon_target_bytes(guest) == 354926592
 
 
+def test_dom0_hysteresis_zero_moves_at_once(guest, xs, backend, request):
+    xs.write(f"{HOME}/memory/target", "300000")
+    xs.write(f"{HOME}/memory/downhysteresis", "0")
+    b, records = logged_ballooner(guest, request.node.name, backend)
+    b.tick()
+    assert balloon_target_bytes(guest) == 300000 * 1024  # down at once, as the original
+    set_current_kb(guest, 300000)
+    xs.write(f"{HOME}/memory/target", "350000")
+    xs.write(f"{HOME}/memory/uphysteresis", "0")
+    b.tick()
+    assert balloon_target_bytes(guest) == 350000 * 1024  # up at once, and said so
+    assert len(records.warnings("memory/uphysteresis=0")) == 1
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "", "garbage", "1e9", "99999999999999999999"])
 def test_bad_interval_never_makes_a_busy_loop(guest, xs, value, backend):
     xs.write(f"{HOME}/memory/interval", value)
@@ -183,6 +198,7 @@ def test_ballooning_goes_on_when_xenstored_hangs(guest, xs, backend):
     assert balloon_target_bytes(guest) == (200000 + 13216) * 1024
 
 
+@CLIENTS
 def test_daemon_process_follows_xl_mem_set(guest, xs):
     """The real daemon, foreground, following dom0's target as `xl mem-set` sets it."""
     conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
@@ -210,3 +226,59 @@ def test_daemon_process_follows_xl_mem_set(guest, xs):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+class Records(logging.Handler):
+    """Every record the ballooner logs, kept to be counted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def warnings(self, text: str) -> list[str]:
+        return [r.getMessage() for r in self.records
+                if r.levelno >= logging.WARNING and text in r.getMessage()]
+
+
+def logged_ballooner(root: str, name: str, backend: str = "native") -> tuple:
+    config, _ = parse_config(f"XENBALLOON_XENSTORE={backend}\n", "test.conf")
+    log = logging.getLogger(name)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    records = Records()
+    log.addHandler(records)
+    b = build(config, Root(root), log)
+    assert b is not None
+    return b, records
+
+
+def test_a_bad_override_is_logged_once_per_episode(guest, xs, request):
+    b, records = logged_ballooner(guest, request.node.name)
+    for value in ("garbage", "-1", "1e9", "garbage"):  # one episode, four bad values
+        xs.write(f"{HOME}/memory/interval", value)
+        b.tick()
+        b.tick()
+    assert len(records.warnings("memory/interval")) == 1
+    xs.write(f"{HOME}/memory/interval", "5")
+    assert b.tick() == 5
+    xs.write(f"{HOME}/memory/interval", "garbage")  # the same bad value, a new episode
+    b.tick()
+    assert len(records.warnings("memory/interval")) == 2
+    xs.rm(f"{HOME}/memory/interval")
+    b.tick()
+    xs.write(f"{HOME}/memory/interval", "0")
+    b.tick()
+    assert len(records.warnings("memory/interval")) == 3
+
+
+def test_log_once_memory_stays_bounded(guest, xs, request):
+    b, records = logged_ballooner(guest, request.node.name)
+    for n in range(200):
+        for key in ("target", "interval", "selfballoon", "downhysteresis", "uphysteresis"):
+            xs.write(f"{HOME}/memory/{key}", f"bad{n}")
+        b.tick()
+    assert len(records.warnings("ignoring memory/")) == 5
+    assert len(b._said) <= 5 + 2  # one per override key, at most two more conditions

@@ -8,13 +8,13 @@ would) or from what the test wrote, checked through the server's own accessors.
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import threading
 from typing import Callable
 
 import pytest
 
+from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
 from xenballoond.xenstore.interface import Xenstore
 from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
@@ -23,14 +23,12 @@ from xenballoond.xenstore.cli import CliXenstore
 from xenballoond.xenstore import wire
 from xenballoond.xenstore.native import PIPELINE_DEPTH, NativeXenstore
 
-pytestmark = pytest.mark.skipif(shutil.which("xenstore-read") is None,
-                                reason="needs Debian's xenstore-utils")
 
 Factory = Callable[..., Xenstore]
 GUEST_HOME = "/local/domain/1"
 
 
-@pytest.fixture(params=["cli", "native"])
+@pytest.fixture(params=[pytest.param("cli", marks=tool_mark(*XENSTORE_CLIENTS)), "native"])
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -295,6 +293,7 @@ def test_available(make: Factory) -> None:
 
 # --- costs -----------------------------------------------------------------
 
+@tool_mark(*XENSTORE_CLIENTS)
 def test_cli_costs_one_process_per_call(sim_xenstored: XsHost) -> None:  # noqa: F811
     xs = CliXenstore(env=sim_xenstored.env(1))
     xs.snapshot("memory")

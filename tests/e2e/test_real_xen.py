@@ -26,12 +26,12 @@ MIB_KB = 1024
 def _why_not() -> str | None:
     if os.environ.get("XENBALLOON_E2E", "1") == "0":
         return "XENBALLOON_E2E=0"
+    if os.geteuid() != 0:  # first: an ordinary user's PATH lacks /usr/sbin's tools too
+        return "needs root: real-Xen e2e builds root file systems with mmdebstrap/chroot"
     miss = harness.missing_tools()
     if miss:
         return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
                 " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs)")
-    if os.geteuid() != 0:
-        return "real-Xen e2e builds root file systems with mmdebstrap/chroot: run as root"
     return None
 
 
@@ -80,7 +80,8 @@ def guest_conf(name: str) -> str:
 def self_target_by_hand(committed_kb: int, reserved_kb: int, maxmem_kb: int) -> int:
     """The self-ballooning target in kB: the original's selftarget() (Committed_AS, floored at
     minmb()), plus the pvops kernel's reservation (current_kb - MemTotal) and the daemon's
-    XENBALLOON_SELF_RESERVE_PCT headroom (a percentage of the high-water mark)."""
+    XENBALLOON_SELF_RESERVE_PCT headroom (a percentage of the memory booted with, which is the
+    high-water mark in these scenarios: they run before any `xl mem-set` up)."""
     headroom_kb = maxmem_kb * int(guest_conf("XENBALLOON_SELF_RESERVE_PCT")) // 100
     return max(committed_kb + reserved_kb + headroom_kb, minmb_by_hand(maxmem_kb) * MIB_KB)
 

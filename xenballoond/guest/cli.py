@@ -22,7 +22,7 @@ from .. import __version__, logsetup
 from . import pidlock, runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
-from .maxmem import MaxmemFile
+from .maxmem import MaxmemFile, why_unwritable
 from ..paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
 from .domain import is_dom0
 from .tick import Ballooner, ProcFiles
@@ -139,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings:
         log.warning("%s", w)
     if args.check_config:
+        problem = why_unwritable(root.path(config.maxmem_file))
+        if problem is not None:
+            log.warning("XENBALLOON_MAXMEMFILE: %s: the high-water mark will be held in "
+                        "memory only (from the current size after each restart)", problem)
         print(f"OK: {path}" if path else "OK: no config file, using the defaults")
         return EXIT_OK
     if path is None:
@@ -166,21 +170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
                    args: argparse.Namespace, log: logging.Logger) -> int:
-    lock = pidlock.make_lock(pidfile)
+    lock = pidlock.PidLock(pidfile)
     try:
-        with pidlock.starter_guard(pidfile):
-            pidlock.check_and_clear(pidfile, log)
-            lock.acquire()
-    except (pidlock.AlreadyRunning, pidlock.AlreadyLockedError) as exc:
+        lock.acquire(log)
+    except pidlock.AlreadyRunning as exc:
         print(f"xenballoond: {exc}", file=sys.stderr)
         return EXIT_FAIL
     os.umask(0o022)
+    lock.write_pid(os.getpid())
     control = runloop.LoopControl()
     control.install()
     try:
         runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
     finally:
-        pidlock.release_quietly(lock)
+        lock.release()
     return EXIT_OK
 
 
@@ -188,34 +191,33 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
                  args: argparse.Namespace, log: logging.Logger) -> int:
     import daemon  # python-daemon
 
-    with pidlock.starter_guard(pidfile):
-        try:
-            pidlock.check_and_clear(pidfile, log)
-        except pidlock.AlreadyRunning as exc:
-            print(f"xenballoond: {exc}", file=sys.stderr)
-            return EXIT_FAIL
-        ready_r, ready_w = os.pipe()
-        child = os.fork()
-        if child:
-            os.close(ready_w)
-            return _await_ready(child, ready_r)
-    # The forked child: detach (python-daemon forks twice more), lock, report.
+    # The lock is taken here, where a failure reaches the caller, and the
+    # daemon inherits it across the forks (python-daemon's own PID lock
+    # would be taken in the detached child, too late to tell anyone).
+    lock = pidlock.PidLock(pidfile)
+    try:
+        lock.acquire(log)
+    except pidlock.AlreadyRunning as exc:
+        print(f"xenballoond: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    assert lock.fd is not None
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(ready_w)
+        return _await_ready(child, ready_r)
+    # The forked child: detach (python-daemon forks twice more), report.
     os.close(ready_r)
     control = runloop.LoopControl()
-    lock = pidlock.make_lock(pidfile)
     context = daemon.DaemonContext(
         detach_process=True, umask=0o022, working_directory="/",
-        pidfile=lock, files_preserve=[ready_w, *control.fds()],
+        files_preserve=[ready_w, lock.fd, *control.fds()],
         signal_map={signal.SIGTERM: control.on_stop, signal.SIGINT: control.on_stop,
                     signal.SIGHUP: control.on_reload})
     status = 0
     try:
-        try:
-            context.open()
-        except pidlock.AlreadyLockedError as exc:
-            os.write(ready_w, f"already running ({exc})\n".encode())
-            status = EXIT_FAIL
-            return status
+        context.open()
+        lock.write_pid(os.getpid())
         # Logging handlers only now: open() closed every descriptor not kept.
         log = logsetup.to_syslog(args.debug)  # the same logger the ballooner holds
         os.write(ready_w, b"ok\n")
@@ -229,6 +231,7 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
         logging.getLogger(logsetup.NAME).exception("daemon failed")
         status = EXIT_FAIL
     finally:
+        lock.release()
         context.close()
         os._exit(status)
 

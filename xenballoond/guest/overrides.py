@@ -33,24 +33,31 @@ _RULES = {
     TARGET: (1, MAX_TARGET_KB),
     SELFBALLOON: (0, 1),
     INTERVAL: (1, MAX_INTERVAL_S),
-    DOWN_HYSTERESIS: (1, MAX_HYSTERESIS),
-    UP_HYSTERESIS: (1, MAX_HYSTERESIS),
+    # 0 = at once, as the original's `if [ $downhys -ne 0 ]` and the config
+    DOWN_HYSTERESIS: (0, MAX_HYSTERESIS),
+    # 0 killed the original (it divides by it); read as 1, at once, as the config does
+    UP_HYSTERESIS: (0, MAX_HYSTERESIS),
 }
+KEYS = tuple(_RULES)
 
 
-def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, list[str]]:
-    """Validate the keys present in memory/; return the overrides and one
-    message per value that was ignored."""
+def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
+    """Validate the keys present in memory/; return the overrides and, per
+    key whose value was ignored or read otherwise, why."""
     values: dict[str, int] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     for key, (lo, hi) in _RULES.items():
         raw = memory_dir.get(key)
         if raw is None:
             continue
         value = parse_bounded_int(raw, lo, hi)
         if value is None:
-            problems.append(f"ignoring memory/{key}={raw[:64]!r}: "
-                            f"not an integer from {lo} to {hi}")
+            problems[key] = (f"ignoring memory/{key}={raw[:64]!r}: "
+                             f"not an integer from {lo} to {hi}")
+        elif key == UP_HYSTERESIS and value == 0:
+            problems[key] = ("memory/uphysteresis=0 would divide by zero in the original "
+                             "daemon; treated as 1 (balloon up at once)")
+            values[key] = 1
         else:
             values[key] = value
     sb = values.get(SELFBALLOON)

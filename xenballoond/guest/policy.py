@@ -92,17 +92,20 @@ def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_inte
     return self_interval_s if self_ballooning else directed_interval_s
 
 
-def headroom_kb(maxmem_kb: int, reserve_pct: int) -> int:
-    """XENBALLOON_SELF_RESERVE_PCT of the memory high-water mark.  The kernel's
-    own selfballoon driver came to reserve 10% of RAM for the same reasons: the
-    page cache and slab are not in Committed_AS, and the balloon cannot give
-    memory back as fast as a workload can take it."""
-    return max(maxmem_kb, 0) * reserve_pct // 100
+def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
+    """XENBALLOON_SELF_RESERVE_PCT of the memory the guest booted with (not of
+    the high-water mark, which only rises: one temporary ``xl mem-set`` up to
+    maxmem would keep a larger reserve until reboot).  The kernel's own
+    selfballoon driver reserves 10% of the RAM it booted with, for the same
+    reasons: the page cache and slab are not in Committed_AS, and the balloon
+    cannot give memory back as fast as a workload can take it."""
+    return max(boot_kb, 0) * reserve_pct // 100
 
 
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
            committed_as_kb: int, kernel_reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
-           down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0) -> Decision:
+           down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0,
+           boot_kb: int = 0) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
@@ -113,7 +116,7 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     min_bytes = min_mb * MIB
     if self_ballooning:
         want_bytes = self_target_bytes(committed_as_kb, min_mb, kernel_reserved_kb,
-                                       headroom_kb(maxmem_kb, self_reserve_pct))
+                                       headroom_kb(boot_kb, self_reserve_pct))
     elif directed_target_kb is not None:
         want_bytes = directed_target_bytes(directed_target_kb, min_mb)
     else:

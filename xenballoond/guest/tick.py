@@ -12,8 +12,8 @@ from . import meminfo as meminfo_mod
 from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
-from .overrides import Overrides, parse_overrides
-from .policy import KIB, Decision, choose_interval_s, decide
+from .overrides import KEYS, Overrides, parse_overrides
+from .policy import KIB, MIB, Decision, choose_interval_s, decide, headroom_kb
 from ..keys import FALLBACK_DIR, PRIMARY_DIR
 from .publish import build_outputs
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
@@ -29,6 +29,18 @@ REPROBE_TICKS = 60
 # When our keys appear under memory/, dom0 is handing them over; its write and
 # its chmod may be separate commands, so try again for a few ticks.
 HANDOVER_RETRIES = 5
+
+# The conditions logged once while they last (Ballooner._once), one key each,
+# so that what is remembered stays this small whatever the values.
+XS_READ = "xenstore-read"
+XS_WRITE = "xenstore-write"
+PUBLISH_NOWHERE = "publish-nowhere"
+MEMORY_READONLY = "memory-readonly"
+MEMINFO = "meminfo"
+BALLOON_WRITE = "balloon-write"
+MAXMEM = "maxmem-file"
+OVERRIDE = "override:"  # + the memory/ key
+NOT_PUBLISHING = "not-publishing:"  # + the file
 
 
 @frozen
@@ -56,11 +68,12 @@ class Ballooner:
         self.xenstore = xenstore
         self.log = log
         self.ticks = 0
-        self._said: set[str] = set()
+        self._said: dict[str, str] = {}  # condition -> the last message about it
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
         self._handover_retries = 0
+        self._policy = ""
 
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
@@ -68,14 +81,41 @@ class Ballooner:
             self.xenstore.close()
         self.config, self.maxmem, self.xenstore = config, maxmem, xenstore
 
-    def _once(self, level: int, msg: str) -> None:
-        """Log a condition the first time it is seen, not every tick."""
-        if msg not in self._said:
-            self._said.add(msg)
+    def _once(self, condition: str, level: int, msg: str) -> None:
+        """Log a condition when it begins, not every tick while it lasts; a
+        change of detail while it lasts is logged at debug level."""
+        last = self._said.get(condition)
+        if last is None:
             self.log.log(level, "%s", msg)
+        elif last != msg:
+            self.log.debug("%s", msg)
+        self._said[condition] = msg
 
-    def _cleared(self, prefix: str) -> None:
-        self._said = {m for m in self._said if not m.startswith(prefix)}
+    def _rearm(self, condition: str) -> None:
+        """The condition is over: log it again if it comes back."""
+        last = self._said.pop(condition, None)
+        if last is not None:
+            self.log.debug("over: %s", last)
+
+    def _log_policy(self, self_ballooning: bool, interval_s: int, min_mb: int, maxmem_kb: int,
+                    down: int, up: int) -> None:
+        """The policy in force, at start and whenever it changes (a reload,
+        dom0's overrides, a new high-water mark)."""
+        cfg = self.config
+        if self_ballooning:
+            boot_kb = self.maxmem.boot_kb(maxmem_kb)
+            mode = (f"self-ballooning (reserve {cfg.self_reserve_pct}% of {boot_kb} kB "
+                    f"booted with = {headroom_kb(boot_kb, cfg.self_reserve_pct)} kB)")
+        else:
+            mode = "directed (memory/target)"
+        minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if cfg.min_mem_mb else
+                   f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
+        xenstore = "off" if self.xenstore is None else cfg.xenstore_backend
+        policy = (f"policy: {mode}, minimum {minimum}, hysteresis down {down} up {up}, "
+                  f"every {interval_s} s, xenstore {xenstore}, balloon {self.balloon.name}")
+        if policy != self._policy:
+            self._policy = policy
+            self.log.info("%s", policy)
 
     def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
         """dom0's overrides and the memory/ directory; None for the directory
@@ -85,13 +125,16 @@ class Ballooner:
         try:
             memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
         except XenstoreError as exc:
-            self._once(logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
-                                        "ballooning goes on with the config values")
+            self._once(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
+                                                 "ballooning goes on with the config values")
             return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
-        self._cleared("xenstore: cannot read")
+        self._rearm(XS_READ)
         overrides, problems = parse_overrides(memory_dir)
-        for problem in problems:
-            self._once(logging.WARNING, problem)
+        for key in KEYS:
+            if key in problems:
+                self._once(OVERRIDE + key, logging.WARNING, problems[key])
+            else:
+                self._rearm(OVERRIDE + key)
         return overrides, memory_dir
 
     def tick(self) -> int:
@@ -111,10 +154,16 @@ class Ballooner:
             committed_kb = meminfo_mod.require(fields, "Committed_AS")
             cur_kb = self.balloon.current_kb(fields)
         except (OSError, meminfo_mod.MeminfoError) as exc:
-            self._once(logging.ERROR, f"cannot read the guest's memory state: {exc}")
+            self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
             return interval_s
-        self._cleared("cannot read the guest's memory state")
-        maxmem_kb = self.maxmem.update(cur_kb)
+        self._rearm(MEMINFO)
+        maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
+        if maxmem_error is None:
+            self._rearm(MAXMEM)
+        else:
+            self._once(MAXMEM, logging.WARNING,
+                       f"cannot keep the memory high-water mark in {self.maxmem.path} "
+                       f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
 
         down = overrides.down_hysteresis if overrides.down_hysteresis is not None \
             else cfg.down_hysteresis
@@ -125,13 +174,16 @@ class Ballooner:
             cur_kb=cur_kb, committed_as_kb=committed_kb,
             kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
             maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
-            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct)
+            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct,
+            boot_kb=self.maxmem.boot_kb(maxmem_kb))
+        self._log_policy(self_ballooning, interval_s, decision.min_bytes // MIB, maxmem_kb,
+                         down, up)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
-                self._cleared("balloon:")
+                self._rearm(BALLOON_WRITE)
             except BalloonError as exc:
-                self._once(logging.ERROR, f"balloon: {exc}")
+                self._once(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
             self.log.debug("cur %d kB, target %d kB (min %d kB, %s)", cur_kb,
                            decision.tgt_bytes // KIB, decision.min_bytes // KIB,
                            "self" if self_ballooning else "directed")
@@ -142,10 +194,12 @@ class Ballooner:
         if not enabled:
             return None
         try:
-            return _read_text(path)
+            text = _read_text(path)
         except OSError as exc:
-            self._once(logging.WARNING, f"not publishing {path}: {exc}")
+            self._once(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
             return None
+        self._rearm(NOT_PUBLISHING + path)
+        return text
 
     def _publish(self, decision: Decision, meminfo_text: str,
                  memory_dir: dict[str, str] | None) -> None:
@@ -166,24 +220,26 @@ class Ballooner:
             self._write(self._publish_dir, outputs)
         except XenstoreWriteFailed:
             if self._publish_dir == FALLBACK_DIR:
-                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
-                                          "not publishing")
+                self._publish_nowhere()
                 return
             self._publish_dir = FALLBACK_DIR
             self._fallback_since_tick = self.ticks
             self._fallback_seen = frozenset(k for k in outputs if k in memory_dir)
-            self._once(logging.INFO, f"xenstore: memory/ is read-only for this guest "
-                                     f"(xl's default); publishing under {FALLBACK_DIR}/")
+            self._once(MEMORY_READONLY, logging.INFO,
+                       f"xenstore: memory/ is read-only for this guest "
+                       f"(xl's default); publishing under {FALLBACK_DIR}/")
             try:
                 self._write(FALLBACK_DIR, outputs)
             except XenstoreWriteFailed:
-                self._once(logging.ERROR, f"xenstore: cannot write {FALLBACK_DIR}/ either; "
-                                          "not publishing")
+                self._publish_nowhere()
             except XenstoreUnavailable as exc:
-                self._once(logging.WARNING, f"xenstore: {exc}")
-
+                self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
         except XenstoreUnavailable as exc:
-            self._once(logging.WARNING, f"xenstore: {exc}")
+            self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
+
+    def _publish_nowhere(self) -> None:
+        self._once(PUBLISH_NOWHERE, logging.ERROR,
+                   f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
 
     def _should_reprobe(self, outputs: dict[str, str], memory_dir: dict[str, str]) -> bool:
         seen = frozenset(k for k in outputs if k in memory_dir)
@@ -198,6 +254,9 @@ class Ballooner:
     def _write(self, directory: str, outputs: dict[str, str]) -> None:
         assert self.xenstore is not None
         self.xenstore.write_many({f"{directory}/{k}": v for k, v in outputs.items()})
+        self._rearm(XS_WRITE)
+        self._rearm(PUBLISH_NOWHERE)
         if directory == PRIMARY_DIR and self._fallback_since_tick:
             self._fallback_since_tick = 0
-            self._once(logging.INFO, "xenstore: memory/ is writable again; publishing there")
+            self._rearm(MEMORY_READONLY)
+            self.log.info("xenstore: memory/ is writable again; publishing there")
