@@ -396,3 +396,29 @@ def test_simulator_balanced_mode_runs_the_real_balancer(tmp_path):
     rows = s["per_guest"]
     assert any(r["min_kb"] < r["boot_kb"] for r in rows)  # an idle guest gave memory back
     assert all(r["daemon_restarts"] == 0 for r in rows)
+
+
+def test_monitor_shows_each_guests_need_and_the_balancers_target(host):
+    h = host(2400, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1)
+    h.publish(1, 1500)
+    h.publish(2, 150)
+    assert h.run("--once").returncode == 0
+    with open(os.path.join(h.dom0, "etc/sysconfig/xenballoon.conf"), "w") as f:
+        f.write("XENBALLOON_XENSTORE=native\n")
+    env = h.env()
+    env["PATH"] = os.path.join(h.dom0, "bin") + os.pathsep + env.get("PATH", "")
+    argv = [sys.executable, "-m", "xenballoond.dom0.monitor", "--root", h.dom0]
+    text = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("balancer: running"))
+    assert lines[start + 1].split()[:3] == ["id", "need-kb", "bal-tgt-kb"]
+    g1 = h.guest_state(1)
+    assert lines[start + 2].split()[:4] == ["1", str(g1["need_kb"]), str(h.target_kb(1)),
+                                            "balanced:"]
+    assert lines[start + 3].split()[:5] == ["2", "-", str(1024 * MIB), "not", "opted"]
+    doc = json.loads(subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True,
+                                    timeout=60).stdout)
+    assert doc["balancer"]["guests"]["1"]["need_kb"] == g1["need_kb"]
+    assert doc["balancer"]["guests"]["2"]["status"] == guests.NOT_OPTED_IN

@@ -168,6 +168,7 @@ class Balancer:
             return
         self._log_statuses(snap)
         paused = self.paused()
+        written: dict[int, int] = {}
         if not paused:
             with act_lock(self.root):
                 if self.paused():  # ``free`` took the lock first
@@ -175,8 +176,9 @@ class Balancer:
                 else:
                     self.make_directed(snap)
                     moves = balance(snap.states, snap.host, self.params)
-                    self._apply(snap, moves, wait)
-        self.write_state(snap, paused)
+                    applied = self._apply(snap, moves, wait)
+                    written = {m.domid: m.tgt_kb for m in applied.written}
+        self.write_state(snap, paused, written)
 
     def _apply(self, snap: Snapshot, moves: Sequence[Move], wait: Callable[[float], bool]
                ) -> act.Applied:
@@ -197,7 +199,8 @@ class Balancer:
                       m.tgt_kb, why)
         return applied
 
-    def write_state(self, snap: Snapshot, paused: bool) -> None:
+    def write_state(self, snap: Snapshot, paused: bool,
+                    written: Optional[dict[int, int]] = None) -> None:
         """What the monitor shows: dom0-only, under the root's /var/run."""
         doc = {
             "written_at": time.time(), "pid": os.getpid(), "paused": paused,
@@ -209,7 +212,7 @@ class Balancer:
                 "min_kb": v.state.min_kb,
                 "need_kb": need_kb(v.state, self.params.headroom_pct)
                 if is_balanced(v.state) else None,
-                "target_kb": v.state.last_target_kb,
+                "target_kb": (written or {}).get(v.state.domid, v.state.last_target_kb),
                 "reason": self.reasons.get(v.state.domid, ""),
             } for v in snap.views],
         }
