@@ -95,7 +95,8 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "host_cpu_s": (cpu_s or {}).get("host_cpu_s"),
         "xenstored_cpu_s": (cpu_s or {}).get("xenstored_cpu_s"),
         "work_dir": work_dir,
-        "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3))
+        "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3),
+                           cover_delays_s=list(r.cover_delays_s))
                       for r in rows],
     }
 
