@@ -33,6 +33,7 @@ setup(
         "console_scripts": [
             "xenballoond = xenballoond.guest.cli:main",
             "xenballoon-monitor = xenballoond.dom0.monitor:main",
+            "xenballoon-balancer = xenballoond.dom0.balancer:main",
             "xenballoon-sim = xenballoond.sim.host:main",
         ],
     },

@@ -41,9 +41,7 @@ SHIPPED_CONF = os.path.join(TOP, "etc", "xenballoon.conf")
 PROGRAMS: Tuple[Tuple[str, int, str], ...] = (
     ("xenballoond", 8, "xenballoond.guest.cli"),
     ("xenballoon-monitor", 1, "xenballoond.dom0.monitor"),
-    # BALANCER (issue 11): add its page when xenballoond.dom0.balancer lands:
-    # ("xenballoon-balancer", 8, "xenballoond.dom0.balancer"),
-    # with a page_balancer() below, in render_all().
+    ("xenballoon-balancer", 8, "xenballoond.dom0.balancer"),
 )
 
 
@@ -151,7 +149,7 @@ def conf_comments(path: str = SHIPPED_CONF) -> Dict[str, str]:
     return meanings
 
 
-def variable_type(spec: "configmod._Spec") -> str:
+def variable_type(spec: configmod.Spec) -> str:
     if spec.kind == "bool":
         return "boolean: true or false (yes/no, on/off, 1/0 also)"
     if spec.kind == "flag":
@@ -160,18 +158,24 @@ def variable_type(spec: "configmod._Spec") -> str:
         return "an absolute path"
     if spec.kind == "choice":
         return "one of " + ", ".join(spec.choices)
+    if spec.kind == "command":
+        return "a program: a name looked up on PATH, or an absolute path"
+    if spec.kind == "words":
+        return "names separated by blanks or commas"
     return f"integer from {spec.lo} to {spec.hi}"
 
 
-def variables() -> List[Tuple[str, str, str, str]]:
+def variables(specs: Sequence[configmod.Spec] = configmod.SPECS, record: object = None,
+              conf: str = SHIPPED_CONF) -> List[Tuple[str, str, str, str]]:
     """(KEY, type, default as written in the file, meaning), in the file's order."""
-    defaults = dict(line.split("=", 1) for line in
-                    configmod.render_config(configmod.Config()).splitlines())
-    meanings = conf_comments()
+    defaults = dict(line.split("=", 1) for line in configmod.render_config(
+        configmod.Config() if record is None else record, tuple(specs)).splitlines()
+        if "=" in line and not line.startswith("#"))
+    meanings = conf_comments(conf)
     out = []
-    for key in configmod.VARIABLES:
-        spec = configmod._SPECS_BY_KEY[key]  # the schema: kind and bounds
-        out.append((key, variable_type(spec), defaults[key], meanings.get(key, "")))
+    for spec in specs:  # the schema: kind and bounds
+        out.append((spec.key, variable_type(spec), defaults[spec.key],
+                    meanings.get(spec.key, "")))
     return out
 
 
@@ -274,10 +278,56 @@ def page_conf() -> str:
     return "\n".join(lines) + "\n"
 
 
+def page_balancer(parser: argparse.ArgumentParser) -> str:
+    lines = header("xenballoon-balancer", 8, "System Administration")
+    lines += [".SH NAME", "xenballoon\\-balancer \\- domain 0's memory balancer for Xen guests"]
+    lines += synopsis(parser)
+    lines += section("DESCRIPTION", [
+        parser.description or "",
+        "Every interval it reads what each opted-in guest's xenballoond publishes "
+        "(Committed_AS, MemTotal), the guests' sizes and static-max from xl and xenstore, "
+        "and the host's free memory; it gives each guest its need (Committed_AS plus the "
+        "kernel's reservation plus a headroom), never below the guest's minimum nor above "
+        "static-max, shares the rest, and sets the targets with xl mem-set, decreases "
+        "first. A guest that does not move toward its target is marked uncooperative and "
+        "held.",
+        "free SIZE pauses balancing and asks the guests above their need to give memory "
+        "back until SIZE is free, for xl create; resume balances again.",
+        parser.epilog or "",
+    ])
+    lines += options(parser)
+    lines += [".SH SEE ALSO", "\\fBxenballoon\\-balancer.conf\\fR(5), \\fBxenballoond\\fR(8), "
+              "\\fBxenballoon\\-monitor\\fR(1), \\fBxl\\fR(1)"]
+    return "\n".join(lines) + "\n"
+
+
+def page_balancer_conf() -> str:
+    from xenballoond.dom0 import settings
+    conf = os.path.join(TOP, "etc", "xenballoon-balancer.conf")
+    lines = header("xenballoon-balancer.conf", 5, "File Formats")
+    lines += [".SH NAME",
+              "xenballoon\\-balancer.conf \\- configuration of domain 0's memory balancer"]
+    lines += [".SH SYNOPSIS"] + [f".B {esc(p)}\n.br" for p in settings.CONFIG_CANDIDATES]
+    lines += section("DESCRIPTION", [
+        "Read as xenballoon.conf(5) is: parsed, never executed; a bad value names the "
+        "file, line, variable and value and the balancer refuses to start.",
+    ])
+    lines.append(".SH VARIABLES")
+    for key, kind, default, meaning in variables(settings.SPECS, settings.BalancerConfig(),
+                                                 conf):
+        lines += [".TP", bold(key),
+                  f"Type: {esc(kind)}. Default: {bold(default.strip(chr(39)) or '(empty)')}.",
+                  ".br", esc(meaning)]
+    lines += [".SH SEE ALSO", "\\fBxenballoon\\-balancer\\fR(8), \\fBxenballoon.conf\\fR(5)"]
+    return "\n".join(lines) + "\n"
+
+
 def render_all() -> Dict[str, str]:
     """File name -> roff text, for every page."""
-    pages: Dict[str, str] = {"xenballoon.conf.5": page_conf()}
-    render = {"xenballoond": page_daemon, "xenballoon-monitor": page_monitor}
+    pages: Dict[str, str] = {"xenballoon.conf.5": page_conf(),
+                             "xenballoon-balancer.conf.5": page_balancer_conf()}
+    render = {"xenballoond": page_daemon, "xenballoon-monitor": page_monitor,
+              "xenballoon-balancer": page_balancer}
     for name, sec, module in PROGRAMS:
         pages[f"{name}.{sec}"] = render[name](load_parser(module))
     return pages

@@ -12,6 +12,7 @@
 #   BINDIR   where the xenballoond program is; default /usr/local/bin (pip's)
 #   UNITDIR  systemd's unit directory; default /usr/lib/systemd/system
 #            (/lib/systemd/system on Debian)
+#   PROGRAM  xenballoond (a guest's; default) or xenballoon-balancer (dom0's)
 #
 # The config is never overwritten: an existing, different one stays and the
 # new default goes next to it as xenballoon.conf.new.  Uninstall leaves it too.
@@ -25,6 +26,7 @@ DISTRO=${DISTRO:-}
 BINDIR=${BINDIR:-/usr/local/bin}
 UNITDIR=${UNITDIR:-}
 ACTION=${1:-install}
+PROGRAM=${PROGRAM:-xenballoond}
 
 die() {
     echo "install.sh: $*" >&2
@@ -41,6 +43,11 @@ check_word DESTDIR "$DESTDIR"
 check_word BINDIR "$BINDIR"
 check_word UNITDIR "$UNITDIR"
 case $BINDIR in /*) ;; *) die "BINDIR must be an absolute path: $BINDIR" ;; esac
+case $PROGRAM in
+    xenballoond) CONFNAME=xenballoon.conf ;;
+    xenballoon-balancer) CONFNAME=xenballoon-balancer.conf ;;
+    *) die "PROGRAM must be xenballoond or xenballoon-balancer, not: $PROGRAM" ;;
+esac
 
 # The distribution of the tree we install into: DESTDIR's /etc if it has one,
 # else this system's.
@@ -79,9 +86,9 @@ if [ -z "$UNITDIR" ]; then
     if [ "$DISTRO" = debian ]; then UNITDIR=/lib/systemd/system; else UNITDIR=/usr/lib/systemd/system; fi
 fi
 
-INIT=$DESTDIR$INITDIR/xenballoond
-UNIT=$DESTDIR$UNITDIR/xenballoond.service
-CONF=$DESTDIR$CONFDIR/xenballoon.conf
+INIT=$DESTDIR$INITDIR/$PROGRAM
+UNIT=$DESTDIR$UNITDIR/$PROGRAM.service
+CONF=$DESTDIR$CONFDIR/$CONFNAME
 
 # install_text MODE DEST: stdin to DEST, replacing it in one step
 install_text() {
@@ -94,31 +101,31 @@ install_text() {
 
 do_install() {
     # the program's place first among the ones the script tries
-    sed -e "/^xb_candidates=/s|\([\" ]\)$BINDIR/xenballoond[ ]*|\1|" \
-        -e "s|^xb_candidates=\"|xb_candidates=\"$BINDIR/xenballoond |" \
+    sed -e "/^xb_candidates=/s|\([\" ]\)$BINDIR/${PROGRAM}[ ]*|\1|" \
+        -e "s|^xb_candidates=\"|xb_candidates=\"$BINDIR/$PROGRAM |" \
         -e '/^xb_candidates=/s| *"$|"|' \
-        "$TOP/initscripts/xenballoond" | install_text 0755 "$INIT"
-    sed "s|/usr/local/bin/xenballoond|$BINDIR/xenballoond|g" \
-        "$TOP/initscripts/xenballoond.service" | install_text 0644 "$UNIT"
+        "$TOP/initscripts/$PROGRAM" | install_text 0755 "$INIT"
+    sed "s|/usr/local/bin/$PROGRAM|$BINDIR/$PROGRAM|g" \
+        "$TOP/initscripts/$PROGRAM.service" | install_text 0644 "$UNIT"
 
     if [ ! -e "$CONF" ]; then
-        install_text 0644 "$CONF" <"$TOP/etc/xenballoon.conf"
-    elif cmp -s "$TOP/etc/xenballoon.conf" "$CONF"; then
+        install_text 0644 "$CONF" <"$TOP/etc/$CONFNAME"
+    elif cmp -s "$TOP/etc/$CONFNAME" "$CONF"; then
         echo "unchanged $CONF"
     else
-        install_text 0644 "$CONF.new" <"$TOP/etc/xenballoon.conf"
+        install_text 0644 "$CONF.new" <"$TOP/etc/$CONFNAME"
         echo "kept your $CONF; the new default is $CONF.new (diff them and merge by hand)"
     fi
 
     [ -z "$DESTDIR" ] || return 0
     echo
-    echo "To start xenballoond at boot, with systemd:"
-    echo "  systemctl daemon-reload && systemctl enable --now xenballoond"
+    echo "To start $PROGRAM at boot, with systemd:"
+    echo "  systemctl daemon-reload && systemctl enable --now $PROGRAM"
     echo "or with SysV init:"
     case $DISTRO in
-        redhat) echo "  chkconfig --add xenballoond && service xenballoond start" ;;
-        suse) echo "  insserv xenballoond && /etc/init.d/xenballoond start" ;;
-        debian) echo "  update-rc.d xenballoond defaults && service xenballoond start" ;;
+        redhat) echo "  chkconfig --add $PROGRAM && service $PROGRAM start" ;;
+        suse) echo "  insserv $PROGRAM && /etc/init.d/$PROGRAM start" ;;
+        debian) echo "  update-rc.d $PROGRAM defaults && service $PROGRAM start" ;;
     esac
 }
 

@@ -21,6 +21,7 @@ import pytest
 
 from xenballoond import __version__
 from xenballoond.config import VARIABLES
+from xenballoond.dom0.settings import SPECS as BALANCER_SPECS
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -87,7 +88,8 @@ def pages() -> dict:
 
 def test_every_option_is_in_its_man_page(pages) -> None:
     gen = load_generator()
-    assert [name for name, *_ in gen.PROGRAMS] == ["xenballoond", "xenballoon-monitor"]
+    assert [name for name, *_ in gen.PROGRAMS] == ["xenballoond", "xenballoon-monitor",
+                                                    "xenballoon-balancer"]
     for name, section, module in gen.PROGRAMS:
         page = pages[f"{name}.{section}"]
         parser = gen.load_parser(module)
@@ -104,19 +106,22 @@ def test_every_option_is_in_its_man_page(pages) -> None:
     assert "--prometheus FILE" in pages["xenballoon-monitor.1"]
 
 
-def test_every_config_variable_is_in_the_conf_page(pages) -> None:
-    page = pages["xenballoon.conf.5"]
+@pytest.mark.parametrize("conf, names", [
+    ("xenballoon.conf", VARIABLES),
+    ("xenballoon-balancer.conf", tuple(s.key for s in BALANCER_SPECS))])
+def test_every_config_variable_is_in_the_conf_page(pages, conf, names) -> None:
+    page = pages[f"{conf}.5"]
     variables = page.split(".SH VARIABLES")[1].split(".SH SEE ALSO")[0]
     entries = variables.split(".TP\n")[1:]
-    assert [e.split("\n")[0] for e in entries] == list(VARIABLES)
+    assert [e.split("\n")[0] for e in entries] == list(names)
     defaults = dict(line.split("=", 1) for line in
-                    (REPO / "etc" / "xenballoon.conf").read_text().splitlines()
+                    (REPO / "etc" / conf).read_text().splitlines()
                     if re.match(r"XENBALLOON_\w+=", line))
-    assert set(defaults) == set(VARIABLES)  # the shipped file sets each one, to its default
+    assert set(defaults) == set(names)  # the shipped file sets each one, to its default
     for entry in entries:
         key, typeline, _, meaning = entry.split("\n")[:4]
-        assert f"Default: {defaults[key]}." in typeline, entry
-        assert len(meaning) > 40, entry  # the shipped file's comment
+        assert f"Default: {defaults[key].strip(chr(39)) or '(empty)'}." in typeline, entry
+        assert len(meaning) > 20, entry  # the shipped file's comment
 
 
 def test_man_pages_format_without_warnings(tmp_path) -> None:
@@ -134,7 +139,8 @@ def test_the_generator_writes_the_pages(tmp_path) -> None:
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, SOURCE_DATE_EPOCH="1764288000"))
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(tmp_path)) == ["xenballoon-monitor.1", "xenballoon.conf.5",
+    assert sorted(os.listdir(tmp_path)) == ["xenballoon-balancer.8", "xenballoon-balancer.conf.5",
+                                            "xenballoon-monitor.1", "xenballoon.conf.5",
                                             "xenballoond.8"]
     head = (tmp_path / "xenballoond.8").read_text().splitlines()[0]
     assert head == f'.TH "XENBALLOOND" "8" "2025-11-28" "xenballoond {__version__}" ' \
@@ -303,6 +309,12 @@ def test_deb_library_and_dom0_packages(debs) -> None:
     assert "/usr/lib/python3/dist-packages/xenballoond/dom0/prometheus.py" in dom0
     assert "/usr/lib/python3/dist-packages/xenballoond/dom0/monitor.py" in dom0
     assert "/usr/share/man/man1/xenballoon-monitor.1.gz" in dom0
+    for path in ("/usr/bin/xenballoon-balancer", "/etc/default/xenballoon-balancer.conf",
+                 "/etc/init.d/xenballoon-balancer", "/lib/systemd/system/xenballoon-balancer.service",
+                 "/usr/lib/python3/dist-packages/xenballoond/dom0/balancer.py",
+                 "/usr/share/man/man8/xenballoon-balancer.8.gz",
+                 "/usr/share/man/man5/xenballoon-balancer.conf.5.gz"):
+        assert path in dom0, path
     assert not any("sim" in f for f in dom0)
 
 

@@ -1,4 +1,5 @@
-"""xenballoon.conf: parse the shell-style file without executing it.
+"""xenballoon.conf (and every program's conf): parse the shell-style file
+without executing it.
 
 The original daemon sourced /etc/sysconfig/xenballoon.conf with ``.``, so the
 file could run anything as root.  We read it as data: ``KEY=value`` lines,
@@ -7,8 +8,12 @@ whose shell meaning we cannot reproduce safely (``$`` expansion, backticks,
 backslashes, several words on a line, lines that are not assignments) is a
 ConfigError naming the file, line, variable and value, never a silent default.
 
-``parse_config`` is pure (text in, ``Config`` out); ``load_config`` and
-``find_config`` are the thin I/O edges.
+The lexer and the typed conversion are shared; each program brings its own
+table of ``Spec`` entries (the guest daemon's is ``SPECS`` below, the
+balancer's is in dom0/settings.py) and its own frozen record, which validates
+itself with ``check_fields``.  ``parse_values`` is pure (text and a table in,
+typed values out); ``parse_config`` is it for xenballoon.conf;
+``read_config_text``, ``load_config`` and ``find_config`` are the thin I/O edges.
 """
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ MAX_FILE_BYTES = 1024 * 1024
 _MAX_INT_DIGITS = 12
 
 XENSTORE_BACKENDS = ("cli", "native")
+MAX_WORDS = 4096
+MAX_WORD_CHARS = 64
+_WORD = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % MAX_WORD_CHARS, re.ASCII)
 _TRUE_WORDS = ("true", "yes", "on", "1")
 _FALSE_WORDS = ("false", "no", "off", "0")
 
@@ -78,26 +86,37 @@ class Config:
     self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
 
     def __post_init__(self) -> None:
-        for name in fields(self):
-            value = getattr(self, name)
-            spec = _SPECS_BY_FIELD[name]
-            problem = spec.check_field(value)
-            if problem is not None:
-                raise ValueError(f"Config.{name}={value!r}: {problem}")
+        check_fields(self, _SPECS_BY_FIELD)
+
+
+def check_fields(record: object, specs_by_field: Dict[str, Spec]) -> None:
+    """Raise ValueError for a field of ``record`` outside its spec's bounds."""
+    for name in fields(record):
+        value = getattr(record, name)
+        problem = specs_by_field[name].check_field(value)
+        if problem is not None:
+            raise ValueError(f"{type(record).__name__}.{name}={value!r}: {problem}")
 
 
 # ---------------------------------------------------------------------------
 # Schema: one entry per variable, in the order of etc/xenballoon.conf.
 
 @frozen
-class _Spec:
+class Spec:
+    """One variable: its name in the file, its field in the program's record,
+    and its kind: "bool", "flag" (0/1), "int" (lo..hi), "path" (absolute),
+    "choice", "command" (a program name looked up on PATH, or an absolute
+    path) or "words" (names separated by blanks or commas, each one
+    ``[A-Za-z0-9_.-]``; a tuple of str)."""
+
     key: str
     field: str
-    kind: str                  # "bool", "flag" (0/1), "int", "path", "choice"
+    kind: str
     lo: int = 0
     hi: int = 0
     field_lo: Optional[int] = None   # bound on the Config field when it differs from the file's
     choices: Tuple[str, ...] = ()
+    zero_is_one: bool = False        # a 0 in the file is read as 1, with a warning
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -108,6 +127,11 @@ class _Spec:
             return "must be an absolute path"
         if self.kind == "choice":
             return "must be one of " + ", ".join(f'"{c}"' for c in self.choices)
+        if self.kind == "command":
+            return "must be a program name or an absolute path"
+        if self.kind == "words":
+            return ("must be names separated by blanks or commas, each of letters, "
+                    f"digits, '_', '.' or '-' (at most {MAX_WORDS} of {MAX_WORD_CHARS} characters)")
         return f"must be an integer > {self.lo - 1}" if self.lo > 0 else "must be an integer >= 0"
 
     def convert(self, raw: str) -> Tuple[object, Optional[str]]:
@@ -123,7 +147,15 @@ class _Spec:
             return ({"0": False, "1": True}[raw], None) if raw in ("0", "1") else (None, self.describe())
         if self.kind == "choice":
             return (raw, None) if raw in self.choices else (None, self.describe())
-        if self.kind == "path":
+        if self.kind == "words":
+            words = tuple(w for w in re.split(r"[ \t,]+", raw) if w)
+            if len(words) > MAX_WORDS or not all(_WORD.fullmatch(w) for w in words):
+                return None, self.describe()
+            return words, None
+        if self.kind == "command" and "/" not in raw:
+            ok = re.fullmatch(r"[A-Za-z0-9_.+-]{1,255}", raw, re.ASCII) is not None
+            return (raw, None) if ok else (None, self.describe())
+        if self.kind in ("path", "command"):
             if not raw.startswith("/"):
                 return None, self.describe()
             if len(raw) > MAX_PATH_CHARS:
@@ -148,8 +180,12 @@ class _Spec:
         """Validate an already-typed Config field (direct construction)."""
         if self.kind in ("bool", "flag"):
             return None if isinstance(value, bool) else "must be a bool"
-        if self.kind in ("path", "choice"):
+        if self.kind in ("path", "choice", "command"):
             return self.convert(value)[1] if isinstance(value, str) else "must be a str"
+        if self.kind == "words":
+            if not isinstance(value, tuple) or not all(isinstance(w, str) for w in value):
+                return "must be a tuple of str"
+            return self.convert(" ".join(value))[1]
         if not isinstance(value, int) or isinstance(value, bool):
             return "must be an int"
         lo = self.lo if self.field_lo is None else self.field_lo
@@ -158,23 +194,23 @@ class _Spec:
         return None
 
 
-_SPECS: Tuple[_Spec, ...] = (
-    _Spec("XENBALLOON_SELF", "self_ballooning", "bool"),
-    _Spec("XENBALLOON_SELF_INTERVAL", "self_interval_s", "int", 1, MAX_INTERVAL_S),
-    _Spec("XENBALLOON_INTERVAL", "interval_s", "int", 1, MAX_INTERVAL_S),
-    _Spec("XENBALLOON_AUTO_DOWNHYSTERESIS", "down_hysteresis", "int", 0, MAX_HYSTERESIS),
-    _Spec("XENBALLOON_AUTO_UPHYSTERESIS", "up_hysteresis", "int", 0, MAX_HYSTERESIS, field_lo=1),
-    _Spec("XENBALLOON_MINMEM", "min_mem_mb", "int", 0, MAX_MIN_MEM_MB),
-    _Spec("XENBALLOON_MAXMEMFILE", "maxmem_file", "path"),
-    _Spec("XENBALLOON_SEND_MEMINFO", "send_meminfo", "flag"),
-    _Spec("XENBALLOON_SEND_VMSTAT", "send_vmstat", "flag"),
-    _Spec("XENBALLOON_SEND_UPTIME", "send_uptime", "flag"),
-    _Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
-    _Spec("XENBALLOON_SELF_RESERVE_PCT", "self_reserve_pct", "int", 0, 100),
+SPECS: Tuple[Spec, ...] = (
+    Spec("XENBALLOON_SELF", "self_ballooning", "bool"),
+    Spec("XENBALLOON_SELF_INTERVAL", "self_interval_s", "int", 1, MAX_INTERVAL_S),
+    Spec("XENBALLOON_INTERVAL", "interval_s", "int", 1, MAX_INTERVAL_S),
+    Spec("XENBALLOON_AUTO_DOWNHYSTERESIS", "down_hysteresis", "int", 0, MAX_HYSTERESIS),
+    Spec("XENBALLOON_AUTO_UPHYSTERESIS", "up_hysteresis", "int", 0, MAX_HYSTERESIS, field_lo=1,
+         zero_is_one=True),
+    Spec("XENBALLOON_MINMEM", "min_mem_mb", "int", 0, MAX_MIN_MEM_MB),
+    Spec("XENBALLOON_MAXMEMFILE", "maxmem_file", "path"),
+    Spec("XENBALLOON_SEND_MEMINFO", "send_meminfo", "flag"),
+    Spec("XENBALLOON_SEND_VMSTAT", "send_vmstat", "flag"),
+    Spec("XENBALLOON_SEND_UPTIME", "send_uptime", "flag"),
+    Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
+    Spec("XENBALLOON_SELF_RESERVE_PCT", "self_reserve_pct", "int", 0, 100),
 )
-_SPECS_BY_KEY: Dict[str, _Spec] = {s.key: s for s in _SPECS}
-_SPECS_BY_FIELD: Dict[str, _Spec] = {s.field: s for s in _SPECS}
-VARIABLES: Tuple[str, ...] = tuple(s.key for s in _SPECS)
+_SPECS_BY_FIELD: Dict[str, Spec] = {s.field: s for s in SPECS}
+VARIABLES: Tuple[str, ...] = tuple(s.key for s in SPECS)
 
 
 # ---------------------------------------------------------------------------
@@ -295,11 +331,14 @@ def _quote_for_message(value: str, limit: int = 80) -> str:
 # ---------------------------------------------------------------------------
 # Public API.
 
-def parse_config(text: str, filename: str) -> Tuple[Config, List[str]]:
-    """Parse xenballoon.conf text.  Pure: no I/O.  Returns the Config and
+def parse_values(text: str, filename: str, specs: Tuple[Spec, ...]
+                 ) -> Tuple[Dict[str, object], List[str]]:
+    """Parse shell-style conf text against a table of specs.  Pure: no I/O.
+    Returns {field: typed value} for the variables the text sets, and
     warnings ("file:line: ..."); raises ConfigError on the first bad line.
     A variable assigned twice takes the last value (as in sh), but every
     assignment must be valid."""
+    by_key = {s.key: s for s in specs}
     if text.startswith("\ufeff"):
         text = text[1:]
     values: Dict[str, object] = {}
@@ -314,31 +353,40 @@ def parse_config(text: str, filename: str) -> Tuple[Config, List[str]]:
         if assignment is None:
             continue
         key, raw = assignment
-        spec = _SPECS_BY_KEY.get(key)
+        spec = by_key.get(key)
         if spec is None:
             warnings.append(f"{filename}:{number}: unknown variable {key} (ignored)")
             continue
         value, problem = spec.convert(raw)
         if problem is not None:
             raise ConfigError(filename, number, key, raw, problem)
-        if spec.field == "up_hysteresis" and value == 0:
+        if spec.zero_is_one and value == 0:
             # The original divides by it (balloon_to_target) and dies; 1 means "at once".
             warnings.append(f"{filename}:{number}: {key}=0 would divide by zero in the "
                             "original daemon; treated as 1 (balloon up at once)")
             value = 1
         values[spec.field] = value
+    return values, warnings
+
+
+def parse_config(text: str, filename: str) -> Tuple[Config, List[str]]:
+    """Parse xenballoon.conf text.  Pure: no I/O.  Returns the Config and
+    warnings; raises ConfigError on the first bad line."""
+    values, warnings = parse_values(text, filename, SPECS)
     return Config(**values), warnings  # type: ignore[arg-type]
 
 
-def render_config(config: Config) -> str:
-    """The Config as KEY=value lines that parse_config (and sh) read back."""
+def render_config(config: object, specs: Tuple[Spec, ...] = SPECS) -> str:
+    """A config record as KEY=value lines that parse_values (and sh) read back."""
     lines = []
-    for spec in _SPECS:
+    for spec in specs:
         value = getattr(config, spec.field)
         if spec.kind == "bool":
             word = "true" if value else "false"
         elif spec.kind == "flag":
             word = "1" if value else "0"
+        elif spec.kind == "words":
+            word = _shell_quote(" ".join(value)) if value else "''"
         elif isinstance(value, int):
             word = str(value)
         else:
@@ -353,9 +401,10 @@ def _shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
-def load_config(path: str) -> Tuple[Config, List[str]]:
-    """Read and parse ``path``.  Unreadable, oversized or undecodable files are
-    ConfigErrors naming the file (and the line, for bad bytes)."""
+def read_config_text(path: str) -> str:
+    """The text of ``path``.  Unreadable or oversized files are ConfigErrors
+    naming the file; undecodable bytes are kept (surrogateescape) for the
+    parser to report with their line number."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -365,22 +414,29 @@ def load_config(path: str) -> Tuple[Config, List[str]]:
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(path, None, None, None,
                           f"file too large (over {MAX_FILE_BYTES} bytes)")
-    # surrogateescape: parse_config reports a bad byte with its line number.
-    return parse_config(data.decode("utf-8", errors="surrogateescape"), path)
+    return data.decode("utf-8", errors="surrogateescape")
 
 
-def find_config(root: Root, explicit: Optional[str]) -> Optional[str]:
+def load_config(path: str) -> Tuple[Config, List[str]]:
+    """Read and parse the xenballoon.conf at ``path``."""
+    return parse_config(read_config_text(path), path)
+
+
+def find_config(root: Root, explicit: Optional[str],
+                candidates: Tuple[str, ...] = CONFIG_CANDIDATES) -> Optional[str]:
     """The config file to load: ``explicit`` (from -c) as given, else the first
-    existing of /etc/sysconfig/xenballoon.conf, /etc/default/xenballoon.conf
-    under ``root``; None means "no config file, use the defaults"."""
+    existing of ``candidates`` (/etc/sysconfig/xenballoon.conf,
+    /etc/default/xenballoon.conf) under ``root``; None means "no config
+    file, use the defaults"."""
     if explicit is not None:
         return explicit
-    for candidate in CONFIG_CANDIDATES:
+    for candidate in candidates:
         path = root.path(candidate)
         if os.path.exists(path):
             return path
     return None
 
 
-__all__ = ["Config", "ConfigError", "VARIABLES", "XENSTORE_BACKENDS", "find_config",
-           "load_config", "parse_config", "render_config"]
+__all__ = ["Config", "ConfigError", "SPECS", "Spec", "VARIABLES", "XENSTORE_BACKENDS",
+           "check_fields", "find_config", "load_config", "parse_config", "parse_values",
+           "read_config_text", "render_config"]

@@ -21,9 +21,10 @@ class SyslogHandler(logging.Handler):
     """RFC 3164 lines to the local syslog socket, reconnecting after a
     syslog restart; drops the message when there is no syslog."""
 
-    def __init__(self, address: str = "/dev/log") -> None:
+    def __init__(self, address: str = "/dev/log", ident: str = NAME) -> None:
         super().__init__()
         self.address = address
+        self.ident = ident
         self.sock: socket.socket | None = None
 
     def _connect(self) -> socket.socket:
@@ -38,7 +39,7 @@ class SyslogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         severity = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
                     logging.ERROR: 3, logging.CRITICAL: 2}.get(record.levelno, 5)
-        line = f"<{LOG_DAEMON * 8 + severity}>{NAME}[{os.getpid()}]: {self.format(record)}"
+        line = f"<{LOG_DAEMON * 8 + severity}>{self.ident}[{os.getpid()}]: {self.format(record)}"
         data = line.encode("utf-8", "replace")[:4096]
         for _ in range(2):
             try:
@@ -58,8 +59,8 @@ class SyslogHandler(logging.Handler):
         super().close()
 
 
-def _configure(handler: logging.Handler, fmt: str, debug: bool) -> logging.Logger:
-    log = logging.getLogger(NAME)
+def _configure(handler: logging.Handler, fmt: str, debug: bool, name: str) -> logging.Logger:
+    log = logging.getLogger(name)
     for old in log.handlers[:]:
         log.removeHandler(old)
     handler.setFormatter(logging.Formatter(fmt))
@@ -69,10 +70,12 @@ def _configure(handler: logging.Handler, fmt: str, debug: bool) -> logging.Logge
     return log
 
 
-def to_stderr(debug: bool) -> logging.Logger:
-    return _configure(logging.StreamHandler(sys.stderr), f"{NAME}: %(levelname)s: %(message)s",
-                      debug)
+def to_stderr(debug: bool, name: str = NAME) -> logging.Logger:
+    """The logger ``name`` (the program's), to stderr."""
+    return _configure(logging.StreamHandler(sys.stderr), f"{name}: %(levelname)s: %(message)s",
+                      debug, name)
 
 
-def to_syslog(debug: bool, address: str = "/dev/log") -> logging.Logger:
-    return _configure(SyslogHandler(address), "%(message)s", debug)
+def to_syslog(debug: bool, address: str = "/dev/log", name: str = NAME) -> logging.Logger:
+    """The logger ``name``, to syslog with ``name`` as the ident."""
+    return _configure(SyslogHandler(address, name), "%(message)s", debug, name)

@@ -8,8 +8,11 @@ reads), monitor_free (``xl info``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -17,7 +20,7 @@ from .. import __version__
 from ..config import ConfigError, find_config, load_config
 from .hostinfo import FreeMemory, FreeMemoryReader
 from .stats import Row, make_row
-from .table import render_json, render_text
+from .table import balancer_json, balancer_lines, render_json, render_text
 from .reader import CliBatch, TreeBatch, XenstoreBatch, collect, parse_domid
 from ..paths import Root
 from ..xenstore import XenstoreError
@@ -76,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="SEC", type=float, default=10.0,
                    help="timeout for each xenstore or xl command (default 10)")
     p.add_argument("--root", metavar="DIR", default="/",
-                   help="resolve the config files and xenstored's socket under DIR")
+                   help="resolve the config files, xenstored's socket and the balancer's "
+                        "state file under DIR")
     p.add_argument("--prometheus", metavar="FILE",
                    help="write the rows and the free memory to FILE in Prometheus text format "
                         "instead of printing the table (replaced in one step, for "
@@ -124,9 +128,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("cannot write %s: %s", args.prometheus, exc.strerror or exc)
             return EXIT_FAIL
         return EXIT_OK
-    render = render_json if args.json else render_text
-    sys.stdout.write(render(snap.rows, snap.free, snap.missing))
+    state = read_balancer_state(root)
+    if args.json:
+        text = render_json(snap.rows, snap.free, snap.missing)
+        if state is not None:
+            doc = json.loads(text)
+            doc["balancer"] = balancer_json(*state)
+            text = json.dumps(doc, indent=1) + "\n"
+    else:
+        text = render_text(snap.rows, snap.free, snap.missing)
+        if state is not None:
+            text += "\n".join(balancer_lines(*state)) + "\n"
+    sys.stdout.write(text)
     return EXIT_OK
+
+
+BALANCER_STATE = "/var/run/xenballoon-balancer.json"
+MAX_STATE_BYTES = 4 * 1024 * 1024
+
+
+def read_balancer_state(root: Root) -> Optional[tuple[dict[str, object], float]]:
+    """The balancer's last decisions and their age in seconds, if it runs here."""
+    path = root.path(BALANCER_STATE)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+        age_s = max(time.time() - os.stat(path).st_mtime, 0.0)
+        doc = json.loads(data) if len(data) <= MAX_STATE_BYTES else None
+    except (OSError, ValueError):
+        return None
+    return (doc, age_s) if isinstance(doc, dict) else None
 
 
 if __name__ == "__main__":

@@ -93,3 +93,40 @@ def render_json(rows: Sequence[Row], free: FreeMemory, missing: Iterable[int] = 
         "free_memory_source": free.source,
     }
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+
+# --- the balancer's decisions (dom0/balancer.py's state file) ----------------------
+
+BALANCER_TEMPLATE = f"{{:>{ID_DIGITS}}} {{:>{KB_DIGITS}}} {{:>{KB_DIGITS}}}  {{}}"
+
+
+def _kb_cell(value: object) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else NOT_PUBLISHED
+
+
+def balancer_lines(state: dict[str, object], age_s: float) -> list[str]:
+    """The balancer's view: each guest's need and target, and why."""
+    head = "balancer: " + ("PAUSED" if state.get("paused") else "running")
+    lines = [f"{head} (state from {age_s:.0f} s ago)",
+             BALANCER_TEMPLATE.format("id", "need-kb", "bal-tgt-kb", "status / last decision")]
+    guests = state.get("guests")
+    for g in sorted(guests if isinstance(guests, list) else [],
+                    key=lambda g: g.get("domid", 0) if isinstance(g, dict) else 0):
+        if not isinstance(g, dict):
+            continue
+        why = str(g.get("status", ""))
+        if g.get("reason"):
+            why += f": {g['reason']}"
+        shown = ascii(why)[1:-1][:120]  # our own file, but never trust text to a terminal
+        lines.append(BALANCER_TEMPLATE.format(_kb_cell(g.get("domid")), _kb_cell(g.get("need_kb")),
+                                              _kb_cell(g.get("target_kb")), shown))
+    return lines
+
+
+def balancer_json(state: dict[str, object], age_s: float) -> dict[str, object]:
+    guests = state.get("guests")
+    return {"paused": bool(state.get("paused")), "age_s": round(age_s, 1),
+            "guests": {str(g["domid"]): {k: g.get(k) for k in
+                                         ("status", "need_kb", "target_kb", "min_kb", "reason")}
+                       for g in (guests if isinstance(guests, list) else [])
+                       if isinstance(g, dict) and isinstance(g.get("domid"), int)}}

@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
-    from typing import Sequence
+    from typing import Callable, Sequence
 
     from ..xenstore.interface import Xenstore
 
-from .. import __version__, logsetup
-from . import pidlock, runloop
+from .. import __version__, logsetup, service
+from . import runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile, why_unwritable
@@ -28,7 +27,6 @@ from .domain import is_dom0
 from .tick import Ballooner, ProcFiles
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-READY_TIMEOUT_S = 30.0
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -170,91 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
                    args: argparse.Namespace, log: logging.Logger) -> int:
-    lock = pidlock.PidLock(pidfile)
-    try:
-        lock.acquire(log)
-    except pidlock.AlreadyRunning as exc:
-        print(f"xenballoond: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    os.umask(0o022)
-    lock.write_pid(os.getpid())
-    control = runloop.LoopControl()
-    control.install()
-    try:
-        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
-    finally:
-        lock.release()
-    return EXIT_OK
+    return service.run_foreground("xenballoond", pidfile, log, _loop(ballooner, root, args))
 
 
 def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
                  args: argparse.Namespace, log: logging.Logger) -> int:
-    import daemon  # python-daemon
+    return service.run_detached("xenballoond", pidfile, log, args.debug,
+                                _loop(ballooner, root, args))
 
-    # The lock is taken here, where a failure reaches the caller, and the
-    # daemon inherits it across the forks (python-daemon's own PID lock
-    # would be taken in the detached child, too late to tell anyone).
-    lock = pidlock.PidLock(pidfile)
-    try:
-        lock.acquire(log)
-    except pidlock.AlreadyRunning as exc:
-        print(f"xenballoond: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    assert lock.fd is not None
-    ready_r, ready_w = os.pipe()
-    child = os.fork()
-    if child:
-        os.close(ready_w)
-        return _await_ready(child, ready_r)
-    # The forked child: detach (python-daemon forks twice more), report.
-    os.close(ready_r)
-    control = runloop.LoopControl()
-    context = daemon.DaemonContext(
-        detach_process=True, umask=0o022, working_directory="/",
-        files_preserve=[ready_w, lock.fd, *control.fds()],
-        signal_map={signal.SIGTERM: control.on_stop, signal.SIGINT: control.on_stop,
-                    signal.SIGHUP: control.on_reload})
-    status = 0
-    try:
-        context.open()
-        lock.write_pid(os.getpid())
-        # Logging handlers only now: open() closed every descriptor not kept.
-        log = logsetup.to_syslog(args.debug)  # the same logger the ballooner holds
-        os.write(ready_w, b"ok\n")
-        os.close(ready_w)
+
+def _loop(ballooner: Ballooner, root: Root, args: argparse.Namespace
+          ) -> Callable[[service.LoopControl, logging.Logger], None]:
+    def loop(control: service.LoopControl, log: logging.Logger) -> None:
         runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
-    except BaseException as exc:  # report, never leave a lock behind
-        try:
-            os.write(ready_w, f"failed: {exc}\n".encode())
-        except OSError:
-            pass
-        logging.getLogger(logsetup.NAME).exception("daemon failed")
-        status = EXIT_FAIL
-    finally:
-        lock.release()
-        context.close()
-        os._exit(status)
-
-
-def _await_ready(child: int, ready_r: int) -> int:
-    """The starter waits for the detached daemon to say it really started."""
-    import select
-
-    os.waitpid(child, 0)  # the first fork exits as soon as it has detached
-    message = b""
-    while not message.endswith(b"\n"):
-        ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT_S)
-        if not ready:
-            message += b"no answer from the daemon\n"
-            break
-        chunk = os.read(ready_r, 4096)
-        if not chunk:
-            break
-        message += chunk
-    os.close(ready_r)
-    text = message.decode(errors="replace").strip()
-    if text == "ok":
-        return EXIT_OK
-    print(f"xenballoond: {text or 'the daemon exited before it started'}", file=sys.stderr)
-    return EXIT_FAIL
+    return loop
 

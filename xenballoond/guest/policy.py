@@ -6,34 +6,11 @@ toward zero.  Units are in every name.
 """
 from __future__ import annotations
 
+from ..minimum import bash_div, min_target_mb
 from ..record import frozen
 
 KIB = 1024
 MIB = 1024 * 1024
-
-
-def bash_div(num: int, den: int) -> int:
-    """Bash's ``$(( num / den ))``: truncates toward zero (Python's // floors)."""
-    if den == 0:
-        raise ZeroDivisionError("division by 0")
-    quot = abs(num) // abs(den)
-    return quot if (num >= 0) == (den >= 0) else -quot
-
-
-def min_target_mb(maxmem_kb: int, min_mem_mb: int = 0) -> int:
-    """minmb(): XENBALLOON_MINMEM if set, else the balloon driver's 2008
-    minimum_target() heuristic on the memory high-water mark."""
-    if min_mem_mb != 0:
-        return min_mem_mb
-    mb = bash_div(maxmem_kb, 1024)
-    pages = bash_div(maxmem_kb, 4)
-    if mb < 125:
-        return 8 + (pages >> 9)
-    if mb < 500:
-        return 40 + (pages >> 10)
-    if mb < 2000:
-        return 104 + (pages >> 11)
-    return 296 + (pages >> 13)
 
 
 def self_target_bytes(committed_as_kb: int, min_mb: int, kernel_reserved_kb: int = 0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..paths import (PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, PROC_XEN_BALLOON,
@@ -63,6 +63,9 @@ class GuestStats:
     below_committed_s: float = 0.0
     worst_deficit_kb: int = 0  # largest Committed_AS - MemTotal seen
     target_writes: int = 0  # balloon target writes by the daemon
+    dom0_target_sets: int = 0  # xl mem-set by dom0 (the simulator's or the balancer)
+    uncovered_since_s: float | None = None  # the target has been below Committed_AS since
+    cover_delays_s: list[float] = field(default_factory=list)  # each such spell, once over
     watch_targets: int = 0  # memory/target changes the kernel followed
     pswpin0: int = 0
     pswpout0: int = 0
@@ -186,10 +189,11 @@ class SimGuest:
 
     # --- one step --------------------------------------------------------
 
-    def step(self, t_s: float, dt_s: float,
-             read_memory_target: Callable[[], str | None]) -> None:
+    def step(self, t_s: float, dt_s: float, read_memory_target: Callable[[], str | None],
+             room_kb: int | None = None) -> None:
         """Advance to simulated time ``t_s``.  ``read_memory_target()`` reads
-        this guest's memory/target from xenstore (None if absent)."""
+        this guest's memory/target from xenstore (None if absent); ``room_kb``
+        is the host's free memory the balloon may grow into (None: unbounded)."""
         if self._watch_fired.is_set():
             self._watch_fired.clear()
             self._apply_watch(read_memory_target())
@@ -199,13 +203,25 @@ class SimGuest:
         memtotal_before = self.driver.memtotal_kb
         floor_kb = vm_model.in_use_kb(self.vm, memtotal_before) + (
             self.driver.kernel_reserved_kb if self.kind == bm.SYSFS else 0)
+        before_kb = self.driver.current_kb
         self.driver = bm.step(self.driver, dt_s, floor_kb)
+        if room_kb is not None and self.driver.current_kb - before_kb > max(room_kb, 0):
+            # Xen's populate_physmap fails when the host has no free pages
+            self.driver = replace(self.driver, current_kb=before_kb + bm.page_floor_kb(room_kb))
         self.vm = vm_model.step(self.vm, dt_s, self.driver.memtotal_kb, demand)
-        self._account(dt_s)
+        self._account(dt_s, t_s)
         self._publish(seen)
 
-    def _account(self, dt_s: float) -> None:
+    def _account(self, dt_s: float, t_s: float) -> None:
         s, d = self.stats, self.driver
+        # the MemTotal the balloon's target would give: does it cover the demand?
+        target_memtotal_kb = d.target_kb - (d.current_kb - d.memtotal_kb)
+        if target_memtotal_kb < self.demand.committed_kb:
+            if s.uncovered_since_s is None:
+                s.uncovered_since_s = t_s
+        elif s.uncovered_since_s is not None:
+            s.cover_delays_s.append(t_s - s.uncovered_since_s)
+            s.uncovered_since_s = None
         s.seconds += dt_s
         s.kb_seconds += d.current_kb * dt_s
         s.min_kb = min(s.min_kb, d.current_kb)

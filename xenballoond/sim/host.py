@@ -34,10 +34,14 @@ from . import report
 from .guest import SimGuest
 from .procs import Child, stop_all
 from . import vm_model
+from .fake_xl import REQUESTS as XL_REQUESTS, STATE as XL_STATE
 from .stall import StallModel
-from .workload import Workload, make_ramp_workload, make_workload
+from .workload import (WORKLOADS, Workload, make_ramp_workload, make_turns_workload,
+                       make_workload)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+BALANCED = "balanced"
+DOM0_MEM_KB = 1024 * 1024  # what xl list shows for Domain-0; not in the guests' host memory
 MAX_RESTARTS_PER_GUEST = 5
 RESTART_BACKOFF_S = 1.0
 DOM0_PERIOD_S = 1.0
@@ -72,7 +76,9 @@ class Options:
     table: str
     work_dir: str | None
     reserve_pct: int = 10
-    workload: str = "seeded"
+    host_mb: int | None = None
+    workload: str = "random"
+    balancer: str | None = None  # a program run instead of xenballoon-balancer (bench)
     ramp_mb_s: int = 64
     swap_mb: int = SWAP_TOTAL_KB // 1024
 
@@ -99,9 +105,23 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    help="number of guests (default 3)")
     p.add_argument("-d", "--duration", type=_positive(float, "--duration"), default=60.0,
                    help="simulated seconds to run (default 60)")
-    p.add_argument("-m", "--mode", choices=dom0_mod.MODES, default="mixed",
+    p.add_argument("-m", "--mode", choices=(*dom0_mod.MODES, BALANCED), default="mixed",
                    help="self: every guest self-balloons; directed: dom0 sets targets; "
-                        "mixed: some of each, dom0 switches guests now and then (default)")
+                        "mixed: some of each, dom0 switches guests now and then (default); "
+                        "balanced: the real xenballoon-balancer runs as dom0 (with a "
+                        "simulated xl) and every guest is opted in (memory/balance = 1)")
+    p.add_argument("--host-mb", type=_positive(int, "--host-mb"),
+                   help="the host's memory for guests: they can grow only into what is "
+                        "free (default: room for every guest's memory= plus 512 MiB, "
+                        "never short); a sum of maxmem above it is overcommit")
+    p.add_argument("-w", "--workload", choices=WORKLOADS, default="random",
+                   help="random: each guest's own seeded jobs (default); turns: the guests "
+                        "take turns being busy, 15 s each, the busy one needing more than "
+                        "its memory=; ramp: one program that allocates --ramp-mb-s from "
+                        "t=3 s up to 70%% of --maxmem-mb")
+    p.add_argument("--balancer", metavar="PROGRAM",
+                   help="with -m balanced, run PROGRAM with the balancer's arguments instead "
+                        "of xenballoon-balancer (benchmarks: another policy, same I/O)")
     p.add_argument("-s", "--seed", type=int, default=1,
                    help="seed for the workloads and the dom0 script (default 1)")
     p.add_argument("--tick", type=_positive(float, "--tick"), default=0.25,
@@ -117,9 +137,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--reserve-pct", type=int, choices=range(0, 101), metavar="PCT", default=10,
                    help="the daemons' XENBALLOON_SELF_RESERVE_PCT: headroom over Committed_AS "
                         "when self-ballooning, %% of memory (default 10; 0 = the 2008 policy)")
-    p.add_argument("--workload", choices=("seeded", "ramp"), default="seeded",
-                   help="seeded: jobs drawn from the seed (default); ramp: one program that "
-                        "allocates --ramp-mb-s from t=3 s up to 70%% of --maxmem-mb")
     p.add_argument("--ramp-mb-s", type=_positive(int, "--ramp-mb-s"), default=64,
                    help="the ramp workload's allocation rate, MiB/s (default 64)")
     p.add_argument("--swap-mb", type=int, default=SWAP_TOTAL_KB // 1024, metavar="MB",
@@ -144,12 +161,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     if a.maxmem_mb < a.memory_mb:
         p.error(f"--maxmem-mb ({a.maxmem_mb}) must be >= --memory-mb ({a.memory_mb})")
     xenstore = a.xenstore or ("cli" if cli_tools_present() else "native")
+    if a.host_mb is not None and a.host_mb < a.guests * a.memory_mb:
+        p.error(f"--host-mb ({a.host_mb}) must hold every guest's memory= "
+                f"({a.guests} x {a.memory_mb})")
     return Options(guests=a.guests, duration_s=a.duration, mode=a.mode, seed=a.seed,
                    tick_s=a.tick, memory_mb=a.memory_mb, maxmem_mb=a.maxmem_mb,
                    balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
-                   reserve_pct=a.reserve_pct, workload=a.workload, ramp_mb_s=a.ramp_mb_s,
-                   swap_mb=a.swap_mb)
+                   reserve_pct=a.reserve_pct, host_mb=a.host_mb, workload=a.workload,
+                   balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb)
 
 
 DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
@@ -212,6 +232,10 @@ class Host:
         self.wall_s = 0.0
         self.cpu_start_s = 0.0
         self.cpu_s: dict[str, float | None] = {}
+        self.balancer: Child | None = None
+        self.dom0_root: str | None = None
+        self._xl_offset = 0
+        self.free_kb_seconds = 0.0
 
     # --- setup / shutdown ------------------------------------------------
 
@@ -244,18 +268,81 @@ class Host:
             with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
                 f.write(daemon_conf(o.xenstore, o.reserve_pct))
             self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
+            if o.mode == BALANCED:  # the toolstack opts it in; only dom0 may write memory/
+                self.xsd.write(f"/local/domain/{domid}/memory/balance", "1")
             self.guests.append(g)
             self.stalls[domid] = StallModel()
-        self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
+        if o.mode != BALANCED:
+            self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
         self.xsd.start()
         self._dom0_pass()  # the modes at t=0, before any daemon looks
         for g in self.guests:
             self._start_daemon(g)
+        if o.mode == BALANCED:
+            self._start_balancer()
+
+    def _start_balancer(self) -> None:
+        """The real balancer as dom0, in its own root, with the simulated xl."""
+        assert self.xsd is not None and self.dir is not None
+        top = self.dom0_root = os.path.join(self.dir, "dom0")
+        for sub in ("bin", "etc/sysconfig", "var/run", "var/log"):
+            os.makedirs(os.path.join(top, sub), exist_ok=True)
+        xl = os.path.join(top, "bin", "xl")
+        with open(xl, "w") as f:
+            f.write(f"#!/bin/sh\nexec {sys.executable} -m xenballoond.sim.fake_xl \"$@\"\n")
+        os.chmod(xl, 0o755)
+        conf = os.path.join(top, "etc/sysconfig/xenballoon-balancer.conf")
+        with open(conf, "w") as f:
+            f.write(f"# written by xenballoon-sim\nXENBALLOON_BALANCER_XL={xl}\n"
+                    f"XENBALLOON_XENSTORE={self.opts.xenstore}\n")
+        self._write_xl_state()
+        program = ([self.opts.balancer] if self.opts.balancer
+                   else [sys.executable, "-m", "xenballoond.dom0.balancer"])
+        env = daemon_env(self.xsd.dom0_socket)
+        env["XBSIM_XL_DIR"] = top
+        self.balancer = Child([*program, "-f", "--root", top, "-c", conf], env,
+                              os.path.join(top, "var/log/xenballoon-balancer.log"))
+        self.balancer.start()
+
+    def host_total_kb(self) -> int:
+        if self.opts.host_mb is not None:
+            return self.opts.host_mb * 1024
+        return sum(g.stats.boot_kb for g in self.guests) + HOST_SPARE_KB
+
+    def _write_xl_state(self) -> None:
+        """What the simulated xl reports (sim/fake_xl.py)."""
+        if self.dom0_root is None:
+            return
+        from .guest import write_atomic
+        doc = {"total_kb": self.host_total_kb() + DOM0_MEM_KB, "free_kb": self.host_free_kb(),
+               "domains": [{"domid": 0, "name": "Domain-0", "mem_kb": DOM0_MEM_KB}]
+               + [{"domid": g.domid, "name": g.name, "mem_kb": g.driver.current_kb}
+                  for g in self.guests]}
+        write_atomic(os.path.join(self.dom0_root, XL_STATE), json.dumps(doc))
+
+    def _apply_xl_requests(self) -> None:
+        """``xl mem-set`` from the balancer, as libxl does it: maxmem = target +
+        1 MiB, then memory/target."""
+        if self.dom0_root is None:
+            return
+        try:
+            with open(os.path.join(self.dom0_root, XL_REQUESTS), "rb") as f:
+                f.seek(self._xl_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        complete = data[:data.rfind(b"\n") + 1]
+        self._xl_offset += len(complete)
+        for line in complete.decode().splitlines():
+            _, domid, kb = line.split()
+            self._apply(dom0_mod.MemSet(int(domid), int(kb)))
 
     def _workload(self, index: int, memory_kb: int, maxmem_kb: int) -> Workload:
         o = self.opts
         if o.workload == "ramp":
             return make_ramp_workload(memory_kb, o.ramp_mb_s * 1024, maxmem_kb * 7 // 10)
+        if o.workload == "turns":
+            return make_turns_workload(o.seed, index, o.guests, memory_kb, o.duration_s)
         return make_workload(o.seed, index, memory_kb, o.duration_s)
 
     def _start_daemon(self, g: SimGuest) -> None:
@@ -272,7 +359,8 @@ class Host:
     def shutdown(self) -> None:
         for stall in self.stalls.values():
             stall.release()
-        killed = stop_all(list(self.children.values()))
+        killed = stop_all(list(self.children.values())
+                          + ([self.balancer] if self.balancer is not None else []))
         for c in killed:
             print(f"xenballoon-sim: {c.argv[0]} (pid {c.pid}) needed SIGKILL", file=self.err)
         if self.monitor_xs is not None:
@@ -306,12 +394,22 @@ class Host:
                 self.max_lag_s = max(self.max_lag_s, lag_s)
             step += 1
             self.t_s = t_s
+            self._apply_xl_requests()
+            room_kb = self.host_free_kb() if o.host_mb is not None else None
             for g in self.guests:
-                g.step(t_s, o.tick_s, self._memory_target_reader(g.domid))
+                before_kb = g.driver.current_kb
+                g.step(t_s, o.tick_s, self._memory_target_reader(g.domid), room_kb)
+                if room_kb is not None:
+                    room_kb -= g.driver.current_kb - before_kb
                 child = self.children.get(g.domid)
                 self.stalls[g.domid].step(child.pid if child else None,
                                           vm_model.under_pressure(g.vm, g.driver.memtotal_kb),
                                           o.tick_s)
+            self.free_kb_seconds += self.host_free_kb() * o.tick_s
+            self._write_xl_state()
+            if self.balancer is not None and self.balancer.exited() is not None:
+                self._event(f"xenballoon-balancer exited with status {self.balancer.exited()}")
+                self.balancer.proc = None
             if t_s + 1e-9 >= next_dom0_s:
                 self._dom0_pass()
                 next_dom0_s += DOM0_PERIOD_S
@@ -379,25 +477,30 @@ class Host:
         return views
 
     def _dom0_pass(self) -> None:
-        assert self.xsd is not None
-        by_domid = {g.domid: g for g in self.guests}
+        if self.opts.mode == BALANCED:
+            return  # the real balancer is dom0
         for a in self.dom0.decide(self.t_s, self._views()):
-            g = by_domid[a.domid]
-            home = f"/local/domain/{a.domid}"
-            if isinstance(a, dom0_mod.MemSet):
-                g.set_cap_kb(a.target_kb + bm.LIBXL_MAXMEM_SLACK_KB)
-                self.xsd.write(f"{home}/memory/target", str(a.target_kb))
-                self.dom0_actions["mem-set"] += 1
-                self._event(f"xl mem-set {g.name} {a.target_kb // 1024}m", quiet=True)
-            elif isinstance(a, dom0_mod.MemMax):
-                g.set_cap_kb(a.maxmem_kb + bm.LIBXL_MAXMEM_SLACK_KB)
-                self.xsd.write(f"{home}/memory/static-max", str(a.maxmem_kb))
-                self.dom0_actions["mem-max"] += 1
-                self._event(f"xl mem-max {g.name} {a.maxmem_kb // 1024}m")
-            elif isinstance(a, dom0_mod.SetSelfballoon):
-                self.xsd.write(f"{home}/memory/selfballoon", "1" if a.on else "0")
-                self.dom0_actions["selfballoon"] += 1
-                self._event(f"{g.name}: memory/selfballoon = {1 if a.on else 0}")
+            self._apply(a)
+
+    def _apply(self, a: dom0_mod.Action) -> None:
+        assert self.xsd is not None
+        g = {g.domid: g for g in self.guests}[a.domid]
+        home = f"/local/domain/{a.domid}"
+        if isinstance(a, dom0_mod.MemSet):
+            g.set_cap_kb(a.target_kb + bm.LIBXL_MAXMEM_SLACK_KB)
+            self.xsd.write(f"{home}/memory/target", str(a.target_kb))
+            self.dom0_actions["mem-set"] += 1
+            g.stats.dom0_target_sets += 1
+            self._event(f"xl mem-set {g.name} {a.target_kb // 1024}m", quiet=True)
+        elif isinstance(a, dom0_mod.MemMax):
+            g.set_cap_kb(a.maxmem_kb + bm.LIBXL_MAXMEM_SLACK_KB)
+            self.xsd.write(f"{home}/memory/static-max", str(a.maxmem_kb))
+            self.dom0_actions["mem-max"] += 1
+            self._event(f"xl mem-max {g.name} {a.maxmem_kb // 1024}m")
+        elif isinstance(a, dom0_mod.SetSelfballoon):
+            self.xsd.write(f"{home}/memory/selfballoon", "1" if a.on else "0")
+            self.dom0_actions["selfballoon"] += 1
+            self._event(f"{g.name}: memory/selfballoon = {1 if a.on else 0}")
 
     def _trace_rows(self) -> None:
         if self.trace is None:
@@ -432,14 +535,16 @@ class Host:
                 below_committed_s=s.below_committed_s, worst_deficit_kb=s.worst_deficit_kb,
                 swapped_in_pages=g.swapped_in_pages, swapped_out_pages=g.swapped_out_pages,
                 oom_kills=g.vm.counters.oom_kill, target_writes=s.target_writes,
+                dom0_target_sets=s.dom0_target_sets,
+                cover_delays_s=tuple(round(x, 3) for x in s.cover_delays_s),
                 daemon_restarts=self.restarts.get(g.domid, 0),
                 daemon_pid=child.pid if child is not None else None))
         return rows
 
     def host_free_kb(self) -> int:
-        """The simulated host's free memory: room for every guest's boot
-        memory plus HOST_SPARE_KB, less what the guests hold now."""
-        return sum(g.stats.boot_kb - g.driver.current_kb for g in self.guests) + HOST_SPARE_KB
+        """The simulated host's free memory: --host-mb (default: room for every
+        guest's boot memory plus HOST_SPARE_KB), less what the guests hold now."""
+        return self.host_total_kb() - sum(g.driver.current_kb for g in self.guests)
 
     def _monitor_text(self) -> str:
         """xenballoon-monitor's table, read as dom0 over the wire like the real one."""
@@ -485,7 +590,8 @@ class Host:
             mode=self.opts.mode, seed=self.opts.seed, tick_s=self.opts.tick_s,
             simulated_s=self.t_s, wall_s=self.wall_s, interrupted=interrupted,
             rows=self.rows(), dom0_actions=self.dom0_actions, max_lag_s=self.max_lag_s,
-            work_dir=self.dir if self.opts.keep else None, cpu_s=self.cpu_s)
+            work_dir=self.dir if self.opts.keep else None, cpu_s=self.cpu_s,
+            host_free_avg_kb=int(self.free_kb_seconds / self.t_s) if self.t_s else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,8 @@ class GuestRow:
     target_writes: int
     daemon_restarts: int
     daemon_pid: int | None
+    dom0_target_sets: int = 0
+    cover_delays_s: tuple[float, ...] = ()  # target below Committed_AS: each spell's length
 
 
 def _mib(kb: int) -> int:
@@ -61,7 +63,8 @@ def table(t_s: float, mode: str, seed: int, rows: Sequence[GuestRow],
 def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: float,
             interrupted: bool, rows: Sequence[GuestRow], dom0_actions: dict[str, int],
             max_lag_s: float, work_dir: str | None,
-            cpu_s: dict[str, float | None] | None = None) -> dict[str, object]:
+            cpu_s: dict[str, float | None] | None = None,
+            host_free_avg_kb: int | None = None) -> dict[str, object]:
     """The machine-readable summary (``--json`` prints exactly this)."""
     given_kb = sum(r.boot_kb - r.current_kb for r in rows)
     avg_given_kb = sum(r.boot_kb - r.avg_kb for r in rows)
@@ -81,14 +84,29 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "safe": below_s == 0 and sum(r.oom_kills for r in rows) == 0,
         "problems": problems(rows),
         "dom0_actions": dict(dom0_actions),
+        "host_free_avg_mib": None if host_free_avg_kb is None else _mib(host_free_avg_kb),
+        "target_writes_per_guest_min": _per_guest_min(
+            sum(r.target_writes + r.dom0_target_sets for r in rows), len(rows), simulated_s),
+        "dom0_target_sets": sum(r.dom0_target_sets for r in rows),
+        "cover_delay_mean_s": _mean([d for r in rows for d in r.cover_delays_s]),
+        "cover_delay_max_s": max((d for r in rows for d in r.cover_delays_s), default=None),
         "max_step_lag_s": round(max_lag_s, 3),
         # the simulator's own process (xenstored thread included), daemons excluded
         "host_cpu_s": (cpu_s or {}).get("host_cpu_s"),
         "xenstored_cpu_s": (cpu_s or {}).get("xenstored_cpu_s"),
         "work_dir": work_dir,
-        "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3))
+        "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3),
+                           cover_delays_s=list(r.cover_delays_s))
                       for r in rows],
     }
+
+
+def _per_guest_min(count: int, guests: int, simulated_s: float) -> float | None:
+    return round(count / guests / (simulated_s / 60), 2) if guests and simulated_s else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
 
 
 def summary_text(s: dict[str, object]) -> str:
@@ -104,6 +122,9 @@ def summary_text(s: dict[str, object]) -> str:
         f"OOM kills: {s['oom_kills']}",
         f"  daemon restarts: {s['daemon_restarts']}",
         "  dom0: " + ", ".join(f"{k} {v}" for k, v in actions.items()),
+        f"  host free on average: {s['host_free_avg_mib']} MiB; target writes "
+        f"{s['target_writes_per_guest_min']} per guest per minute; demand above the target "
+        f"for {s['cover_delay_mean_s']} s on average (worst {s['cover_delay_max_s']} s)",
     ]
     per_guest = s["per_guest"]
     assert isinstance(per_guest, list)

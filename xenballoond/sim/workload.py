@@ -132,6 +132,37 @@ def _peak_committed_kb(base: Workload, jobs: list[Job], new: Job) -> int:
         j.committed_kb for j in jobs if j.start_s < new.end_s and new.start_s < j.end_s)
 
 
+WORKLOADS = ("random", "turns", "ramp")
+TURN_S = 15.0
+
+
+def make_turns_workload(seed: int, guest_index: int, guests: int, memory_kb: int,
+                        duration_s: float) -> Workload:
+    """Guests take turns being busy: in each TURN_S slot one guest (slot
+    number modulo the guest count) runs a job that commits about 90-120% of
+    its boot memory, so it needs memory the idle ones must give back; the
+    others run only their base load and a small job now and then."""
+    rng = random.Random(f"xenballoon-sim turns {seed} {guest_index}")
+    base_committed_kb = memory_kb * rng.randint(12, 18) // 100
+    jobs: list[Job] = []
+    slot = 0
+    while slot * TURN_S < duration_s:
+        start_s = slot * TURN_S + rng.uniform(0.5, 2.0)
+        if slot % max(guests, 1) == guest_index:
+            jobs.append(Job(start_s=round(start_s, 3), ramp_up_s=round(rng.uniform(3.0, 5.0), 3),
+                            hold_s=round(TURN_S - 8.0, 3), ramp_down_s=round(rng.uniform(1.0, 2.0), 3),
+                            committed_kb=memory_kb * rng.randint(90, 120) // 100,
+                            touched_pct=rng.randint(60, 85), io_kb_per_s=rng.randint(512, 4096),
+                            cpu_pct=rng.randint(40, 90)))
+        elif rng.randrange(3) == 0:
+            jobs.append(Job(start_s=round(start_s, 3), ramp_up_s=2.0, hold_s=3.0, ramp_down_s=0.0,
+                            committed_kb=memory_kb * rng.randint(3, 8) // 100,
+                            touched_pct=50, io_kb_per_s=64, cpu_pct=5))
+        slot += 1
+    return Workload(base_committed_kb, base_committed_kb * rng.randint(35, 55) // 100,
+                    rng.randint(8, 64), rng.randint(1, 4), tuple(jobs))
+
+
 def make_ramp_workload(memory_kb: int, rate_kb_per_s: int, peak_kb: int,
                        start_s: float = 3.0) -> Workload:
     """One program that allocates and touches memory at ``rate_kb_per_s`` from

@@ -1,0 +1,427 @@
+"""xenballoon-balancer as a real process against a simulated host: the
+simulated xenstored (xenballoond/sim/xenstored.py) and the simulator's ``xl``
+(xenballoond/sim/fake_xl.py, on PATH because a real xl needs a hypervisor).
+The test plays the hypervisor: a thread applies each ``xl mem-set`` as libxl
+would (memory/target), and a cooperative guest's reservation follows at once.
+The guests' published stats are written by hand, as their xenballoond would.
+Counts and states, no timings."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tests.daemonproc import wait_until
+from tests.repo import python_env
+from xenballoond.dom0 import balance, guests
+from xenballoond.dom0.balancer import parse_size_kb
+from xenballoond.dom0.stats import Published, make_row
+from xenballoond.sim.fake_xl import REQUESTS, STATE
+from xenballoond.sim.guest import write_atomic
+from xenballoond.sim.xenstored import SimXenstored
+
+MIB = 1024
+
+
+class BalancerHost:
+    """A few guests, their keys in the simulated xenstored, and the hypervisor."""
+
+    def __init__(self, top: str, host_mb: int, sizes_mb: dict[int, tuple[int, int]]) -> None:
+        self.top = top
+        self.dom0 = os.path.join(top, "dom0")
+        for sub in ("bin", "etc/sysconfig", "var/run"):
+            os.makedirs(os.path.join(self.dom0, sub), exist_ok=True)
+        self.xl = os.path.join(self.dom0, "bin", "xl")
+        with open(self.xl, "w") as f:
+            f.write(f"#!/bin/sh\nexec {sys.executable} -m xenballoond.sim.fake_xl \"$@\"\n")
+        os.chmod(self.xl, 0o755)
+        self.conf = os.path.join(self.dom0, "etc/sysconfig/xenballoon-balancer.conf")
+        self.host_kb = host_mb * MIB
+        self.cur_kb = {d: mem * MIB for d, (mem, _) in sizes_mb.items()}
+        self.stuck: set[int] = set()  # guests that never give memory back
+        self.requests: list[tuple[int, int]] = []
+        self.uptime = {d: 100.0 for d in sizes_mb}
+        self.xsd = SimXenstored(os.path.join(top, "xs"))
+        for d, (mem, maxmem) in sizes_mb.items():
+            self.xsd.add_domain(d, f"guest{d}", mem * MIB, maxmem * MIB)
+        self.xsd.start()
+        self._offset = 0
+        self._stop = threading.Event()
+        self.write_conf()
+        self._write_state()
+        self._thread = threading.Thread(target=self._hypervisor, daemon=True)
+        self._thread.start()
+
+    def write_conf(self, extra: str = "") -> None:
+        with open(self.conf, "w") as f:
+            f.write(f"XENBALLOON_BALANCER_XL={self.xl}\nXENBALLOON_XENSTORE=native\n"
+                    f"XENBALLOON_BALANCER_UNCOOPERATIVE_S=2\n{extra}")
+
+    def free_kb(self) -> int:
+        return self.host_kb - sum(self.cur_kb.values())
+
+    def _write_state(self) -> None:
+        doc = {"total_kb": self.host_kb, "free_kb": self.free_kb(),
+               "domains": [{"domid": 0, "name": "Domain-0", "mem_kb": 1024 * MIB}]
+               + [{"domid": d, "name": f"guest{d}", "mem_kb": kb}
+                  for d, kb in sorted(self.cur_kb.items())]}
+        write_atomic(os.path.join(self.dom0, STATE), json.dumps(doc))
+
+    def _hypervisor(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                with open(os.path.join(self.dom0, REQUESTS), "rb") as f:
+                    f.seek(self._offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            data = data[:data.rfind(b"\n") + 1]
+            self._offset += len(data)
+            for line in data.decode().splitlines():
+                _, domid, kb = line.split()
+                d, tgt_kb = int(domid), int(kb)
+                self.requests.append((d, tgt_kb))
+                self.xsd.write(f"/local/domain/{d}/memory/target", str(tgt_kb))
+                if d in self.stuck and tgt_kb < self.cur_kb[d]:
+                    continue
+                self.cur_kb[d] = min(tgt_kb, self.cur_kb[d] + max(self.free_kb(), 0))
+            self._write_state()
+
+    def publish(self, domid: int, committed_mb: int, *, advance: bool = True,
+                committed_text: str | None = None) -> None:
+        """What the guest's xenballoond writes under data/xenballoon/ (as the guest)."""
+        if advance:
+            self.uptime[domid] += 1.0
+        memtotal_kb = self.cur_kb[domid] - 60 * MIB
+        commit = committed_text if committed_text is not None else str(committed_mb * MIB)
+        home = f"/local/domain/{domid}/data/xenballoon"
+        self.xsd.write(f"{home}/meminfo", f"MemTotal: {memtotal_kb} kB\nCommitted_AS: "
+                       f"{commit} kB\n", domid=domid)
+        self.xsd.write(f"{home}/uptime", f"{self.uptime[domid]:.2f} 50.00", domid=domid)
+
+    def opt_in(self, *domids: int) -> None:
+        for d in domids:
+            self.xsd.write(f"/local/domain/{d}/memory/balance", "1")
+
+    def target_kb(self, domid: int) -> int:
+        return int(self.xsd.read(f"/local/domain/{domid}/memory/target"))
+
+    def state(self) -> dict:
+        with open(os.path.join(self.dom0, "var/run/xenballoon-balancer.json")) as f:
+            return json.load(f)
+
+    def guest_state(self, domid: int) -> dict:
+        return next(g for g in self.state()["guests"] if g["domid"] == domid)
+
+    def env(self) -> dict[str, str]:
+        e = python_env()
+        e["XENSTORED_PATH"] = self.xsd.dom0_socket
+        e["XBSIM_XL_DIR"] = self.dom0
+        return e
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "xenballoond.dom0.balancer", "--root", self.dom0,
+                "-c", self.conf, *args]
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.xsd.stop()
+
+
+@pytest.fixture
+def host(tmp_path):
+    hosts: list[BalancerHost] = []
+
+    def make(host_mb: int, sizes_mb: dict[int, tuple[int, int]]) -> BalancerHost:
+        h = BalancerHost(str(tmp_path), host_mb, sizes_mb)
+        hosts.append(h)
+        return h
+
+    yield make
+    for h in hosts:
+        h.close()
+
+
+def test_moves_memory_from_the_idle_guest_to_the_busy_one(host):
+    h = host(2400, {1: (1024, 2048), 2: (1024, 2048)})
+    # the pass waits up to an interval (at most 5 s) for the decreases to free memory
+    # before it pays the increases: room for a loaded machine's hypervisor thread
+    h.write_conf("XENBALLOON_BALANCER_INTERVAL=5\n")
+    h.opt_in(1, 2)
+    h.publish(1, 1500)  # busy: needs more than it has
+    h.publish(2, 150)  # idle
+    proc = h.run("--once")
+    assert proc.returncode == 0, proc.stderr
+    assert h.target_kb(1) > 1024 * MIB > h.target_kb(2)
+    first_down = next(i for i, (d, kb) in enumerate(h.requests) if d == 2)
+    first_up = next(i for i, (d, kb) in enumerate(h.requests) if d == 1)
+    assert first_down < first_up  # decreases first
+    g1 = h.guest_state(1)
+    assert g1["status"] == guests.BALANCED and g1["need_kb"] > 1500 * MIB
+    assert "target" in proc.stderr and "need" in proc.stderr  # each decision logged, with why
+    # the busy guest's need is covered, and the host reserve is kept
+    assert h.cur_kb[1] >= g1["need_kb"] - MIB
+    assert h.free_kb() >= 64 * MIB
+
+
+def test_only_opted_in_directed_guests_with_a_daemon_are_balanced(host):
+    h = host(5000, {1: (1024, 2048), 2: (1024, 2048), 3: (1024, 2048), 4: (1024, 2048)})
+    h.opt_in(1, 2, 3)
+    h.xsd.write("/local/domain/2/memory/selfballoon", "1")
+    h.publish(1, 200)
+    h.publish(2, 200)
+    h.publish(4, 200)  # guest 3 has no daemon; guest 4 is not opted in
+    assert h.run("--once").returncode == 0
+    statuses = {g["domid"]: g["status"] for g in h.state()["guests"]}
+    assert statuses == {1: guests.BALANCED, 2: guests.SELF_BALLOONING, 3: guests.NO_DAEMON,
+                        4: guests.NOT_OPTED_IN}
+    assert {d for d, _ in h.requests} <= {1}
+    # the balancer makes an opted-in guest directed where dom0 had not said
+    assert h.xsd.read("/local/domain/1/memory/selfballoon") == "0"
+    assert h.xsd.read("/local/domain/2/memory/selfballoon") == "1"
+    assert not h.xsd.exists("/local/domain/4/memory/selfballoon")
+
+
+def test_config_list_opts_guests_in_by_name_or_domid(host):
+    h = host(5000, {1: (1024, 2048), 2: (1024, 2048), 3: (1024, 2048)})
+    h.write_conf("XENBALLOON_BALANCE_GUESTS='guest1, 3'\n")
+    for d in (1, 2, 3):
+        h.publish(d, 200)
+    assert h.run("--once").returncode == 0
+    statuses = {g["domid"]: g["status"] for g in h.state()["guests"]}
+    assert statuses == {1: guests.BALANCED, 2: guests.NOT_OPTED_IN, 3: guests.BALANCED}
+
+
+def test_free_makes_room_and_leaves_the_balancer_paused(host):
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1, 2)
+    h.publish(1, 200)
+    h.publish(2, 200)
+    proc = h.run("free", "1000M", "--timeout", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert h.free_kb() >= (1000 + 64) * MIB
+    assert "paused until" in proc.stdout
+    assert os.path.exists(os.path.join(h.dom0, "var/run/xenballoon-balancer.paused"))
+    before = len(h.requests)
+    assert h.run("--once").returncode == 0
+    assert len(h.requests) == before  # paused: the freed memory stays free
+    assert h.state()["paused"] is True
+    assert h.run("resume").returncode == 0
+    assert h.run("--once").returncode == 0
+    assert len(h.requests) > before  # balancing again: the guests get it back
+
+
+def test_free_names_what_cannot_be_freed(host):
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1)
+    h.publish(1, 900)
+    h.publish(2, 100)
+    proc = h.run("free", "4G", "--timeout", "5")
+    assert proc.returncode == 1
+    assert "cannot free 4096 MiB" in proc.stderr
+    assert "guest2 (not opted in)" in proc.stderr
+    assert h.requests == []  # nothing half-done when it cannot succeed
+
+
+def test_free_times_out_naming_the_guest_that_did_not_give(host):
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1, 2)
+    h.publish(1, 200)
+    h.publish(2, 200)
+    h.stuck.add(2)
+    proc = h.run("free", "1000M", "--timeout", "2")
+    assert proc.returncode == 1
+    assert "not yet given back: guest2 (dom 2)" in proc.stderr
+
+
+def test_pause_and_resume_commands(host):
+    h = host(2200, {1: (1024, 2048)})
+    assert h.run("pause").stdout.strip() == "xenballoon-balancer: paused"
+    assert h.run("pause").stdout.strip() == "xenballoon-balancer: already paused"
+    assert h.run("resume").stdout.strip() == "xenballoon-balancer: resumed"
+    assert h.run("resume").stdout.strip() == "xenballoon-balancer: was not paused"
+
+
+def test_a_lying_guest_gets_at_most_its_share(host):
+    h = host(2600, {1: (1024, 2048), 2: (1024, 2048), 3: (512, 1024)})
+    h.opt_in(1, 2, 3)
+    h.publish(1, 0, committed_text="99999999999")  # claims 93 TiB
+    h.publish(2, 900)
+    h.publish(3, 300)
+    assert h.run("--once").returncode == 0
+    g1, g2, g3 = (h.guest_state(d) for d in (1, 2, 3))
+    assert g1["need_kb"] == 2048 * MIB  # capped at static-max
+    assert h.target_kb(1) <= 2048 * MIB
+    # the honest guests keep at least the smaller of their need and their fair share
+    avail_kb = 2600 * MIB - 64 * MIB
+    for g, d in ((g2, 2), (g3, 3)):
+        share_kb = g["min_kb"] + (avail_kb - sum(x["min_kb"] for x in (g1, g2, g3))) * (
+            g["static_max_kb"] - g["min_kb"]) // sum(
+            x["static_max_kb"] - x["min_kb"] for x in (g1, g2, g3))
+        assert h.target_kb(d) >= min(g["need_kb"], share_kb) - MIB
+
+
+def test_daemon_marks_a_guest_that_does_not_shrink_and_stale_stats(host):
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048), 3: (100, 512)})
+    h.opt_in(1, 2, 3)
+    h.write_conf("XENBALLOON_BALANCER_STALE_INTERVALS=2\n")
+    h.stuck.add(2)
+    h.publish(3, 50)  # publishes once, then never again
+    proc = subprocess.Popen(h.argv("-f"), env=h.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+
+    def guests_publish() -> None:
+        while not stop.wait(0.3):
+            h.publish(1, 1500)
+            h.publish(2, 150)
+
+    t = threading.Thread(target=guests_publish, daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: os.path.exists(os.path.join(h.dom0, "var/run/xenballoon-balancer.json"))
+                   and h.guest_state(2)["status"] == guests.UNCOOPERATIVE, timeout=60,
+                   what="guest2 marked uncooperative")
+        wait_until(lambda: h.guest_state(3)["status"] == guests.STALE, timeout=30,
+                   what="guest3's stats stale")
+        # reload: a bad config is refused and the running one kept
+        with open(h.conf, "a") as f:
+            f.write("XENBALLOON_BALANCER_INTERVAL=0\n")
+        proc.send_signal(signal.SIGHUP)
+        h.write_conf()
+    finally:
+        stop.set()
+        t.join()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "dom 2 guest2: uncooperative: freed 0 of" in err
+    assert "reload refused, keeping the running config" in err or "reloaded" in err
+    assert "stopping" in err
+
+
+def test_check_config_and_bad_config(tmp_path):
+    conf = tmp_path / "b.conf"
+    conf.write_text("XENBALLOON_BALANCER_HOST_RESERVE_MB=abc\n")
+    argv = [sys.executable, "-m", "xenballoond.dom0.balancer", "--root", str(tmp_path)]
+    proc = subprocess.run([*argv, "-c", str(conf), "--check-config"], env=python_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{conf}:1: XENBALLOON_BALANCER_HOST_RESERVE_MB=\"abc\"" in proc.stderr
+    proc = subprocess.run([*argv, "--check-config"], env=python_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "OK: no config file, using the defaults\n")
+
+
+def test_shipped_config_parses_to_the_defaults():
+    from tests.repo import REPO
+    from xenballoond.dom0 import settings
+    with open(os.path.join(REPO, "etc", "xenballoon-balancer.conf")) as f:
+        config, warnings = settings.parse_balancer_config(f.read(), "shipped")
+    assert (config, warnings) == (settings.BalancerConfig(), [])
+
+
+@pytest.mark.parametrize("text,kb", [("1024M", 1024 * MIB), ("2G", 2 * MIB * MIB),
+                                     ("512k", 512), ("300", 300 * MIB), ("1GiB", MIB * MIB)])
+def test_sizes(text, kb):
+    assert parse_size_kb(text) == kb
+
+
+@pytest.mark.parametrize("text", ["", "-1M", "1.5G", "1X", "99999999999999M"])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError):
+        parse_size_kb(text)
+
+
+# --- the guest-state builder over hostile published stats -----------------------------
+
+hostile_text = st.one_of(st.none(), st.text(max_size=200),
+                         st.from_regex(r"MemTotal: [0-9]{1,14} kB\nCommitted_AS: [0-9]{1,14} kB\n",
+                                       fullmatch=True))
+dom0_text = st.one_of(st.none(), st.text(max_size=20), st.integers(0, 1 << 45).map(str))
+
+
+@st.composite
+def guest_inputs(draw, domid: int):
+    domain = guests.Domain(domid, f"g{domid}", draw(st.integers(0, 64 * MIB * MIB)))
+    keys = guests.Dom0Keys(static_max=draw(dom0_text), target=draw(dom0_text),
+                           selfballoon=draw(st.sampled_from([None, "0", "1", "x"])),
+                           balance=draw(st.sampled_from([None, "1", "0", "yes"])))
+    pub = Published(domid, meminfo=draw(hostile_text), uptime=draw(st.none() | st.text(max_size=30)))
+    return domain, keys, make_row(pub), draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), n=st.integers(1, 6), free_kb=st.integers(0, 1 << 42),
+       reserve_kb=st.integers(0, 1 << 20))
+def test_guest_state_builder_never_lets_a_guest_out_of_its_bounds(data, n, free_kb, reserve_kb):
+    views = [guests.guest_view(*data.draw(guest_inputs(d))[:3], listed=("g1",),
+                               fresh=data.draw(st.booleans()),
+                               marked_uncooperative=data.draw(st.booleans()))
+             for d in range(1, n + 1)]
+    states = [v.state for v in views]
+    for v in views:
+        assert v.state.min_kb <= v.state.static_max_kb or v.state.static_max_kb == 0
+        assert (v.status == guests.BALANCED) == balance.is_balanced(v.state)
+    host = balance.HostState(free_kb, reserve_kb)
+    moves = balance.balance(states, host)
+    by_id = {s.domid: s for s in states}
+    for m in moves:
+        g = by_id[m.domid]
+        assert balance.is_balanced(g)
+        assert g.min_kb <= m.tgt_kb <= g.static_max_kb
+    ideal = balance.ideal_targets(states, host)
+    floors = sum(by_id[d].min_kb for d in ideal)
+    assert sum(t for t, _ in ideal.values()) <= max(balance.available_kb(states, host), floors)
+
+
+def test_simulator_balanced_mode_runs_the_real_balancer(tmp_path):
+    """xenballoon-sim -m balanced: guests taking turns on an overcommitted host;
+    the balancer must move memory both ways and keep running."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "xenballoond.sim.host", "-m", "balanced", "-w", "turns", "-g", "2",
+         "-d", "20", "--host-mb", "2600", "--tick", "0.1", "--json", "--xenstore", "native"],
+        env=python_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["dom0_target_sets"] > 0
+    rows = s["per_guest"]
+    assert any(r["min_kb"] < r["boot_kb"] for r in rows)  # an idle guest gave memory back
+    assert all(r["daemon_restarts"] == 0 for r in rows)
+
+
+def test_monitor_shows_each_guests_need_and_the_balancers_target(host):
+    h = host(2400, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1)
+    h.publish(1, 1500)
+    h.publish(2, 150)
+    assert h.run("--once").returncode == 0
+    with open(os.path.join(h.dom0, "etc/sysconfig/xenballoon.conf"), "w") as f:
+        f.write("XENBALLOON_XENSTORE=native\n")
+    env = h.env()
+    env["PATH"] = os.path.join(h.dom0, "bin") + os.pathsep + env.get("PATH", "")
+    argv = [sys.executable, "-m", "xenballoond.dom0.monitor", "--root", h.dom0]
+    text = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("balancer: running"))
+    assert lines[start + 1].split()[:3] == ["id", "need-kb", "bal-tgt-kb"]
+    g1 = h.guest_state(1)
+    assert lines[start + 2].split()[:4] == ["1", str(g1["need_kb"]), str(h.target_kb(1)),
+                                            "balanced:"]
+    assert lines[start + 3].split()[:5] == ["2", "-", str(1024 * MIB), "not", "opted"]
+    doc = json.loads(subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True,
+                                    timeout=60).stdout)
+    assert doc["balancer"]["guests"]["1"]["need_kb"] == g1["need_kb"]
+    assert doc["balancer"]["guests"]["2"]["status"] == guests.NOT_OPTED_IN

@@ -1,0 +1,170 @@
+"""Acting on the host: ``xl list``, ``xl info`` and ``xl mem-set``, through
+proc.run, and the order moves are applied in.
+
+``xl mem-set <domid> <kb>k`` is what the toolstack expects: libxl sets the
+domain's maxmem to the target + 1 MiB (LIBXL_MAXMEM_CONSTANT), then writes
+memory/target, which the guest's kernel applies itself (pvops) and its
+xenballoond follows in directed mode.  Writing memory/target alone would
+leave the old maxmem in place (a guest could not grow past it) and libxl's
+own idea of the target stale.
+
+Decreases are written first; increases only out of memory that is free now,
+above the host reserve and above what guests were promised and have not
+taken yet.  When the decreases have not freed enough yet, the balancer waits
+a little (squeezed's two phases), then grants what there is and leaves the
+rest for the next tick.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Sequence
+
+from .. import proc
+from .balance import GuestState, Move
+from .guests import MAX_KB, Domain
+from .hostinfo import parse_free_memory_mb
+from .reader import parse_domid
+
+MIB_KB = 1024
+# "Name  ID  Mem VCPUs  State  Time(s)": the name may be anything xl accepts,
+# so the numbers are taken from the right.
+_LIST_LINE = re.compile(r"(\S.*?)\s+([0-9]{1,5})\s+([0-9]{1,12})\s+([0-9]{1,5})\s+(\S+)\s+"
+                        r"([0-9.]+)\s*", re.ASCII)
+
+
+def parse_xl_list(text: str) -> list[Domain]:
+    """The domains of ``xl list`` (Mem is in MiB); lines that do not parse
+    are skipped."""
+    domains = []
+    for line in text.splitlines()[1:]:
+        m = _LIST_LINE.fullmatch(line)
+        if m is None:
+            continue
+        domid = parse_domid(m.group(2))
+        mem_kb = int(m.group(3)) * MIB_KB
+        if domid is None or mem_kb > MAX_KB:
+            continue
+        domains.append(Domain(domid, m.group(1), mem_kb))
+    return domains
+
+
+class XlError(Exception):
+    pass
+
+
+class Xl:
+    """The ``xl`` commands the balancer runs.  ``xl`` is a name on PATH or a
+    path (XENBALLOON_BALANCER_XL)."""
+
+    def __init__(self, xl: str, timeout_s: float, env: Optional[Mapping[str, str]] = None
+                 ) -> None:
+        self.xl, self.timeout_s, self.env = xl, timeout_s, env
+        self.processes_spawned = 0
+
+    def _run(self, *args: str) -> str:
+        self.processes_spawned += 1
+        try:
+            return proc.run([self.xl, *args], self.timeout_s, env=self.env).stdout
+        except proc.CommandError as exc:
+            raise XlError(str(exc)) from exc
+
+    def list_domains(self) -> list[Domain]:
+        return parse_xl_list(self._run("list"))
+
+    def free_kb(self) -> int:
+        mb = parse_free_memory_mb(self._run("info"))
+        if mb is None:
+            raise XlError(f"{self.xl} info: no free_memory line")
+        return mb * MIB_KB
+
+    def mem_set(self, domid: int, tgt_kb: int) -> None:
+        self._run("mem-set", str(domid), f"{tgt_kb}k")
+
+
+def ref_kb(g: GuestState) -> int:
+    """The target in place (balance._ref_kb): the last one, else what it holds."""
+    return g.cur_kb if g.last_target_kb is None or g.last_target_kb <= 0 else g.last_target_kb
+
+
+def promised_kb(guests: Sequence[GuestState], targets: Mapping[int, int]) -> int:
+    """What guests may still balloon up to: each target above what it holds."""
+    return sum(max(targets.get(g.domid, ref_kb(g)) - g.cur_kb, 0) for g in guests)
+
+
+@dataclass(frozen=True)
+class Applied:
+    written: list[Move]
+    deferred: list[tuple[Move, str]]
+    failed: list[tuple[Move, str]]
+
+
+SETTLE_POLL_S = 0.5
+
+
+def apply_moves(moves: Sequence[Move], guests: Sequence[GuestState], xl: Xl, reserve_kb: int,
+                settle_s: float, wait: Callable[[float], bool]) -> Applied:
+    """Write ``moves`` (decreases first, as balance() orders them).  ``wait(s)``
+    sleeps up to s seconds and returns True when the daemon must stop."""
+    by_id = {g.domid: g for g in guests}
+    targets: dict[int, int] = {}
+    written: list[Move] = []
+    deferred: list[tuple[Move, str]] = []
+    failed: list[tuple[Move, str]] = []
+
+    def write(move: Move, tgt_kb: int, reason: str) -> None:
+        try:
+            xl.mem_set(move.domid, tgt_kb)
+        except XlError as exc:
+            failed.append((move, str(exc)))
+            return
+        targets[move.domid] = tgt_kb
+        written.append(Move(move.domid, tgt_kb, reason))
+
+    ups = []
+    for move in moves:
+        g = by_id[move.domid]
+        if move.tgt_kb < ref_kb(g):
+            write(move, move.tgt_kb, move.reason)
+        else:
+            ups.append(move)
+    if not ups:
+        return Applied(written, deferred, failed)
+
+    def extra_kb(move: Move) -> int:
+        g = by_id[move.domid]
+        return max(move.tgt_kb - max(g.cur_kb, ref_kb(g)), 0)
+
+    def budget_kb() -> int:
+        return xl.free_kb() - reserve_kb - promised_kb(guests, targets)
+
+    wanted_kb = sum(extra_kb(m) for m in ups)
+    try:
+        budget = budget_kb()
+        waited_s = 0.0
+        while budget < wanted_kb and written and waited_s < settle_s:
+            if wait(SETTLE_POLL_S):
+                break
+            waited_s += SETTLE_POLL_S
+            budget = budget_kb()
+    except XlError as exc:
+        return Applied(written, deferred + [(m, f"free memory unknown: {exc}") for m in ups],
+                       failed)
+    for move in ups:
+        g = by_id[move.domid]
+        base_kb = max(g.cur_kb, ref_kb(g))
+        grant_kb = min(extra_kb(move), max(budget, 0))
+        if move.tgt_kb <= base_kb:
+            write(move, move.tgt_kb, move.reason)  # a raise of a guest still below its target
+        elif grant_kb <= 0:
+            deferred.append((move, f"waiting for free memory ({max(budget, 0)} kB above "
+                                   "the reserve)"))
+        elif grant_kb < extra_kb(move):
+            write(move, base_kb + grant_kb,
+                  f"{move.reason}; {base_kb + grant_kb} of {move.tgt_kb} for now "
+                  "(waiting for free memory)")
+            budget -= grant_kb
+        else:
+            write(move, move.tgt_kb, move.reason)
+            budget -= grant_kb
+    return Applied(written, deferred, failed)

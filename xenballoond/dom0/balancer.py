@@ -1,0 +1,506 @@
+"""``xenballoon-balancer``: dom0's memory balancer (issue 11).
+
+Each tick: ``xl list`` and ``xl info`` (act.Xl), every guest's published
+stats and the keys dom0 keeps in its memory/ (reader.py, three or four
+batched passes), guests.py turns them into balance.GuestState records,
+balance.balance() decides, act.apply_moves() writes the targets with
+``xl mem-set``, and the decisions go to the log and to the state file the
+monitor shows (/var/run/xenballoon-balancer.json under the root).
+
+Making room for a new guest (``free SIZE``) is done by the command itself,
+not by the daemon: it sets the pause flag (/var/run/xenballoon-balancer.paused),
+takes the act lock the daemon holds while it writes targets (so it never
+races a tick), asks guests for memory with balance.free_plan(), and waits for
+the host to have SIZE free above the reserve.  It leaves the balancer paused,
+so ``xl create`` finds the memory; ``resume`` removes the flag.  This works the
+same with the daemon running or not, and needs no socket or protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Sequence
+
+from .. import __version__, logsetup, service
+from ..config import ConfigError
+from ..service import LoopControl
+from ..paths import Root
+from ..xenstore import XenstoreError
+from ..xenstore.interface import Xenstore
+from . import act, guests as guests_mod, settings
+from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
+                      balance, free_plan, is_balanced, need_kb)
+from .reader import (CliBatch, TreeBatch, XenstoreBatch, list_domids, list_guests, published,
+                     read_values)
+from .stats import make_row
+
+PROG = "xenballoon-balancer"
+DEFAULT_PIDFILE = "/var/run/xenballoon-balancer.pid"
+PAUSE_FLAG = "/var/run/xenballoon-balancer.paused"
+STATE_FILE = "/var/run/xenballoon-balancer.json"
+ACT_LOCK = "/var/run/xenballoon-balancer.lock"
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+FREE_POLL_S = 0.5
+# How long a tick waits for decreases to free memory before it grants increases.
+MAX_SETTLE_S = 5.0
+
+log = logging.getLogger(PROG)
+
+
+def params_of(config: settings.BalancerConfig) -> BalanceParams:
+    return BalanceParams(headroom_pct=config.headroom_pct,
+                         min_guest_move_kb=config.min_guest_move_mb * MIB_KB,
+                         min_total_move_kb=config.min_total_move_mb * MIB_KB)
+
+
+@dataclass
+class Snapshot:
+    """One look at the host: the records, with why each guest is held."""
+
+    views: list[guests_mod.GuestView]
+    host: HostState
+    directed_missing: list[int] = field(default_factory=list)
+
+    @property
+    def states(self) -> list[GuestState]:
+        return [v.state for v in self.views]
+
+
+class Balancer:
+    """Holds what the balancer remembers between ticks (freshness, the
+    cooperation windows, the last reasons); ``look``/``tick`` do the I/O
+    through the adapters it is handed."""
+
+    def __init__(self, config: settings.BalancerConfig, root: Root, xl: act.Xl,
+                 batch: TreeBatch, xs: Xenstore) -> None:
+        self.root = root
+        self.xl, self.batch, self.xs = xl, batch, xs
+        self.reasons: dict[int, str] = {}
+        self.statuses: dict[int, str] = {}
+        self.reconfigure(config)
+
+    def reconfigure(self, config: settings.BalancerConfig) -> None:
+        self.config = config
+        self.params = params_of(config)
+        self.freshness = guests_mod.Freshness(config.stale_intervals)
+        self.cooperation = guests_mod.Cooperation(
+            CooperationParams(timeout_s=float(config.uncooperative_s)))
+
+    @property
+    def reserve_kb(self) -> int:
+        return self.config.host_reserve_mb * MIB_KB
+
+    def paused(self) -> bool:
+        return os.path.exists(self.root.path(PAUSE_FLAG))
+
+    def look(self, now_s: float) -> Snapshot:
+        """Read the host and build every guest's record.  Raises act.XlError
+        or XenstoreError when dom0 cannot see the host."""
+        domains = [d for d in self.xl.list_domains() if d.domid != 0]
+        free_kb = self.xl.free_kb()
+        listings, _ = list_guests(self.batch, list_domids(self.batch))
+        values = read_values(self.batch, listings)
+        values.update(self.batch.read_many([
+            f"{ls.home}/memory/{k}" for ls in listings for k in guests_mod.KEY_NAMES
+            if ls.memory is not None and k in ls.memory]))
+        pubs = {ls.domid: published(ls, values) for ls in listings}
+        views = []
+        for d in domains:
+            pub = pubs.get(d.domid)
+            if pub is None:
+                continue  # being created or destroyed: not in xenstore
+            keys = guests_mod.dom0_keys(values, d.domid)
+            fresh = self.freshness.observe(d.domid, guests_mod.uptime_cs(pub.uptime))
+            watched = (guests_mod.opted_in(d, keys, self.config.guests)
+                       and (keys.selfballoon or "").strip() != "1")
+            change = self.cooperation.observe(
+                d.domid, guests_mod.kb(keys.target) if watched else None, d.cur_kb, now_s)
+            if change is not None:
+                (log.warning if change[0] else log.info)(
+                    "dom %d %s: %s: %s", d.domid, d.name,
+                    "uncooperative" if change[0] else "cooperative", change[1])
+            views.append(guests_mod.guest_view(
+                d, keys, make_row(pub), listed=self.config.guests, fresh=fresh,
+                marked_uncooperative=self.cooperation.is_marked(d.domid)))
+        present = [v.state.domid for v in views]
+        self.freshness.forget_all_but(present)
+        self.cooperation.forget_all_but(present)
+        return Snapshot(views, HostState(free_kb, self.reserve_kb),
+                        [v.state.domid for v in views if v.wants_directed])
+
+    def _log_statuses(self, snap: Snapshot) -> None:
+        for v in snap.views:
+            if self.statuses.get(v.state.domid) != v.status:
+                self.statuses[v.state.domid] = v.status
+                log.info("dom %d %s: %s", v.state.domid, v.state.name, v.status)
+
+    def make_directed(self, snap: Snapshot) -> None:
+        """memory/selfballoon = 0 for opted-in guests without the key: their
+        xenballoond then follows memory/target whatever its own config says."""
+        if not snap.directed_missing:
+            return
+        try:
+            self.xs.write_many({f"/local/domain/{d}/memory/selfballoon": "0"
+                                for d in snap.directed_missing})
+        except XenstoreError as exc:
+            log.error("cannot write memory/selfballoon: %s", exc)
+            return
+        for d in snap.directed_missing:
+            log.info("dom %d: memory/selfballoon = 0 (directed by the balancer)", d)
+
+    def tick(self, now_s: float, wait: Callable[[float], bool]) -> None:
+        try:
+            snap = self.look(now_s)
+        except (act.XlError, XenstoreError) as exc:
+            log.error("cannot read the host, no change: %s", exc)
+            return
+        self._log_statuses(snap)
+        paused = self.paused()
+        written: dict[int, int] = {}
+        if not paused:
+            with act_lock(self.root):
+                if self.paused():  # ``free`` took the lock first
+                    paused = True
+                else:
+                    self.make_directed(snap)
+                    moves = balance(snap.states, snap.host, self.params)
+                    applied = self._apply(snap, moves, wait)
+                    written = {m.domid: m.tgt_kb for m in applied.written}
+        self.write_state(snap, paused, written)
+
+    def _apply(self, snap: Snapshot, moves: Sequence[Move], wait: Callable[[float], bool]
+               ) -> act.Applied:
+        by_id = {v.state.domid: v.state for v in snap.views}
+        applied = act.apply_moves(moves, snap.states, self.xl, self.reserve_kb,
+                                  min(float(self.config.interval_s), MAX_SETTLE_S), wait)
+        for m in applied.written:
+            g = by_id[m.domid]
+            self.reasons[m.domid] = m.reason
+            log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid, g.name,
+                     act.ref_kb(g), m.tgt_kb, g.cur_kb, m.reason)
+        for m, why in applied.deferred:
+            self.reasons[m.domid] = f"{m.reason}; deferred: {why}"
+            log.info("dom %d %s: target %d kB deferred: %s", m.domid, by_id[m.domid].name,
+                     m.tgt_kb, why)
+        for m, why in applied.failed:
+            log.error("dom %d %s: xl mem-set %d kB failed: %s", m.domid, by_id[m.domid].name,
+                      m.tgt_kb, why)
+        return applied
+
+    def write_state(self, snap: Snapshot, paused: bool,
+                    written: Optional[dict[int, int]] = None) -> None:
+        """What the monitor shows: dom0-only, under the root's /var/run."""
+        doc = {
+            "written_at": time.time(), "pid": os.getpid(), "paused": paused,
+            "free_kb": snap.host.free_kb, "host_reserve_kb": snap.host.host_reserve_kb,
+            "interval_s": self.config.interval_s,
+            "guests": [{
+                "domid": v.state.domid, "name": v.state.name, "status": v.status,
+                "cur_kb": v.state.cur_kb, "static_max_kb": v.state.static_max_kb,
+                "min_kb": v.state.min_kb,
+                "need_kb": need_kb(v.state, self.params.headroom_pct)
+                if is_balanced(v.state) else None,
+                "target_kb": (written or {}).get(v.state.domid, v.state.last_target_kb),
+                "reason": self.reasons.get(v.state.domid, ""),
+            } for v in snap.views],
+        }
+        write_json_atomic(self.root.path(STATE_FILE), doc)
+
+
+def write_json_atomic(path: str, doc: object) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def act_lock(root: Root) -> Iterator[None]:
+    """Held while targets are written: the daemon's tick and ``free``."""
+    path = root.path(ACT_LOCK)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- making room --------------------------------------------------------------
+
+_SIZE = re.compile(r"([0-9]{1,12})([kKmMgGtT]?)(i?[bB])?", re.ASCII)
+_SHIFT_KB = {"k": 0, "": 10, "m": 10, "g": 20, "t": 30}
+
+
+def parse_size_kb(text: str) -> int:
+    """``1024M``, ``2G``, ``512k``, ``1.5``-free integers; no suffix: MiB (as xl)."""
+    m = _SIZE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (e.g. 1024M, 2G, 524288k)")
+    return int(m.group(1)) << _SHIFT_KB[m.group(2).lower()]
+
+
+def set_paused(root: Root, why: str) -> bool:
+    """Create the pause flag; False if it was there already."""
+    path = root.path(PAUSE_FLAG)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    existed = os.path.exists(path)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{why}\n")
+    return not existed
+
+
+def clear_paused(root: Root) -> bool:
+    try:
+        os.unlink(root.path(PAUSE_FLAG))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def room_kb(snap: Snapshot) -> int:
+    """Free memory above the reserve, less what guests were promised."""
+    return (snap.host.free_kb - snap.host.host_reserve_kb
+            - act.promised_kb(snap.states, {}))
+
+
+def make_room(b: Balancer, want_kb: int, timeout_s: float,
+              wait: Callable[[float], bool]) -> tuple[bool, str]:
+    """Ask guests for memory until ``want_kb`` is free above the reserve.
+    (ok, what to tell the administrator)."""
+    started = time.monotonic()
+    with act_lock(b.root):
+        snap = b.look(started)
+        if room_kb(snap) >= want_kb:
+            return True, f"{room_kb(snap) // MIB_KB} MiB free above the reserve already"
+        moves, short_kb = free_plan(snap.states, snap.host, want_kb, b.params)
+        if short_kb > 0:
+            held = [f"{v.state.name} ({v.status})" for v in snap.views
+                    if not is_balanced(v.state)]
+            floors = [v.state.name for v in snap.views if is_balanced(v.state)]
+            return False, (f"cannot free {want_kb // MIB_KB} MiB: {short_kb // MIB_KB} MiB "
+                           "short with every balanced guest at its floor"
+                           + (f" ({', '.join(floors)})" if floors else "")
+                           + (f"; held, not asked: {', '.join(held)}" if held else ""))
+        by_id = {v.state.domid: v.state for v in snap.views}
+        for m in moves:
+            try:
+                b.xl.mem_set(m.domid, m.tgt_kb)
+            except act.XlError as exc:
+                return False, f"xl mem-set {by_id[m.domid].name} failed: {exc}"
+            b.reasons[m.domid] = m.reason
+            log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid,
+                     by_id[m.domid].name, act.ref_kb(by_id[m.domid]), m.tgt_kb,
+                     by_id[m.domid].cur_kb, m.reason)
+        asked = {m.domid: m.tgt_kb for m in moves}
+        while True:
+            snap = b.look(time.monotonic())
+            if room_kb(snap) >= want_kb:
+                b.write_state(snap, True)
+                return True, (f"{room_kb(snap) // MIB_KB} MiB free above the reserve "
+                              f"({len(moves)} guests asked)")
+            if time.monotonic() - started >= timeout_s or wait(FREE_POLL_S):
+                break
+        b.write_state(snap, True)
+        slow = [f"{v.state.name} (dom {v.state.domid}): asked {asked[v.state.domid] // MIB_KB}"
+                f" MiB, holds {v.state.cur_kb // MIB_KB} MiB" for v in snap.views
+                if v.state.domid in asked and v.state.cur_kb > asked[v.state.domid] + MIB_KB]
+        return False, (f"only {max(room_kb(snap), 0) // MIB_KB} of {want_kb // MIB_KB} MiB free "
+                       f"after {timeout_s:g} s; not yet given back: "
+                       + ("; ".join(slow) if slow else "nothing outstanding (another "
+                          "domain took the memory)"))
+
+
+# --- building and running -------------------------------------------------------
+
+def build(config: settings.BalancerConfig, root: Root) -> Balancer:
+    xl = act.Xl(config.xl, config.command_timeout_s)
+    xs: Xenstore
+    batch: TreeBatch
+    if config.xenstore_backend == "native":
+        from ..xenstore.native import NativeXenstore
+        xs = NativeXenstore(timeout_s=config.command_timeout_s, root=root)
+        batch = XenstoreBatch(xs)
+    else:
+        from ..xenstore.cli import CliXenstore
+        xs = CliXenstore(timeout_s=config.command_timeout_s)
+        batch = CliBatch(timeout_s=config.command_timeout_s)
+    return Balancer(config, root, xl, batch, xs)
+
+
+class Reloader:
+    """SIGHUP: a fresh config swapped in only if it is valid."""
+
+    def __init__(self, balancer: Balancer, root: Root, explicit: Optional[str]) -> None:
+        self.balancer, self.root, self.explicit = balancer, root, explicit
+
+    def __call__(self) -> None:
+        try:
+            config, path, warnings = settings.load(self.root, self.explicit)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        for w in warnings:
+            log.warning("%s", w)
+        old = self.balancer.config
+        if (config.xl, config.xenstore_backend, config.command_timeout_s) != (
+                old.xl, old.xenstore_backend, old.command_timeout_s):
+            fresh = build(config, self.root)
+            self.balancer.xl, self.balancer.batch = fresh.xl, fresh.batch
+            self.balancer.xs.close()
+            self.balancer.xs = fresh.xs
+        self.balancer.reconfigure(config)
+        log.info("reloaded %s", path or "defaults (no config file)")
+
+
+def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
+    c = b.config
+    log.info("started: interval %d s, host reserve %d MiB, headroom %d%%, opted in by "
+             "config: %s", c.interval_s, c.host_reserve_mb, c.headroom_pct,
+             " ".join(c.guests) or "none (memory/balance = 1 only)")
+
+    def wait(seconds: float) -> bool:
+        control.wait(seconds)
+        return control.stop
+
+    while not control.stop:
+        try:
+            b.tick(time.monotonic(), wait)
+        except Exception:  # one bad tick must not end balancing
+            log.exception("tick failed")
+        if not control.stop and not control.reload:
+            control.wait(b.config.interval_s)
+        if control.reload:
+            control.reload = False
+            reload()
+    log.info("stopping")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="dom0's memory balancer: moves memory between the guests whose "
+                    "xenballoond runs in directed mode and that the administrator opted in.",
+        epilog="Commands: free SIZE (make SIZE free for a new guest, then stay paused), "
+               "pause, resume.  Exit status: 0 ok, 1 failed or already running, "
+               "2 bad config or usage.")
+    p.add_argument("-c", "--config", metavar="CONF",
+                   help="config file (default: /etc/sysconfig/xenballoon-balancer.conf, "
+                        "then /etc/default/xenballoon-balancer.conf)")
+    p.add_argument("-p", "--pidfile", metavar="PIDFILE",
+                   help=f"PID file (default: {DEFAULT_PIDFILE} under the root)")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="do not detach; log to stderr (for systemd)")
+    p.add_argument("--once", action="store_true",
+                   help="run exactly one balancing pass in the foreground and exit")
+    p.add_argument("--check-config", action="store_true",
+                   help="check the config file, print OK or the error, and exit")
+    p.add_argument("--root", metavar="DIR", default="/",
+                   help="resolve every OS path (/etc, /var/run, xenstored's socket) under DIR")
+    p.add_argument("--debug", action="store_true", help="log more")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{free,pause,resume}")
+    f = sub.add_parser("free", help="make SIZE free for a new guest, then stay paused")
+    f.add_argument("size", metavar="SIZE", help="e.g. 1024M, 2G, 524288k (no suffix: MiB)")
+    f.add_argument("--timeout", metavar="SEC", type=float, default=60.0,
+                   help="give up after SEC seconds (default 60)")
+    sub.add_parser("pause", help="stop setting targets until resume (for xl create)")
+    sub.add_parser("resume", help="balance again")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.command == "free":
+        try:
+            args.size_kb = parse_size_kb(args.size)
+        except ValueError as exc:
+            p.error(str(exc))
+        if not 0 < args.timeout <= 86400:
+            p.error("--timeout must be between 0 and 86400 seconds")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    root = Root(os.path.abspath(args.root))
+    logsetup.to_stderr(args.debug, PROG)
+    if args.command == "pause":
+        new = set_paused(root, f"paused by {PROG} pause at {time.strftime('%F %T')}")
+        print(f"{PROG}: paused" if new else f"{PROG}: already paused")
+        return EXIT_OK
+    if args.command == "resume":
+        print(f"{PROG}: resumed" if clear_paused(root) else f"{PROG}: was not paused")
+        return EXIT_OK
+    try:
+        config, path, warnings = settings.load(root, args.config)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: see {PROG} --help and the comments in xenballoon-balancer.conf",
+              file=sys.stderr)
+        return EXIT_USAGE
+    for w in warnings:
+        log.warning("%s", w)
+    if args.check_config:
+        print(f"OK: {path}" if path else "OK: no config file, using the defaults")
+        return EXIT_OK
+    if path is None:
+        log.info("no config file found, using the defaults")
+    balancer = build(config, root)
+    stop = threading.Event()
+
+    def wait_event(seconds: float) -> bool:
+        return stop.wait(seconds)
+
+    if args.command == "free":
+        set_paused(root, f"paused by {PROG} free {args.size} at {time.strftime('%F %T')}")
+        old = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            ok, message = make_room(balancer, args.size_kb, args.timeout, wait_event)
+        except (act.XlError, XenstoreError) as exc:
+            ok, message = False, f"cannot read the host: {exc}"
+        finally:
+            signal.signal(signal.SIGINT, old)
+        print(f"{PROG}: {message}" + (f"; paused until '{PROG} resume'" if ok else ""),
+              file=sys.stdout if ok else sys.stderr)
+        return EXIT_OK if ok else EXIT_FAIL
+    if args.once:
+        balancer.tick(time.monotonic(), wait_event)
+        return EXIT_OK
+    pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
+    if args.foreground:
+        return run_foreground(balancer, pidfile, root, args)
+    return run_detached(balancer, pidfile, root, args)
+
+
+def run_foreground(b: Balancer, pidfile: str, root: Root, args: argparse.Namespace) -> int:
+    return service.run_foreground(PROG, pidfile, log, _loop(b, root, args))
+
+
+def run_detached(b: Balancer, pidfile: str, root: Root, args: argparse.Namespace) -> int:
+    return service.run_detached(PROG, pidfile, log, args.debug, _loop(b, root, args))
+
+
+def _loop(b: Balancer, root: Root, args: argparse.Namespace
+          ) -> Callable[[LoopControl, logging.Logger], None]:
+    def loop(control: LoopControl, _log: logging.Logger) -> None:
+        run(b, control, Reloader(b, root, args.config))
+    return loop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""From what dom0 reads to the policy's records: ``xl list``, the keys dom0
+writes in each guest's memory/, and what the guest published, in; one
+balance.GuestState per guest and a status saying why it is held, out.
+
+Who is balanced (issue 11, item 2):
+
+* opted in by the administrator: its name or domid in
+  XENBALLOON_BALANCE_GUESTS, or ``memory/balance`` = 1, which only dom0 can
+  write (memory/ is read-only for the guest under xl), so a guest cannot opt
+  itself in;
+* directed: ``memory/selfballoon`` is not 1.  The balancer writes 0 where the
+  key is absent (balancer.py), so the daemon follows memory/target whatever
+  its own config says; an explicit 1 is the administrator's choice and wins;
+* with our daemon running: it published meminfo with a Committed_AS, and its
+  published uptime advanced within the last ``stale_polls`` looks;
+* cooperative (cooperation.py's verdict), with sane limits.
+
+Guest text is hostile: only stats.make_row's bounded numbers are used, and
+balance.need_kb caps whatever a guest claims at its static-max.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
+
+from ..minimum import min_target_mb
+from ..numbers import parse_bounded_int
+from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
+from .stats import Row
+
+MAX_KB = 1 << 40  # a petabyte of kB: no domain has more; larger is garbage
+
+# What each status means for the table and the log.
+BALANCED = "balanced"
+NOT_OPTED_IN = "not opted in"
+SELF_BALLOONING = "self-ballooning (memory/selfballoon=1)"
+NO_DAEMON = "no daemon (no Committed_AS published)"
+STALE = "stale stats (uptime not advancing)"
+UNCOOPERATIVE = "uncooperative"
+NO_STATIC_MAX = "no memory/static-max"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One line of ``xl list``."""
+
+    domid: int
+    name: str
+    cur_kb: int
+
+
+@dataclass(frozen=True)
+class Dom0Keys:
+    """What dom0 wrote under the guest's memory/ (raw text; None: absent)."""
+
+    static_max: Optional[str] = None
+    target: Optional[str] = None
+    selfballoon: Optional[str] = None
+    balance: Optional[str] = None
+
+
+KEY_NAMES = ("static-max", "target", "selfballoon", "balance")
+
+
+def dom0_keys(values: Mapping[str, str], domid: int) -> Dom0Keys:
+    """The keys of one guest from a {path: value} read."""
+    home = f"/local/domain/{domid}/memory"
+    static_max, target, selfballoon, balance = (values.get(f"{home}/{k}") for k in KEY_NAMES)
+    return Dom0Keys(static_max, target, selfballoon, balance)
+
+
+def kb(text: Optional[str]) -> Optional[int]:
+    return None if text is None else parse_bounded_int(text, 0, MAX_KB)
+
+
+@dataclass(frozen=True)
+class GuestView:
+    """A guest for the balancer: the policy's record, and why it is held."""
+
+    state: GuestState
+    status: str
+    opted_in: bool
+    wants_directed: bool  # opted in and memory/selfballoon absent: write 0
+
+
+class Freshness:
+    """A guest's stats are fresh while its published uptime advances: the
+    same value ``stale_polls`` looks in a row means its daemon stopped (or
+    froze its keys), and its Committed_AS is no longer believed."""
+
+    def __init__(self, stale_polls: int) -> None:
+        self.stale_polls = stale_polls
+        self._seen: dict[int, tuple[Optional[int], int]] = {}
+
+    def observe(self, domid: int, active_or_uptime_cs: Optional[int]) -> bool:
+        last, same = self._seen.get(domid, (None, 0))
+        same = same + 1 if active_or_uptime_cs is not None and active_or_uptime_cs == last else 0
+        self._seen[domid] = (active_or_uptime_cs, same)
+        return active_or_uptime_cs is not None and same < self.stale_polls
+
+    def forget_all_but(self, domids: Iterable[int]) -> None:
+        keep = set(domids)
+        for domid in [d for d in self._seen if d not in keep]:
+            del self._seen[domid]
+
+
+def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
+    names = set(listed)
+    return (domain.name in names or str(domain.domid) in names
+            or (keys.balance is not None and keys.balance.strip() == "1"))
+
+
+def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: Iterable[str],
+               fresh: bool, marked_uncooperative: bool) -> GuestView:
+    """One guest's record and status.  Pure."""
+    is_opted_in = opted_in(domain, keys, listed)
+    self_on = keys.selfballoon is not None and keys.selfballoon.strip() == "1"
+    static_max_kb = kb(keys.static_max)
+    target_kb = kb(keys.target)
+    cur_kb = min(max(domain.cur_kb, 0), MAX_KB)
+    cap_kb = static_max_kb if static_max_kb is not None else cur_kb
+    min_kb = min(min_target_mb(cap_kb) * MIB_KB, cap_kb)
+    committed_kb = row.commit_kb if row is not None else None
+    mem_kb = row.mem_kb if row is not None else None
+    if committed_kb is not None:
+        committed_kb = min(committed_kb, cap_kb)
+    reserved_kb = 0 if mem_kb is None else min(max(cur_kb - mem_kb, 0), cur_kb)
+
+    if not is_opted_in:
+        status = NOT_OPTED_IN
+    elif self_on:
+        status = SELF_BALLOONING
+    elif static_max_kb is None:
+        status = NO_STATIC_MAX
+    elif committed_kb is None:
+        status = NO_DAEMON
+    elif not fresh:
+        status = STALE
+    elif marked_uncooperative:
+        status = UNCOOPERATIVE
+    else:
+        status = BALANCED
+    state = GuestState(
+        domid=domain.domid, name=domain.name, cur_kb=cur_kb, static_max_kb=cap_kb,
+        min_kb=min_kb, committed_as_kb=committed_kb if status in (BALANCED, UNCOOPERATIVE)
+        else None,
+        participating=status in (BALANCED, UNCOOPERATIVE), uncooperative=marked_uncooperative,
+        last_target_kb=target_kb, reserved_kb=reserved_kb)
+    return GuestView(state, status, is_opted_in,
+                     wants_directed=is_opted_in and keys.selfballoon is None)
+
+
+def uptime_cs(text: Optional[str]) -> Optional[int]:
+    """The first number of a published /proc/uptime, in centiseconds, or None."""
+    if text is None:
+        return None
+    first = text.split(None, 1)[0] if text.strip() else ""
+    whole, _, frac = first.partition(".")
+    if not (whole.isascii() and whole.isdigit() and len(whole) <= 12
+            and (frac == "" or (frac.isascii() and frac.isdigit() and len(frac) <= 9))):
+        return None
+    return int(whole) * 100 + int((frac + "00")[:2])
+
+
+@dataclass(frozen=True)
+class _Asked:
+    tgt_kb: int
+    cur_at_set_kb: int
+    set_at_s: float
+
+
+class Cooperation:
+    """Who is failing to shrink to the target dom0 set (balance.uncooperative).
+
+    It watches memory/target whoever writes it (this daemon, ``free``, an
+    administrator's ``xl mem-set``): a new value starts a new window."""
+
+    def __init__(self, params: CooperationParams) -> None:
+        self.params = params
+        self._asked: dict[int, _Asked] = {}
+        self.marked: dict[int, str] = {}
+
+    def observe(self, domid: int, tgt_kb: Optional[int], cur_kb: int, now_s: float
+                ) -> Optional[tuple[bool, str]]:
+        """Whether the guest is uncooperative now; (changed, reason) when the
+        verdict changed, else None."""
+        if tgt_kb is None:
+            self._asked.pop(domid, None)
+            return self._set(domid, None)
+        asked = self._asked.get(domid)
+        if asked is None or asked.tgt_kb != tgt_kb:
+            asked = _Asked(tgt_kb, cur_kb, now_s)
+            self._asked[domid] = asked
+        verdict = uncooperative(asked.tgt_kb, asked.cur_at_set_kb, asked.set_at_s, cur_kb,
+                                now_s, self.params)
+        return self._set(domid, verdict.reason if verdict.uncooperative else None)
+
+    def _set(self, domid: int, reason: Optional[str]) -> Optional[tuple[bool, str]]:
+        was = domid in self.marked
+        if reason is None:
+            self.marked.pop(domid, None)
+            return (False, "cooperative again") if was else None
+        self.marked[domid] = reason
+        return None if was else (True, reason)
+
+    def is_marked(self, domid: int) -> bool:
+        return domid in self.marked
+
+    def forget_all_but(self, domids: Iterable[int]) -> None:
+        keep = set(domids)
+        for table in (self._asked, self.marked):
+            for domid in [d for d in table if d not in keep]:
+                del table[domid]

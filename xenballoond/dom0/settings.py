@@ -1,0 +1,74 @@
+"""xenballoon-balancer.conf: the balancer's variables, read by the same
+parser as xenballoon.conf (config.parse_values) with its own table.
+
+The defaults are balance.py's (BalanceParams, CooperationParams), so the
+policy's golden tables and the shipped file say the same thing.
+"""
+from __future__ import annotations
+
+from ..record import frozen
+from typing import Optional
+
+from ..config import (MAX_INTERVAL_S, XENSTORE_BACKENDS, Spec, check_fields, find_config,
+                      parse_values, read_config_text)
+from ..paths import Root
+from .balance import DEFAULT_COOPERATION, DEFAULT_PARAMS, MIB_KB
+
+CONFIG_CANDIDATES = ("/etc/sysconfig/xenballoon-balancer.conf",
+                     "/etc/default/xenballoon-balancer.conf")
+MAX_MB = 16 * 1024 * 1024  # 16 TiB
+MAX_STALE_INTERVALS = 1000
+MAX_TIMEOUT_S = 3600
+
+
+@frozen
+class BalancerConfig:
+    interval_s: int = 1
+    host_reserve_mb: int = 64
+    headroom_pct: int = DEFAULT_PARAMS.headroom_pct
+    min_guest_move_mb: int = DEFAULT_PARAMS.min_guest_move_kb // MIB_KB
+    min_total_move_mb: int = DEFAULT_PARAMS.min_total_move_kb // MIB_KB
+    uncooperative_s: int = int(DEFAULT_COOPERATION.timeout_s)
+    stale_intervals: int = 5
+    guests: tuple[str, ...] = ()
+    xl: str = "xl"
+    xenstore_backend: str = "cli"
+    command_timeout_s: int = 10
+
+    def __post_init__(self) -> None:
+        check_fields(self, _BY_FIELD)
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("XENBALLOON_BALANCER_INTERVAL", "interval_s", "int", 1, MAX_INTERVAL_S),
+    Spec("XENBALLOON_BALANCER_HOST_RESERVE_MB", "host_reserve_mb", "int", 0, MAX_MB),
+    Spec("XENBALLOON_BALANCER_HEADROOM_PCT", "headroom_pct", "int", 0, 100),
+    Spec("XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB", "min_guest_move_mb", "int", 0, MAX_MB),
+    Spec("XENBALLOON_BALANCER_MIN_TOTAL_MOVE_MB", "min_total_move_mb", "int", 0, MAX_MB),
+    Spec("XENBALLOON_BALANCER_UNCOOPERATIVE_S", "uncooperative_s", "int", 1, MAX_TIMEOUT_S),
+    Spec("XENBALLOON_BALANCER_STALE_INTERVALS", "stale_intervals", "int", 1,
+         MAX_STALE_INTERVALS),
+    Spec("XENBALLOON_BALANCE_GUESTS", "guests", "words"),
+    Spec("XENBALLOON_BALANCER_XL", "xl", "command"),
+    Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
+    Spec("XENBALLOON_BALANCER_COMMAND_TIMEOUT_S", "command_timeout_s", "int", 1,
+         MAX_TIMEOUT_S),
+)
+_BY_FIELD = {s.field: s for s in SPECS}
+VARIABLES = tuple(s.key for s in SPECS)
+
+
+def parse_balancer_config(text: str, filename: str) -> tuple[BalancerConfig, list[str]]:
+    values, warnings = parse_values(text, filename, SPECS)
+    return BalancerConfig(**values), warnings  # type: ignore[arg-type]
+
+
+def load(root: Root, explicit: Optional[str]
+         ) -> tuple[BalancerConfig, Optional[str], list[str]]:
+    """The config from -c, else the first of CONFIG_CANDIDATES under the root,
+    else the defaults; raises ConfigError."""
+    path = find_config(root, explicit, CONFIG_CANDIDATES)
+    if path is None:
+        return BalancerConfig(), None, []
+    config, warnings = parse_balancer_config(read_config_text(path), path)
+    return config, path, warnings

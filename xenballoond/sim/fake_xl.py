@@ -1,0 +1,86 @@
+"""The simulator's ``xl``, for the balancer running as dom0 (-m balanced).
+
+A real ``xl`` needs a hypervisor, so the simulated host writes what xl would
+report to ``xl-state.json`` beside this program's wrapper every step, and
+this program answers ``xl list`` and ``xl info`` from it.  ``xl mem-set`` is
+appended to ``xl-requests`` (one line each, O_APPEND, so lines never
+interleave); the host applies it on its next step as libxl does: maxmem =
+target + 1 MiB, then memory/target.  The directory is $XBSIM_XL_DIR.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any, Optional, Sequence
+
+STATE = "xl-state.json"
+REQUESTS = "xl-requests"
+_SIZE = re.compile(r"([0-9]{1,15})([bkmgt]?)", re.ASCII | re.IGNORECASE)
+_TO_KB = {"b": -10, "k": 0, "": 10, "m": 10, "g": 20, "t": 30}
+
+
+def parse_mem_kb(text: str) -> Optional[int]:
+    """xl's size argument: a number and a unit, MiB when there is none."""
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        return None
+    shift = _TO_KB[m.group(2).lower()]
+    value = int(m.group(1))
+    return value >> -shift if shift < 0 else value << shift
+
+
+def render_list(state: dict[str, Any]) -> str:
+    lines = [f"{'Name':<40}{'ID':>5}{'Mem':>6}{'VCPUs':>6}\t{'State':<8}{'Time(s)':>8}"]
+    for d in state["domains"]:
+        lines.append(f"{d['name']:<40}{d['domid']:>5}{d['mem_kb'] // 1024:>6}{1:>6}"
+                     f"\t{'-b----' if d['domid'] else 'r-----':<8}{0.0:>8.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def render_info(state: dict[str, Any]) -> str:
+    return (f"host                   : xenballoon-sim\n"
+            f"total_memory           : {state['total_kb'] // 1024}\n"
+            f"free_memory            : {state['free_kb'] // 1024}\n"
+            f"free_cpus              : 0\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    directory = os.environ.get("XBSIM_XL_DIR", "")
+    if not directory:
+        print("xl (xenballoon-sim): XBSIM_XL_DIR is not set", file=sys.stderr)
+        return 1
+    try:
+        with open(os.path.join(directory, STATE), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"xl (xenballoon-sim): no host state: {exc}", file=sys.stderr)
+        return 1
+    if args == ["list"]:
+        sys.stdout.write(render_list(state))
+        return 0
+    if args == ["info"]:
+        sys.stdout.write(render_info(state))
+        return 0
+    if len(args) == 3 and args[0] == "mem-set":
+        by_name = {d["name"]: d["domid"] for d in state["domains"]}
+        domid = by_name.get(args[1], int(args[1]) if args[1].isdigit() else None)
+        kb = parse_mem_kb(args[2])
+        if domid not in {d["domid"] for d in state["domains"]} or kb is None:
+            print(f"xl (xenballoon-sim): bad mem-set {args[1:]}", file=sys.stderr)
+            return 1
+        fd = os.open(os.path.join(directory, REQUESTS),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"mem-set {domid} {kb}\n".encode())
+        finally:
+            os.close(fd)
+        return 0
+    print(f"xl (xenballoon-sim): not simulated: {' '.join(args)}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
