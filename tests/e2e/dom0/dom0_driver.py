@@ -27,7 +27,7 @@ import zlib
 
 GUEST = "guest"
 GUEST_CFG = "/etc/e2e/guest.cfg"
-CONSOLE_LOG = "/var/log/xen/console/guest-guest.log"
+CONSOLE_DIR = "/var/log/xen/console"
 CONF = "/etc/default/xenballoon.conf"
 PIDFILE = "/var/run/xenballoond.pid"
 MAXMEMFILE = "/var/run/xenballoon-maxmem"
@@ -95,6 +95,40 @@ def xl_mem_mb():
     """The guest's memory in MiB as `xl list` shows it."""
     p = run(["xl", "list", GUEST], check=True)
     return int(p.stdout.splitlines()[-1].split()[2])
+
+
+def xl_domid():
+    return int(run(["xl", "domid", GUEST], check=True).stdout.strip())
+
+
+def xl(*args, timeout=60):
+    """Run `xl ARGS`; (rc, seconds, what it said on stderr and stdout)."""
+    t0 = time.monotonic()
+    p = run(["xl"] + list(args), timeout=timeout)
+    out = (p.stderr.strip() + "\n" + p.stdout.strip()).strip()
+    # xc's progress lines aside, what xl said goes to the log whole
+    said = "\n".join(ln for ln in out.splitlines() if "xc: progress" not in ln)
+    say("xl %s -> rc=%d %.1f s\n%s" % (" ".join(args), p.returncode, time.monotonic() - t0, said[-6000:]))
+    return p.returncode, time.monotonic() - t0, out
+
+
+def last_error(text):
+    """The first error line of what xl said (the cause; what follows is the clean-up)."""
+    errs = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()]
+    return (errs[0] if errs else text.strip().splitlines()[-1] if text.strip() else "")[-200:]
+
+
+def xl_list_mb():
+    """The guest's size in `xl list` (MiB), or None while there is no domain of that name."""
+    p = run(["xl", "list", GUEST])
+    if p.returncode != 0:
+        return None
+    return int(p.stdout.splitlines()[-1].split()[2])
+
+
+def xen_log_count(word):
+    """How many lines of Xen's console ring (`xl dmesg`) contain word."""
+    return sum(word in ln for ln in run(["xl", "dmesg"]).stdout.splitlines())
 
 
 XS_SOCKETS = ("/var/run/xenstored/socket", "/run/xenstored/socket")
@@ -166,20 +200,29 @@ class XsWire:
 
 
 def console_tail(stop):
-    """Copy the guest console (as xenconsoled logs it) to ours, prefixed GC:."""
-    while not os.path.exists(CONSOLE_LOG) and not stop.is_set():
-        time.sleep(0.2)
-    with open(CONSOLE_LOG, "rb") as f:
-        buf = b""
-        while not stop.is_set():
-            chunk = f.read(65536)
+    """Copy the guest console (as xenconsoled logs it) to ours, prefixed GC:.  A migrated guest
+    arrives as "guest--incoming" and xenconsoled logs it under that name: follow every log."""
+    files = {}
+    while not stop.is_set():
+        try:
+            names = sorted(n for n in os.listdir(CONSOLE_DIR) if n.startswith("guest-"))
+        except OSError:
+            names = []
+        for n in names:
+            if n not in files:
+                files[n] = [open(os.path.join(CONSOLE_DIR, n), "rb"), b""]
+        idle = True
+        for f_buf in files.values():
+            chunk = f_buf[0].read(65536)
             if not chunk:
-                time.sleep(0.2)
                 continue
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
+            idle = False
+            f_buf[1] += chunk
+            while b"\n" in f_buf[1]:
+                line, f_buf[1] = f_buf[1].split(b"\n", 1)
                 emit("GC: " + line.decode("utf-8", "replace").replace("\r", ""))
+        if idle:
+            time.sleep(0.2)
 
 
 class Guest:
@@ -201,15 +244,28 @@ class Guest:
     def rm(self, rel):
         xs_rm(self.key(rel))
 
+    def rebind(self, domid):
+        """The guest came back as another domain (xl restore, xl migrate)."""
+        self.domid = domid
+        self.path = "/local/domain/%d" % domid
+
     def call(self, op, **args):
         """Ask the agent to do op; wait for its answer (its own timeout_s plus slack)."""
-        timeout_s = float(args.get("timeout_s", 60))
+        return self.answer(self.ask(op, **args))
+
+    def ask(self, op, **args):
+        """Send op to the agent without waiting: answer() collects the result."""
         if self.dead:
             raise RuntimeError("guest agent gone since: " + self.dead)
         self.seq += 1
         seq = str(self.seq)
         blob = base64.b64encode(json.dumps(args).encode()).decode()
         self.write("data/e2e/cmd", "%s %s %s" % (seq, op, blob))
+        return seq, op, args
+
+    def answer(self, asked):
+        seq, op, args = asked
+        timeout_s = float(args.get("timeout_s", 60))
         deadline = time.monotonic() + timeout_s + 30
         while time.monotonic() < deadline:
             res = self.read("data/e2e/res")
@@ -297,14 +353,15 @@ class Driver:
         return seen
 
     # -- scenarios --------------------------------------------------------------------------
-    def s_boot(self, name):
+    def create_guest(self):
+        """xl create the guest and wait for its agent; returns (xl create's seconds, the
+        agent's ready snapshot, memory/'s permissions as xl made them)."""
         t0 = time.monotonic()
         p = run(["xl", "create", GUEST_CFG], timeout=300)
         create_s = time.monotonic() - t0
         if p.returncode != 0:
             raise RuntimeError("xl create failed: " + p.stderr.strip())
-        domid = int(run(["xl", "domid", GUEST], check=True).stdout.strip())
-        self.g = Guest(domid)
+        self.g = Guest(xl_domid())
         perms = run(["xenstore-ls", "-p", self.g.path + "/memory"]).stdout
         say("guest memory/ as xl made it:\n" + perms)
         ready = None
@@ -315,7 +372,12 @@ class Driver:
             time.sleep(0.5)
         if not ready:
             raise RuntimeError("the guest agent never came up")
-        self.boot_snap = json.loads(ready)
+        return create_s, json.loads(ready), perms
+
+    def s_boot(self, name):
+        t0 = time.monotonic()
+        create_s, self.boot_snap, perms = self.create_guest()
+        domid = self.g.domid
         memory_perm = [ln for ln in perms.splitlines() if ln.strip().startswith("target")]
         result(name, True, domid=domid, create_s=create_s, agent_ready_s=time.monotonic() - t0,
                xl_mem_mb=xl_mem_mb(), static_max_kb=self.g.read("memory/static-max"),

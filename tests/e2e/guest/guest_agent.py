@@ -374,14 +374,20 @@ def main():
     done = set()
     watch = subprocess.Popen(["xenstore-watch", CMD_KEY], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
+    idle_s = 0
     while True:
         if watch.poll() is None:
             r, _, _ = select.select([watch.stdout], [], [], 1.0)
             if r:
                 watch.stdout.readline()
+                idle_s = 0
             else:
                 SYS.pump()
-                continue
+                # after a save/restore or a migration the guest is another domain: read the
+                # command now and then in case the watch did not come along
+                idle_s += 1
+                if idle_s % 3:
+                    continue
         else:
             time.sleep(0.5)  # no watch: fall back to polling
         rc, value = xs("xenstore-read", CMD_KEY)
