@@ -37,8 +37,10 @@ WHEELS = ("python-daemon", "lockfile")
 SCRIPTS = {"xenballoond": "xenballoond.guest.cli:main", "xenballoon-monitor": "xenballoond.dom0.monitor:main"}
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "cpio": "cpio",
               "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg", "mke2fs": "e2fsprogs"}
-QEMU_MEM_MB = 2048
-XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 "
+# dom0 holds the guest's disk, and a save file of up to maxmem (768 MiB) in its RAM file system;
+# Xen needs room for two copies of the guest during a localhost migration
+QEMU_MEM_MB = 4096
+XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpus=1 "
             # smap/smep off: under TCG a PV dom0 faults at once with them on
             "loglvl=all guest_loglvl=all smap=0 smep=0")
 # ramfs: the default tmpfs root (half of dom0_mem) is too small for the guest's disk image

@@ -270,6 +270,107 @@ def op_alloc(args):
     return out
 
 
+RAMPER = r"""
+import mmap, sys, time
+rate_mb_s, chunk_mb, total_mb = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+one_mib = b"\x01" * (1 << 20)
+held = []
+t0 = time.monotonic()
+max_lag = 0.0
+for i in range(total_mb // chunk_mb):
+    due = t0 + i * chunk_mb / rate_mb_s
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    max_lag = max(max_lag, time.monotonic() - due)
+    # private writable: Committed_AS rises by the chunk at the mmap, then every page is touched
+    m = mmap.mmap(-1, chunk_mb << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    for j in range(chunk_mb):
+        m[j << 20:(j + 1) << 20] = one_mib
+    held.append(m)
+    print("chunk", i + 1, round(time.monotonic() - t0, 2), flush=True)
+print("done mb", len(held) * chunk_mb, "s", round(time.monotonic() - t0, 2), "max_lag_s",
+      round(max_lag, 2), flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def mem_row(t):
+    """[t, balloon target, current, MemTotal, MemAvailable, Committed_AS] in MiB (t in s)."""
+    mi = fields(read("/proc/meminfo"), ":")
+    return [t, read_int(BALLOON + "/target_kb") >> 10, read_int(BALLOON + "/info/current_kb") >> 10,
+            mi.get("MemTotal", -1) >> 10, mi.get("MemAvailable", -1) >> 10,
+            mi.get("Committed_AS", -1) >> 10]
+
+
+def op_ramp(args):
+    """Allocate and touch memory at a fixed rate (chunk_mb chunks, rate_mb_s, up to total_mb)
+    in a child process, sampling the balloon and /proc/meminfo every 0.1 s meanwhile and for
+    hold_s after; the memory stays held (op_free releases it) unless the OOM killer took it.
+
+    Reports the time from the ramp's start to the first rise of the balloon target, when
+    MemAvailable first fell under 10% of MemTotal, OOM kills (vmstat oom_kill and dmesg)."""
+    if ALLOC["proc"] is not None:
+        return {"ok": False, "error": "an allocation is already held"}
+    rate, chunk_mb = float(args["rate_mb_s"]), int(args.get("chunk_mb", 16))
+    total_mb, hold_s = int(args["total_mb"]), float(args.get("hold_s", 3))
+    timeout_s = float(args.get("timeout_s", 120))
+    before = snapshot()
+    seen = len(xs("dmesg", timeout=20)[1].splitlines())
+    proc = subprocess.Popen([sys.executable, "-c", RAMPER, str(rate), str(chunk_mb), str(total_mb)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    ALLOC["proc"] = proc
+    t0 = time.monotonic()
+    rows, lines = [], []
+    chunks = 0
+    done_at = first_up = avail10 = first_up_after_avail10 = None
+    last_tgt = before["target_kb"] >> 10
+    min_avail = None
+    t = 0.0
+    while True:
+        t = round(time.monotonic() - t0, 2)
+        row = mem_row(t)
+        if row[1] > last_tgt and first_up is None:
+            first_up = t
+        if avail10 is not None and first_up_after_avail10 is None and row[1] > last_tgt:
+            first_up_after_avail10 = round(t - avail10, 2)
+        last_tgt = row[1]
+        if avail10 is None and 0 <= row[4] < row[3] // 10:
+            avail10 = t
+        min_avail = row[4] if min_avail is None else min(min_avail, row[4])
+        if not rows or rows[-1][1:] != row[1:] and t - rows[-1][0] >= 0.5:
+            rows.append(row)
+        r, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if r:
+            line = proc.stdout.readline()
+            if line.startswith("chunk"):
+                chunks += 1
+            elif line:
+                lines.append(line.strip())
+                say("ramp: " + line.strip())
+                if line.startswith("done"):
+                    done_at = t
+        alive = proc.poll() is None
+        if (done_at is not None and t - done_at >= hold_s) or not alive and t > 0.5 or t >= timeout_s:
+            break
+    rows.append(mem_row(t))
+    SYS.pump()
+    after = snapshot()
+    oom_lines = [ln for ln in xs("dmesg", timeout=20)[1].splitlines()[seen:]
+                 if "Out of memory" in ln or "oom-kill" in ln]
+    alive = proc.poll() is None
+    if not alive:
+        ALLOC["proc"] = None
+    return {"ok": True, "rate_mb_s": rate, "chunk_mb": chunk_mb, "total_mb": total_mb,
+            "chunks": chunks, "done_s": done_at, "alive": alive, "rc": proc.returncode,
+            "first_up_s": first_up, "avail10_s": avail10, "up_after_avail10_s": first_up_after_avail10,
+            "min_avail_mb": min_avail, "oom_kill": after["oom_kill"] - before["oom_kill"],
+            "pswpout": after["pswpout"] - before["pswpout"], "oom_lines": oom_lines[-4:],
+            "lines": lines[-4:], "before": before, "snap": after, "trace": rows}
+
+
 def op_free(args):
     proc = ALLOC["proc"]
     if proc is None:
@@ -326,7 +427,7 @@ def op_procs(args):
     return {"ok": True, "procs": found}
 
 
-OPS = {"wait": op_wait, "alloc": op_alloc, "free": op_free, "sh": op_sh, "snap": op_snap,
+OPS = {"wait": op_wait, "alloc": op_alloc, "ramp": op_ramp, "free": op_free, "sh": op_sh, "snap": op_snap,
        "file": op_file, "procs": op_procs}
 
 
@@ -374,14 +475,20 @@ def main():
     done = set()
     watch = subprocess.Popen(["xenstore-watch", CMD_KEY], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
+    idle_s = 0
     while True:
         if watch.poll() is None:
             r, _, _ = select.select([watch.stdout], [], [], 1.0)
             if r:
                 watch.stdout.readline()
+                idle_s = 0
             else:
                 SYS.pump()
-                continue
+                # after a save/restore or a migration the guest is another domain: read the
+                # command now and then in case the watch did not come along
+                idle_s += 1
+                if idle_s % 3:
+                    continue
         else:
             time.sleep(0.5)  # no watch: fall back to polling
         rc, value = xs("xenstore-read", CMD_KEY)
