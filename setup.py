@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["xenballoond", "xenballoond.*"]),
     install_requires=["python-daemon>=2.3", "lockfile>=0.12"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel", "mypy>=1.8"]},
     entry_points={
         "console_scripts": [
             "xenballoond = xenballoond.guest.cli:main",

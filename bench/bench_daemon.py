@@ -341,6 +341,30 @@ def import_rss_kb(python: str, module: str) -> int:
     return int(out.stdout.split()[0]) if out.returncode == 0 else -1
 
 
+# What the daemon avoids importing, and what it would cost over what it loads anyway
+# (the figures written beside record.frozen and the TYPE_CHECKING = False lines).
+AVOIDED = ("typing", "dataclasses", "logging.handlers", "shutil")
+MARGINAL_PROBE = ("import sys\n"
+                  "def rss():\n"
+                  "    for l in open('/proc/self/status'):\n"
+                  "        if l.startswith('VmRSS:'): return int(l.split()[1])\n"
+                  "import importlib\n"
+                  "for m in sys.argv[2:]: importlib.import_module(m)\n"
+                  "a = rss()\n"
+                  "importlib.import_module(sys.argv[1])\n"
+                  "print(rss() - a)\n")
+DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop", "xenballoond.xenstore.cli",
+                  "xenballoond.xenstore.native", "daemon", "lockfile.pidlockfile")
+
+
+def marginal_rss_kb(python: str, module: str) -> int:
+    """RSS that importing ``module`` adds to a process that has the daemon's modules."""
+    env = {"PATH": SYS_PATH, "PYTHONPATH": sb.REPO, "LC_ALL": "C"}
+    out = subprocess.run([python, "-c", MARGINAL_PROBE, module, *DAEMON_MODULES], env=env,
+                         capture_output=True, text=True, timeout=60)
+    return int(out.stdout.split()[0]) if out.returncode == 0 else -1
+
+
 # --- output --------------------------------------------------------------------
 
 def mib(kb: float) -> str:
@@ -425,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             py = str(venv.get("python", sys.executable))
             total_us, heavy = import_costs(py)
             mods = list(TOP_MODULES) + list(dict.fromkeys(m for _, m, _ in heavy))
-            imports = (py, total_us, heavy, {m: import_rss_kb(py, m) for m in mods})
+            imports = (py, total_us, heavy, {m: import_rss_kb(py, m) for m in mods},
+                       {m: marginal_rss_kb(py, m) for m in AVOIDED})
     finally:
         bench.close()
         if args.keep:
@@ -468,13 +493,16 @@ def main(argv: list[str] | None = None) -> int:
     elif "error" in venv:
         print(f"  clean venv skipped: {venv['error']}")
     if imports:
-        py, total_us, heavy, rss_by = imports
+        py, total_us, heavy, rss_by, avoided = imports
         print()
         print(f"imports ({py} -X importtime; RSS of each imported alone in a fresh interpreter):")
         for mod, us in total_us.items():
             print(f"  import {mod:47} {us / 1000:6.1f} ms  +{mib(rss_by[mod])} MiB")
         for parent, mod, us in heavy:
             print(f"  {parent:28} imports {mod:24} {us / 1000:6.1f} ms  +{mib(rss_by[mod])} MiB")
+        print("  what the daemon does not import, and would add over what it loads anyway:")
+        for mod, kb in avoided.items():
+            print(f"    {mod:24} +{kb / 1024:.2f} MiB")
     print()
     print("exec'd programs per tick:")
     for c in cases:

@@ -7,12 +7,11 @@ import sys
 import time
 from typing import Callable, Mapping
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.repo import python_env
 
 
 def env(extra: Mapping[str, str] | None = None, xenstore: bool = False) -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e = python_env()
     if not xenstore:
         # no xenstore-* tools: directed ballooning and publishing are off
         e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + "/nonexistent"

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.repo import REPO
 from xenballoond.proc import run
 from xenballoond.record import asdict
 from xenballoond.config import (VARIABLES, Config, ConfigError, find_config,
                                 load_config, parse_config, render_config)
 from xenballoond.paths import Root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETC_CONF = os.path.join(REPO, "etc", "xenballoon.conf")
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash not installed")
@@ -108,22 +108,22 @@ def error_of(text: str, filename: str = "test.conf") -> ConfigError:
 # --------------------------------------------------------------------------- defaults
 
 def test_defaults_are_the_originals():
-    assert asdict(Config.defaults()) == DEFAULTS
-    assert Config.defaults() == Config()
+    assert asdict(Config()) == DEFAULTS
+
 
 
 def test_empty_text_gives_defaults():
-    assert parse("") == (Config.defaults(), [])
-    assert parse("\n\n  \t\n# only comments\n") == (Config.defaults(), [])
+    assert parse("") == (Config(), [])
+    assert parse("\n\n  \t\n# only comments\n") == (Config(), [])
 
 
 def test_original_2008_conf_parses_to_defaults():
     # SuSE-style "## Path:" / "## Description:" lines are plain comments.
-    assert parse(ORIGINAL_CONF) == (Config.defaults(), [])
+    assert parse(ORIGINAL_CONF) == (Config(), [])
 
 
 def test_shipped_conf_parses_to_defaults():
-    assert load_config(ETC_CONF) == (Config.defaults(), [])
+    assert load_config(ETC_CONF) == (Config(), [])
 
 
 def test_shipped_conf_schema_comments_match_the_loader():
@@ -136,7 +136,7 @@ def test_shipped_conf_schema_comments_match_the_loader():
     for type_text, default_text, key, value in blocks:
         default_value = default_text.strip().strip('"')
         assert default_value == value, key
-        assert one(key, default_value) == Config.defaults(), key
+        assert one(key, default_value) == Config(), key
         kind = {"XENBALLOON_SELF": "boolean", "XENBALLOON_MAXMEMFILE": "string",
                 "XENBALLOON_XENSTORE": "string"}.get(key, "integer")
         assert type_text.startswith(kind), key
@@ -415,7 +415,7 @@ def test_very_long_lines():
 # --------------------------------------------------------------------------- Config itself
 
 def test_config_is_frozen_and_validates():
-    config = Config.defaults()
+    config = Config()
     with pytest.raises(AttributeError):
         config.interval_s = 5  # type: ignore[misc]
     for bad in [dict(interval_s=0), dict(interval_s=86401), dict(self_interval_s=True),

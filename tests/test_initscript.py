@@ -26,10 +26,12 @@ from typing import Mapping, Sequence
 
 import pytest
 
+from tests.repo import REPO
 from tests.daemonproc import alive, processes, wait_until
 from tests.guestroot import SYSFS, make_guest, set_current_kb, write
+from xenballoond.guest.domain import is_dom0
+from xenballoond.paths import Root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "initscripts", "xenballoond")
 UNIT = os.path.join(REPO, "initscripts", "xenballoond.service")
 DATA = os.path.join(REPO, "tests", "data")
@@ -373,25 +375,43 @@ def test_reload_with_bad_config_exit_6_daemon_keeps_running(plain):
     assert g.daemons() == [pid]
 
 
-@pytest.mark.parametrize("how", ["capabilities", "features"])
-def test_domain_0_exit_0_starts_nothing(plain, how):
+def write_dom0_signs(root: str, features: str | None, capabilities: str | None) -> None:
+    if features is not None:
+        write(os.path.join(root, "sys/hypervisor/properties/features"), features + "\n")
+    if capabilities is not None:
+        write(os.path.join(root, "proc/xen/capabilities"), capabilities + "\n")
+
+
+# One table for the three places that tell domain 0 from a guest: the daemon,
+# the init script and the unit's ExecCondition must agree on every row.
+DOM0_SIGNS = [  # (features, capabilities, is a guest)
+    (None, None, True),                 # nothing to tell: not dom0
+    ("000027f5", "", True),             # a domU's features; xenfs mounted, empty
+    ("000027f5", "\n", True),
+    ("00000800", None, False),          # XENFEAT_dom0 is bit 11 (0x800)
+    ("00000f05", None, False),
+    (None, "control_d", False),         # older Xen: the original's test
+    ("00002705", "control_d", False),   # either says dom0
+    ("zz", None, True),                 # garbage: not dom0 by that
+]
+
+
+@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
+def test_init_script_starts_nothing_in_domain_0(plain, features, capabilities, guest):
     g = plain()
-    if how == "capabilities":
-        write(os.path.join(g.root, "proc/xen/capabilities"), "control_d\n")
-    else:
-        # XENFEAT_dom0 is bit 11 (0x800)
-        write(os.path.join(g.root, "sys/hypervisor/properties/features"), "00000f05\n")
+    write_dom0_signs(g.root, features, capabilities)
     r = ok(g.run("start"))
-    assert "domain 0" in r.stdout
-    assert g.daemons() == [] and not os.path.exists(g.pidfile)
+    if guest:
+        assert len(g.daemons()) == 1
+    else:
+        assert "domain 0" in r.stdout
+        assert g.daemons() == [] and not os.path.exists(g.pidfile)
 
 
-def test_a_guests_features_and_capabilities_do_not_count_as_domain_0(plain):
-    g = plain()
-    write(os.path.join(g.root, "proc/xen/capabilities"), "\n")
-    write(os.path.join(g.root, "sys/hypervisor/properties/features"), "000027f5\n")
-    ok(g.run("start"))
-    assert len(g.daemons()) == 1
+@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
+def test_daemon_tells_domain_0_as_the_init_script_does(tmp_path, features, capabilities, guest):
+    write_dom0_signs(str(tmp_path), features, capabilities)
+    assert is_dom0(Root(str(tmp_path))) == (not guest)
 
 
 def test_no_balloon_driver_exit_0_starts_nothing(plain):
@@ -593,19 +613,9 @@ def exec_condition(root: str) -> list[str]:
     return ["sh", "-c", script]
 
 
-@pytest.mark.parametrize("features, capabilities, runs", [
-    (None, None, True),                 # nothing to tell: not dom0
-    ("000027f5", "", True),             # a domU's features; xenfs mounted, empty
-    ("00000800", None, False),          # XENFEAT_dom0
-    (None, "control_d", False),         # older Xen: the original's test
-    ("00002705", "control_d", False),   # either says dom0
-    ("zz", None, True),                 # garbage: not dom0 by that
-])
+@pytest.mark.parametrize("features, capabilities, runs", DOM0_SIGNS)
 def test_unit_exec_condition_skips_domain_0(tmp_path, features, capabilities, runs):
-    if features is not None:
-        write(str(tmp_path / "sys/hypervisor/properties/features"), features + "\n")
-    if capabilities is not None:
-        write(str(tmp_path / "proc/xen/capabilities"), capabilities + "\n")
+    write_dom0_signs(str(tmp_path), features, capabilities)
     r = REAPER.run(exec_condition(str(tmp_path)))
     assert (r.returncode == 0) == runs, r
     assert runs or 1 <= r.returncode <= 254  # 1-254 skips the unit; 255 would fail it

@@ -5,11 +5,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.guestroot import MEMINFO, vmstat_text
+from xenballoond.config import MAX_INTERVAL_S
 from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, parse_vmstat, require
 from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
-from xenballoond.guest.overrides import (MAX_INTERVAL_S, MAX_TARGET_KB, Overrides, parse_bounded_int,
-                                   parse_overrides)
-from xenballoond.guest.publish import build_outputs, fit_to_node, VMSTAT_KEEP
+from xenballoond.guest.overrides import MAX_TARGET_KB, Overrides, parse_overrides
+from xenballoond.guest.publish import VMSTAT_KEEP, build_outputs, fit_to_node
+from xenballoond.numbers import parse_bounded_int
 from xenballoond.xenstore import escape, unescape
 
 HOSTILE = ["", " ", "-1", "-0", "+5", "1e3", "0x10", "1.5", "١٢", "１２", "5 5", "\x00",

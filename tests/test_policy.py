@@ -81,8 +81,8 @@ def test_self_target_golden() -> None:
     assert self_target_bytes(300000, 232) == 307200000
     assert self_target_bytes(100000, 232) == 232 * MIB
     # pvops: the reservation kept out of MemTotal is added back
-    assert self_target_bytes(300000, 232, reserved_kb=20000) == 320000 * 1024
-    assert self_target_bytes(300000, 232, reserved_kb=-5) == 307200000
+    assert self_target_bytes(300000, 232, kernel_reserved_kb=20000) == 320000 * 1024
+    assert self_target_bytes(300000, 232, kernel_reserved_kb=-5) == 307200000
 
 
 def test_self_reserve_golden() -> None:
@@ -92,12 +92,12 @@ def test_self_reserve_golden() -> None:
     assert headroom_kb(1048576, 0) == 0
     assert self_target_bytes(300000, 232, 0, 104857) == 404857 * 1024
     d = decide(self_ballooning=True, directed_target_kb=None, cur_kb=300000,
-               committed_as_kb=300000, reserved_kb=0, maxmem_kb=2097152, min_mem_mb=0,
+               committed_as_kb=300000, kernel_reserved_kb=0, maxmem_kb=2097152, min_mem_mb=0,
                down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10, boot_kb=1048576)
     assert d.tgt_bytes == 404857 * 1024  # of the boot memory, not of the 2 GiB mark
     # directed targets are dom0's: no reserve added
     d = decide(self_ballooning=False, directed_target_kb=300000, cur_kb=300000,
-               committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
+               committed_as_kb=0, kernel_reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
                down_hysteresis=10, up_hysteresis=1, self_reserve_pct=10, boot_kb=1048576)
     assert d.tgt_bytes == 300000 * 1024
 
@@ -130,7 +130,7 @@ def _decide_like_original(arg: int, memtotal: int, committed: int, maxmem: int,
                           minmem: int, down: int, up: int) -> int:
     # XENBALLOON_SELF_RESERVE_PCT=0: the original's self target, Committed_AS exactly
     d = decide(self_ballooning=arg == 1, directed_target_kb=None if arg == 1 else arg,
-               cur_kb=memtotal, committed_as_kb=committed, reserved_kb=0,
+               cur_kb=memtotal, committed_as_kb=committed, kernel_reserved_kb=0,
                maxmem_kb=maxmem, min_mem_mb=minmem, down_hysteresis=down,
                up_hysteresis=up)
     assert d.tgt_bytes is not None
@@ -171,10 +171,10 @@ def test_decide_equals_original_where_the_original_is_safe(cases: list) -> None:
 @given(st.booleans(), st.one_of(st.none(), st.integers(1, 1 << 40)), st.integers(0, 1 << 40),
        st.integers(0, 1 << 40), st.integers(-(1 << 30), 1 << 30), st.integers(0, 1 << 40),
        st.integers(0, 1 << 20), st.integers(0, 10**6), st.integers(0, 10**6))
-def test_never_below_minimum(self_mode, target_kb, cur_kb, committed_kb, reserved_kb,
+def test_never_below_minimum(self_mode, target_kb, cur_kb, committed_kb, kernel_reserved_kb,
                              maxmem_kb, minmem_mb, down, up) -> None:
     d = decide(self_ballooning=self_mode, directed_target_kb=target_kb, cur_kb=cur_kb,
-               committed_as_kb=committed_kb, reserved_kb=reserved_kb, maxmem_kb=maxmem_kb,
+               committed_as_kb=committed_kb, kernel_reserved_kb=kernel_reserved_kb, maxmem_kb=maxmem_kb,
                min_mem_mb=minmem_mb, down_hysteresis=down, up_hysteresis=up)
     if d.tgt_bytes is not None:
         assert d.tgt_bytes >= min_target_mb(maxmem_kb, minmem_mb) * MIB
@@ -186,7 +186,7 @@ def test_below_minimum_goes_back_to_it_at_once() -> None:
     # dom0 squeezed the guest to 100 MB; minimum 232 MB; up hysteresis 4 would
     # have stepped to 133 MB (still under it) in the original
     d = decide(self_ballooning=False, directed_target_kb=300 * 1024, cur_kb=100 * 1024,
-               committed_as_kb=0, reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
+               committed_as_kb=0, kernel_reserved_kb=0, maxmem_kb=1048576, min_mem_mb=0,
                down_hysteresis=10, up_hysteresis=4)
     assert d.tgt_bytes == 232 * MIB
 
@@ -201,5 +201,5 @@ def test_interval_as_the_original_main_loop_chose_it() -> None:
 
 def test_no_target_in_directed_mode_without_dom0() -> None:
     d = decide(self_ballooning=False, directed_target_kb=None, cur_kb=1, committed_as_kb=1,
-               reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1)
+               kernel_reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1)
     assert d.tgt_bytes is None

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from tests.repo import python_env
 from tests.daemonproc import wait_until
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(shutil.which("xenstore-ls") is None,
                                 reason="needs Debian's xenstore-utils")
 
@@ -23,9 +23,7 @@ def sim_argv(*args: str) -> list[str]:
 
 
 def sim_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return python_env()
 
 
 def run_sim(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -129,3 +129,18 @@ def test_accounting_invariants(memtotal_kb: int, anon_kb: int, swap_kb: int, io:
         assert fields["MemFree"] <= fields["MemTotal"]
         assert fields["SwapFree"] + s.swap_used_kb == fields["SwapTotal"]
     assert replace(s, counters=s.counters) == s
+
+
+def test_pressure_is_a_page_cache_down_to_the_hot_set_or_an_oom() -> None:
+    s = vm.boot(uptime_s=60, swap_total_kb=0, cache_kb=48 * 1024)
+    assert not vm.under_pressure(s, 400 * 1024)
+    squeezed = replace(s, cache_kb=vm.MIN_FILE_KB)
+    assert vm.under_pressure(squeezed, 400 * 1024)
+    assert vm.under_pressure(replace(s, in_oom=True), 400 * 1024)
+
+
+def test_without_swap_nothing_is_counted_as_swapped_out() -> None:
+    s = vm.boot(uptime_s=60, swap_total_kb=0)
+    s = vm.step(s, 1.0, 200 * 1024, Demand(committed_kb=400 * 1024, anon_kb=400 * 1024,
+                                           io_kb_per_s=0, cpu_pct=10))
+    assert s.in_oom and s.counters.oom_kill == 1 and s.counters.pswpout == 0

@@ -75,3 +75,14 @@ def test_bounds(seed: int, index: int, memory_mb: int) -> None:
         assert wl.base_committed_kb <= d.committed_kb <= memory_kb * MAX_TOTAL_COMMITTED_PCT // 100
         assert 0 < d.anon_kb <= d.committed_kb
         assert 0 <= d.cpu_pct <= 100
+
+
+def test_ramp_workload_allocates_at_its_rate_then_holds() -> None:
+    from xenballoond.sim.workload import make_ramp_workload
+    w = make_ramp_workload(memory_kb=409600, rate_kb_per_s=65536, peak_kb=524288, start_s=3.0)
+    base = 409600 * 3 // 100  # 12288 kB
+    assert demand_at(w, 2.9).committed_kb == base
+    assert demand_at(w, 4.0).committed_kb == base + 65536          # 1 s at 64 MiB/s
+    assert demand_at(w, 5.0).anon_kb == base // 2 + 131072         # touched as it goes
+    assert demand_at(w, 3.0 + 8.0).committed_kb == base + 524288   # 8 s to the peak
+    assert demand_at(w, 100.0).committed_kb == base + 524288       # then held

@@ -20,11 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.repo import python_env
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
-from xenballoond.xenstore import wire as wire
+from xenballoond.xenstore import wire
+from xenballoond.sim import wire_server
 from xenballoond.sim import xs_tree as tree
 from xenballoond.sim.xenstored import SimXenstored
-from xenballoond.xenstore.wire import Op, Perm
+from xenballoond.xenstore.wire import Op
+from xenballoond.sim.wire_server import Perm
 
 needs_clients = pytest.mark.skipif(shutil.which("xenstore-read") is None,
                                    reason="needs Debian's xenstore-utils")
@@ -501,13 +504,13 @@ def test_canonicalize() -> None:
 
 
 @pytest.mark.parametrize("perms,domid,expected", [
-    ((Perm(0, 0), Perm(5, 1)), 5, wire.PERM_READ),
-    ((Perm(0, 0), Perm(5, 1)), 6, wire.PERM_NONE),
-    ((Perm(0, 1), Perm(5, 0)), 6, wire.PERM_READ),  # first entry: everyone else
-    ((Perm(0, 1), Perm(5, 0)), 5, wire.PERM_NONE),
+    ((Perm(0, 0), Perm(5, 1)), 5, wire_server.PERM_READ),
+    ((Perm(0, 0), Perm(5, 1)), 6, wire_server.PERM_NONE),
+    ((Perm(0, 1), Perm(5, 0)), 6, wire_server.PERM_READ),  # first entry: everyone else
+    ((Perm(0, 1), Perm(5, 0)), 5, wire_server.PERM_NONE),
     ((Perm(5, 0),), 5, tree.ALL),  # owner
     ((Perm(7, 0),), 0, tree.ALL),  # dom0
-    ((Perm(0, 0), Perm(5, 3)), 5, wire.PERM_READ | wire.PERM_WRITE),
+    ((Perm(0, 0), Perm(5, 3)), 5, wire_server.PERM_READ | wire_server.PERM_WRITE),
 ])
 def test_perm_for(perms: tuple[Perm, ...], domid: int, expected: int) -> None:
     assert tree.perm_for(tree.Caller(domid), perms) == expected
@@ -547,8 +550,7 @@ def test_restart_keeps_the_tree_and_drops_connections(sim_xenstored: XsHost) -> 
 @needs_clients
 def test_standalone_mode() -> None:
     sock_dir = tempfile.mkdtemp(prefix="xsd", dir="/tmp")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = python_env()
     proc = subprocess.Popen([sys.executable, "-m", "xenballoond.sim.xenstored", "--dir", sock_dir,
                              "--domains", "2", "--memory-kb", "1234"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,6 +12,8 @@ import pytest
 from tests import daemonproc as dp
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
 from xenballoond.guest.cli import build
+from xenballoond.xenstore.cli import CliXenstore
+from xenballoond.xenstore.native import NativeXenstore
 from xenballoond.config import parse_config
 from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB
@@ -186,7 +188,8 @@ def test_ballooning_goes_on_when_xenstored_is_down(guest, xs, backend):
 
 def test_ballooning_goes_on_when_xenstored_hangs(guest, xs, backend):
     b = ballooner(guest, "XENBALLOON_SELF=true\nXENBALLOON_AUTO_DOWNHYSTERESIS=0\nXENBALLOON_SELF_RESERVE_PCT=0\n", backend=backend)
-    b.xenstore.timeout_s = 0.5
+    xenstore = CliXenstore(timeout_s=0.5) if backend == "cli" else NativeXenstore(timeout_s=0.5)
+    b.reconfigure(b.config, b.maxmem, xenstore)
     with xs.stalled():
         b.tick()
         # the read timed out: no write that would wait as long again

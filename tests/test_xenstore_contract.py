@@ -7,7 +7,10 @@ would) or from what the test wrote, checked through the server's own accessors.
 """
 from __future__ import annotations
 
+import select
 import shutil
+import socket
+import threading
 from typing import Callable
 
 import pytest
@@ -17,7 +20,8 @@ from xenballoond.xenstore.interface import Xenstore
 from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
                                   XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
 from xenballoond.xenstore.cli import CliXenstore
-from xenballoond.xenstore.native import NativeXenstore
+from xenballoond.xenstore import wire
+from xenballoond.xenstore.native import PIPELINE_DEPTH, NativeXenstore
 
 pytestmark = pytest.mark.skipif(shutil.which("xenstore-read") is None,
                                 reason="needs Debian's xenstore-utils")
@@ -98,16 +102,9 @@ def test_dom0_relative_paths_resolve_under_domain_0(dom0: Xenstore) -> None:
     assert dom0.read("name") == "Domain-0"
 
 
-def test_read_many(guest: Xenstore) -> None:
-    assert guest.read_many(["memory/target", "memory/static-max", "name"]) == {
-        "memory/target": str(GUEST_MEMORY_KB), "memory/static-max": str(GUEST_MAXMEM_KB),
-        "name": "guest1"}
-    assert guest.read_many([]) == {}
-
-
-def test_read_many_with_a_missing_key_raises_not_found(guest: Xenstore) -> None:
-    with pytest.raises(XenstoreNotFound):
-        guest.read_many(["memory/target", "memory/nope"])
+def test_read(guest: Xenstore) -> None:
+    assert [guest.read(k) for k in ("memory/target", "memory/static-max", "name")] == [
+        str(GUEST_MEMORY_KB), str(GUEST_MAXMEM_KB), "guest1"]
 
 
 def test_list_in_creation_order(guest: Xenstore) -> None:
@@ -115,10 +112,19 @@ def test_list_in_creation_order(guest: Xenstore) -> None:
     assert guest.list("data") == []
 
 
-def test_exists(guest: Xenstore) -> None:
-    assert guest.exists("memory/target")
-    assert not guest.exists("memory/selftarget")
-    assert not guest.exists("/local/domain/0/name")  # unreadable reads as absent
+def absent(xs: Xenstore, path: str) -> bool:
+    """Not there, or not readable by this domain: both read as absent."""
+    try:
+        xs.read(path)
+    except XenstoreNotFound:
+        return True
+    return False
+
+
+def test_missing_and_unreadable_read_as_absent(guest: Xenstore) -> None:
+    assert not absent(guest, "memory/target")
+    assert absent(guest, "memory/selftarget")
+    assert absent(guest, "/local/domain/0/name")
 
 
 def test_missing_raises_not_found(guest: Xenstore) -> None:
@@ -131,7 +137,6 @@ def test_missing_raises_not_found(guest: Xenstore) -> None:
 def test_invalid_path_is_an_error_not_a_crash(guest: Xenstore) -> None:
     with pytest.raises(XenstoreError):
         guest.read("bad path!")
-    assert not guest.exists("bad path!")
 
 
 # --- writing ---------------------------------------------------------------
@@ -180,7 +185,7 @@ def test_guest_node_over_2048_bytes_is_refused(guest: Xenstore, kind: str) -> No
     expected = XenstoreTooBig if kind == "native" else XenstoreWriteFailed
     with pytest.raises(expected):
         guest.write_many({"data/big": "v" * 2049})
-    assert not guest.exists("data/big")
+    assert absent(guest, "data/big")
 
 
 def test_dom0_may_write_bigger_nodes(dom0: Xenstore) -> None:
@@ -192,7 +197,7 @@ def test_message_over_4096_bytes_is_refused(dom0: Xenstore, kind: str) -> None:
     expected = XenstoreTooBig if kind == "native" else XenstoreWriteFailed
     with pytest.raises(expected):
         dom0.write_many({f"{GUEST_HOME}/data/huge": "v" * 4097})
-    assert not dom0.exists(f"{GUEST_HOME}/data/huge")
+    assert absent(dom0, f"{GUEST_HOME}/data/huge")
 
 
 def test_nul_in_value_is_refused(guest: Xenstore) -> None:
@@ -238,14 +243,13 @@ def test_values_round_trip_exactly(guest: Xenstore, sim_xenstored: XsHost,  # no
     stored = sim_xenstored.server.read_bytes(f"{GUEST_HOME}/data/v")
     assert stored == value.encode("utf-8", "surrogateescape")
     assert guest.read("data/v") == value
-    assert guest.read_many(["data/v", "name"]) == {"data/v": value, "name": "guest1"}
     assert guest.snapshot("data") == {"v": value}
 
 
 def test_many_hostile_values_in_one_transaction(guest: Xenstore) -> None:
     items = {f"data/h{i}": v for i, v in enumerate(HOSTILE_VALUES)}
     guest.write_many(items)
-    assert guest.read_many(list(items)) == items
+    assert {k: guest.read(k) for k in items} == items
     assert guest.snapshot("data") == {k[5:]: v for k, v in items.items()}
 
 
@@ -297,7 +301,7 @@ def test_cli_costs_one_process_per_call(sim_xenstored: XsHost) -> None:  # noqa:
     assert (xs.processes_spawned, xs.requests) == (1, 1)
     xs.write_many({f"data/k{i}": "v" for i in range(4)})
     assert (xs.processes_spawned, xs.requests) == (2, 2)
-    xs.read_many(["memory/target", "name"])
+    xs.read("memory/target")
     assert xs.processes_spawned == 3
 
 
@@ -314,6 +318,92 @@ def test_native_spawns_nothing_and_counts_round_trips(sim_xenstored: XsHost) -> 
     assert srv.requests_served - served0 == xs.requests
     assert xs.processes_spawned == 0
     assert srv.connection_count(1) == 1  # one kept connection
+
+
+def test_native_pipelines_a_snapshot_and_a_transaction(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.snapshot("memory")  # DIRECTORY memory; then READ + DIRECTORY of its 3 keys at once
+    assert (xs.requests, xs.round_trips) == (7, 2)
+    xs.write_many({f"data/k{i}": "v" for i in range(4)})  # start; 4 writes at once; commit
+    assert (xs.requests, xs.round_trips) == (13, 5)
+    assert xs.bytes_sent > 0 and xs.bytes_received > 0
+
+
+def test_native_batches_of_reads_keep_at_most_a_window_in_flight(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    for i in range(40):
+        srv.write(f"/local/domain/0/data/k{i}", str(i))
+    xs = NativeXenstore(socket_path=sim_xenstored.dom0_socket)
+    paths = [f"/local/domain/0/data/k{i}" for i in range(40)] + ["/local/domain/0/data/nope"]
+    assert xs.read_existing(paths) == {f"/local/domain/0/data/k{i}": str(i) for i in range(40)}
+    assert xs.requests == 41 and xs.round_trips == -(-41 // PIPELINE_DEPTH)
+    assert xs.list_existing(["/local/domain/0/data", "/nope"]) == {
+        "/local/domain/0/data": [f"k{i}" for i in range(40)]}
+
+
+def test_native_matches_replies_by_request_id(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server that answers a batch last request first: each value still
+    comes back under its own path."""
+    path = str(tmp_path / "sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        dec, pending = wire.Decoder(), []
+        while len(pending) < 3:
+            pending += dec.feed(conn.recv(65536))
+        for msg in reversed(pending):  # READ "a", "b", "c": answered c, b, a
+            conn.sendall(wire.encode(msg.op, msg.payload[:-1].upper(), msg.req_id))
+        conn.recv(1)  # until the client closes
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    xs = NativeXenstore(socket_path=path)
+    assert xs.read_existing(["a", "b", "c"]) == {"a": "A", "b": "B", "c": "C"}
+    xs.close()
+    server.join(5)
+    listener.close()
+
+
+def wait_events(xs: NativeXenstore, count: int) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    for _ in range(300):
+        got += xs.events()
+        if len(got) >= count:
+            break
+        fd = xs.fileno()
+        if fd is not None:
+            select.select([fd], [], [], 0.01)
+    return got
+
+
+def test_native_watch_reports_changes_and_survives_a_restart(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.watch("memory", "m")
+    assert wait_events(xs, 1) == [("memory", "m")]  # once when set
+    srv.write(f"{GUEST_HOME}/memory/target", "300000")
+    assert wait_events(xs, 1) == [("memory/target", "m")]
+    assert xs.events() == []
+    srv.stop()
+    srv.start()
+    assert xs.events() == []  # the dead connection is noticed and closed
+    assert xs.read("memory/target") == "300000"  # reconnects, sets the watch again
+    assert wait_events(xs, 1) == [("memory", "m")]
+    srv.write(f"{GUEST_HOME}/memory/target", "290000")
+    assert wait_events(xs, 1) == [("memory/target", "m")]
+
+
+def test_native_events_while_waiting_for_a_reply_are_kept(sim_xenstored: XsHost) -> None:  # noqa: F811
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    xs.watch("data", "d")
+    xs.write_many({"data/a": "1", "data/b": "2"})  # events arrive among the replies
+    assert sorted(wait_events(xs, 3)) == [("data", "d"), ("data/a", "d"), ("data/b", "d")]
 
 
 def test_native_reconnects_transparently_after_restart(sim_xenstored: XsHost) -> None:  # noqa: F811

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenballoond.xenstore import wire as wire
-from xenballoond.xenstore.wire import Message, Op, Perm, WireError
+from xenballoond.xenstore import wire
+from xenballoond.sim import wire_server
+from xenballoond.xenstore.wire import Message, Op, WireError
+from xenballoond.sim.wire_server import Perm
 
 # --- golden values from xen/include/public/io/xs_wire.h --------------------
 
@@ -69,37 +71,37 @@ def test_golden_encodings(op: Op, req_id: int, tx_id: int, payload: bytes,
 def test_payload_conventions() -> None:
     assert wire.strings("memory", "tok") == b"memory\0tok\0"
     assert wire.write_payload("data/x", b"a\nb") == b"data/x\0a\nb"
-    assert wire.split_write(b"data/x\0a\0b") == (b"data/x", b"a\0b")  # values may hold NUL
+    assert wire_server.split_write(b"data/x\0a\0b") == (b"data/x", b"a\0b")  # values may hold NUL
     assert wire.split_strings(b"static-max\0target\0videoram\0") == [
         b"static-max", b"target", b"videoram"]
     assert wire.split_strings(b"") == []
-    assert wire.one_arg(b"memory/target\0") == b"memory/target"
-    assert wire.error_payload("E2BIG") == b"E2BIG\0"
+    assert wire_server.one_arg(b"memory/target\0") == b"memory/target"
+    assert wire_server.error_payload("E2BIG") == b"E2BIG\0"
     assert wire.parse_error(b"EAGAIN\0") == "EAGAIN"
-    assert wire.set_perms_payload("x", [Perm(0, 0), Perm(5, 1)]) == b"x\0n0\0r5\0"
-    assert wire.parse_perms(b"n0\0r5\0w7\0b3\0") == (
-        Perm(0, wire.PERM_NONE), Perm(5, wire.PERM_READ), Perm(7, wire.PERM_WRITE),
-        Perm(3, wire.PERM_READ | wire.PERM_WRITE))
+    assert wire_server.set_perms_payload("x", [Perm(0, 0), Perm(5, 1)]) == b"x\0n0\0r5\0"
+    assert wire_server.parse_perms(b"n0\0r5\0w7\0b3\0") == (
+        Perm(0, wire_server.PERM_NONE), Perm(5, wire_server.PERM_READ), Perm(7, wire_server.PERM_WRITE),
+        Perm(3, wire_server.PERM_READ | wire_server.PERM_WRITE))
 
 
 @pytest.mark.parametrize("bad", [b"", b"a", b"a\0b\0", b"\0\0", b"a\0b"])
 def test_one_arg_wants_exactly_one_trailing_nul(bad: bytes) -> None:
     with pytest.raises(WireError):
-        wire.one_arg(bad)
+        wire_server.one_arg(bad)
 
 
 @pytest.mark.parametrize("bad", ["", "r", "x5", "r-1", "r65536", "r 5", "R5", "r5 ", "r0x10",
                                  "n123456", "r٣"])
 def test_bad_permissions(bad: str) -> None:
     with pytest.raises(WireError):
-        wire.parse_perm(bad)
+        wire_server.parse_perm(bad)
 
 
 def test_unknown_error_name_reads_as_einval() -> None:
     assert wire.parse_error(b"EWHATEVER\0") == "EINVAL"
     assert wire.parse_error(b"\xff\xfe") == "EINVAL"
     with pytest.raises(WireError):
-        wire.error_payload("EWHATEVER")
+        wire_server.error_payload("EWHATEVER")
 
 
 def test_encode_refuses_what_xenstored_would_drop() -> None:
@@ -192,8 +194,8 @@ def test_garbage_never_crashes_the_decoder(chunks: list[bytes]) -> None:
 
 @given(st.binary(max_size=200))
 def test_payload_helpers_only_raise_wire_error(data: bytes) -> None:
-    for fn in (wire.split_strings, wire.one_arg, wire.split_write, wire.parse_perms,
-               wire.parse_perm):
+    for fn in (wire.split_strings, wire_server.one_arg, wire_server.split_write, wire_server.parse_perms,
+               wire_server.parse_perm):
         try:
             fn(data)
         except WireError:

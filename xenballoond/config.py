@@ -16,7 +16,7 @@ import os
 import re
 from xenballoond.record import fields, frozen
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
@@ -76,10 +76,6 @@ class Config:
     send_uptime: bool = True
     xenstore_backend: str = "cli"
     self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
-
-    @classmethod
-    def defaults(cls) -> "Config":
-        return cls()
 
     def __post_init__(self) -> None:
         for name in fields(self):

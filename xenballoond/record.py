@@ -1,15 +1,20 @@
-"""Frozen records: ``dataclasses.dataclass(frozen=True)`` for the daemon's
-value types, without importing ``dataclasses``, which pulls in inspect, ast,
-dis and tokenize: 1.3 MB of RSS in a daemon that runs in every guest.
+"""Frozen records: ``dataclasses.dataclass(frozen=True)`` for the value types of
+the modules the guest daemon loads, without importing ``dataclasses`` (it pulls in
+inspect, ast, dis and tokenize): +0.4 MiB over what the daemon loads anyway, and
+with ``typing``'s +0.2 MiB, 0.6 of the 4.3 MiB the daemon adds to a bare
+interpreter, in every guest (measured: bench/bench_daemon.py, "does not import").
+dom0/ and sim/ use dataclasses and typing as usual.
 
 Fields come from the class annotations, in order; a class attribute is the
 field's default.  ``__post_init__`` runs after assignment, as with dataclasses.
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
-    from typing import Any, TypeVar, dataclass_transform
+    from typing import Any, TypeVar
+
+    from typing_extensions import dataclass_transform
 
     T = TypeVar("T")
 
@@ -74,6 +79,3 @@ def fields(obj: object) -> tuple[str, ...]:
 def asdict(obj: object) -> dict[str, Any]:
     return {n: getattr(obj, n) for n in fields(obj)}
 
-
-def replace(obj: T, **changes: Any) -> T:
-    return obj.__class__(**{**asdict(obj), **changes})

@@ -21,20 +21,16 @@ connection.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Mapping, Optional, Protocol, Sequence
 
-from .. import proc
+from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
 from .stats import MAX_VCPUS, Published
-from ..xenstore.interface import Xenstore
-from ..xenstore import XenstoreError, XenstoreNotFound, XenstoreUnavailable, unescape
+from ..xenstore.cli import CliXenstore, error_for
+from ..xenstore.native import NativeXenstore
+from ..xenstore import XenstoreError, unescape
 
 DOMAIN_ROOT = "/local/domain"
-# Where the daemon writes, in order of preference (publish.PRIMARY_DIR, FALLBACK_DIR).
-PRIMARY = "memory"
-FALLBACK = "data/xenballoon"
-NAMES = ("selftarget", "meminfo", "vmstat", "uptime")
 MAX_DOMID = 0x7FEF  # DOMID_FIRST_RESERVED - 1
 # Bytes of arguments per process: well under Linux's ARG_MAX (2 MiB with the
 # usual 8 MiB stack), so 1000 guests still take one process per step.
@@ -57,8 +53,11 @@ def parse_domid(name: str) -> Optional[int]:
 
 
 class TreeBatch(Protocol):
-    processes_spawned: int
-    requests: int
+    @property
+    def processes_spawned(self) -> int: ...
+
+    @property
+    def requests(self) -> int: ...
 
     def list_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
         """Children of each path that exists (missing paths are left out)."""
@@ -98,32 +97,26 @@ class CliBatch:
     def __init__(self, timeout_s: float = 10.0, env: Optional[Mapping[str, str]] = None,
                  path_env: Optional[str] = None,
                  argv_budget_bytes: int = ARGV_BUDGET_BYTES) -> None:
-        self.timeout_s = timeout_s
-        self.env = env
-        self.path_env = path_env if path_env is not None else (env or {}).get("PATH")
+        self.tools = CliXenstore(timeout_s, env, path_env)
         self.argv_budget_bytes = argv_budget_bytes
-        self.processes_spawned = 0
-        self.requests = 0
+
+    @property
+    def processes_spawned(self) -> int:
+        return self.tools.processes_spawned
+
+    @property
+    def requests(self) -> int:
+        return self.tools.requests
 
     def _run(self, tool: str, paths: list[str]) -> tuple[str, Optional[str]]:
         """stdout, and the path the tool stopped at (None: it did them all)."""
-        exe = shutil.which(tool, path=self.path_env)
-        if exe is None:
-            raise XenstoreUnavailable(f"{tool} not found on PATH")
-        self.processes_spawned += 1
-        self.requests += len(paths)
-        try:
-            res = proc.run([exe, "-p", *paths], self.timeout_s, env=self.env, check=False)
-        except proc.CommandError as exc:
-            what = "timed out" if exc.returncode is None else str(exc)
-            raise XenstoreUnavailable(f"{tool} {what}") from exc
+        res = self.tools.run_tool(tool, ["-p", *paths], requests=len(paths))
         if res.returncode == 0:
             return res.stdout, None
         lines = res.stderr.strip().splitlines()
         m = _FAILED[tool].search(lines[-1]) if lines else None
         if m is None or m.group(1) not in paths:
-            detail = res.stderr.strip()[:300] or f"exit status {res.returncode}"
-            raise XenstoreUnavailable(f"{tool}: {detail}")
+            raise error_for(tool, res)
         return res.stdout, m.group(1)
 
     def _passes(self, tool: str, paths: Sequence[str], optimistic: bool
@@ -198,24 +191,11 @@ def _unescape(value: str) -> str:
 
 
 
-T = TypeVar("T")
-
-
-def _existing(paths: Sequence[str], get: Callable[[str], T]) -> dict[str, T]:
-    """``get`` of each distinct path, leaving out the ones that do not exist."""
-    found: dict[str, T] = {}
-    for path in dict.fromkeys(paths):
-        try:
-            found[path] = get(path)
-        except XenstoreNotFound:
-            pass
-    return found
-
 class XenstoreBatch:
-    """The same over any ``Xenstore`` backend (the native one: one round trip
-    per path on a kept connection, no processes)."""
+    """The same over the native backend: every path of a step pipelined on one
+    kept connection (PIPELINE_DEPTH requests in flight), no processes."""
 
-    def __init__(self, xs: Xenstore) -> None:
+    def __init__(self, xs: NativeXenstore) -> None:
         self.xs = xs
 
     @property
@@ -227,10 +207,10 @@ class XenstoreBatch:
         return self.xs.requests
 
     def list_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
-        return _existing(paths, self.xs.list)
+        return self.xs.list_existing(paths)
 
     def read_many(self, paths: Sequence[str]) -> dict[str, str]:
-        return _existing(paths, self.xs.read)
+        return self.xs.read_existing(paths)
 
     def list_upto(self, paths: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
         return self.list_many(paths), []
@@ -258,11 +238,11 @@ class Listing:
         data/xenballoon/<name> if that directory exists (not yet known whether
         the name is in it: reading tells)."""
         chosen = {}
-        for name in NAMES:
+        for name in PUBLISHED:
             if self.memory is not None and name in self.memory:
-                chosen[name] = f"{self.home}/{PRIMARY}/{name}"
+                chosen[name] = f"{self.home}/{PRIMARY_DIR}/{name}"
             elif self.has_fallback:
-                chosen[name] = f"{self.home}/{FALLBACK}/{name}"
+                chosen[name] = f"{self.home}/{FALLBACK_DIR}/{name}"
         return chosen
 
     def cpu_paths(self) -> list[str]:
@@ -342,7 +322,7 @@ def read_values(batch: TreeBatch, listings: Sequence[Listing]) -> dict[str, str]
     values, untried = batch.read_upto(paths) if paths else ({}, [])
     if untried:
         fallback_dirs = sorted({p.rsplit("/", 1)[0] for p in untried
-                                if p.rsplit("/", 1)[0].endswith("/" + FALLBACK)})
+                                if p.rsplit("/", 1)[0].endswith("/" + FALLBACK_DIR)})
         listed = batch.list_many(fallback_dirs) if fallback_dirs else {}
         rest = []
         for path in untried:

@@ -56,7 +56,8 @@ class Published:
     vcpus: Optional[int] = None
 
     @property
-    def anything(self) -> bool:
+    def has_stats(self) -> bool:
+        """Whether the guest published any of its keys."""
         return any(v is not None for v in (self.selftarget, self.meminfo, self.vmstat, self.uptime))
 
 
@@ -169,5 +170,5 @@ def make_row(pub: Published) -> Row:
             invalid.add("active_cs")
         else:
             values["active_cs"] = active
-    return Row(domid=pub.domid, published=pub.anything, vcpus=vcpus,
+    return Row(domid=pub.domid, published=pub.has_stats, vcpus=vcpus,
                invalid=frozenset(invalid), **values)

@@ -72,8 +72,8 @@ def render_text(rows: Sequence[Row], free: FreeMemory, missing: Iterable[int] = 
     return "\n".join(lines) + "\n"
 
 
-def row_json(row: Row) -> dict:
-    out: dict = {"id": row.domid, "published": row.published}
+def row_json(row: Row) -> dict[str, object]:
+    out: dict[str, object] = {"id": row.domid, "published": row.published}
     for name in FIELDS:
         value = None if name in row.invalid else getattr(row, name)
         if name == "active_cs":

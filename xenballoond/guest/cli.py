@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
     from typing import Sequence
 
@@ -23,8 +23,8 @@ from . import pidlock, runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile, why_unwritable
-from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT,
-                    PROC_XEN_CAPABILITIES, SYS_HYPERVISOR_FEATURES, XENFEAT_DOM0, Root)
+from ..paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
+from .domain import is_dom0
 from .tick import Ballooner, ProcFiles
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -33,7 +33,7 @@ READY_TIMEOUT_S = 30.0
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
     # argparse's default asks shutil for the terminal width, and shutil brings
-    # zlib, bz2 and lzma into a daemon that never prints help (0.6 MB of RSS)
+    # zlib, bz2 and lzma into a daemon that never prints help (0.3 MiB of RSS)
     try:
         columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
     except (ValueError, OSError):
@@ -64,27 +64,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def is_dom0(root: Root) -> bool:
-    """domain 0 has a balloon driver too, but is not ours to balloon (the
-    original's init script checked control_d; the daemon checks as well)."""
-    try:
-        with open(root.path(PROC_XEN_CAPABILITIES), encoding="ascii", errors="replace") as f:
-            if "control_d" in f.read(4096):
-                return True
-    except OSError:
-        pass
-    try:
-        with open(root.path(SYS_HYPERVISOR_FEATURES), encoding="ascii", errors="replace") as f:
-            features = int(f.read(64).strip(), 16)
-    except (OSError, ValueError):
-        return False
-    return bool(features & (1 << XENFEAT_DOM0))
-
-
 def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
     path = find_config(root, explicit)
     if path is None:
-        return Config.defaults(), None, []
+        return Config(), None, []
     config, warnings = load_config(path)
     return config, path, warnings
 
@@ -129,13 +112,11 @@ class Reloader:
             return
         for w in warnings:
             self.log.warning("%s", w)
-        old = self.ballooner.config
-        self.ballooner.config = config
-        self.ballooner.maxmem = MaxmemFile(self.root.path(config.maxmem_file))
-        if config.xenstore_backend != old.xenstore_backend:
-            if self.ballooner.xenstore is not None:
-                self.ballooner.xenstore.close()
-            self.ballooner.xenstore = make_xenstore(config, self.log)
+        xenstore = self.ballooner.xenstore
+        if config.xenstore_backend != self.ballooner.config.xenstore_backend:
+            xenstore = make_xenstore(config, self.log)
+        self.ballooner.reconfigure(config, MaxmemFile(self.root.path(config.maxmem_file)),
+                                   xenstore)
         self.log.info("reloaded %s", path or "defaults (no config file)")
 
 
@@ -235,8 +216,7 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
             status = EXIT_FAIL
             return status
         # Logging handlers only now: open() closed every descriptor not kept.
-        log = logsetup.to_syslog(args.debug)
-        ballooner.log = log
+        log = logsetup.to_syslog(args.debug)  # the same logger the ballooner holds
         os.write(ready_w, b"ok\n")
         os.close(ready_w)
         runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from .overrides import parse_bounded_int
+from ..numbers import parse_bounded_int
 from .meminfo import MAX_KB
 
 

@@ -15,12 +15,14 @@ import logging
 import os
 from contextlib import contextmanager
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
     from typing import Iterator
 
-from lockfile import AlreadyLocked as AlreadyLockedError
+from lockfile import AlreadyLocked
 from lockfile.pidlockfile import PIDLockFile
+
+AlreadyLockedError = AlreadyLocked  # another process holds the lock
 
 # The real process table, not the --root tree: PIDs are the kernel's.
 PROC = "/proc"

@@ -36,17 +36,17 @@ def min_target_mb(maxmem_kb: int, min_mem_mb: int = 0) -> int:
     return 296 + (pages >> 13)
 
 
-def self_target_bytes(committed_as_kb: int, min_mb: int, reserved_kb: int = 0,
+def self_target_bytes(committed_as_kb: int, min_mb: int, kernel_reserved_kb: int = 0,
                       headroom_kb: int = 0) -> int:
     """selftarget(): Committed_AS, never below the minimum.
 
-    ``reserved_kb`` is the balloon reservation the kernel keeps out of MemTotal
+    ``kernel_reserved_kb`` is the balloon reservation the kernel keeps out of MemTotal
     (current_kb - MemTotal on pvops kernels; 0 with the 2008 driver), added as the
     kernel's own selfballoon code does, or the guest would shrink every tick.
     ``headroom_kb`` is room over Committed_AS for the page cache and for
     growth between two ticks (0 in the 2008 script).
     """
-    tgt_bytes = (committed_as_kb + max(reserved_kb, 0) + max(headroom_kb, 0)) * KIB
+    tgt_bytes = (committed_as_kb + max(kernel_reserved_kb, 0) + max(headroom_kb, 0)) * KIB
     return max(tgt_bytes, min_mb * MIB)
 
 
@@ -103,7 +103,7 @@ def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
 
 
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
-           committed_as_kb: int, reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
+           committed_as_kb: int, kernel_reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
            down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0,
            boot_kb: int = 0) -> Decision:
     """One tick of the original main loop, minus its I/O.
@@ -115,7 +115,7 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     min_mb = min_target_mb(maxmem_kb, min_mem_mb)
     min_bytes = min_mb * MIB
     if self_ballooning:
-        want_bytes = self_target_bytes(committed_as_kb, min_mb, reserved_kb,
+        want_bytes = self_target_bytes(committed_as_kb, min_mb, kernel_reserved_kb,
                                        headroom_kb(boot_kb, self_reserve_pct))
     elif directed_target_kb is not None:
         want_bytes = directed_target_bytes(directed_target_kb, min_mb)

@@ -20,8 +20,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
+if TYPE_CHECKING:
+    from ..xenstore.native import NativeXenstore
+    from .xenstored import SimXenstored
 from ..guest import meminfo as meminfo_mod
 from ..config import Config, render_config
 from . import balloon_model as bm
@@ -30,7 +33,9 @@ from . import dom0 as dom0_mod
 from . import report
 from .guest import SimGuest
 from .procs import Child, stop_all
-from .workload import make_workload
+from . import vm_model
+from .stall import StallModel
+from .workload import Workload, make_ramp_workload, make_workload
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_RESTARTS_PER_GUEST = 5
@@ -40,7 +45,8 @@ TABLE_PERIOD_S = 1.0
 SWAP_TOTAL_KB = 512 * 1024
 HOST_SPARE_KB = 512 * 1024
 XENSTORED_THREAD = "sim-xenstored"  # the serving thread's name in xenstored.py
-REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the folder our package is imported from (the checkout, or site-packages)
+IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def daemon_conf(backend: str, reserve_pct: int) -> str:
     """The daemons' xenballoon.conf: the defaults, self-ballooning off (dom0
@@ -66,6 +72,9 @@ class Options:
     table: str
     work_dir: str | None
     reserve_pct: int = 10
+    workload: str = "seeded"
+    ramp_mb_s: int = 64
+    swap_mb: int = SWAP_TOTAL_KB // 1024
 
 
 def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -108,6 +117,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--reserve-pct", type=int, choices=range(0, 101), metavar="PCT", default=10,
                    help="the daemons' XENBALLOON_SELF_RESERVE_PCT: headroom over Committed_AS "
                         "when self-ballooning, %% of memory (default 10; 0 = the 2008 policy)")
+    p.add_argument("--workload", choices=("seeded", "ramp"), default="seeded",
+                   help="seeded: jobs drawn from the seed (default); ramp: one program that "
+                        "allocates --ramp-mb-s from t=3 s up to 70%% of --maxmem-mb")
+    p.add_argument("--ramp-mb-s", type=_positive(int, "--ramp-mb-s"), default=64,
+                   help="the ramp workload's allocation rate, MiB/s (default 64)")
+    p.add_argument("--swap-mb", type=int, default=SWAP_TOTAL_KB // 1024, metavar="MB",
+                   help="each guest's swap (default 512; 0: none, as many guests today)")
     p.add_argument("--xenstore", choices=("cli", "native"),
                    help="the daemons' XENBALLOON_XENSTORE backend (default: cli if the "
                         "xenstore-* clients are installed, else native)")
@@ -123,6 +139,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "MemTotal against Committed_AS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live table")
     a = p.parse_args(argv)
+    if a.swap_mb < 0:
+        p.error(f"--swap-mb must be >= 0, not {a.swap_mb}")
     if a.maxmem_mb < a.memory_mb:
         p.error(f"--maxmem-mb ({a.maxmem_mb}) must be >= --memory-mb ({a.memory_mb})")
     xenstore = a.xenstore or ("cli" if cli_tools_present() else "native")
@@ -130,7 +148,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    tick_s=a.tick, memory_mb=a.memory_mb, maxmem_mb=a.maxmem_mb,
                    balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
-                   reserve_pct=a.reserve_pct)
+                   reserve_pct=a.reserve_pct, workload=a.workload, ramp_mb_s=a.ramp_mb_s,
+                   swap_mb=a.swap_mb)
 
 
 DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
@@ -147,7 +166,7 @@ def daemon_env(socket_path: str) -> dict[str, str]:
     env = dict(os.environ)
     env["XENSTORED_PATH"] = socket_path
     env["PATH"] = DAEMON_PATH
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_PARENT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (IMPORT_ROOT, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -177,16 +196,17 @@ class Host:
         self.opts = opts
         self.out, self.err, self.stop = out, err, stop
         self.dir: str | None = None
-        self.xsd = None
+        self.xsd: SimXenstored | None = None
         self.guests: list[SimGuest] = []
         self.children: dict[int, Child] = {}
         self.restarts: dict[int, int] = {}
         self.restart_at: dict[int, float] = {}
+        self.stalls: dict[int, StallModel] = {}
         self.dom0 = dom0_mod.Dom0(())
         self.dom0_actions = {"mem-set": 0, "mem-max": 0, "selfballoon": 0}
         self.events: list[str] = []
         self.t_s = 0.0
-        self.monitor_xs = None  # dom0's connection for the monitor table
+        self.monitor_xs: NativeXenstore | None = None  # dom0's connection for the monitor table
         self.trace: TextIO | None = None
         self.max_lag_s = 0.0
         self.wall_s = 0.0
@@ -218,18 +238,25 @@ class Host:
             self.xsd.add_domain(domid, name, memory_kb, maxmem_kb)
             g = SimGuest(root=os.path.join(self.dir, name), domid=domid, name=name,
                          kind=balloon_kind(o, i), memory_kb=memory_kb, maxmem_kb=maxmem_kb,
-                         workload=make_workload(o.seed, i, memory_kb, o.duration_s),
-                         swap_total_kb=SWAP_TOTAL_KB, uptime_s=30.0 + 17.0 * i)
+                         workload=self._workload(i, memory_kb, maxmem_kb),
+                         swap_total_kb=o.swap_mb * 1024, uptime_s=30.0 + 17.0 * i)
             g.create()
             with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
                 f.write(daemon_conf(o.xenstore, o.reserve_pct))
             self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
             self.guests.append(g)
+            self.stalls[domid] = StallModel()
         self.dom0 = dom0_mod.Dom0(dom0_mod.plan(o.mode, o.seed, domids, o.duration_s))
         self.xsd.start()
         self._dom0_pass()  # the modes at t=0, before any daemon looks
         for g in self.guests:
             self._start_daemon(g)
+
+    def _workload(self, index: int, memory_kb: int, maxmem_kb: int) -> Workload:
+        o = self.opts
+        if o.workload == "ramp":
+            return make_ramp_workload(memory_kb, o.ramp_mb_s * 1024, maxmem_kb * 7 // 10)
+        return make_workload(o.seed, index, memory_kb, o.duration_s)
 
     def _start_daemon(self, g: SimGuest) -> None:
         assert self.xsd is not None
@@ -243,6 +270,8 @@ class Host:
         child.start()
 
     def shutdown(self) -> None:
+        for stall in self.stalls.values():
+            stall.release()
         killed = stop_all(list(self.children.values()))
         for c in killed:
             print(f"xenballoon-sim: {c.argv[0]} (pid {c.pid}) needed SIGKILL", file=self.err)
@@ -279,6 +308,10 @@ class Host:
             self.t_s = t_s
             for g in self.guests:
                 g.step(t_s, o.tick_s, self._memory_target_reader(g.domid))
+                child = self.children.get(g.domid)
+                self.stalls[g.domid].step(child.pid if child else None,
+                                          vm_model.under_pressure(g.vm, g.driver.memtotal_kb),
+                                          o.tick_s)
             if t_s + 1e-9 >= next_dom0_s:
                 self._dom0_pass()
                 next_dom0_s += DOM0_PERIOD_S
@@ -413,6 +446,7 @@ class Host:
         from ..dom0 import monitor
         from ..dom0.hostinfo import FreeMemory
         from ..dom0.reader import XenstoreBatch
+        from ..dom0.table import render_text
         from ..xenstore import XenstoreError
         from ..xenstore.native import NativeXenstore
 
@@ -424,7 +458,7 @@ class Host:
             snap = monitor.refresh(XenstoreBatch(self.monitor_xs), None)
         except XenstoreError as exc:
             return f"xenballoon-monitor: cannot read xenstore: {exc}\n"
-        return monitor.render_text(snap.rows, free, snap.missing)
+        return render_text(snap.rows, free, snap.missing)
 
     def _show_table(self) -> None:
         if self.opts.table == "monitor":

@@ -60,19 +60,19 @@ def stop_all(children: Sequence[Child], grace_s: float = STOP_GRACE_S) -> list[C
     """SIGTERM every child's process group, wait up to ``grace_s`` for all of
     them, then SIGKILL the groups of those still there.  Returns the children
     that needed SIGKILL."""
-    live = [c for c in children if c.proc is not None]
-    for c in live:
-        if c.proc.poll() is None:
+    live = [(c, c.proc) for c in children if c.proc is not None]
+    for c, p in live:
+        if p.poll() is None:
             c.signal_group(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    killed: list[Child] = []
-    for c in live:
+    killed: list[tuple[Child, subprocess.Popen[bytes]]] = []
+    for c, p in live:
         try:
-            c.proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            p.wait(timeout=max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            killed.append(c)
-    for c in killed:
+            killed.append((c, p))
+    for c, p in killed:
         # the leader is still there, so the group id is still its own
         c.signal_group(signal.SIGKILL)
-        c.proc.wait()
-    return killed
+        p.wait()
+    return [c for c, _ in killed]

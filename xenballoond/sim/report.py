@@ -105,7 +105,9 @@ def summary_text(s: dict[str, object]) -> str:
         f"  daemon restarts: {s['daemon_restarts']}",
         "  dom0: " + ", ".join(f"{k} {v}" for k, v in actions.items()),
     ]
-    for g in s["per_guest"]:  # type: ignore[union-attr]
+    per_guest = s["per_guest"]
+    assert isinstance(per_guest, list)
+    for g in per_guest:
         lines.append(
             f"  dom{g['domid']} {g['name']}: {_mib(g['boot_kb'])} -> {_mib(g['current_kb'])} MiB "
             f"(min {_mib(g['min_kb'])}, avg {_mib(g['avg_kb'])}), below Committed_AS "

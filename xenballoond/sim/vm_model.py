@@ -84,6 +84,12 @@ def boot(*, uptime_s: float, swap_total_kb: int, anon_kb: int = 0,
                    swap_used_kb=0, swap_total_kb=swap_total_kb, counters=BOOT_COUNTERS)
 
 
+def under_pressure(s: VmState, memtotal_kb: int) -> bool:
+    """The page cache is down to the hot set (text, libraries) or anonymous
+    memory is being pushed out: everything that faults on a file stalls."""
+    return s.in_oom or s.cache_kb <= MIN_FILE_KB + MIN_FILE_KB // 4
+
+
 def free_floor_kb(memtotal_kb: int) -> int:
     """Twice min_free_kbytes (sqrt(lowmem_kB * 16), mm/page_alloc.c): about the
     high watermark kswapd keeps free."""
@@ -158,6 +164,7 @@ def step(s: VmState, dt_s: float, memtotal_kb: int, demand: Demand) -> VmState:
         # the OOM killer frees the excess; the workload model does not know
         # which process died, so its demand stays: counted once per episode
         oom_kill = 0 if s.in_oom else 1
+        swapped_out_kb = max(min(swapped_out_kb, s.swap_total_kb - s.swap_used_kb), 0)
         swap_kb = min(s.swap_total_kb, anon_kb)
 
     # page cache: file reads fill it, reclaim empties it down to the hot set

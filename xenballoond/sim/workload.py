@@ -130,3 +130,16 @@ def _peak_committed_kb(base: Workload, jobs: list[Job], new: Job) -> int:
     (an upper bound: each overlapping job counted at its full size)."""
     return base.base_committed_kb + new.committed_kb + sum(
         j.committed_kb for j in jobs if j.start_s < new.end_s and new.start_s < j.end_s)
+
+
+def make_ramp_workload(memory_kb: int, rate_kb_per_s: int, peak_kb: int,
+                       start_s: float = 3.0) -> Workload:
+    """One program that allocates and touches memory at ``rate_kb_per_s`` from
+    ``start_s`` until it holds ``peak_kb``, then holds it: the real-Xen ramp of
+    issue 14 (32 MiB every 0.5 s), faster than a 1 s tick can follow."""
+    base_committed_kb = memory_kb * 3 // 100  # a quiet guest: ~12 MB of 400
+    ramp = Job(start_s=start_s, ramp_up_s=max(peak_kb / max(rate_kb_per_s, 1), 0.001),
+               hold_s=1e9, ramp_down_s=0.0, committed_kb=peak_kb, touched_pct=100,
+               io_kb_per_s=0, cpu_pct=100)
+    return Workload(base_committed_kb=base_committed_kb, base_anon_kb=base_committed_kb // 2,
+                    base_io_kb_per_s=16, base_cpu_pct=2, jobs=(ramp,))

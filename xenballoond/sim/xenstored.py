@@ -16,6 +16,8 @@ Run standalone: ``python -m xenballoond.sim.xenstored --dir /tmp/xs --domains 3`
 """
 from __future__ import annotations
 
+import builtins  # the type, where a method named list hides it
+
 import argparse
 import contextlib
 import itertools
@@ -32,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from ..xenstore import wire
-from ..xenstore.wire import Op, Perm, WireError
+from . import wire_server
+from ..xenstore.wire import Op, WireError
+from .wire_server import Perm
 from . import xs_tree as tree
 from .xs_tree import DOM0, Caller, Event, XsError
 
@@ -53,8 +57,6 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def _bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
 @dataclass
@@ -121,7 +123,7 @@ class SimXenstored:
         self._thread: threading.Thread | None = None
         self._listeners: dict[int, socket.socket] = {}
         self._conns: dict[int, _Conn] = {}  # by fileno
-        self._pending: deque[Callable[[], None]] = deque()  # run by the loop thread
+        self._pending: deque[Callable[[], object]] = deque()  # run by the loop thread
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._stopping = False
@@ -218,8 +220,8 @@ class SimXenstored:
         if len(path.encode()) > SUN_PATH_MAX:
             raise ValueError(f"socket path too long for a unix socket: {path}")
         home = f"/local/domain/{domid}"
-        ro = (Perm(0, wire.PERM_NONE), Perm(domid, wire.PERM_READ)) if domid else (Perm(0, 0),)
-        rw = (Perm(domid, wire.PERM_NONE),)
+        ro = (Perm(0, wire_server.PERM_NONE), Perm(domid, wire_server.PERM_READ)) if domid else (Perm(0, 0),)
+        rw = (Perm(domid, wire_server.PERM_NONE),)
         events: list[Event] = []
         with self._lock:
             view = self.tree.view()
@@ -244,7 +246,7 @@ class SimXenstored:
             self.domains[domid] = DomainInfo(domid, name, path)
             if new:
                 self._introduced.add(domid)
-                events.append(Event("@introduceDomain", (Perm(0, wire.PERM_NONE),)))
+                events.append(Event("@introduceDomain", (Perm(0, wire_server.PERM_NONE),)))
             calls = self._deliver(events)
         self._run_callbacks(calls)
         if self.running and domid not in self._listeners:
@@ -260,7 +262,7 @@ class SimXenstored:
             events = tree.rm(view, DOM0, f"/local/domain/{domid}")
             del self.domains[domid]
             self._introduced.discard(domid)
-            events.append(Event("@releaseDomain", (Perm(0, wire.PERM_NONE),)))
+            events.append(Event("@releaseDomain", (Perm(0, wire_server.PERM_NONE),)))
             for conn in list(self._conns.values()):
                 if conn.caller.domid == domid:
                     conn.closed = True
@@ -301,7 +303,7 @@ class SimXenstored:
             sock.close()
         self._in_loop(close)
 
-    def _in_loop(self, fn: Callable[[], None]) -> None:
+    def _in_loop(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in the serving thread (the selector is not thread-safe),
         or now if there is no serving thread."""
         if self._thread is None or threading.current_thread() is self._thread:
@@ -433,7 +435,7 @@ class SimXenstored:
             conn.out += wire.encode(msg.op, payload, msg.req_id, msg.tx_id)
         except XsError as exc:
             error = exc.name
-            conn.out += wire.encode(Op.ERROR, wire.error_payload(exc.name), msg.req_id, msg.tx_id)
+            conn.out += wire.encode(Op.ERROR, wire_server.error_payload(exc.name), msg.req_id, msg.tx_id)
         if self.trace is not None:
             self.trace.append(TraceEntry(conn.caller.domid, msg.op_name, msg.tx_id,
                                          msg.payload[:256], error))
@@ -476,12 +478,12 @@ class SimXenstored:
         caller, p = conn.caller, msg.payload
         ok = b"OK\0"
         if op == Op.READ:
-            return tree.read(view, caller, wire.one_arg(p)), []
+            return tree.read(view, caller, wire_server.one_arg(p)), []
         if op == Op.WRITE:
-            path, value = wire.split_write(p)
+            path, value = wire_server.split_write(p)
             return ok, tree.write(view, caller, path, value)
         if op == Op.DIRECTORY:
-            kids = tree.directory(view, caller, wire.one_arg(p))
+            kids = tree.directory(view, caller, wire_server.one_arg(p))
             return wire.strings(*kids), []
         if op == Op.DIRECTORY_PART:
             args = wire.split_strings(p)
@@ -490,16 +492,16 @@ class SimXenstored:
             kids = tree.directory(view, caller, args[0])
             return tree.directory_part(kids, self.tree.generation, int(args[1])), []
         if op == Op.MKDIR:
-            return ok, tree.mkdir(view, caller, wire.one_arg(p))
+            return ok, tree.mkdir(view, caller, wire_server.one_arg(p))
         if op == Op.RM:
-            return ok, tree.rm(view, caller, wire.one_arg(p))
+            return ok, tree.rm(view, caller, wire_server.one_arg(p))
         if op == Op.GET_PERMS:
-            return wire.perms_payload(tree.get_perms(view, caller, wire.one_arg(p))), []
+            return wire_server.perms_payload(tree.get_perms(view, caller, wire_server.one_arg(p))), []
         if op == Op.SET_PERMS:
             args = wire.split_strings(p)
             if len(args) < 2:
                 raise XsError("EINVAL", "SET_PERMS wants a path and permissions")
-            perms = tuple(wire.parse_perm(a) for a in args[1:])
+            perms = tuple(wire_server.parse_perm(a) for a in args[1:])
             return ok, tree.set_perms(view, caller, args[0], perms)
         if op == Op.WATCH:
             return self._watch(conn, p), []
@@ -515,7 +517,7 @@ class SimXenstored:
             conn.txs[tx_id] = self.tree.begin()
             return wire.strings(str(tx_id)), []
         if op == Op.TRANSACTION_END:
-            arg = wire.one_arg(p)
+            arg = wire_server.one_arg(p)
             if arg not in (b"T", b"F"):
                 raise XsError("EINVAL", "TRANSACTION_END wants T or F")
             if tx is None:
@@ -525,8 +527,8 @@ class SimXenstored:
                 return ok, []
             return ok, self.tree.commit(tx)
         if op == Op.GET_DOMAIN_PATH:
-            arg = wire.one_arg(p)
-            if not arg.isdigit() or int(arg) > wire.DOMID_MAX:
+            arg = wire_server.one_arg(p)
+            if not arg.isdigit() or int(arg) > wire_server.DOMID_MAX:
                 raise XsError("EINVAL", "bad domid")
             return wire.strings(f"/local/domain/{int(arg)}"), []
         if op == Op.RESET_WATCHES:
@@ -534,7 +536,7 @@ class SimXenstored:
             conn.txs.clear()
             return ok, []
         if op == Op.IS_DOMAIN_INTRODUCED:
-            arg = wire.one_arg(p)
+            arg = wire_server.one_arg(p)
             known = arg.isdigit() and int(arg) in self._introduced
             return (b"T\0" if known else b"F\0"), []
         if op == Op.INTRODUCE:
@@ -544,7 +546,7 @@ class SimXenstored:
             self._introduced.add(int(args[0]))
             return ok, [Event("@introduceDomain", (Perm(0, 0),))]
         if op == Op.RELEASE:
-            arg = wire.one_arg(p)
+            arg = wire_server.one_arg(p)
             if not arg.isdigit():
                 raise XsError("EINVAL", "bad domid")
             if int(arg) not in self._introduced:
@@ -670,7 +672,7 @@ class SimXenstored:
         return out
 
     def write(self, path: str, value: str | bytes, domid: int = 0) -> None:
-        self._apply(lambda v, c: tree.write(v, c, path, _bytes(value)), domid)
+        self._apply(lambda v, c: tree.write(v, c, path, wire.to_bytes(value)), domid)
 
     def write_many(self, items: dict[str, str | bytes], domid: int = 0) -> None:
         """All or nothing, like one transaction."""
@@ -679,7 +681,7 @@ class SimXenstored:
             view = tree.View(tx.nodes)
             events: list[Event] = []
             for key, value in items.items():
-                events += tree.write(view, Caller(domid), key, _bytes(value))
+                events += tree.write(view, Caller(domid), key, wire.to_bytes(value))
             tx.accessed, tx.changed = view.accessed, view.changed
             self.tree.commit(tx)
             calls = self._deliver(events)
@@ -691,12 +693,12 @@ class SimXenstored:
     def rm(self, path: str, domid: int = 0) -> None:
         self._apply(lambda v, c: tree.rm(v, c, path), domid)
 
-    def get_perms(self, path: str, domid: int = 0) -> list[str]:
+    def get_perms(self, path: str, domid: int = 0) -> builtins.list[str]:
         with self._lock:
             return [str(p) for p in tree.get_perms(self.tree.view(), Caller(domid), path)]
 
     def set_perms(self, path: str, perms: Iterable[str | Perm], domid: int = 0) -> None:
-        parsed = tuple(p if isinstance(p, Perm) else wire.parse_perm(p) for p in perms)
+        parsed = tuple(p if isinstance(p, Perm) else wire_server.parse_perm(p) for p in perms)
         self._apply(lambda v, c: tree.set_perms(v, c, path, parsed), domid)
 
     def watch(self, path: str, callback: Callable[[str], None], domid: int = 0) -> int:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from ..xenstore.wire import (ABS_PATH_MAX, PAYLOAD_MAX_BYTES, PERM_NONE, PERM_OWNER, PERM_READ,
-                       PERM_WRITE, REL_PATH_MAX, Perm)
+from ..xenstore.wire import ABS_PATH_MAX, PAYLOAD_MAX_BYTES, REL_PATH_MAX
+from .wire_server import PERM_NONE, PERM_OWNER, PERM_READ, PERM_WRITE, Perm
 
 GUEST_NODE_MAX_BYTES = 2048  # oxenstored quota-maxsize
 ALL = PERM_READ | PERM_WRITE | PERM_OWNER

@@ -43,8 +43,6 @@ class XenstoreTooBig(XenstoreWriteFailed):
 
 # xenstored refuses larger nodes from an unprivileged domain (quota-maxsize).
 GUEST_NODE_MAX_BYTES = 2048
-# XENSTORE_PAYLOAD_MAX in xen/include/public/io/xs_wire.h.
-PAYLOAD_MAX_BYTES = 4096
 
 
 _UNESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{3}|[tnr\\]|.|$)", re.DOTALL)

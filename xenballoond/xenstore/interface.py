@@ -2,7 +2,7 @@
 the daemon's modules import it under ``TYPE_CHECKING`` and never at run time."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Protocol
+from typing import Mapping, Protocol
 
 
 class Xenstore(Protocol):
@@ -21,12 +21,6 @@ class Xenstore(Protocol):
     def list(self, path: str) -> list[str]: ...
 
     def read(self, path: str) -> str: ...
-
-    def read_many(self, paths: Iterable[str]) -> dict[str, str]:
-        """Read existing nodes in one go (one process with the CLI)."""
-        ...
-
-    def exists(self, path: str) -> bool: ...
 
     def write_many(self, items: Mapping[str, str]) -> None:
         """Write all items at once (one transaction); all or nothing."""

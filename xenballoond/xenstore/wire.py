@@ -10,20 +10,15 @@ the errno's name ("EACCES\\0").
 
 Everything read from the wire is hostile: the decoder refuses a length above the
 maximum before buffering it, and the payload helpers raise ``WireError`` on
-anything malformed rather than guessing.
+anything malformed rather than guessing.  This is the half a client needs; the
+server's half (request parsing, errors, permissions) is in sim/wire_server.py.
 """
 from __future__ import annotations
 
 import enum
-import re
 import struct
 
 from ..record import frozen
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (RSS)
-if TYPE_CHECKING:
-    from typing import Iterable
-
 
 class Op(enum.IntEnum):
     """enum xsd_sockmsg_type (Xen 4.17)."""
@@ -67,11 +62,6 @@ ERRORS: tuple[str, ...] = (
     "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
     "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
 )
-
-XS_WRITE_NONE = "NONE"
-XS_WRITE_CREATE = "CREATE"
-XS_WRITE_CREATE_EXCL = "CREATE|EXCL"
-
 
 class WireError(ValueError):
     """A malformed message or payload: bad length, missing NUL, bad permission."""
@@ -176,7 +166,9 @@ class Decoder:
 
 # --- payload conventions ---------------------------------------------------
 
-def _b(text: str | bytes) -> bytes:
+def to_bytes(text: str | bytes) -> bytes:
+    """A value as xenstore holds it: str is UTF-8, with surrogate escapes for
+    the bytes that are not (as values are decoded)."""
     if isinstance(text, bytes):
         return text
     try:
@@ -188,9 +180,9 @@ def _b(text: str | bytes) -> bytes:
 def strings(*parts: str | bytes) -> bytes:
     """Each part followed by a NUL: the usual request payload."""
     for part in parts:
-        if b"\0" in _b(part):
+        if b"\0" in to_bytes(part):
             raise WireError(f"NUL inside a string argument: {part!r}")
-    return b"".join(_b(p) + b"\0" for p in parts)
+    return b"".join(to_bytes(p) + b"\0" for p in parts)
 
 
 def split_strings(payload: bytes) -> list[bytes]:
@@ -203,31 +195,9 @@ def split_strings(payload: bytes) -> list[bytes]:
     return payload[:-1].split(b"\0")
 
 
-def one_arg(payload: bytes) -> bytes:
-    """The single argument of READ/DIRECTORY/MKDIR/RM/...: exactly one NUL, at
-    the end (xenstored's onearg())."""
-    if not payload or payload.find(b"\0") != len(payload) - 1:
-        raise WireError("expected exactly one NUL-terminated argument")
-    return payload[:-1]
-
-
 def write_payload(path: str | bytes, value: bytes) -> bytes:
     """WRITE: "path\\0value", the value raw and not NUL-terminated."""
     return strings(path) + value
-
-
-def split_write(payload: bytes) -> tuple[bytes, bytes]:
-    """(path, value) of a WRITE payload; the value may contain anything."""
-    nul = payload.find(b"\0")
-    if nul < 0:
-        raise WireError("WRITE payload has no NUL after the path")
-    return payload[:nul], payload[nul + 1:]
-
-
-def error_payload(name: str) -> bytes:
-    if name not in ERRORS:
-        raise WireError(f"not a xenstore error name: {name!r}")
-    return strings(name)
 
 
 def parse_error(payload: bytes) -> str:
@@ -235,57 +205,3 @@ def parse_error(payload: bytes) -> str:
     client library's get_error() does."""
     name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
     return name if name in ERRORS else "EINVAL"
-
-
-# --- permissions -----------------------------------------------------------
-
-PERM_NONE, PERM_READ, PERM_WRITE, PERM_OWNER = 0, 1, 2, 4
-_PERM_LETTERS = {"n": PERM_NONE, "r": PERM_READ, "w": PERM_WRITE, "b": PERM_READ | PERM_WRITE}
-_LETTER_OF = {v: k for k, v in _PERM_LETTERS.items()}
-_PERM_RE = re.compile(r"([nrwb])([0-9]{1,5})")
-DOMID_MAX = 0xFFFF
-
-
-@frozen
-class Perm:
-    """One entry of a node's permission list, e.g. "r5": domain 5 may read.
-    The first entry names the owner and what everyone else gets."""
-
-    domid: int
-    bits: int  # PERM_READ | PERM_WRITE
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.domid <= DOMID_MAX:
-            raise WireError(f"domid {self.domid} out of range")
-        if self.bits not in _LETTER_OF:
-            raise WireError(f"bad permission bits {self.bits}")
-
-    def __str__(self) -> str:
-        return f"{_LETTER_OF[self.bits]}{self.domid}"
-
-
-def parse_perm(text: str | bytes) -> Perm:
-    """"n0", "r5", "w7", "b3"; anything else is a WireError."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
-    m = _PERM_RE.fullmatch(text)
-    if not m:
-        raise WireError(f"bad permission {text!r}")
-    return Perm(int(m.group(2)), _PERM_LETTERS[m.group(1)])
-
-
-def perms_payload(perms: Iterable[Perm]) -> bytes:
-    """GET_PERMS reply: each permission NUL-terminated."""
-    return strings(*(str(p) for p in perms))
-
-
-def parse_perms(payload: bytes) -> tuple[Perm, ...]:
-    perms = tuple(parse_perm(s) for s in split_strings(payload))
-    if not perms:
-        raise WireError("empty permission list")
-    return perms
-
-
-def set_perms_payload(path: str | bytes, perms: Iterable[Perm]) -> bytes:
-    """SET_PERMS: "path\\0perm\\0perm\\0"."""
-    return strings(path) + perms_payload(perms)

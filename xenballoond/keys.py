@@ -1,0 +1,18 @@
+"""The xenstore keys the guest's daemon and dom0 share, relative to the guest's
+domain directory (/local/domain/<domid>/)."""
+
+# Where the daemon publishes, in order of preference: the original's memory/,
+# and data/xenballoon/, the guest's own, when xl keeps memory/ read-only for
+# the guest (perms n0,r<domid>).
+PRIMARY_DIR = "memory"
+FALLBACK_DIR = "data/xenballoon"
+# What it publishes there.
+SELFTARGET, MEMINFO, VMSTAT, UPTIME = "selftarget", "meminfo", "vmstat", "uptime"
+PUBLISHED = (SELFTARGET, MEMINFO, VMSTAT, UPTIME)
+
+# What dom0 writes in memory/ for the daemon (the original's overrides).
+TARGET = "target"
+SELFBALLOON = "selfballoon"
+INTERVAL = "interval"
+DOWN_HYSTERESIS = "downhysteresis"
+UP_HYSTERESIS = "uphysteresis"
