@@ -1,2 +1,2 @@
 """What runs in domain 0: reading what guests publish, host facts from ``xl``,
-the monitor; the balancer."""
+the monitor and its Prometheus export; the balancer."""

@@ -56,7 +56,8 @@ def _domid_arg(text: str) -> int:
     return domid
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also rendered into xenballoon-monitor(1) by scripts/gen-manpages.py."""
     p = argparse.ArgumentParser(
         prog="xenballoon-monitor",
         description="Show the memory statistics every guest's xenballoond publishes "
@@ -76,10 +77,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="timeout for each xenstore or xl command (default 10)")
     p.add_argument("--root", metavar="DIR", default="/",
                    help="resolve the config files and xenstored's socket under DIR")
+    p.add_argument("--prometheus", metavar="FILE",
+                   help="write the rows and the free memory to FILE in Prometheus text format "
+                        "instead of printing the table (replaced in one step, for "
+                        "node_exporter's textfile collector: name it *.prom)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if not 0 < args.timeout <= 3600:
         p.error("--timeout must be between 0 and 3600 seconds")
+    if args.json and args.prometheus is not None:
+        p.error("--json and --prometheus are two outputs: choose one")
     return args
 
 
@@ -104,6 +116,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except XenstoreError as exc:
         log.error("cannot read xenstore: %s", ascii(str(exc))[1:-1])
         return EXIT_FAIL
+    if args.prometheus is not None:
+        from .prometheus import render_metrics, write_textfile
+        try:
+            write_textfile(args.prometheus, render_metrics(snap.rows, snap.free))
+        except OSError as exc:
+            log.error("cannot write %s: %s", args.prometheus, exc.strerror or exc)
+            return EXIT_FAIL
+        return EXIT_OK
     render = render_json if args.json else render_text
     sys.stdout.write(render(snap.rows, snap.free, snap.missing))
     return EXIT_OK

@@ -41,7 +41,8 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, width=max(columns - 2, 40))
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also rendered into xenballoond(8) by scripts/gen-manpages.py."""
     p = argparse.ArgumentParser(
         prog="xenballoond", formatter_class=_help_formatter,
         description="In-guest Xen memory ballooning daemon: self-ballooning from "
@@ -61,7 +62,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="resolve every OS path (/proc, /sys, /etc, /var/run) under DIR")
     p.add_argument("--debug", action="store_true", help="log every decision")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
