@@ -23,7 +23,9 @@ from . import pidlock, runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile, why_unwritable
-from ..paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
+from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_MIN_FREE_KBYTES, PROC_PRESSURE_MEMORY,
+                     PROC_UPTIME, PROC_VMSTAT, Root)
+from .pressure import PressureWatch
 from .domain import is_dom0
 from .tick import Ballooner, ProcFiles
 
@@ -97,7 +99,8 @@ def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
         return None
     return Ballooner(
         config=config, balloon=balloon,
-        files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME)),
+        files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME),
+                        root.path(PROC_MIN_FREE_KBYTES)),
         maxmem=MaxmemFile(root.path(config.maxmem_file)),
         xenstore=make_xenstore(config, log), log=log)
 
@@ -168,6 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_detached(ballooner, pidfile, root, args, log)
 
 
+def pressure_watch(root: Root) -> PressureWatch:
+    # the PSI trigger only on the real /proc: under a test root it is a plain file
+    return PressureWatch(root.path(PROC_MEMINFO),
+                         PROC_PRESSURE_MEMORY if root.top in ("", "/") else None)
+
+
 def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
                    args: argparse.Namespace, log: logging.Logger) -> int:
     lock = pidlock.make_lock(pidfile)
@@ -182,7 +191,8 @@ def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
     control = runloop.LoopControl()
     control.install()
     try:
-        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
+        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log,
+                    pressure_watch(root))
     finally:
         pidlock.release_quietly(lock)
     return EXIT_OK
@@ -224,7 +234,8 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
         log = logsetup.to_syslog(args.debug)  # the same logger the ballooner holds
         os.write(ready_w, b"ok\n")
         os.close(ready_w)
-        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
+        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log,
+                    pressure_watch(root))
     except BaseException as exc:  # report, never leave a lock behind
         try:
             os.write(ready_w, f"failed: {exc}\n".encode())
