@@ -82,7 +82,6 @@ class BalancerHost:
             except FileNotFoundError:
                 continue
             data = data[:data.rfind(b"\n") + 1]
-            self._offset += len(data)
             for line in data.decode().splitlines():
                 _, domid, kb = line.split()
                 d, tgt_kb = int(domid), int(kb)
@@ -92,6 +91,7 @@ class BalancerHost:
                     continue
                 self.cur_kb[d] = min(tgt_kb, self.cur_kb[d] + max(self.free_kb(), 0))
             self._write_state()
+            self._offset += len(data)  # after: applied() waits for this
 
     def publish(self, domid: int, committed_mb: int, *, advance: bool = True,
                 committed_text: str | None = None) -> None:
@@ -130,8 +130,16 @@ class BalancerHost:
                 "-c", self.conf, *args]
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), env=self.env(), capture_output=True, text=True,
+        proc = subprocess.run(self.argv(*args), env=self.env(), capture_output=True, text=True,
                               timeout=timeout)
+        self.applied()
+        return proc
+
+    def applied(self) -> None:
+        """Wait until the hypervisor thread applied every xl mem-set written so far."""
+        path = os.path.join(self.dom0, REQUESTS)
+        wait_until(lambda: not os.path.exists(path) or self._offset >= os.path.getsize(path),
+                   what="the hypervisor thread to apply every mem-set")
 
     def close(self) -> None:
         self._stop.set()
@@ -155,9 +163,6 @@ def host(tmp_path):
 
 def test_moves_memory_from_the_idle_guest_to_the_busy_one(host):
     h = host(2400, {1: (1024, 2048), 2: (1024, 2048)})
-    # the pass waits up to an interval (at most 5 s) for the decreases to free memory
-    # before it pays the increases: room for a loaded machine's hypervisor thread
-    h.write_conf("XENBALLOON_BALANCER_INTERVAL=5\n")
     h.opt_in(1, 2)
     h.publish(1, 1500)  # busy: needs more than it has
     h.publish(2, 150)  # idle

@@ -65,6 +65,12 @@ def test_worth_setting(old: int, new: int, worth: bool) -> None:
     assert dom0.worth_setting(old, new) is worth
 
 
+def test_dom0_shrinks_a_quarter_of_the_way_and_grows_at_once() -> None:
+    assert dom0.shrink_step_kb(1000 * MIB, 600 * MIB) == 900 * MIB
+    assert dom0.shrink_step_kb(1000 * MIB, 999 * MIB + 2) == 999 * MIB + 768  # kB, 4-aligned
+    assert dom0.shrink_step_kb(600 * MIB, 1000 * MIB) == 1000 * MIB
+
+
 def test_switch_to_self_lifts_the_cap_a_mem_set_left() -> None:
     d = dom0.Dom0([ModeChange(0.0, 1, False), ModeChange(10.0, 1, True)])
     actions = d.decide(0.0, [view(committed_kb=None)])
@@ -79,7 +85,8 @@ def test_directed_guest_gets_mem_set_and_growth_is_anticipated() -> None:
     d = dom0.Dom0([ModeChange(0.0, 1, False)])
     first = d.decide(0.0, [view(committed_kb=400 * MIB)])
     want = dom0.balancer_target_kb(view(committed_kb=400 * MIB), 0.0)
-    assert first == [SetSelfballoon(1, False), MemSet(1, want)]
+    # down from the 1 GiB it holds: a quarter of the way a pass
+    assert first == [SetSelfballoon(1, False), MemSet(1, dom0.shrink_step_kb(view().target_kb, want))]
     # Committed_AS grew 50 MiB in a second: three more seconds of that on top
     second = d.decide(1.0, [view(committed_kb=450 * MIB, target_kb=want)])
     assert second == [MemSet(1, dom0.balancer_target_kb(view(committed_kb=450 * MIB),

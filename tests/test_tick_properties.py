@@ -29,7 +29,7 @@ numbers = st.one_of(st.integers(0, 1 << 62).map(str), st.text(max_size=30),
 def tick_once(root: str, config: Config) -> int | None:
     b = Ballooner(config=config, balloon=detect_balloon(Root(root)),
                   files=ProcFiles(*(os.path.join(root, "proc", n) for n in
-                                    ("meminfo", "vmstat", "uptime"))),
+                                    ("meminfo", "vmstat", "uptime", "sys/vm/min_free_kbytes"))),
                   maxmem=MaxmemFile(os.path.join(root, "var/run/xenballoon-maxmem")),
                   xenstore=None, log=LOG)
     before = open(os.path.join(root, SYSFS, "target")).read()

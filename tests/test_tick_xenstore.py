@@ -56,15 +56,14 @@ def ballooner(root: str, conf: str = "", backend: str = "cli"):
     return b
 
 
-def test_directed_follows_dom0_target_with_hysteresis(guest, xs, backend):
+def test_directed_takes_dom0_target_at_once(guest, xs, backend):
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend=backend)  # self-ballooning off: directed
     assert b.tick() == 1
-    # cur 393216 kB = 402653184 B, target 307200000 B, down 10:
-    # 402653184 - (402653184 - 307200000) / 10 = 402653184 - 9545318 = 393107866
-    assert balloon_target_bytes(guest) == 393107866
+    # dom0's 300000 kB, not a 1/10 step from 393216 kB (the default down hysteresis)
+    assert balloon_target_bytes(guest) == 300000 * 1024
     # published under data/xenballoon: xl keeps memory/ read-only for the guest
-    assert xs.read(f"{HOME}/data/xenballoon/selftarget") == "383894"
+    assert xs.read(f"{HOME}/data/xenballoon/selftarget") == "300000"
     assert "MemTotal:" in xs.read(f"{HOME}/data/xenballoon/meminfo")
     assert xs.read(f"{HOME}/data/xenballoon/uptime") == "1234.56 1100.20"
     assert len(xs.read(f"{HOME}/data/xenballoon/vmstat").encode()) <= 2048
@@ -132,26 +131,27 @@ def test_selfballoon_zero_from_dom0_turns_self_off(guest, xs, backend):
 
 
 def test_interval_and_hysteresis_overrides(guest, xs, backend):
-    xs.write(f"{HOME}/memory/target", "300000")
+    xs.write(f"{HOME}/memory/selfballoon", "1")
     xs.write(f"{HOME}/memory/interval", "9")
     xs.write(f"{HOME}/memory/downhysteresis", "2")
     b = ballooner(guest, backend=backend)
     assert b.tick() == 9
-    # 402653184 - (402653184 - 307200000) / 2
-    assert balloon_target_bytes(guest) == 354926592
+    # self target (200000 + 13216 + 45138 kB to run) * 1024 = 264554496 B, as in
+    # test_daemon's; down 2: 402653184 - (402653184 - 264554496) / 2
+    assert balloon_target_bytes(guest) == 333603840
 
 
 def test_dom0_hysteresis_zero_moves_at_once(guest, xs, backend, request):
-    xs.write(f"{HOME}/memory/target", "300000")
+    xs.write(f"{HOME}/memory/selfballoon", "1")
     xs.write(f"{HOME}/memory/downhysteresis", "0")
     b, records = logged_ballooner(guest, request.node.name, backend)
     b.tick()
-    assert balloon_target_bytes(guest) == 300000 * 1024  # down at once, as the original
-    set_current_kb(guest, 300000)
-    xs.write(f"{HOME}/memory/target", "350000")
+    assert balloon_target_bytes(guest) == 264554496  # down at once, as the original
+    set_current_kb(guest, 200000)  # below MemTotal here: no kernel reservation to add
     xs.write(f"{HOME}/memory/uphysteresis", "0")
     b.tick()
-    assert balloon_target_bytes(guest) == 350000 * 1024  # up at once, and said so
+    # up at once, and said so: (200000 + 0 + 45138) kB
+    assert balloon_target_bytes(guest) == 245138 * 1024
     assert len(records.warnings("memory/uphysteresis=0")) == 1
 
 
@@ -209,7 +209,7 @@ def test_daemon_process_follows_xl_mem_set(guest, xs):
                  extra_env={"XENSTORED_PATH": xs.socket_path(DOMID)})
     try:
         xs.write(f"{HOME}/memory/target", "262144")
-        seen = []
+        seen: list[int] = []
 
         def converged() -> bool:
             tgt_kb = balloon_target_bytes(guest) // 1024
@@ -218,10 +218,9 @@ def test_daemon_process_follows_xl_mem_set(guest, xs):
                 set_current_kb(guest, tgt_kb)  # the driver reaches each target
             return tgt_kb <= 262144 + 1024
         dp.wait_until(converged, timeout=60, what="convergence to 262144 kB")
-        steps = [kb for kb in seen if kb != 393216]
-        # each step halves the distance (down hysteresis 2): 327680, 294912, 278528, ...
-        assert steps[:3] == [327680, 294912, 278528]
-        assert all(a > b for a, b in zip(steps, steps[1:]))
+        # dom0's target at once, whatever XENBALLOON_AUTO_DOWNHYSTERESIS (2) says:
+        # no 1/2 steps (327680, 294912, ...) that would hold it above the target
+        assert [kb for kb in seen if kb != 393216] == [262144]
         assert dp.wait_until(lambda: xs.get(f"{HOME}/data/xenballoon/selftarget"))
     finally:
         p.terminate()

@@ -28,6 +28,8 @@ class Root:
 PROC_MEMINFO = "/proc/meminfo"
 PROC_VMSTAT = "/proc/vmstat"
 PROC_UPTIME = "/proc/uptime"
+PROC_MIN_FREE_KBYTES = "/proc/sys/vm/min_free_kbytes"
+PROC_PRESSURE_MEMORY = "/proc/pressure/memory"
 PROC_XEN_BALLOON = "/proc/xen/balloon"
 PROC_XEN_CAPABILITIES = "/proc/xen/capabilities"
 SYS_HYPERVISOR_FEATURES = "/sys/hypervisor/properties/features"

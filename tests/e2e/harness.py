@@ -34,7 +34,8 @@ BUILD_SCRIPT = os.path.join(HERE, "build-base.sh")
 BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER")
 WHEELS = ("python-daemon", "lockfile")
 # console scripts the images need (setup.py's entry points; read from it when it names them)
-SCRIPTS = {"xenballoond": "xenballoond.guest.cli:main", "xenballoon-monitor": "xenballoond.dom0.monitor:main"}
+SCRIPTS = {"xenballoond": "xenballoond.guest.cli:main", "xenballoon-monitor": "xenballoond.dom0.monitor:main",
+           "xenballoon-balancer": "xenballoond.dom0.balancer:main"}
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "cpio": "cpio",
               "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg", "mke2fs": "e2fsprogs"}
 # dom0 holds the guest's disk, and a save file of up to maxmem (768 MiB) in its RAM file system;

@@ -81,6 +81,9 @@ class Xl:
     def mem_set(self, domid: int, tgt_kb: int) -> None:
         self._run("mem-set", str(domid), f"{tgt_kb}k")
 
+    def mem_max(self, domid: int, max_kb: int) -> None:
+        self._run("mem-max", str(domid), f"{max_kb}k")
+
 
 def ref_kb(g: GuestState) -> int:
     """The target in place (balance._ref_kb): the last one, else what it holds."""

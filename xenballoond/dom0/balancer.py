@@ -37,7 +37,7 @@ from ..service import LoopControl
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
-from . import act, guests as guests_mod, settings
+from . import act, guests as guests_mod, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
                       balance, free_plan, is_balanced, need_kb)
 from .reader import (CliBatch, TreeBatch, XenstoreBatch, list_domids, list_guests, published,
@@ -88,6 +88,13 @@ class Balancer:
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.reconfigure(config)
+
+    def static_max_kb(self, domid: int) -> Optional[int]:
+        """The guest's memory/static-max, bounded; None if absent or not a number."""
+        try:
+            return guests_mod.kb(self.xs.read(f"/local/domain/{domid}/memory/static-max"))
+        except XenstoreError:
+            return None
 
     def reconfigure(self, config: settings.BalancerConfig) -> None:
         self.config = config
@@ -412,13 +419,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resolve every OS path (/etc, /var/run, xenstored's socket) under DIR")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{free,pause,resume}")
+    sub = p.add_subparsers(dest="command",
+                           metavar="{free,pause,resume,prepare-save,after-restore}")
     f = sub.add_parser("free", help="make SIZE free for a new guest, then stay paused")
     f.add_argument("size", metavar="SIZE", help="e.g. 1024M, 2G, 524288k (no suffix: MiB)")
     f.add_argument("--timeout", metavar="SEC", type=float, default=60.0,
                    help="give up after SEC seconds (default 60)")
     sub.add_parser("pause", help="stop setting targets until resume (for xl create)")
     sub.add_parser("resume", help="balance again")
+    for name, text in (("prepare-save", "before xl save or xl migrate: set the guest's "
+                        "memory/target to what it holds, or libxl cannot rebuild it"),
+                       ("after-restore", "after xl restore: let the guest grow to its "
+                        "static-max again")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("domain", metavar="DOMAIN", help="the guest's name or domid")
     return p
 
 
@@ -461,6 +475,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if path is None:
         log.info("no config file found, using the defaults")
     balancer = build(config, root)
+    if args.command in ("prepare-save", "after-restore"):
+        if args.command == "prepare-save":
+            ok, message = saving.prepare_save(balancer.xl, args.domain)
+        else:
+            ok, message = saving.after_restore(balancer.xl, args.domain, balancer.static_max_kb)
+        print(f"{PROG}: {message}", file=sys.stdout if ok else sys.stderr)
+        return EXIT_OK if ok else EXIT_FAIL
     stop = threading.Event()
 
     def wait_event(seconds: float) -> bool:

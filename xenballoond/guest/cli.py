@@ -22,7 +22,9 @@ from . import runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
 from .maxmem import MaxmemFile, why_unwritable
-from ..paths import DEFAULT_PIDFILE, PROC_MEMINFO, PROC_UPTIME, PROC_VMSTAT, Root
+from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_MIN_FREE_KBYTES, PROC_PRESSURE_MEMORY,
+                     PROC_UPTIME, PROC_VMSTAT, Root)
+from .pressure import PressureWatch
 from .domain import is_dom0
 from .tick import Ballooner, ProcFiles
 
@@ -95,7 +97,8 @@ def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
         return None
     return Ballooner(
         config=config, balloon=balloon,
-        files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME)),
+        files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME),
+                        root.path(PROC_MIN_FREE_KBYTES)),
         maxmem=MaxmemFile(root.path(config.maxmem_file)),
         xenstore=make_xenstore(config, log), log=log)
 
@@ -166,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_detached(ballooner, pidfile, root, args, log)
 
 
+def pressure_watch(root: Root) -> PressureWatch:
+    # the PSI trigger only on the real /proc: under a test root it is a plain file
+    return PressureWatch(root.path(PROC_MEMINFO),
+                         PROC_PRESSURE_MEMORY if root.top in ("", "/") else None)
+
+
 def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
                    args: argparse.Namespace, log: logging.Logger) -> int:
     return service.run_foreground("xenballoond", pidfile, log, _loop(ballooner, root, args))
@@ -180,6 +189,7 @@ def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
 def _loop(ballooner: Ballooner, root: Root, args: argparse.Namespace
           ) -> Callable[[service.LoopControl, logging.Logger], None]:
     def loop(control: service.LoopControl, log: logging.Logger) -> None:
-        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log)
+        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log,
+                    pressure_watch(root))
     return loop
 

@@ -52,12 +52,22 @@ def step_bytes(cur_bytes: int, tgt_bytes: int, down_hysteresis: int, up_hysteres
 
 
 @frozen
+class Wake:
+    """When the loop should not wait for the next tick: MemAvailable below
+    ``available_below_kb`` or Committed_AS above ``committed_above_kb``."""
+
+    available_below_kb: int
+    committed_above_kb: int
+
+
+@frozen
 class Decision:
     """What one tick decided: the balloon target to write (None: leave it),
     and the minimum it was held to."""
 
     tgt_bytes: int | None
     min_bytes: int
+    wake: Wake | None = None  # self-ballooning with headroom: when to tick early
 
 
 def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
@@ -79,24 +89,110 @@ def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
     return max(boot_kb, 0) * reserve_pct // 100
 
 
+# Committed_AS moves by a few pages between two ticks on an idle guest.
+RISE_TOLERANCE_KB = 1024
+
+
+def kernel_min_free_kb(memtotal_kb: int) -> int:
+    """min_free_kbytes as the kernel sets it (mm/page_alloc.c,
+    init_per_zone_wmark_min): sqrt(lowmem kB * 16), within [128, 262144]; for
+    when /proc/sys/vm/min_free_kbytes cannot be read."""
+    return min(max(_isqrt(max(memtotal_kb, 0) * 16), 128), 262144)
+
+
+def _isqrt(n: int) -> int:
+    x = n
+    y = (x + 1) // 2
+    while y < x:
+        x, y = y, (y + n // y) // 2
+    return x
+
+
+def run_kb(mapped_kb: int, min_free_kb: int) -> int:
+    """What the guest needs beyond Committed_AS just to keep running: the file
+    pages its programs execute from (Mapped: text, libraries, mapped files), and
+    the kernel's watermarks (twice min_free_kbytes: kswapd keeps about that
+    free).  Below this the programs' text is evicted and read back at disk
+    speed, and everything stalls: on the real host a swapless guest stalled
+    for 8 s a tick, the daemon with it, then the OOM killer came."""
+    return max(mapped_kb, 0) + 2 * max(min_free_kb, 0)
+
+
+def self_headroom_kb(boot_kb: int, reserve_pct: int, run_need_kb: int, rise_kb: int) -> int:
+    """Room kept over Committed_AS when self-ballooning: the larger of
+    XENBALLOON_SELF_RESERVE_PCT of the boot memory and what the guest needs to
+    run, plus the last interval's rise of Committed_AS (a workload that grew
+    that much in one interval may grow as much again before the next tick).
+    A reserve of 0% is the 2008 target: Committed_AS exactly."""
+    if reserve_pct == 0:
+        return 0
+    return max(headroom_kb(boot_kb, reserve_pct), run_need_kb) + max(rise_kb, 0)
+
+
+def rise_per_interval_kb(prev_committed_as_kb: int | None, committed_as_kb: int,
+                         elapsed_s: float, interval_s: int) -> int:
+    """How much Committed_AS grows in one interval at the rate it grew since
+    the last reading (0: unknown, steady, or by no more than an idle guest's
+    wobble)."""
+    if prev_committed_as_kb is None or elapsed_s <= 0:
+        return 0
+    grown_kb = committed_as_kb - prev_committed_as_kb
+    if grown_kb <= RISE_TOLERANCE_KB:
+        return 0
+    return int(grown_kb * max(interval_s / elapsed_s, 1.0))
+
+
+def tight(mem_available_kb: int | None, headroom: int) -> bool:
+    """Memory is tight: less than half the headroom is still available."""
+    return mem_available_kb is not None and mem_available_kb < headroom // 2
+
+
+def wake_thresholds(committed_as_kb: int, headroom: int) -> Wake:
+    """Half the headroom gone, either way: what the next tick would grow for."""
+    return Wake(headroom // 2, committed_as_kb + max(headroom // 2, RISE_TOLERANCE_KB))
+
+
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
            committed_as_kb: int, kernel_reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
            down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0,
-           boot_kb: int = 0) -> Decision:
+           boot_kb: int = 0, committed_rise_kb: int = 0, run_need_kb: int = 0,
+           mem_available_kb: int | None = None, pressure: bool = False) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
     below it (dom0 squeezed it), it goes back to the minimum at once instead of
     by 1/n steps that would stay under it.
+
+    Directed targets (dom0's memory/target) are taken at once, floored at the
+    minimum: the hysteresis is self-ballooning's.
+
+    Self-ballooning never takes a down step into rising demand (Committed_AS
+    is growing: ``committed_rise_kb`` a interval, memory is tight, or the kernel
+    reported memory pressure): it holds the balloon where it is; and then it
+    grows to the target at once, whatever the up hysteresis.  Without the
+    rise, MemAvailable and pressure (and with a reserve of 0%), this is the
+    2008 decision.
     """
     min_mb = min_target_mb(maxmem_kb, min_mem_mb)
     min_bytes = min_mb * MIB
+    cur_bytes = cur_kb * KIB
     if self_ballooning:
-        want_bytes = self_target_bytes(committed_as_kb, min_mb, kernel_reserved_kb,
-                                       headroom_kb(boot_kb, self_reserve_pct))
-    elif directed_target_kb is not None:
-        want_bytes = directed_target_bytes(directed_target_kb, min_mb)
-    else:
+        rise_kb = max(committed_rise_kb, 0)
+        headroom = self_headroom_kb(boot_kb, self_reserve_pct, run_need_kb, rise_kb)
+        want_bytes = self_target_bytes(committed_as_kb, min_mb, kernel_reserved_kb, headroom)
+        demand_up = pressure or rise_kb > 0 or tight(mem_available_kb, headroom)
+        if demand_up and want_bytes < cur_bytes:
+            tgt_bytes = cur_bytes  # never shrink into rising demand
+        elif demand_up and want_bytes > cur_bytes:
+            tgt_bytes = want_bytes  # all the way at once
+        else:
+            tgt_bytes = step_bytes(cur_bytes, want_bytes, down_hysteresis, up_hysteresis)
+        return Decision(max(tgt_bytes, min_bytes), min_bytes,
+                        wake_thresholds(committed_as_kb, headroom) if headroom else None)
+    if directed_target_kb is None:
         return Decision(None, min_bytes)
-    tgt_bytes = step_bytes(cur_kb * KIB, want_bytes, down_hysteresis, up_hysteresis)
-    return Decision(max(tgt_bytes, min_bytes), min_bytes)
+    # dom0's target at once, no 1/n steps: the kernel applies memory/target by
+    # itself, and a step written while it moves holds the guest above the
+    # toolstack's target (xl mem-set took 55 s instead of 1.3 s on the real
+    # host, and xl restore then failed: libxl rebuilds the domain at the target)
+    return Decision(directed_target_bytes(directed_target_kb, min_mb), min_bytes)

@@ -6,6 +6,7 @@ handed in (composition root: cli.py); nothing here knows the OS paths.
 from __future__ import annotations
 
 import logging
+import time
 from ..record import frozen
 
 from . import meminfo as meminfo_mod
@@ -13,7 +14,9 @@ from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
 from .overrides import KEYS, Overrides, parse_overrides
-from .policy import KIB, MIB, Decision, choose_interval_s, decide, headroom_kb
+from ..numbers import parse_bounded_int
+from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
+                     kernel_min_free_kb, rise_per_interval_kb, run_kb)
 from ..keys import FALLBACK_DIR, PRIMARY_DIR
 from .publish import build_outputs
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
@@ -50,6 +53,22 @@ class ProcFiles:
     meminfo: str
     vmstat: str
     uptime: str
+    min_free_kbytes: str
+
+
+@frozen
+class Sensed:
+    """What one tick read of the guest's memory."""
+
+    meminfo_text: str
+    cur_kb: int
+    committed_kb: int
+    at_s: float  # monotonic
+    committed_rise_kb: int  # in one interval, at the rate since the last reading
+    kernel_reserved_kb: int
+    maxmem_kb: int
+    mem_available_kb: int | None
+    run_need_kb: int
 
 
 def _read_text(path: str, limit: int = 1 << 20) -> str:
@@ -74,6 +93,11 @@ class Ballooner:
         self._fallback_seen: frozenset[str] = frozenset()
         self._handover_retries = 0
         self._policy = ""
+        self._overrides: Overrides | None = None  # dom0's keys as last read
+        self._memory_dir: dict[str, str] | None = None
+        self._prev_committed: tuple[int, float] | None = None  # kB, and when (monotonic s)
+        self.wake: Wake | None = None  # when the loop should tick early
+        self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
 
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
@@ -137,25 +161,60 @@ class Ballooner:
                 self._rearm(OVERRIDE + key)
         return overrides, memory_dir
 
-    def tick(self) -> int:
-        """Run one iteration; return the seconds to wait before the next."""
-        self.ticks += 1
-        cfg = self.config
-        overrides, memory_dir = self._read_overrides()
-        self_ballooning = cfg.self_ballooning if overrides.selfballoon is None \
-            else overrides.selfballoon
-        interval_s = choose_interval_s(self_ballooning, cfg.self_interval_s, cfg.interval_s,
-                                       overrides.interval_s)
+    def tick(self, pressure: bool = False) -> int:
+        """Run one iteration; return the seconds to wait before the next.
 
+        The balloon comes first: /proc/meminfo is read and the target written
+        with dom0's keys as last read, before any xenstore I/O, so a slow or
+        hung xenstored never delays it.  Then dom0's keys are read again; if
+        they changed, the target is decided again and written at once.
+        ``pressure``: the kernel reported memory pressure since the last tick.
+        """
+        self.ticks += 1
+        first = self._overrides is None
+        if first:  # learn dom0's keys before the first decision
+            self._refresh_overrides()
+        sensed = self._sense()
+        decision = self._act(sensed, pressure) if sensed is not None else None
+        if sensed is not None:
+            self._prev_committed = (sensed.committed_kb, sensed.at_s)
+        now_s = time.monotonic()
+        if pressure and now_s - self._xenstore_at_s < self._interval_s():
+            # ticks under pressure come every SAMPLE_S: xenstore once an interval
+            return self._interval_s()
+        self._xenstore_at_s = now_s
+        if not first:
+            before = self._overrides
+            self._refresh_overrides()
+            if sensed is not None and self._overrides != before:
+                decision = self._act(sensed, pressure)
+        if sensed is not None and decision is not None:
+            self._publish(decision, sensed.meminfo_text, self._memory_dir)
+        return self._interval_s()
+
+    def _self_ballooning(self) -> bool:
+        o = self._overrides or Overrides()
+        return self.config.self_ballooning if o.selfballoon is None else o.selfballoon
+
+    def _interval_s(self) -> int:
+        cfg, o = self.config, self._overrides or Overrides()
+        return choose_interval_s(self._self_ballooning(), cfg.self_interval_s, cfg.interval_s,
+                                 o.interval_s)
+
+    def _refresh_overrides(self) -> None:
+        self._overrides, self._memory_dir = self._read_overrides()
+
+    def _sense(self) -> Sensed | None:
+        """The guest's memory now; None (logged once) if it cannot be read."""
         try:
             meminfo_text = _read_text(self.files.meminfo)
             fields = meminfo_mod.parse_meminfo(meminfo_text)
-            meminfo_mod.require(fields, "MemTotal")
+            memtotal_kb = meminfo_mod.require(fields, "MemTotal")
             committed_kb = meminfo_mod.require(fields, "Committed_AS")
             cur_kb = self.balloon.current_kb(fields)
         except (OSError, meminfo_mod.MeminfoError) as exc:
             self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
-            return interval_s
+            return None
         self._rearm(MEMINFO)
         maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
         if maxmem_error is None:
@@ -164,31 +223,53 @@ class Ballooner:
             self._once(MAXMEM, logging.WARNING,
                        f"cannot keep the memory high-water mark in {self.maxmem.path} "
                        f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
+        min_free_kb = self._min_free_kb(memtotal_kb)
+        at_s = time.monotonic()
+        prev_kb, prev_at_s = self._prev_committed or (None, at_s)
+        return Sensed(meminfo_text=meminfo_text, cur_kb=cur_kb, committed_kb=committed_kb,
+                      at_s=at_s, committed_rise_kb=rise_per_interval_kb(
+                          prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
+                      kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
+                      maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
+                      run_need_kb=run_kb(fields.get("Mapped", 0), min_free_kb))
 
-        down = overrides.down_hysteresis if overrides.down_hysteresis is not None \
-            else cfg.down_hysteresis
-        up = overrides.up_hysteresis if overrides.up_hysteresis is not None \
-            else cfg.up_hysteresis
+    def _min_free_kb(self, memtotal_kb: int) -> int:
+        try:
+            text = _read_text(self.files.min_free_kbytes, 64)
+        except OSError:
+            text = ""
+        value = parse_bounded_int(text, 0, meminfo_mod.MAX_KB)
+        return kernel_min_free_kb(memtotal_kb) if value is None else value
+
+    def _act(self, s: Sensed, pressure: bool) -> Decision:
+        """Decide with dom0's keys as last read, and write the balloon target."""
+        cfg, o = self.config, self._overrides or Overrides()
+        self_ballooning = self._self_ballooning()
+        down = o.down_hysteresis if o.down_hysteresis is not None else cfg.down_hysteresis
+        up = o.up_hysteresis if o.up_hysteresis is not None else cfg.up_hysteresis
         decision = decide(
-            self_ballooning=self_ballooning, directed_target_kb=overrides.target_kb,
-            cur_kb=cur_kb, committed_as_kb=committed_kb,
-            kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
-            maxmem_kb=maxmem_kb, min_mem_mb=cfg.min_mem_mb, down_hysteresis=down,
-            up_hysteresis=up, self_reserve_pct=cfg.self_reserve_pct,
-            boot_kb=self.maxmem.boot_kb(maxmem_kb))
-        self._log_policy(self_ballooning, interval_s, decision.min_bytes // MIB, maxmem_kb,
-                         down, up)
+            self_ballooning=self_ballooning, directed_target_kb=o.target_kb,
+            cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
+            kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb,
+            min_mem_mb=cfg.min_mem_mb, down_hysteresis=down, up_hysteresis=up,
+            self_reserve_pct=cfg.self_reserve_pct, boot_kb=self.maxmem.boot_kb(s.maxmem_kb),
+            committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
+            mem_available_kb=s.mem_available_kb, pressure=pressure)
+        self.wake = decision.wake
+        self._log_policy(self_ballooning, self._interval_s(), decision.min_bytes // MIB,
+                         s.maxmem_kb, down, up)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
                 self._rearm(BALLOON_WRITE)
             except BalloonError as exc:
                 self._once(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
-            self.log.debug("cur %d kB, target %d kB (min %d kB, %s)", cur_kb,
-                           decision.tgt_bytes // KIB, decision.min_bytes // KIB,
-                           "self" if self_ballooning else "directed")
-        self._publish(decision, meminfo_text, memory_dir)
-        return interval_s
+            self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
+                           s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
+                           decision.min_bytes // KIB,
+                           "self" if self_ballooning else "directed",
+                           ", pressure" if pressure else "")
+        return decision
 
     def _optional_text(self, enabled: bool, path: str) -> str | None:
         if not enabled:

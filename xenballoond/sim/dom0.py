@@ -91,6 +91,9 @@ HEADROOM_FIXED_KB = 64 * MIB_KB
 HEADROOM_SHARE_DIV = 8
 GROWTH_LOOKAHEAD_S = 3.0
 SHRINK_MIN_KB = 32 * MIB_KB
+# dom0 shrinks a guest a quarter of the way a pass: the guest takes a target at
+# once (as its kernel does), so the smoothing is dom0's
+SHRINK_STEP_DIV = 4
 
 
 def balancer_target_kb(v: GuestView, rise_kb_per_s: float) -> int | None:
@@ -102,6 +105,13 @@ def balancer_target_kb(v: GuestView, rise_kb_per_s: float) -> int | None:
     want_kb = (v.committed_kb + kernel_kb + HEADROOM_FIXED_KB + v.committed_kb // HEADROOM_SHARE_DIV
                + int(max(rise_kb_per_s, 0.0) * GROWTH_LOOKAHEAD_S))
     return min(want_kb, v.static_max_kb) // 4 * 4
+
+
+def shrink_step_kb(old_kb: int, new_kb: int) -> int:
+    """Grow at once; shrink a quarter of the way."""
+    if new_kb >= old_kb:
+        return new_kb
+    return (old_kb - (old_kb - new_kb) // SHRINK_STEP_DIV) // 4 * 4
 
 
 def worth_setting(old_kb: int, new_kb: int) -> bool:
@@ -142,7 +152,7 @@ class Dom0:
                 continue
             want_kb = balancer_target_kb(v, self._rise.get(v.domid, 0.0))
             if want_kb is not None and worth_setting(v.target_kb, want_kb):
-                actions.append(MemSet(v.domid, want_kb))
+                actions.append(MemSet(v.domid, shrink_step_kb(v.target_kb, want_kb)))
         return actions
 
     def _observe(self, t_s: float, v: GuestView) -> None:

@@ -841,10 +841,15 @@ class Driver:
                        static_max_kb=g.read("memory/static-max"), oom_kill=snap["oom_kill"],
                        daemon_alive=any(p["state"] != "Z" for p in procs))
 
-    def save_restore(self, name, figures):
+    def save_restore(self, name, figures, prepare=False):
         """xl save, then xl restore, with their times and what Xen said; recovers the guest
-        when the restore fails so the next scenarios can still run."""
+        when the restore fails so the next scenarios can still run.  ``prepare``: the
+        admin's step for a self-ballooning guest, `xenballoon-balancer prepare-save` before
+        and `after-restore` after."""
         old = self.g.domid
+        if prepare:
+            r = run(["xenballoon-balancer", "prepare-save", GUEST])
+            figures.update(prepare_rc=r.returncode, prepare_out=(r.stdout + r.stderr).strip())
         pre = self.g.snap()
         figures.update(pre_cur_kb=pre["cur_kb"], pre_xl_mb=xl_list_mb(),
                        pre_memory_target_kb=self.g.read("memory/target"))
@@ -862,6 +867,9 @@ class Driver:
         if rc != 0:
             run(["xl", "destroy", GUEST])
             figures["recovered"] = self.recover(SAVE_FILE)
+        elif prepare:
+            r = run(["xenballoon-balancer", "after-restore", GUEST])
+            figures.update(after_restore_rc=r.returncode)
         os.unlink(SAVE_FILE)
         self.after_move(name, figures, old)
 
@@ -894,7 +902,7 @@ class Driver:
         w = g.wait(until="settle", window_s=3, tol_kb=2048, timeout_s=60)
         figures = {"alloc_ok": a["ok"], "grown_cur_kb": w["snap"]["cur_kb"],
                    "grown_committed_kb": w["snap"]["committed_kb"]}
-        self.save_restore(name, figures)
+        self.save_restore(name, figures, prepare=True)
         self.release()
         result(name, True, **figures)
 
