@@ -10,13 +10,15 @@ closes every descriptor it is not told to keep.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import select
 import signal
 import sys
 
-from . import logsetup, pidlock
+from . import __version__, logsetup, pidlock
+from .paths import DEFAULT_PIDFILE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
 if TYPE_CHECKING:
@@ -26,6 +28,36 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAIL = 0, 1
 READY_TIMEOUT_S = 30.0
+
+
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    # argparse's default asks shutil for the terminal width, and shutil brings
+    # zlib, bz2 and lzma into a daemon that never prints help (0.3 MiB of RSS)
+    try:
+        columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+    except (ValueError, OSError):
+        columns = 80
+    return argparse.HelpFormatter(prog, width=max(columns - 2, 40))
+
+
+def daemon_parser(prog: str, description: str, *, config_help: str, once_help: str,
+                  root_help: str, debug_help: str, epilog: str | None = None,
+                  pidfile: str = DEFAULT_PIDFILE) -> argparse.ArgumentParser:
+    """The options every daemon of ours takes, in one order."""
+    p = argparse.ArgumentParser(prog=prog, formatter_class=help_formatter,
+                                description=description, epilog=epilog)
+    p.add_argument("-c", "--config", metavar="CONF", help=config_help)
+    p.add_argument("-p", "--pidfile", metavar="PIDFILE",
+                   help=f"PID file (default: {pidfile} under the root)")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="do not detach; log to stderr (for systemd)")
+    p.add_argument("--once", action="store_true", help=once_help)
+    p.add_argument("--check-config", action="store_true",
+                   help="check the config file, print OK or the error, and exit")
+    p.add_argument("--root", metavar="DIR", default="/", help=root_help)
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
 
 
 class LoopControl:
@@ -75,12 +107,20 @@ class LoopControl:
         os.close(self._w)
 
 
-def run_foreground(prog: str, pidfile: str, log: logging.Logger, loop: Loop) -> int:
+def _lock(prog: str, pidfile: str, log: logging.Logger) -> pidlock.PidLock | None:
+    """The PID lock, or None (said on stderr) when another instance holds it."""
     lock = pidlock.PidLock(pidfile)
     try:
         lock.acquire(log)
     except pidlock.AlreadyRunning as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+    return lock
+
+
+def run_foreground(prog: str, pidfile: str, log: logging.Logger, loop: Loop) -> int:
+    lock = _lock(prog, pidfile, log)
+    if lock is None:
         return EXIT_FAIL
     os.umask(0o022)
     lock.write_pid(os.getpid())
@@ -96,11 +136,8 @@ def run_foreground(prog: str, pidfile: str, log: logging.Logger, loop: Loop) -> 
 def run_detached(prog: str, pidfile: str, log: logging.Logger, debug: bool, loop: Loop) -> int:
     import daemon  # python-daemon
 
-    lock = pidlock.PidLock(pidfile)
-    try:
-        lock.acquire(log)
-    except pidlock.AlreadyRunning as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    lock = _lock(prog, pidfile, log)
+    if lock is None:
         return EXIT_FAIL
     assert lock.fd is not None
     ready_r, ready_w = os.pipe()

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
-from .. import __version__, logsetup, service
+from .. import logsetup, service
 from ..config import ConfigError
 from ..service import LoopControl
 from ..paths import Root
@@ -397,28 +397,18 @@ def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="dom0's memory balancer: moves memory between the guests whose "
-                    "xenballoond runs in directed mode and that the administrator opted in.",
+    p = service.daemon_parser(
+        PROG,
+        "dom0's memory balancer: moves memory between the guests whose xenballoond runs in "
+        "directed mode and that the administrator opted in.",
         epilog="Commands: free SIZE (make SIZE free for a new guest, then stay paused), "
-               "pause, resume.  Exit status: 0 ok, 1 failed or already running, "
-               "2 bad config or usage.")
-    p.add_argument("-c", "--config", metavar="CONF",
-                   help="config file (default: /etc/sysconfig/xenballoon-balancer.conf, "
-                        "then /etc/default/xenballoon-balancer.conf)")
-    p.add_argument("-p", "--pidfile", metavar="PIDFILE",
-                   help=f"PID file (default: {DEFAULT_PIDFILE} under the root)")
-    p.add_argument("-f", "--foreground", action="store_true",
-                   help="do not detach; log to stderr (for systemd)")
-    p.add_argument("--once", action="store_true",
-                   help="run exactly one balancing pass in the foreground and exit")
-    p.add_argument("--check-config", action="store_true",
-                   help="check the config file, print OK or the error, and exit")
-    p.add_argument("--root", metavar="DIR", default="/",
-                   help="resolve every OS path (/etc, /var/run, xenstored's socket) under DIR")
-    p.add_argument("--debug", action="store_true", help="log more")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+               "pause, resume, prepare-save GUEST, after-restore GUEST.  Exit status: 0 ok, "
+               "1 failed or already running, 2 bad config or usage.",
+        config_help="config file (default: /etc/sysconfig/xenballoon-balancer.conf, "
+                    "then /etc/default/xenballoon-balancer.conf)",
+        once_help="run exactly one balancing pass in the foreground and exit",
+        root_help="resolve every OS path (/etc, /var/run, xenstored's socket) under DIR",
+        debug_help="log more", pidfile=DEFAULT_PIDFILE)
     sub = p.add_subparsers(dest="command",
                            metavar="{free,pause,resume,prepare-save,after-restore}")
     f = sub.add_parser("free", help="make SIZE free for a new guest, then stay paused")

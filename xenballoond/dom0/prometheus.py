@@ -14,10 +14,9 @@ the file in one rename, so the collector never reads half of it.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..atomicfile import replace_file
 from .hostinfo import FreeMemory
 from .stats import Row
 
@@ -106,24 +105,9 @@ def render_metrics(rows: Sequence[Row], free: Optional[FreeMemory] = None,
 
 
 def write_textfile(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename: a temporary file in the same
-    directory (not ending in .prom, so the collector skips it), fsync, mode 0644."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Replace ``path`` with ``text`` in one rename (the temporary file's name
+    does not end in .prom, so the collector skips it), fsynced, mode 0644."""
+    replace_file(path, text, fsync=True)
 
 
 __all__ = ["COLUMNS", "render_metrics", "write_textfile"]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..xenstore.interface import Xenstore
 
-from .. import __version__, logsetup, service
+from .. import logsetup, service
 from . import runloop
 from .balloon import detect_balloon
 from ..config import Config, ConfigError, find_config, load_config
@@ -31,38 +31,17 @@ from .tick import Ballooner, ProcFiles
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    # argparse's default asks shutil for the terminal width, and shutil brings
-    # zlib, bz2 and lzma into a daemon that never prints help (0.3 MiB of RSS)
-    try:
-        columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
-    except (ValueError, OSError):
-        columns = 80
-    return argparse.HelpFormatter(prog, width=max(columns - 2, 40))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also rendered into xenballoond(8) by scripts/gen-manpages.py."""
-    p = argparse.ArgumentParser(
-        prog="xenballoond", formatter_class=_help_formatter,
-        description="In-guest Xen memory ballooning daemon: self-ballooning from "
-                    "Committed_AS, or directed by dom0 through xenstore.")
-    p.add_argument("-c", "--config", metavar="CONF",
-                   help="config file (default: /etc/sysconfig/xenballoon.conf, "
-                        "then /etc/default/xenballoon.conf)")
-    p.add_argument("-p", "--pidfile", metavar="PIDFILE",
-                   help=f"PID file (default: {DEFAULT_PIDFILE} under the root)")
-    p.add_argument("-f", "--foreground", action="store_true",
-                   help="do not detach; log to stderr (for systemd)")
-    p.add_argument("--once", action="store_true",
-                   help="run exactly one iteration in the foreground and exit")
-    p.add_argument("--check-config", action="store_true",
-                   help="check the config file, print OK or the error, and exit")
-    p.add_argument("--root", metavar="DIR", default="/",
-                   help="resolve every OS path (/proc, /sys, /etc, /var/run) under DIR")
-    p.add_argument("--debug", action="store_true", help="log every decision")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return p
+    return service.daemon_parser(
+        "xenballoond",
+        "In-guest Xen memory ballooning daemon: self-ballooning from Committed_AS, or "
+        "directed by dom0 through xenstore.",
+        config_help="config file (default: /etc/sysconfig/xenballoon.conf, "
+                    "then /etc/default/xenballoon.conf)",
+        once_help="run exactly one iteration in the foreground and exit",
+        root_help="resolve every OS path (/proc, /sys, /etc, /var/run) under DIR",
+        debug_help="log every decision")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

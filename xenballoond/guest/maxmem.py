@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from ..atomicfile import replace_file
 from ..numbers import parse_bounded_int
 from .meminfo import MAX_KB
 
@@ -75,20 +76,7 @@ class MaxmemFile:
 
 
 def _write_atomically(path: str, value_kb: int) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".xenballoon-maxmem.{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{value_kb}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(path, f"{value_kb}\n", make_dirs=True)
 
 
 def why_unwritable(path: str) -> str | None:

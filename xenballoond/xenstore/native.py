@@ -192,21 +192,27 @@ class NativeXenstore:
         replies: dict[int, wire.Message] = {}
         while waiting:
             self._wait(fd, select.POLLIN, deadline)
-            try:
-                chunk = os.read(fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                raise _Dead(str(exc)) from exc
-            if not chunk:
-                raise _Dead("connection closed by xenstored")
-            self.bytes_received += len(chunk)
-            try:
-                msgs = self._decoder.feed(chunk)
-            except wire.WireError as exc:
-                raise _Dead(f"garbage from xenstored: {exc}") from exc
-            self._take(msgs, waiting, replies)
+            self._receive(fd, waiting, replies)
         return replies
+
+    def _receive(self, fd: int, waiting: set[int], replies: dict[int, wire.Message]) -> bool:
+        """Take what xenstored has sent: the replies awaited, and watch events
+        (queued).  False if there was nothing to read."""
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            raise _Dead(str(exc)) from exc
+        if not chunk:
+            raise _Dead("connection closed by xenstored")
+        self.bytes_received += len(chunk)
+        try:
+            msgs = self._decoder.feed(chunk)
+        except wire.WireError as exc:
+            raise _Dead(f"garbage from xenstored: {exc}") from exc
+        self._take(msgs, waiting, replies)
+        return True
 
     def _take(self, msgs: builtins.list[wire.Message], waiting: set[int],
               replies: dict[int, wire.Message]) -> None:
@@ -330,21 +336,8 @@ class NativeXenstore:
 
     def _drain(self) -> None:
         assert self._fd is not None
-        while True:
-            try:
-                chunk = os.read(self._fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                raise _Dead(str(exc)) from exc
-            if not chunk:
-                raise _Dead("connection closed by xenstored")
-            self.bytes_received += len(chunk)
-            try:
-                msgs = self._decoder.feed(chunk)
-            except wire.WireError as exc:
-                raise _Dead(f"garbage from xenstored: {exc}") from exc
-            self._take(msgs, set(), {})
+        while self._receive(self._fd, set(), {}):
+            pass
 
     # --- the Xenstore protocol ------------------------------------------
 
