@@ -281,3 +281,35 @@ def test_log_once_memory_stays_bounded(guest, xs, request):
         b.tick()
     assert len(records.warnings("ignoring memory/")) == 5
     assert len(b._said) <= 5 + 2  # one per override key, at most two more conditions
+
+
+def test_a_tick_after_xl_mem_set_never_writes_the_old_target(guest, xs, backend):
+    """Issue 10 item 6: every balloon write, seen through a FIFO in place of the
+    sysfs target: once dom0 set 262144 kB, no write may hold the guest above it."""
+    import threading
+    from tests.guestroot import SYSFS
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest, backend=backend)
+    b.tick()
+    target = os.path.join(guest, SYSFS, "target")
+    os.unlink(target)
+    os.mkfifo(target)
+    writes: list[int] = []
+    done = threading.Event()
+
+    def read_writes() -> None:
+        while not done.is_set():
+            with open(target) as f:  # blocks until the daemon opens it to write
+                text = f.read()
+            if text:
+                writes.append(int(text))
+
+    reader = threading.Thread(target=read_writes, daemon=True)
+    reader.start()
+    xs.write(f"{HOME}/memory/target", "262144")  # xl mem-set
+    b.tick()
+    done.set()
+    with open(target, "w") as f:  # let the reader go
+        f.write("")
+    reader.join(5)
+    assert writes and all(w <= 262144 * 1024 for w in writes), writes

@@ -247,9 +247,11 @@ def test_hysteresis_overrides(xen: harness.Run) -> None:
     down = step_ratios(s.data["down_targets"], s.num("low_cur_kb"))
     check(s, len(down) >= 2 and 0.6 <= statistics.median(down) <= 0.9,
           f"memory/downhysteresis=4: 3/4 of the distance left each tick: {down}")
-    up = step_ratios(s.data["up_targets"], s.num("high_cur_kb"))
-    check(s, len(up) >= 1 and 0.3 <= statistics.median(up) <= 0.7,
-          f"memory/uphysteresis=2: half the distance left each tick: {up}")
+    # the way up is an allocation: Committed_AS rises, so the daemon grows at once whatever
+    # memory/uphysteresis (2) says (issue 14), and steps down again once it stops rising
+    up = s.data["up_targets"]
+    check(s, max(up[:3]) >= s.num("high_cur_kb") - 6 * MIB_KB,
+          f"while Committed_AS rises the target covers it at once, not 1/2 a tick: {up[:6]}")
 
 
 def test_selfballoon_override(xen: harness.Run) -> None:
@@ -282,8 +284,8 @@ def test_service_stop(xen: harness.Run) -> None:
 
 def test_directed(xen: harness.Run) -> None:
     """Directed ballooning on a pvops kernel: the kernel's balloon driver watches memory/target
-    itself and applies dom0's value at once; the daemon's tick then writes its own step (the
-    hysteresis toward dom0's target, floored at the minimum) to sysfs.  What must hold: the guest
+    itself and applies dom0's value at once; the daemon's tick then writes dom0's target too,
+    floored at the minimum (no 1/n steps: issue 10 item 6).  What must hold: the guest
     ends at dom0's target (or the minimum), every target the daemon set lies between where the
     guest was and where it ends, and the published selftarget is the target the daemon set."""
     s = scenario(xen, "directed")
@@ -311,19 +313,13 @@ def test_directed(xen: harness.Run) -> None:
             check(s, s.num(label + "_min_cur_kb") >= min(lo, want) - MIB_KB, f"{label}: no undershoot")
             check(s, s.num(label + "_max_cur_kb") <= hi + MIB_KB, f"{label}: no overshoot")
     check(s, s.num("floor_want_kb") < min_kb, "the floor step asks for less than the minimum")
-    # The kernel heads for dom0's target at once (~200 MB/s); the daemon's next tick takes over
-    # with its floored target: from above, cur - (cur - min)/2 each tick (downhysteresis 2);
-    # from below (the kernel got past the minimum first), the minimum at once.  So the guest may
-    # dip under the minimum for up to a tick, never under dom0's target, and ends at the minimum.
+    # The kernel heads for dom0's target at once (~200 MB/s); the daemon's next tick sets the
+    # minimum, at once whatever XENBALLOON_AUTO_DOWNHYSTERESIS (2) says.  So the guest may dip
+    # under the minimum for up to a tick, never under dom0's target, and ends at the minimum.
     floor_steps = [t for t in s.data["floor_targets"][1:] if t != s.num("floor_want_kb")]
-    check(s, bool(floor_steps) and all(t >= min_kb for t in floor_steps),
-          f"every target the daemon set is at or above the minimum {min_kb} kB: {floor_steps}")
+    check(s, bool(floor_steps) and all(abs(t - min_kb) <= MIB_KB for t in floor_steps),
+          f"every target the daemon set is the minimum {min_kb} kB, at once: {floor_steps}")
     check(s, s.num("floor_min_cur_kb") >= s.num("floor_want_kb") - MIB_KB, "never under dom0's target")
-    ratios = step_ratios(floor_steps, min_kb, above_kb=MIB_KB)
-    check(s, all(0.35 <= r <= 0.65 for r in ratios),
-          f"the daemon halves the distance to the minimum each tick: {floor_steps} (ratios {ratios})")
-    if floor_steps[0] >= min_kb + 2 * MIB_KB:
-        check(s, len(ratios) >= 1, f"several halving steps down to the minimum: {floor_steps}")
     check(s, s.figures["self_on_settled"] == "1", "memory/selfballoon=1 switches self-ballooning on")
     check(s, s.num("self_on_cur_kb") < s.num("grow_cur_kb") - 16 * MIB_KB, "and the guest shrinks")
     check(s, abs(s.num("self_off_cur_kb") - 360 * MIB_KB) <= MIB_KB, "and =0 back to memory/target")
@@ -417,11 +413,18 @@ def test_save_self_restores(xen: harness.Run) -> None:
     check(s, s.num("after_restore_rc") == 0, "xenballoon-balancer after-restore succeeded")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 15: localhost xl migrate of a directed guest "
-                   "just after xl mem-set")
 def test_migrate(xen: harness.Run) -> None:
+    """A localhost xl migrate.  Debian's Xen 4.17 is built without CONFIG_SHADOW_PAGING: a PV
+    guest has no log-dirty mode, so no live migration here ("Failed to enable logdirty");
+    then what can be checked is that the failed migration left the guest and its daemon
+    unharmed at the sender.  On a Xen that can migrate, the guest must come back as
+    restore_rc's does."""
     s = scenario(xen, "migrate")
     if s.figures.get("logdirty_unsupported") == "1":
-        pytest.skip("this Xen cannot migrate a PV guest live: no log-dirty mode (Debian's 4.17 "
-                    "is built without CONFIG_SHADOW_PAGING); xl said: " + s.figures.get("migrate_err", ""))
+        check(s, s.num("new_domid") == s.num("old_domid"), "the guest stayed where it was")
+        check(s, s.figures["alive"] == "1" and s.figures["daemon_alive"] == "1",
+              "guest and daemon alive after the failed migration")
+        check(s, s.figures["publish_dir"] != "none" and s.num("publish_n") >= 2,
+              "the daemon still publishes, tick after tick")
+        return
     moved_guest(s, "migrate_rc")

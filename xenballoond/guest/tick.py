@@ -15,8 +15,8 @@ from ..config import Config
 from .maxmem import MaxmemFile
 from .overrides import KEYS, Overrides, parse_overrides
 from ..numbers import parse_bounded_int
-from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
-                     kernel_min_free_kb, rise_per_interval_kb, run_kb)
+from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, committed_rise_kb, decide,
+                     headroom_kb, kernel_min_free_kb, run_kb)
 from ..keys import FALLBACK_DIR, PRIMARY_DIR
 from .publish import build_outputs
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
@@ -63,8 +63,7 @@ class Sensed:
     meminfo_text: str
     cur_kb: int
     committed_kb: int
-    at_s: float  # monotonic
-    committed_rise_kb: int  # in one interval, at the rate since the last reading
+    committed_rise_kb: int  # since the last reading
     kernel_reserved_kb: int
     maxmem_kb: int
     mem_available_kb: int | None
@@ -95,7 +94,7 @@ class Ballooner:
         self._policy = ""
         self._overrides: Overrides | None = None  # dom0's keys as last read
         self._memory_dir: dict[str, str] | None = None
-        self._prev_committed: tuple[int, float] | None = None  # kB, and when (monotonic s)
+        self._prev_committed_kb: int | None = None
         self.wake: Wake | None = None  # when the loop should tick early
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
 
@@ -164,26 +163,33 @@ class Ballooner:
     def tick(self, pressure: bool = False) -> int:
         """Run one iteration; return the seconds to wait before the next.
 
-        The balloon comes first: /proc/meminfo is read and the target written
-        with dom0's keys as last read, before any xenstore I/O, so a slow or
-        hung xenstored never delays it.  Then dom0's keys are read again; if
-        they changed, the target is decided again and written at once.
+        Self-ballooning, the balloon comes first: /proc/meminfo is read and the
+        target written with dom0's keys as last read, before any xenstore I/O,
+        so a slow or hung xenstored never delays it; then dom0's keys are read
+        again, and if they changed, the target is decided again and written at
+        once.  Directed, dom0's keys are read first: its target is the input.
         ``pressure``: the kernel reported memory pressure since the last tick.
         """
         self.ticks += 1
-        first = self._overrides is None
-        if first:  # learn dom0's keys before the first decision
+        now_s = time.monotonic()
+        # ticks under pressure come every SAMPLE_S: xenstore once an interval
+        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self._interval_s())
+        # Directed, dom0's memory/target is the input: read it first, or the
+        # tick after an xl mem-set would write the old target once, against the
+        # kernel that already applies the new one.  (And the first tick learns
+        # dom0's keys before it decides anything.)
+        read_first = xenstore_due and (self._overrides is None or not self._self_ballooning())
+        if read_first:
             self._refresh_overrides()
+            self._xenstore_at_s = now_s
         sensed = self._sense()
         decision = self._act(sensed, pressure) if sensed is not None else None
         if sensed is not None:
-            self._prev_committed = (sensed.committed_kb, sensed.at_s)
-        now_s = time.monotonic()
-        if pressure and now_s - self._xenstore_at_s < self._interval_s():
-            # ticks under pressure come every SAMPLE_S: xenstore once an interval
+            self._prev_committed_kb = sensed.committed_kb
+        if not xenstore_due:
             return self._interval_s()
-        self._xenstore_at_s = now_s
-        if not first:
+        if not read_first:
+            self._xenstore_at_s = now_s
             before = self._overrides
             self._refresh_overrides()
             if sensed is not None and self._overrides != before:
@@ -224,11 +230,9 @@ class Ballooner:
                        f"cannot keep the memory high-water mark in {self.maxmem.path} "
                        f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
         min_free_kb = self._min_free_kb(memtotal_kb)
-        at_s = time.monotonic()
-        prev_kb, prev_at_s = self._prev_committed or (None, at_s)
         return Sensed(meminfo_text=meminfo_text, cur_kb=cur_kb, committed_kb=committed_kb,
-                      at_s=at_s, committed_rise_kb=rise_per_interval_kb(
-                          prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
+                      committed_rise_kb=committed_rise_kb(self._prev_committed_kb,
+                                                          committed_kb),
                       kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
                       maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
                       run_need_kb=run_kb(fields.get("Mapped", 0), min_free_kb))
