@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from tests import daemonproc as dp
 from tests.guestroot import balloon_target_bytes, make_guest, set_meminfo, write
 from xenballoond.guest.policy import (KIB, RISE_TOLERANCE_KB, decide, kernel_min_free_kb,
-                                      committed_rise_kb, run_kb, self_headroom_kb, tight,
+                                      rise_per_interval_kb, run_kb, self_headroom_kb, tight,
                                       wake_thresholds)
 from xenballoond.guest.pressure import PressureWatch, sample
 
@@ -31,12 +31,13 @@ def test_what_the_guest_needs_to_run() -> None:
     assert run_kb(mapped_kb=-5, min_free_kb=-1) == 0
 
 
-def test_rise_is_what_committed_as_grew_since_the_last_reading() -> None:
-    assert committed_rise_kb(None, 500000) == 0                            # first tick
-    assert committed_rise_kb(100000, 100000 + RISE_TOLERANCE_KB) == 0      # wobble
-    assert committed_rise_kb(100000, 165536) == 65536                      # 64 MiB
-    assert committed_rise_kb(100000, 116384) == 16384                      # not projected
-    assert committed_rise_kb(200000, 100000) == 0                          # falling
+def test_rise_is_per_interval_at_the_last_rate() -> None:
+    assert rise_per_interval_kb(None, 500000, 1.0, 1) == 0                 # first tick
+    assert rise_per_interval_kb(100000, 100000 + RISE_TOLERANCE_KB, 1.0, 1) == 0  # wobble
+    assert rise_per_interval_kb(100000, 165536, 1.0, 1) == 65536          # 64 MiB in 1 s
+    assert rise_per_interval_kb(100000, 116384, 0.25, 1) == 65536         # 16 MiB in 0.25 s
+    assert rise_per_interval_kb(100000, 165536, 2.0, 1) == 65536          # never scaled down
+    assert rise_per_interval_kb(200000, 100000, 1.0, 1) == 0              # falling
 
 
 def test_headroom_is_the_larger_of_reserve_and_run_need_plus_the_rise() -> None:

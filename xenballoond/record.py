@@ -1,8 +1,9 @@
 """Frozen records: ``dataclasses.dataclass(frozen=True)`` for the value types of
 the modules the guest daemon loads, without importing ``dataclasses`` (it pulls in
-inspect, ast, dis and tokenize): +0.4 MiB over what the daemon loads anyway, and
-with ``typing``'s +0.2 MiB, 0.6 of the 4.3 MiB the daemon adds to a bare
-interpreter, in every guest (measured: bench/bench_daemon.py, "does not import").
+inspect, ast, dis and tokenize): +0.4 to 1.2 MiB over what the daemon loads
+anyway, and ``typing`` +0.2 to 0.6 MiB (the figure depends on what the
+allocator has free), against the 4.8 MiB the daemon adds to a bare interpreter,
+in every guest (measured: bench/bench_daemon.py, "does not import").
 dom0/ and sim/ use dataclasses and typing as usual.
 
 Fields come from the class annotations, in order; a class attribute is the
@@ -10,7 +11,7 @@ field's default.  ``__post_init__`` runs after assignment, as with dataclasses.
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2 MiB in every guest
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
