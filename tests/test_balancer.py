@@ -430,3 +430,18 @@ def test_monitor_shows_each_guests_need_and_the_balancers_target(host):
                                     timeout=60).stdout)
     assert doc["balancer"]["guests"]["1"]["need_kb"] == g1["need_kb"]
     assert doc["balancer"]["guests"]["2"]["status"] == guests.NOT_OPTED_IN
+
+
+def test_the_guest_bounds_hold_in_dom0_too() -> None:
+    domain = guests.Domain(5, "g", 1048576)
+    row = make_row(Published(domid=5, meminfo="MemTotal: 900000 kB\nCommitted_AS: 200000 kB\n",
+                             uptime="10.00 5.00"))
+    keys = guests.Dom0Keys(static_max="2097152", minmem="600", softmaxmem="1500")
+    v = guests.guest_view(domain, keys, row, listed=["g"], fresh=True, marked_uncooperative=False)
+    assert (v.state.min_kb, v.state.static_max_kb) == (600 * 1024, 1500 * 1024)
+    crossed = guests.Dom0Keys(static_max="2097152", minmem="600", softmaxmem="100")
+    v = guests.guest_view(domain, crossed, row, listed=["g"], fresh=True, marked_uncooperative=False)
+    assert (v.state.min_kb, v.state.static_max_kb) == (600 * 1024, 2097152)  # ceiling ignored
+    zero = guests.Dom0Keys(static_max="0")
+    v = guests.guest_view(domain, zero, row, listed=["g"], fresh=True, marked_uncooperative=False)
+    assert v.status == guests.NO_STATIC_MAX  # hypothesis found it "balanced" with no limits

@@ -185,3 +185,13 @@ def test_maxmem_mark_held_in_memory_when_the_file_cannot_be_kept(tmp_path) -> No
     assert mark.update(450000)[0] == 450000
     assert why_unwritable(mark.path) is not None
     assert why_unwritable(str(tmp_path / "new" / "dir" / "maxmem")) is None
+
+
+def test_dom0_bounds_are_bounded_integers_and_never_cross() -> None:
+    o, problems = parse_overrides({"minmem": "256", "softmaxmem": "1024"})
+    assert (o.min_mb, o.max_mb, problems) == (256, 1024, {})
+    o, problems = parse_overrides({"minmem": "512", "softmaxmem": "256"})
+    assert (o.min_mb, o.max_mb) == (512, None) and "softmaxmem" in problems  # the floor wins
+    for bad in ("0", "-1", "", "1e3", "a[$(reboot)]", "9" * 30):
+        o, problems = parse_overrides({"minmem": bad, "softmaxmem": bad})
+        assert (o.min_mb, o.max_mb) == (None, None) and set(problems) == {"minmem", "softmaxmem"}

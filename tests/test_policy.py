@@ -227,3 +227,19 @@ def test_no_target_in_directed_mode_without_dom0() -> None:
     d = decide(self_ballooning=False, directed_target_kb=None, cur_kb=1, committed_as_kb=1,
                kernel_reserved_kb=0, maxmem_kb=1, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1)
     assert d.tgt_bytes is None
+
+
+def test_dom0_bounds_floor_and_cap_every_target() -> None:
+    # minimum of a 1 GiB mark: 232 MB.  A floor of 300 MB raises it; a ceiling of
+    # 400 MB caps a self target of 600 MB (Committed_AS, reserve 0) and dom0's target
+    args = dict(cur_kb=500 * 1024, committed_as_kb=600 * 1024, kernel_reserved_kb=0,
+                maxmem_kb=1048576, min_mem_mb=0, down_hysteresis=1, up_hysteresis=1)
+    d = decide(self_ballooning=True, directed_target_kb=None, floor_mb=300, ceiling_mb=400, **args)
+    assert (d.tgt_bytes, d.min_bytes) == (400 * MIB, 300 * MIB)
+    d = decide(self_ballooning=False, directed_target_kb=100 * 1024, floor_mb=300, **args)
+    assert d.tgt_bytes == 300 * MIB
+    d = decide(self_ballooning=False, directed_target_kb=900 * 1024, ceiling_mb=400, **args)
+    assert d.tgt_bytes == 400 * MIB
+    # a ceiling under the guest's own minimum: the minimum wins
+    d = decide(self_ballooning=False, directed_target_kb=900 * 1024, ceiling_mb=100, **args)
+    assert d.tgt_bytes == 232 * MIB

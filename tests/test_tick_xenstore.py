@@ -313,3 +313,15 @@ def test_a_tick_after_xl_mem_set_never_writes_the_old_target(guest, xs, backend)
         f.write("")
     reader.join(5)
     assert writes and all(w <= 262144 * 1024 for w in writes), writes
+
+
+def test_dom0_floor_and_ceiling_from_xenstore(guest, xs, backend):
+    xs.write(f"{HOME}/memory/target", "100000")
+    xs.write(f"{HOME}/memory/minmem", "250")
+    b = ballooner(guest, backend=backend)
+    b.tick()
+    assert balloon_target_bytes(guest) == 250 * MIB  # above the 136 MB minimum: dom0's floor
+    xs.write(f"{HOME}/memory/target", "600000")
+    xs.write(f"{HOME}/memory/softmaxmem", "300")
+    b.tick()
+    assert balloon_target_bytes(guest) == 300 * MIB

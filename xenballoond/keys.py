@@ -16,3 +16,7 @@ SELFBALLOON = "selfballoon"
 INTERVAL = "interval"
 DOWN_HYSTERESIS = "downhysteresis"
 UP_HYSTERESIS = "uphysteresis"
+# Per-guest bounds from dom0 (MB): the guest daemon never sets a target below
+# minmem nor above softmaxmem, and dom0's balancer gives it no less and no more.
+MINMEM = "minmem"
+SOFTMAXMEM = "softmaxmem"

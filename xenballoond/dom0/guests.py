@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
+from ..keys import MINMEM, SOFTMAXMEM
 from ..minimum import min_target_mb
 from ..numbers import parse_bounded_int
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
@@ -57,16 +58,22 @@ class Dom0Keys:
     target: Optional[str] = None
     selfballoon: Optional[str] = None
     balance: Optional[str] = None
+    minmem: Optional[str] = None  # MB: dom0's floor for this guest (the guest daemon's too)
+    softmaxmem: Optional[str] = None  # MB: dom0's ceiling for this guest
 
 
-KEY_NAMES = ("static-max", "target", "selfballoon", "balance")
+KEY_NAMES = ("static-max", "target", "selfballoon", "balance", MINMEM, SOFTMAXMEM)
 
 
 def dom0_keys(values: Mapping[str, str], domid: int) -> Dom0Keys:
     """The keys of one guest from a {path: value} read."""
     home = f"/local/domain/{domid}/memory"
-    static_max, target, selfballoon, balance = (values.get(f"{home}/{k}") for k in KEY_NAMES)
-    return Dom0Keys(static_max, target, selfballoon, balance)
+    return Dom0Keys(*(values.get(f"{home}/{k}") for k in KEY_NAMES))
+
+
+def bound_mb(text: Optional[str]) -> Optional[int]:
+    """A per-guest bound as the guest daemon reads it (guest.overrides)."""
+    return None if text is None else parse_bounded_int(text, 1, MAX_KB // MIB_KB)
 
 
 def kb(text: Optional[str]) -> Optional[int]:
@@ -115,11 +122,16 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     """One guest's record and status.  Pure."""
     is_opted_in = opted_in(domain, keys, listed)
     self_on = keys.selfballoon is not None and keys.selfballoon.strip() == "1"
-    static_max_kb = kb(keys.static_max)
+    static_max_kb = kb(keys.static_max) or None  # 0 kB is no usable static-max
     target_kb = kb(keys.target)
     cur_kb = min(max(domain.cur_kb, 0), MAX_KB)
     cap_kb = static_max_kb if static_max_kb is not None else cur_kb
-    min_kb = min(min_target_mb(cap_kb) * MIB_KB, cap_kb)
+    # the bounds the guest daemon honours too (memory/minmem, memory/softmaxmem): the
+    # ceiling lowers static-max, the floor raises the minimum, neither past the other
+    floor_mb, ceiling_mb = bound_mb(keys.minmem), bound_mb(keys.softmaxmem)
+    if ceiling_mb is not None and (floor_mb is None or ceiling_mb >= floor_mb):
+        cap_kb = min(cap_kb, ceiling_mb * MIB_KB)
+    min_kb = min(max(min_target_mb(cap_kb) * MIB_KB, (floor_mb or 0) * MIB_KB), cap_kb)
     committed_kb = row.commit_kb if row is not None else None
     mem_kb = row.mem_kb if row is not None else None
     if committed_kb is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..config import MAX_HYSTERESIS, MAX_INTERVAL_S
 from ..numbers import parse_bounded_int
-from ..keys import DOWN_HYSTERESIS, INTERVAL, SELFBALLOON, TARGET, UP_HYSTERESIS
+from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, SELFBALLOON, SOFTMAXMEM, TARGET,
+                    UP_HYSTERESIS)
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 # 1 PiB in kB: far beyond any guest, small enough that bytes fit in 64 bits.
 MAX_TARGET_KB = 1 << 40
+MAX_BOUND_MB = MAX_TARGET_KB >> 10
 
 
 @frozen
@@ -27,6 +29,8 @@ class Overrides:
     interval_s: int | None = None
     down_hysteresis: int | None = None
     up_hysteresis: int | None = None
+    min_mb: int | None = None  # memory/minmem: dom0's floor for this guest
+    max_mb: int | None = None  # memory/softmaxmem: dom0's ceiling for this guest
 
 
 _RULES = {
@@ -37,6 +41,8 @@ _RULES = {
     DOWN_HYSTERESIS: (0, MAX_HYSTERESIS),
     # 0 killed the original (it divides by it); read as 1, at once, as the config does
     UP_HYSTERESIS: (0, MAX_HYSTERESIS),
+    MINMEM: (1, MAX_BOUND_MB),
+    SOFTMAXMEM: (1, MAX_BOUND_MB),
 }
 KEYS = tuple(_RULES)
 
@@ -60,6 +66,12 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
             values[key] = 1
         else:
             values[key] = value
+    floor, ceiling = values.get(MINMEM), values.get(SOFTMAXMEM)
+    if floor is not None and ceiling is not None and ceiling < floor:
+        # contradictory bounds: the floor wins, it is the safe one
+        problems[SOFTMAXMEM] = (f"ignoring memory/softmaxmem={ceiling}: below "
+                                f"memory/minmem={floor}")
+        del values[SOFTMAXMEM]
     sb = values.get(SELFBALLOON)
     return Overrides(
         target_kb=values.get(TARGET),
@@ -67,4 +79,6 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         interval_s=values.get(INTERVAL),
         down_hysteresis=values.get(DOWN_HYSTERESIS),
         up_hysteresis=values.get(UP_HYSTERESIS),
+        min_mb=values.get(MINMEM),
+        max_mb=values.get(SOFTMAXMEM),
     ), problems

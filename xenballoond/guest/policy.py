@@ -156,11 +156,20 @@ def wake_thresholds(committed_as_kb: int, headroom: int) -> Wake:
     return Wake(headroom // 2, committed_as_kb + max(headroom // 2, RISE_TOLERANCE_KB))
 
 
+def bounded(tgt_bytes: int, min_bytes: int, cap_bytes: int | None) -> int:
+    """The target within dom0's ceiling, and never below the minimum (which
+    wins where the two disagree: the floor is the safe one)."""
+    if cap_bytes is not None:
+        tgt_bytes = min(tgt_bytes, cap_bytes)
+    return max(tgt_bytes, min_bytes)
+
+
 def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
            committed_as_kb: int, kernel_reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
            down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0,
            boot_kb: int = 0, committed_rise_kb: int = 0, run_need_kb: int = 0,
-           mem_available_kb: int | None = None, pressure: bool = False) -> Decision:
+           mem_available_kb: int | None = None, pressure: bool = False,
+           floor_mb: int | None = None, ceiling_mb: int | None = None) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
@@ -176,9 +185,14 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     grows to the target at once, whatever the up hysteresis.  Without the
     rise, MemAvailable and pressure (and with a reserve of 0%), this is the
     2008 decision.
+
+    dom0's per-guest bounds (memory/minmem, memory/softmaxmem; MB) hold in
+    both modes: ``floor_mb`` raises the minimum, ``ceiling_mb`` caps every
+    target, and where the two disagree with the minimum, the minimum wins.
     """
-    min_mb = min_target_mb(maxmem_kb, min_mem_mb)
+    min_mb = max(min_target_mb(maxmem_kb, min_mem_mb), floor_mb or 0)
     min_bytes = min_mb * MIB
+    cap_bytes = ceiling_mb * MIB if ceiling_mb is not None else None
     cur_bytes = cur_kb * KIB
     if self_ballooning:
         rise_kb = max(committed_rise_kb, 0)
@@ -191,7 +205,7 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
             tgt_bytes = want_bytes  # all the way at once
         else:
             tgt_bytes = step_bytes(cur_bytes, want_bytes, down_hysteresis, up_hysteresis)
-        return Decision(max(tgt_bytes, min_bytes), min_bytes,
+        return Decision(bounded(tgt_bytes, min_bytes, cap_bytes), min_bytes,
                         wake_thresholds(committed_as_kb, headroom) if headroom else None)
     if directed_target_kb is None:
         return Decision(None, min_bytes)
@@ -199,4 +213,5 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     # itself, and a step written while it moves holds the guest above the
     # toolstack's target (xl mem-set took 55 s instead of 1.3 s on the real
     # host, and xl restore then failed: libxl rebuilds the domain at the target)
-    return Decision(directed_target_bytes(directed_target_kb, min_mb), min_bytes)
+    return Decision(bounded(directed_target_bytes(directed_target_kb, min_mb), min_bytes,
+                            cap_bytes), min_bytes)

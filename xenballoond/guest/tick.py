@@ -261,7 +261,8 @@ class Ballooner:
             min_mem_mb=cfg.min_mem_mb, down_hysteresis=down, up_hysteresis=up,
             self_reserve_pct=cfg.self_reserve_pct, boot_kb=self.maxmem.boot_kb(s.maxmem_kb),
             committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
-            mem_available_kb=s.mem_available_kb, pressure=pressure)
+            mem_available_kb=s.mem_available_kb, pressure=pressure,
+            floor_mb=o.min_mb, ceiling_mb=o.max_mb)
         self.wake = decision.wake
         self._log_policy(self_ballooning, self._interval_s(), decision.min_bytes // MIB,
                          s.maxmem_kb, down, up)
