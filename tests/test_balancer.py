@@ -22,7 +22,7 @@ from tests.repo import python_env
 from xenballoond.dom0 import balance, guests
 from xenballoond.dom0.balancer import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
-from xenballoond.sim.fake_xl import REQUESTS, STATE
+from xenballoond.sim.fake_xl import REQUESTS, STATE, read_requests
 from xenballoond.sim.guest import write_atomic
 from xenballoond.sim.xenstored import SimXenstored
 
@@ -75,23 +75,15 @@ class BalancerHost:
 
     def _hypervisor(self) -> None:
         while not self._stop.wait(0.02):
-            try:
-                with open(os.path.join(self.dom0, REQUESTS), "rb") as f:
-                    f.seek(self._offset)
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            data = data[:data.rfind(b"\n") + 1]
-            for line in data.decode().splitlines():
-                _, domid, kb = line.split()
-                d, tgt_kb = int(domid), int(kb)
+            requests, offset = read_requests(self.dom0, self._offset)
+            for d, tgt_kb in requests:
                 self.requests.append((d, tgt_kb))
                 self.xsd.write(f"/local/domain/{d}/memory/target", str(tgt_kb))
                 if d in self.stuck and tgt_kb < self.cur_kb[d]:
                     continue
                 self.cur_kb[d] = min(tgt_kb, self.cur_kb[d] + max(self.free_kb(), 0))
             self._write_state()
-            self._offset += len(data)  # after: applied() waits for this
+            self._offset = offset  # after: applied() waits for this
 
     def publish(self, domid: int, committed_mb: int, *, advance: bool = True,
                 committed_text: str | None = None) -> None:

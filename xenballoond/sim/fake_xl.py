@@ -31,6 +31,23 @@ def parse_mem_kb(text: str) -> Optional[int]:
     return value >> -shift if shift < 0 else value << shift
 
 
+def read_requests(directory: str, offset: int) -> tuple[list[tuple[int, int]], int]:
+    """The ``xl mem-set`` requests appended since ``offset`` bytes, as (domid,
+    target kB), and the offset after the last whole line read."""
+    try:
+        with open(os.path.join(directory, REQUESTS), "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    complete = data[:data.rfind(b"\n") + 1]
+    requests = []
+    for line in complete.decode().splitlines():
+        _, domid, kb = line.split()
+        requests.append((int(domid), int(kb)))
+    return requests, offset + len(complete)
+
+
 def render_list(state: dict[str, Any]) -> str:
     lines = [f"{'Name':<40}{'ID':>5}{'Mem':>6}{'VCPUs':>6}\t{'State':<8}{'Time(s)':>8}"]
     for d in state["domains"]:

@@ -34,7 +34,7 @@ from . import report
 from .guest import SimGuest
 from .procs import Child, stop_all
 from . import vm_model
-from .fake_xl import REQUESTS as XL_REQUESTS, STATE as XL_STATE
+from .fake_xl import STATE as XL_STATE, read_requests as read_xl_requests
 from .stall import StallModel
 from .workload import (WORKLOADS, Workload, make_ramp_workload, make_turns_workload,
                        make_workload)
@@ -325,17 +325,9 @@ class Host:
         1 MiB, then memory/target."""
         if self.dom0_root is None:
             return
-        try:
-            with open(os.path.join(self.dom0_root, XL_REQUESTS), "rb") as f:
-                f.seek(self._xl_offset)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        complete = data[:data.rfind(b"\n") + 1]
-        self._xl_offset += len(complete)
-        for line in complete.decode().splitlines():
-            _, domid, kb = line.split()
-            self._apply(dom0_mod.MemSet(int(domid), int(kb)))
+        requests, self._xl_offset = read_xl_requests(self.dom0_root, self._xl_offset)
+        for domid, kb in requests:
+            self._apply(dom0_mod.MemSet(domid, kb))
 
     def _workload(self, index: int, memory_kb: int, maxmem_kb: int) -> Workload:
         o = self.opts
