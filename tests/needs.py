@@ -55,3 +55,13 @@ def needs_file(path: str, package: str) -> None:
 def needs_root(why: str) -> None:
     if os.geteuid() != 0:
         pytest.skip(f"needs root: {why}")
+
+
+CAP_IPC_LOCK, CAP_SYS_RESOURCE = 14, 24  # linux/capability.h
+
+
+def has_capability(bit: int) -> bool:
+    """Whether this process holds the capability (its CapEff bit)."""
+    with open("/proc/self/status") as f:
+        caps = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    return bool(caps >> bit & 1)

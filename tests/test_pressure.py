@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests import daemonproc as dp
+from tests.needs import CAP_IPC_LOCK, CAP_SYS_RESOURCE, has_capability
 from tests.guestroot import balloon_target_bytes, make_guest, set_meminfo, write
 from xenballoond.guest.policy import (KIB, RISE_TOLERANCE_KB, decide, kernel_min_free_kb,
                                       rise_per_interval_kb, run_kb, self_headroom_kb, tight,
@@ -146,15 +147,6 @@ def test_rising_demand_wakes_the_daemon_before_its_interval(guest) -> None:
     finally:
         p.terminate()
         p.wait(timeout=30)
-
-
-def has_capability(bit: int) -> bool:
-    with open("/proc/self/status") as f:
-        caps = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
-    return bool(caps >> bit & 1)
-
-
-CAP_IPC_LOCK, CAP_SYS_RESOURCE = 14, 24
 
 
 @pytest.mark.skipif(not has_capability(CAP_IPC_LOCK),

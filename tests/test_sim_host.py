@@ -12,7 +12,7 @@ import pytest
 
 from tests.repo import python_env
 from tests.daemonproc import wait_until
-from tests.needs import XENSTORE_CLIENTS, tool_mark
+from tests.needs import CAP_IPC_LOCK, XENSTORE_CLIENTS, has_capability, tool_mark
 
 # the daemons' default backend runs Debian's xenstore-* clients
 pytestmark = tool_mark(*XENSTORE_CLIENTS)
@@ -175,13 +175,7 @@ def _read_int(path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _may_lock_memory() -> bool:
-    with open("/proc/self/status") as f:
-        caps = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
-    return bool(caps >> 14 & 1)  # CAP_IPC_LOCK
-
-
-@pytest.mark.skipif(not _may_lock_memory(), reason="needs root (CAP_IPC_LOCK): the simulator "
+@pytest.mark.skipif(not has_capability(CAP_IPC_LOCK), reason="needs root (CAP_IPC_LOCK): the simulator "
                     "stalls a daemon that could not lock itself in memory")
 def test_a_swapless_guest_survives_a_fast_ramp() -> None:
     """Issue 14 on the simulated host, as on the real one: a guest at 512 MiB (maxmem
