@@ -38,7 +38,6 @@ class PressureWatch:
         self.psi_path = psi_path
         self._psi_fd: int | None = None
         self.psi_error: str | None = None  # why there is no PSI trigger, once tried
-        self.wakes = 0
 
     def open(self) -> None:
         """Set the PSI trigger, if this kernel has one (idempotent)."""
