@@ -179,6 +179,15 @@ def variables(specs: Sequence[configmod.Spec] = configmod.SPECS, record: object 
     return out
 
 
+def variables_section(entries: List[Tuple[str, str, str, str]]) -> List[str]:
+    lines = [".SH VARIABLES"]
+    for key, kind, default, meaning in entries:
+        lines += [".TP", bold(key),
+                  f"Type: {esc(kind)}. Default: {bold(default.strip(chr(39)) or '(empty)')}.",
+                  ".br", esc(meaning)]
+    return lines
+
+
 # --------------------------------------------------------------------------
 # The pages.
 
@@ -269,11 +278,7 @@ def page_conf() -> str:
         "written by domain 0 to override a setting; an override that is not an integer in "
         "range is ignored, and logged once.",
     ])
-    lines.append(".SH VARIABLES")
-    for key, kind, default, meaning in variables():
-        lines += [".TP", bold(key),
-                  f"Type: {esc(kind)}. Default: {bold(default.strip(chr(39)))}.",
-                  ".br", esc(meaning)]
+    lines += variables_section(variables())
     lines += [".SH SEE ALSO", "\\fBxenballoond\\fR(8), \\fBxenballoon\\-monitor\\fR(1)"]
     return "\n".join(lines) + "\n"
 
@@ -312,12 +317,7 @@ def page_balancer_conf() -> str:
         "Read as xenballoon.conf(5) is: parsed, never executed; a bad value names the "
         "file, line, variable and value and the balancer refuses to start.",
     ])
-    lines.append(".SH VARIABLES")
-    for key, kind, default, meaning in variables(settings.SPECS, settings.BalancerConfig(),
-                                                 conf):
-        lines += [".TP", bold(key),
-                  f"Type: {esc(kind)}. Default: {bold(default.strip(chr(39)) or '(empty)')}.",
-                  ".br", esc(meaning)]
+    lines += variables_section(variables(settings.SPECS, settings.BalancerConfig(), conf))
     lines += [".SH SEE ALSO", "\\fBxenballoon\\-balancer\\fR(8), \\fBxenballoon.conf\\fR(5)"]
     return "\n".join(lines) + "\n"
 
