@@ -873,9 +873,10 @@ class Driver:
         os.unlink(SAVE_FILE)
         self.after_move(name, figures, old)
 
-    def s_save_directed(self, name):
-        """Issue 15: directed daemon (down-hysteresis 10); `xl mem-set guest 256m` from 512,
-        then `xl save` a few seconds later and `xl restore`."""
+    def memset_directed(self, name):
+        """A directed daemon (down-hysteresis 10) at 512 MiB; `xl mem-set guest 256m` just
+        after its tick, and `xl list` followed for SAVE_AFTER_MEMSET_S.  Returns the figures so
+        far and the seconds since the mem-set."""
         self.release()
         self.stop_daemon()
         w0 = self.set_memory(512, lift_cap=False)
@@ -885,7 +886,13 @@ class Driver:
         run(["xl", "mem-set", GUEST, "256m"], check=True)
         trace, _ = self.xl_trace(SAVE_AFTER_MEMSET_S - (time.monotonic() - t0))
         data(name, "xl_before", trace)
-        figures["memset_to_save_s"] = time.monotonic() - t0
+        return figures, time.monotonic() - t0
+
+    def s_save_directed(self, name):
+        """Issue 15: `xl mem-set guest 256m` from 512 with the directed daemon, then `xl save`
+        a few seconds later and `xl restore`."""
+        figures, since_s = self.memset_directed(name)
+        figures["memset_to_save_s"] = since_s
         self.save_restore(name, figures)
         result(name, True, **figures)
 
@@ -928,18 +935,10 @@ class Driver:
         self.after_move(name, figures, old)
 
     def s_migrate(self, name):
-        """Issue 15: directed daemon; `xl mem-set guest 256m` from 512, then a localhost
-        `xl migrate` a few seconds later."""
-        self.release()
-        self.stop_daemon()
-        w0 = self.set_memory(512, lift_cap=False)
-        self.restart_daemon(self_on=False, down=10)
-        figures = {"from_kb": w0["snap"]["cur_kb"], "tick_seen_s": self.after_tick(TICK_OFFSET_S)}
-        t0 = time.monotonic()
-        run(["xl", "mem-set", GUEST, "256m"], check=True)
-        trace, _ = self.xl_trace(SAVE_AFTER_MEMSET_S - (time.monotonic() - t0))
-        data(name, "xl_before", trace)
-        figures["memset_to_migrate_s"] = time.monotonic() - t0
+        """Issue 15: `xl mem-set guest 256m` from 512 with the directed daemon, then a
+        localhost `xl migrate` a few seconds later."""
+        figures, since_s = self.memset_directed(name)
+        figures["memset_to_migrate_s"] = since_s
         self.migrate(name, figures)
         result(name, True, **figures)
 
