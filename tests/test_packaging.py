@@ -271,8 +271,8 @@ def test_deb_guest_package(debs) -> None:
     assert "deb-systemd-helper enable 'xenballoond.service'" in postinst
     assert "update-rc.d xenballoond defaults" in postinst
     postrm = deb_control(deb, "postrm")
-    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-maxmem /run/xenballoond.pid',
-                     postrm)
+    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-maxmem '
+                     r'/run/xenballoon-maxmem.boot /run/xenballoond.pid', postrm)
     unit = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True)
     with tarfile.open(fileobj=__import__("io").BytesIO(unit.stdout)) as tar:
         text = tar.extractfile("./lib/systemd/system/xenballoond.service").read().decode()
@@ -354,7 +354,8 @@ def test_rpm_guest_package(rpms) -> None:
     requires = rpm_query(rpm, "--requires")
     assert "python3-daemon" in requires and "python3-lockfile" in requires
     scripts = rpm_query(rpm, "--scripts")
-    assert "rm -f /var/run/xenballoon-maxmem /var/run/xenballoond.pid" in scripts
+    assert ("rm -f /var/run/xenballoon-maxmem /var/run/xenballoon-maxmem.boot "
+            "/var/run/xenballoond.pid") in scripts
 
     sysv = rpm_query(rpms["sysv"], "-l").split()
     assert "/etc/rc.d/init.d/xenballoond" in sysv
