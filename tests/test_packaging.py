@@ -300,6 +300,10 @@ def test_deb_library_and_dom0_packages(debs) -> None:
                  "/usr/share/man/man5/xenballoon-balancer.conf.5.gz"):
         assert path in dom0, path
     assert not any("sim" in f for f in dom0)
+    postrm = deb_control(debs["xenballoon-dom0"], "postrm")
+    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-balancer.pid '
+                     r'/run/xenballoon-balancer.lock \\\n\s+/run/xenballoon-balancer.json '
+                     r'/run/xenballoon-balancer.paused\n', postrm), postrm
 
 
 def test_lintian_finds_no_errors_or_warnings(debs) -> None:
