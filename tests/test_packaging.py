@@ -23,8 +23,8 @@ from xenballoond import __version__
 from xenballoond.config import VARIABLES
 from xenballoond.dom0.settings import SPECS as BALANCER_SPECS
 
-REPO = Path(__file__).resolve().parent.parent
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+from tests.debbuild import REPO, SYSTEM_PATH, build_debs, copy_tree, system_env
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 IN_CI = os.environ.get("CI") == "true"
 
@@ -49,21 +49,10 @@ def system_python_has(*modules: str) -> None:
 
 
 def run(cmd, cwd, **kw) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "PYENV", "VIRTUAL_ENV", "DEB_", "PYBUILD", "MAKEFLAGS"))}
-    env.update(PATH=SYSTEM_PATH, LC_ALL="C.UTF-8", **kw.pop("env", {}))
+    env = system_env(**kw.pop("env", {}))
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, **kw)
     assert r.returncode == 0, f"{cmd} exited {r.returncode}\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
     return r
-
-
-def copy_tree(dest: Path) -> Path:
-    """The work tree as a clean checkout would have it (outputs land beside it)."""
-    src = dest / "xenballoond"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pybuild", ".pytest_cache",
-        ".hypothesis", ".e2e-cache", "*.deb", "*.rpm", "tmp", ".debhelper"))
-    return src
 
 
 # --------------------------------------------------------------------------
@@ -247,12 +236,7 @@ DEB_TOOLS = (("dpkg-buildpackage", "dpkg-dev"), ("dh", "debhelper"), ("dh_python
 def debs(tmp_path_factory) -> dict:
     need(*DEB_TOOLS)
     system_python_has("setuptools", "lockfile")
-    top = tmp_path_factory.mktemp("deb")
-    src = copy_tree(top)
-    run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src)
-    found = {p.name.split("_")[0]: p for p in top.glob("*.deb")}
-    assert sorted(found) == ["python3-xenballoond", "xenballoon-dom0", "xenballoond"]
-    return found
+    return build_debs(tmp_path_factory.mktemp("deb"))
 
 
 def deb_files(deb: Path) -> list[str]:
@@ -287,8 +271,8 @@ def test_deb_guest_package(debs) -> None:
     assert "deb-systemd-helper enable 'xenballoond.service'" in postinst
     assert "update-rc.d xenballoond defaults" in postinst
     postrm = deb_control(deb, "postrm")
-    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-maxmem /run/xenballoond.pid',
-                     postrm)
+    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-maxmem '
+                     r'/run/xenballoon-maxmem.boot /run/xenballoond.pid', postrm)
     unit = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True)
     with tarfile.open(fileobj=__import__("io").BytesIO(unit.stdout)) as tar:
         text = tar.extractfile("./lib/systemd/system/xenballoond.service").read().decode()
@@ -316,6 +300,10 @@ def test_deb_library_and_dom0_packages(debs) -> None:
                  "/usr/share/man/man5/xenballoon-balancer.conf.5.gz"):
         assert path in dom0, path
     assert not any("sim" in f for f in dom0)
+    postrm = deb_control(debs["xenballoon-dom0"], "postrm")
+    assert re.search(r'"\$1" = purge \]; then\n\s+rm -f /run/xenballoon-balancer.pid '
+                     r'/run/xenballoon-balancer.lock \\\n\s+/run/xenballoon-balancer.json '
+                     r'/run/xenballoon-balancer.paused\n', postrm), postrm
 
 
 def test_lintian_finds_no_errors_or_warnings(debs) -> None:
@@ -370,7 +358,8 @@ def test_rpm_guest_package(rpms) -> None:
     requires = rpm_query(rpm, "--requires")
     assert "python3-daemon" in requires and "python3-lockfile" in requires
     scripts = rpm_query(rpm, "--scripts")
-    assert "rm -f /var/run/xenballoon-maxmem /var/run/xenballoond.pid" in scripts
+    assert ("rm -f /var/run/xenballoon-maxmem /var/run/xenballoon-maxmem.boot "
+            "/var/run/xenballoond.pid") in scripts
 
     sysv = rpm_query(rpms["sysv"], "-l").split()
     assert "/etc/rc.d/init.d/xenballoond" in sysv

@@ -2,12 +2,15 @@
 # Build the cached, run-independent part of the real-Xen test host into OUT (argument 1):
 #   xen          uncompressed multiboot ELF of the Xen 4.17 hypervisor (QEMU's -kernel wants it so)
 #   vmlinuz      the Debian Linux kernel, used for dom0 and for the PV guest
-#   dom0.cpio.gz initramfs base for dom0: xl, xenstored, xenconsoled, xenstore-utils, python3, busybox
-#                (and /guest/root.img: the guest's root disk, ext4: python3, xenstore-utils, busybox)
+#   dom0.cpio.gz initramfs base for dom0: xl, xenstored, xenconsoled, xenstore-utils, python3, busybox,
+#                apt and the dom0 package's dependencies (python3-daemon)
+#                (and /guest/root.img: the guest's root disk, ext4: python3, xenstore-utils, busybox,
+#                apt and the guest package's dependencies: python3-daemon, python3-lockfile)
 #   guest-boot.cpio.gz the guest's small boot initramfs: busybox, xen-blkfront and ext4 modules
 #   KVER         kernel version used
-# The project's own files and the scenario scripts are NOT in here: harness.py packs them into a small
-# second cpio that is appended to each base (the kernel unpacks concatenated archives in order).
+# The project's own files and the scenario scripts are NOT in here: harness.py packs them (the project
+# as its built .debs, which the guest and dom0 install with apt at boot, offline) into a small second
+# cpio that is appended to each base (the kernel unpacks concatenated archives in order).
 # Both roots come from mmdebstrap with the machine's own apt sources; nothing is installed on the host.
 set -eu
 OUT=$1
@@ -19,15 +22,17 @@ cd "$OUT"
 T0=$(date +%s)
 slim='--dpkgopt=path-exclude=/usr/share/doc/* --dpkgopt=path-exclude=/usr/share/man/*
       --dpkgopt=path-exclude=/usr/share/locale/* --dpkgopt=path-exclude=/usr/share/info/*'
-tidy='rm -rf "$1"/etc/apt/sources.list* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*'
+# no apt lists nor sources: the packages under test are installed from local .debs, offline;
+# the dpkg path-excludes above go too, so that those packages are installed whole
+tidy='rm -rf "$1"/etc/apt/sources.list* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/etc/dpkg/dpkg.cfg.d/99mmdebstrap'
 rm -rf dom0root guestroot debs ex
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include=xen-utils-4.17,xenstore-utils,busybox,python3,kmod,procps \
+  --include=xen-utils-4.17,xenstore-utils,busybox,python3,kmod,procps,apt,python3-daemon \
   bookworm dom0root "$SRC"
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include=xenstore-utils,busybox,python3,procps,kmod \
+  --include=xenstore-utils,busybox,python3,procps,kmod,apt,python3-daemon,python3-lockfile \
   bookworm guestroot "$SRC"
 T1=$(date +%s)
 mkdir -p debs ex
@@ -55,6 +60,9 @@ for root in dom0root guestroot; do
   depmod -b "$root" "$KVER"
   chroot "$root" /usr/bin/busybox --install -s /usr/bin 2>/dev/null || true
 done
+# busybox init is the guest's init (tests/e2e/guest/init2): /sbin/init as on any Debian system,
+# without which invoke-rc.d (the packages' maintainer scripts) runs no init script at all
+ln -s ../bin/busybox guestroot/usr/sbin/init
 # The guest's root is an ext4 disk (xvda) rather than a RAM file system, as on a real guest:
 # its page cache can be reclaimed when the guest balloons down, which a ramfs root cannot.
 mke2fs -q -t ext4 -L guestroot -E root_owner=0:0 -d guestroot guest-root.img 224M

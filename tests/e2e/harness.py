@@ -5,9 +5,13 @@
 1. A cached base (tests/e2e/build-base.sh): Xen 4.17, the Debian kernel, and the dom0 and
    guest root filesystems as initramfs archives.  Keyed by a hash of the build script, kept in
    $XENBALLOON_E2E_CACHE (default ~/.cache/xenballoond-e2e), never inside the repository.
-2. Per run, a small second archive for each side with THIS working tree's package, python-daemon
-   and lockfile wheels, the init script, the config and the scenario scripts.  The kernel
-   unpacks concatenated archives in order, so a run only packs a few hundred kB.
+2. Per run, THIS working tree's Debian packages, built with dpkg-buildpackage in a copy outside
+   the repository (tests/debbuild.py, as tests/test_packaging.py builds them), and a small second
+   archive for each side with them, the test's config and the scenario scripts.  The kernel
+   unpacks concatenated archives in order, so a run only packs a few hundred kB.  At boot the
+   guest installs xenballoond and python3-xenballoond, dom0 xenballoon-dom0 and
+   python3-xenballoond, with `apt install ./<package>_*.deb` (tests/e2e/e2e-pkg), offline: the
+   packages' dependencies (python3-daemon, python3-lockfile) are in the base images.
 3. One QEMU (TCG) boot: Xen, dom0, the guest; dom0's driver plays every scenario and prints
    "E2E RESULT" lines, which parse_log() turns into a dict per scenario.
 """
@@ -27,17 +31,24 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+if REPO not in sys.path:  # run as a script: tests/debbuild.py is the repository's
+    sys.path.insert(0, REPO)
+from tests import debbuild  # noqa: E402
+
 BUILD_SCRIPT = os.path.join(HERE, "build-base.sh")
 BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER")
-WHEELS = ("python-daemon", "lockfile")
-# console scripts the images need (setup.py's entry points; read from it when it names them)
-SCRIPTS = {"xenballoond": "xenballoond.guest.cli:main", "xenballoon-monitor": "xenballoond.dom0.monitor:main",
-           "xenballoon-balancer": "xenballoond.dom0.balancer:main"}
+# what each side installs (tests/e2e/e2e-pkg), and where the .debs wait for it
+GUEST_PACKAGES = ("xenballoond", "python3-xenballoond")
+DOM0_PACKAGES = ("xenballoon-dom0", "python3-xenballoond")
+DEB_DIR = "/etc/e2e/debs"
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "mmdebstrap": "mmdebstrap", "cpio": "cpio",
-              "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg", "mke2fs": "e2fsprogs"}
+              "depmod": "kmod", "apt-get": "apt", "dpkg-deb": "dpkg", "mke2fs": "e2fsprogs",
+              "dpkg-buildpackage": "dpkg-dev", "dh": "debhelper", "dh_python3": "dh-python",
+              "fakeroot": "fakeroot"}
 # dom0 holds the guest's disk, and a save file of up to maxmem (768 MiB) in its RAM file system;
 # Xen needs room for two copies of the guest during a localhost migration
 QEMU_MEM_MB = 4096
@@ -119,35 +130,16 @@ def ensure_base(cache: str) -> tuple[str, float]:
         return base, time.monotonic() - t0
 
 
-def ensure_wheels(cache: str) -> str:
-    """python-daemon and lockfile as pure-Python wheels, downloaded once with pip."""
-    specs = []
-    for name in WHEELS:
-        try:
-            from importlib.metadata import version
-            specs.append(f"{name}=={version(name)}")
-        except Exception:
-            specs.append(name)
-    d = os.path.join(cache, "wheels-" + hashlib.sha256(" ".join(specs).encode()).hexdigest()[:12])
-    with Locked(os.path.join(cache, "build.lock")):
-        if not os.path.isdir(d) or len([f for f in os.listdir(d) if f.endswith(".whl")]) < len(specs):
-            os.makedirs(d, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                            "--only-binary=:all:", "--dest", d, *specs], check=True)
-    return d
-
-
-def console_scripts() -> dict[str, str]:
-    """setup.py's console_scripts for the scripts the images need (defaults if it lacks them)."""
-    out = dict(SCRIPTS)
-    try:
-        text = open(os.path.join(REPO, "setup.py")).read()
-    except OSError:
-        return out
-    for name, target in re.findall(r'"\s*([\w-]+)\s*=\s*([\w.]+:\w+)\s*"', text):
-        if name in out:
-            out[name] = target
-    return out
+def build_debs(run_dir: str) -> tuple[dict[str, str], float]:
+    """This working tree's .debs, built afresh into run_dir/debs; ({package: path}, seconds)."""
+    t0 = time.monotonic()
+    out = os.path.join(run_dir, "debs")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    with tempfile.TemporaryDirectory(prefix="debs-", dir=run_dir) as top:
+        built = debbuild.build_debs(Path(top))
+        found = {name: shutil.copy(str(deb), out) for name, deb in built.items()}
+    return found, time.monotonic() - t0
 
 
 def _put(stage: str, os_path: str, src: str | None = None, text: str | None = None,
@@ -160,25 +152,6 @@ def _put(stage: str, os_path: str, src: str | None = None, text: str | None = No
         with open(dst, "w") as f:
             f.write(text or "")
     os.chmod(dst, mode)
-
-
-def install_project(stage: str, wheels: str) -> None:
-    """This working tree's package, its two dependencies and console scripts, as a Debian
-    python3 would have them (/usr/lib/python3/dist-packages, /usr/bin)."""
-    site = os.path.join(stage, "usr/lib/python3/dist-packages")
-    os.makedirs(site, mode=0o755, exist_ok=True)
-    shutil.copytree(os.path.join(REPO, "xenballoond"), os.path.join(site, "xenballoond"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-compile", "--target", site,
-                    *[os.path.join(wheels, w) for w in sorted(os.listdir(wheels)) if w.endswith(".whl")]],
-                   check=True)
-    shutil.rmtree(os.path.join(site, "bin"), ignore_errors=True)
-    for name, target in console_scripts().items():
-        module, func = target.split(":")
-        _put(stage, "/usr/bin/" + name, mode=0o755, text=(
-            "#!/usr/bin/python3\nimport sys\n"
-            f"from {module} import {func}\nsys.exit({func}())\n"))
 
 
 def pack(stage: str, out_path: str) -> None:
@@ -200,7 +173,14 @@ def concat(parts: list[str], out_path: str) -> None:
                 shutil.copyfileobj(f, out)
 
 
-def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
+def put_packages(stage: str, debs: dict[str, str], names: tuple[str, ...]) -> None:
+    """The .debs one side installs at boot, and the script that installs them."""
+    for name in names:
+        _put(stage, DEB_DIR + "/" + os.path.basename(debs[name]), debs[name])
+    _put(stage, "/etc/e2e/e2e-pkg", os.path.join(HERE, "e2e-pkg"), mode=0o755)
+
+
+def assemble(base: str, debs: dict[str, str], run_dir: str) -> dict[str, str]:
     """The per-run overlays on top of the cached bases; returns the paths QEMU boots."""
     g = os.path.join(run_dir, "stage-guest")
     d = os.path.join(run_dir, "stage-dom0")
@@ -208,17 +188,15 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
         shutil.rmtree(s, ignore_errors=True)
         os.makedirs(s, mode=0o755)
     # guest: the boot /init, and under /overlay what it copies onto the root disk: the agent,
-    # busybox init table, the daemon, its init script and config
+    # busybox init table, the packages to install and the test's config (init2 puts it over
+    # the package's conffile once installed)
     _put(g, "/init", os.path.join(HERE, "guest/boot"), mode=0o755)
     o = os.path.join(g, "overlay")
     _put(o, "/etc/e2e/init2", os.path.join(HERE, "guest/init2"), mode=0o755)
     _put(o, "/etc/inittab", os.path.join(HERE, "guest/inittab"))
     _put(o, "/etc/e2e/guest_agent.py", os.path.join(HERE, "guest/guest_agent.py"), mode=0o755)
-    _put(o, "/etc/default/xenballoon.conf", os.path.join(HERE, "guest/xenballoon.conf"))
-    init_script = os.path.join(REPO, "initscripts/xenballoond")
-    if os.path.isfile(init_script):
-        _put(o, "/etc/init.d/xenballoond", init_script, mode=0o755)
-    install_project(o, wheels)
+    _put(o, "/etc/e2e/xenballoon.conf", os.path.join(HERE, "guest/xenballoon.conf"))
+    put_packages(o, debs, GUEST_PACKAGES)
     pack(g, os.path.join(run_dir, "guest-overlay.cpio.gz"))
     # one uncompressed archive: Xen's domain builder inflates a gzip ramdisk itself and fails
     # on concatenated gzip members
@@ -227,14 +205,14 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
             src = os.path.join(base if part.startswith("guest-boot") else run_dir, part)
             with gzip.open(src, "rb") as f:
                 shutil.copyfileobj(f, out)
-    # dom0: the driver, the guest's kernel and initramfs, and the monitor
+    # dom0: the driver, the guest's kernel and initramfs, and the dom0 packages to install
     _put(d, "/init", os.path.join(HERE, "dom0/init"), mode=0o755)
     _put(d, "/etc/e2e/dom0_driver.py", os.path.join(HERE, "dom0/dom0_driver.py"), mode=0o755)
     _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
     _put(d, "/etc/e2e/block-phy", os.path.join(HERE, "dom0/block-phy"), mode=0o755)
     _put(d, "/guest/vmlinuz", os.path.join(base, "vmlinuz"))
     _put(d, "/guest/initrd.cpio", os.path.join(run_dir, "guest-initrd.cpio"))
-    install_project(d, wheels)
+    put_packages(d, debs, DOM0_PACKAGES)
     pack(d, os.path.join(run_dir, "dom0-overlay.cpio.gz"))
     concat([os.path.join(base, "dom0.cpio.gz"), os.path.join(run_dir, "dom0-overlay.cpio.gz")],
            os.path.join(run_dir, "dom0-initrd.gz"))
@@ -407,18 +385,18 @@ def run_suite(only: str = "", timeout_s: float = 1200, log_path: str | None = No
     t0 = time.monotonic()
     cache = cache_dir()
     base, build_s = ensure_base(cache)
-    wheels = ensure_wheels(cache)
     with Locked(os.path.join(cache, "run.lock")):
         run_dir = os.path.join(cache, "run")
         os.makedirs(run_dir, exist_ok=True)
+        debs, debs_s = build_debs(run_dir)
         t1 = time.monotonic()
-        images = assemble(base, wheels, run_dir)
+        images = assemble(base, debs, run_dir)
         assemble_s = time.monotonic() - t1
         log_path = log_path or os.path.join(cache, "console.log")
         log(f"booting Xen + dom0 + guest under QEMU (TCG), console in {log_path}")
         q = run_qemu(images, log_path, timeout_s, "E2E_ONLY=" + only.replace(",", "+") if only else "")
     run = parse_log(log_path)
-    run.figures.update(q, base_build_s=build_s, assemble_s=assemble_s,
+    run.figures.update(q, base_build_s=build_s, debs_build_s=debs_s, assemble_s=assemble_s,
                        total_s=time.monotonic() - t0, base_dir=base)
     write_report(run, os.path.join(cache, "report.txt"))
     return run
@@ -428,9 +406,10 @@ def write_report(run: Run, path: str) -> str:
     out = [f"xenballoond real-Xen end-to-end run: {time.strftime('%Y-%m-%d %H:%M:%S')}",
            f"console log: {run.log_path}"]
     f = run.figures
-    out.append("base build %.0f s (0 = cached), assemble %.1f s, boot+run %.0f s, total %.0f s, "
-               "dom0 ready at %s s, QEMU peak RSS %s MiB" % (
-                   f.get("base_build_s", 0), f.get("assemble_s", 0), f.get("boot_run_s", 0),
+    out.append("base build %.0f s (0 = cached), .debs %.0f s, assemble %.1f s, boot+run %.0f s, "
+               "total %.0f s, dom0 ready at %s s, QEMU peak RSS %s MiB" % (
+                   f.get("base_build_s", 0), f.get("debs_build_s", 0), f.get("assemble_s", 0),
+                   f.get("boot_run_s", 0),
                    f.get("total_s", 0), f.get("dom0_ready_s", "?"), f.get("qemu_peak_rss_mib", "?")))
     for name, s in run.scenarios.items():
         el = f.get("scenario_elapsed_s", {}).get(name, 0)

@@ -1,7 +1,8 @@
 """End-to-end on a real Xen host: Xen 4.17, a Linux 6.1 dom0 and PV guest, booted once under QEMU.
 
-The daemon, its init script and the monitor from this working tree run on the real hypervisor,
-balloon driver and xenstored; dom0's driver (tests/e2e/dom0/dom0_driver.py) plays the scenarios
+The daemon, its init script and the monitor from this working tree, as the Debian packages built
+from it and installed with apt in the guest and dom0, run on the real hypervisor, balloon driver
+and xenstored; dom0's driver (tests/e2e/dom0/dom0_driver.py) plays the scenarios
 and reports figures, and each test here checks one scenario's figures against values worked out
 by hand from the original script's formulas.  See tests/e2e/harness.py for how to run it alone.
 
@@ -12,11 +13,14 @@ with CI=true missing prerequisites are an error.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 
 import pytest
 
 from tests import bash_oracle
+
+from xenballoond import __version__
 
 from . import harness
 
@@ -31,7 +35,8 @@ def _why_not() -> str | None:
     miss = harness.missing_tools()
     if miss:
         return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
-                " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs)")
+                " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs dpkg-dev debhelper"
+                " dh-python fakeroot)")
     return None
 
 
@@ -117,6 +122,71 @@ def test_boot(xen: harness.Run) -> None:
     check(s, s.figures["target_perms"] == f"n0,r{s.figures['domid']}",
           "xl leaves memory/ read-only for the guest (n0,r<domid>)")
     check(s, s.num("boot_cur_kb") == 384 * MIB_KB, "the balloon starts at 384 MiB")
+
+
+# Paths that appear beside any package's install and purge, none of them the packages': apt's
+# caches and logs, dpkg's log, and the guest's syslog and busybox init's files (syslogd's PID
+# file, utmp, /var/log/messages, where the daemon logs).
+NOT_THE_PACKAGES = re.compile(r"^/var/(cache/apt|lib/apt|log/apt)(/|$)|^/var/log/(dpkg\.log|messages)$"
+                              r"|^/run/(syslogd\.pid|utmp)$")
+# and in dom0, what Xen's toolstack made while the scenarios ran
+XEN_TOOLSTACK = re.compile(r"^/run/xen/|^/var/(lib|log)/xen/")
+
+
+def test_install_from_the_packages(xen: harness.Run) -> None:
+    s = scenario(xen, "install")
+    check(s, (s.figures["guest_tool"], s.figures["guest_rc"]) == ("apt", "0"),
+          "the guest installed its .debs with apt install ./<package>_*.deb, offline")
+    check(s, s.figures["guest_status"] == f"xenballoond={__version__}:ii,python3-xenballoond={__version__}:ii"
+          or s.figures["guest_status"] == f"python3-xenballoond={__version__}:ii,xenballoond={__version__}:ii",
+          "both guest packages installed, this tree's version")
+    check(s, s.figures["guest_module"] == "/usr/lib/python3/dist-packages/xenballoond/__init__.py",
+          "the daemon runs from the package's files")
+    check(s, s.figures["guest_pip"] == "absent", "no pip in the guest")
+    installed = set(s.data["guest_installed"])
+    for path in ("/usr/bin/xenballoond", "/etc/init.d/xenballoond", "/etc/default/xenballoon.conf",
+                 "/usr/lib/systemd/system/xenballoond.service", "/etc/rc2.d/S01xenballoond",
+                 "/usr/lib/python3/dist-packages/xenballoond/guest/cli.py",
+                 "/usr/share/man/man8/xenballoond.8.gz", "/usr/share/man/man5/xenballoon.conf.5.gz"):
+        check(s, path in installed, f"{path} installed")
+    check(s, not any(p.startswith("/usr/local/") or "/dom0/" in p or "/sim/" in p for p in installed),
+          "nothing under /usr/local, no dom0 code, no simulator in the guest")
+    check(s, s.figures["guest_daemons"] == "none" and
+          any("policy-rc.d denied execution of start" in ln for ln in s.data["guest_invoke_rc_d"]),
+          "the postinst's start was refused (policy-rc.d, as on an image being built): the scenarios start it")
+    check(s, (s.figures["dom0_tool"], s.figures["dom0_rc"]) == ("apt", "0"), "dom0 installed its .debs with apt")
+    check(s, f"xenballoon-dom0={__version__}:ii" in s.figures["dom0_status"], "xenballoon-dom0 installed")
+    dom0 = set(s.data["dom0_installed"])
+    check(s, {"/usr/bin/xenballoon-monitor", "/usr/bin/xenballoon-balancer", "/etc/init.d/xenballoon-balancer",
+              "/etc/default/xenballoon-balancer.conf"} <= dom0, "dom0's programs, init script and conf")
+    check(s, "/usr/bin/xenballoond" not in dom0, "no guest daemon in dom0")
+    check(s, s.figures["dom0_balancers"] == "none", "the balancer was not started by the postinst")
+
+
+def test_purge_leaves_nothing(xen: harness.Run) -> None:
+    s = scenario(xen, "purge")
+    check(s, (s.figures["tool"], s.figures["rc"]) == ("apt", "0"), "apt purge succeeded")
+    check(s, s.figures["daemons_before"] != "none", "the daemon ran when the purge began")
+    check(s, s.figures["runtime_before"] == "/var/run/xenballoond.pid,/var/run/xenballoon-maxmem,"
+          "/var/run/xenballoon-maxmem.boot", "the daemon had made its PID and high-water files")
+    check(s, s.figures["daemons_after"] == "none", "the package's prerm stopped the daemon")
+    check(s, ":ii" not in s.figures["status"], f"the packages are gone: {s.figures['status']}")
+    left = [p for p in s.data["left"] if not NOT_THE_PACKAGES.match(p)]
+    check(s, left == [], f"no file the packages or the daemon created is left: {left}")
+
+
+def test_purge_dom0_leaves_nothing(xen: harness.Run) -> None:
+    s = scenario(xen, "purge_dom0")
+    check(s, s.figures["start"] == "rc=0" and s.figures["balancers_running"] != "none",
+          "service xenballoon-balancer start ran the balancer")
+    check(s, s.figures["stop"] == "rc=0", "service xenballoon-balancer stop")
+    check(s, "/var/run/xenballoon-balancer.json" in s.figures["runtime_before"],
+          "the balancer left its state file for the monitor")
+    check(s, (s.figures["tool"], s.figures["rc"]) == ("apt", "0"), "apt purge succeeded")
+    check(s, s.figures["balancers_after"] == "none", "no balancer runs")
+    check(s, s.figures["monitor"] == "absent" and ":ii" not in s.figures["status"], "the packages are gone")
+    left = [p for p in s.data["left"] if not (NOT_THE_PACKAGES.match(p) or XEN_TOOLSTACK.match(p))]
+    check(s, left == [], f"no file the packages or the balancer created is left: {left}")
 
 
 def test_self_shrink_service_start(xen: harness.Run) -> None:

@@ -22,7 +22,8 @@ import threading
 import time
 import traceback
 
-from xenballoond.guest.policy import min_target_mb
+# python3-xenballoond's (dom0 has the dom0 package and it, not the guest's daemon)
+from xenballoond.minimum import min_target_mb
 import zlib
 
 GUEST = "guest"
@@ -31,6 +32,10 @@ CONSOLE_DIR = "/var/log/xen/console"
 CONF = "/etc/default/xenballoon.conf"
 PIDFILE = "/var/run/xenballoond.pid"
 MAXMEMFILE = "/var/run/xenballoon-maxmem"
+# what tests/e2e/e2e-pkg installed at boot (guest: init2, dom0: /init), and its records
+PKG_DIR = "/etc/e2e/pkg"
+GUEST_PACKAGES = ("xenballoond", "python3-xenballoond")
+DOM0_PACKAGES = ("xenballoon-dom0", "python3-xenballoond")
 MIB_KB = 1024
 GROW_MB = 128
 GROW_TOUCH_MB = 64
@@ -87,6 +92,36 @@ def run(argv, timeout=30, check=False):
     if check and p.returncode != 0:
         raise RuntimeError("%s: rc=%d %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
     return p
+
+
+def parse_record(text):
+    """e2e-pkg's 'tool=apt rc=0 seconds=1.2 paths=34' as a dict (empty if there is none)."""
+    return dict(kv.split("=", 1) for kv in (text or "").split() if "=" in kv)
+
+
+def dpkg_status(packages, sh):
+    """'name=version:status' for each package, as dpkg-query reports it through sh(cmd)."""
+    out = sh("dpkg-query -W -f '${Package}=${Version}:${db:Status-Abbrev}\\n' %s 2>&1"
+             % " ".join(packages))
+    return ",".join(ln.strip().replace(" ", "") for ln in out.splitlines() if ln.strip())
+
+
+def local_sh(cmd, timeout=300):
+    return run(["sh", "-c", cmd], timeout=timeout).stdout
+
+
+def local_pids(program):
+    """dom0's processes running program (an argument whose base name it is)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(os.path.basename(a) == program for a in argv):
+            pids.append(int(pid))
+    return pids
 
 
 def xs_read(path):
@@ -312,6 +347,23 @@ class Guest:
     def snap(self):
         return self.call("snap")["snap"]
 
+    def out(self, cmd, timeout_s=60):
+        """What cmd printed (stdout and stderr), up to 4000 characters."""
+        return self.call("sh", cmd=cmd, timeout_s=timeout_s, max=4000).get("out", "")
+
+    def text(self, path, max_chars=1500):
+        f = self.call("file", path=path, max=max_chars)
+        return f.get("text") if f.get("exists") else None
+
+    def lines(self, path, page=15):
+        """Every line of a guest file, a page at a time (one xenstore node holds 2 kB)."""
+        got = []
+        while True:
+            part = self.out("sed -n '%d,%dp' %s" % (len(got) + 1, len(got) + page, path)).splitlines()
+            got += part
+            if len(part) < page:
+                return got
+
     def wait(self, **args):
         return self.call("wait", **args)
 
@@ -399,6 +451,36 @@ class Driver:
                target_perms=memory_perm[0].split("(")[-1].rstrip(")") if memory_perm else "",
                boot_cur_kb=self.boot_snap["cur_kb"], boot_memtotal_kb=self.boot_snap["memtotal_kb"],
                boot_committed_kb=self.boot_snap["committed_kb"], boot_memfree_kb=self.boot_snap["memfree_kb"])
+
+    def s_install(self, name):
+        """What the boot installed from this run's .debs, offline: the guest's packages (init2)
+        and dom0's (/init), and that their maintainer scripts started no daemon."""
+        g = self.g
+        rec = parse_record(g.text(PKG_DIR + "/install.txt"))
+        installed = g.lines(PKG_DIR + "/installed")
+        invoke = g.out("grep -h 'invoke-rc.d' %s/install.log" % PKG_DIR).strip().splitlines()
+        module = g.out("python3 -c 'import xenballoond; print(xenballoond.__file__)'").strip()
+        pip = g.call("sh", cmd="python3 -c 'import pip'")["rc"]
+        daemons = [p["pid"] for p in g.call("procs", match="xenballoond")["procs"] if p["state"] != "Z"]
+        status = dpkg_status(GUEST_PACKAGES, g.out)
+        d_rec = parse_record(open(PKG_DIR + "/install.txt").read())
+        with open(PKG_DIR + "/installed") as f:
+            d_installed = f.read().splitlines()
+        d_invoke = local_sh("grep -h 'invoke-rc.d' %s/install.log" % PKG_DIR).strip().splitlines()
+        d_balancer = local_pids("xenballoon-balancer")
+        data(name, "guest_installed", installed)
+        data(name, "dom0_installed", d_installed)
+        data(name, "guest_invoke_rc_d", invoke)
+        data(name, "dom0_invoke_rc_d", d_invoke)
+        result(name, bool(rec) and bool(d_rec),
+               guest_tool=rec.get("tool"), guest_rc=rec.get("rc"), guest_install_s=rec.get("seconds"),
+               guest_paths=len(installed), guest_status=status, guest_module=module,
+               guest_pip="present" if pip == 0 else "absent",
+               guest_daemons=",".join(map(str, daemons)) or "none",
+               dom0_tool=d_rec.get("tool"), dom0_rc=d_rec.get("rc"), dom0_install_s=d_rec.get("seconds"),
+               dom0_paths=len(d_installed), dom0_status=dpkg_status(DOM0_PACKAGES, local_sh),
+               dom0_monitor=local_sh("command -v xenballoon-monitor").strip() or "absent",
+               dom0_balancers=",".join(map(str, d_balancer)) or "none")
 
     def s_self_shrink(self, name):
         g = self.g
@@ -989,6 +1071,56 @@ class Driver:
                end_committed_kb=a.get("committed_kb"),
                daemon_alive=any(p["state"] != "Z" for p in procs))
 
+    def s_purge(self, name):
+        """`apt purge` of the guest's packages with the daemon running (the last scenario that
+        needs it is over): the prerm stops it, and nothing the packages or the daemon created
+        is left (e2e-pkg compares every path with the list taken before the install)."""
+        g = self.g
+        if g.service("status")["rc"] != 0:
+            g.service("start", timeout_s=90)
+        before = [p["pid"] for p in g.call("procs", match="xenballoond")["procs"] if p["state"] != "Z"]
+        runtime = [path for path in (PIDFILE, MAXMEMFILE, MAXMEMFILE + ".boot")
+                   if g.call("file", path=path).get("exists")]
+        out = g.out("sh /etc/e2e/e2e-pkg purge %s" % " ".join(GUEST_PACKAGES), timeout_s=300)
+        rec = parse_record(out.strip().splitlines()[-1] if out.strip() else "")
+        left = g.lines(PKG_DIR + "/left")
+        said = g.out("grep -h -e invoke-rc.d -e xenballoond -e Purging %s/purge.log" % PKG_DIR)
+        after = [p["pid"] for p in g.call("procs", match="xenballoond")["procs"] if p["state"] != "Z"]
+        data(name, "left", left)
+        data(name, "said", said.strip().splitlines())
+        result(name, bool(rec), tool=rec.get("tool"), rc=rec.get("rc"), purge_s=rec.get("seconds"),
+               daemons_before=",".join(map(str, before)) or "none",
+               daemons_after=",".join(map(str, after)) or "none",
+               runtime_before=",".join(runtime) or "none", left=len(left),
+               status=dpkg_status(GUEST_PACKAGES, g.out))
+
+    def s_purge_dom0(self, name):
+        """`apt purge` of dom0's packages after the balancer ran: nothing they or the balancer
+        created is left.  This dom0 has no init system (its /init is a script), so the prerm's
+        invoke-rc.d refuses to stop the balancer, as it says: it is stopped with `service` first."""
+        start = local_sh("service xenballoon-balancer start 2>&1; echo rc=$?").strip()
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end and not os.path.exists("/var/run/xenballoon-balancer.json"):
+            time.sleep(0.5)
+        running = local_pids("xenballoon-balancer")
+        stop = local_sh("service xenballoon-balancer stop 2>&1; echo rc=$?").strip()
+        runtime = [p for p in ("/var/run/xenballoon-balancer.pid", "/var/run/xenballoon-balancer.lock",
+                               "/var/run/xenballoon-balancer.json") if os.path.exists(p)]
+        out = local_sh("sh /etc/e2e/e2e-pkg purge %s" % " ".join(DOM0_PACKAGES))
+        rec = parse_record(out.strip().splitlines()[-1] if out.strip() else "")
+        with open(PKG_DIR + "/left") as f:
+            left = f.read().splitlines()
+        data(name, "left", left)
+        data(name, "said", local_sh("grep -h -e invoke-rc.d -e balancer -e Purging %s/purge.log"
+                                    % PKG_DIR).strip().splitlines())
+        result(name, bool(rec), tool=rec.get("tool"), rc=rec.get("rc"), purge_s=rec.get("seconds"),
+               start=start.splitlines()[-1], stop=stop.splitlines()[-1],
+               balancers_running=",".join(map(str, running)) or "none",
+               balancers_after=",".join(map(str, local_pids("xenballoon-balancer"))) or "none",
+               runtime_before=",".join(runtime) or "none", left=len(left),
+               status=dpkg_status(DOM0_PACKAGES, local_sh),
+               monitor=local_sh("command -v xenballoon-monitor").strip() or "absent")
+
     def selftarget(self):
         """The daemon's last published selftarget (kB): under memory/ once dom0 handed it over."""
         for d in ("memory", "data/xenballoon"):
@@ -1001,7 +1133,7 @@ class Driver:
         say("driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
         stop = threading.Event()
         threading.Thread(target=console_tail, args=(stop,), daemon=True).start()
-        plan = [("boot", self.s_boot), ("self_shrink", self.s_self_shrink),
+        plan = [("boot", self.s_boot), ("install", self.s_install), ("self_shrink", self.s_self_shrink),
                 ("publish_data", self.s_publish_data), ("monitor", self.s_monitor),
                 ("interval", self.s_interval), ("grow", self.s_grow), ("hysteresis", self.s_hysteresis),
                 ("selfballoon", self.s_selfballoon), ("publish_memory", self.s_publish_memory),
@@ -1014,6 +1146,8 @@ class Driver:
         plan += [("memset_kernel", self.s_memset_kernel), ("memset_daemon", self.s_memset_daemon),
                  ("save_directed", self.s_save_directed), ("save_self", self.s_save_self),
                  ("migrate", self.s_migrate), ("migrate_settled", self.s_migrate_settled)]
+        # issue 13: last, once no scenario needs the packages
+        plan += [("purge", self.s_purge), ("purge_dom0", self.s_purge_dom0)]
         only = os.environ.get("E2E_ONLY", "")
         for name, fn in plan:
             if only and name != "boot" and name not in only.split("+"):
