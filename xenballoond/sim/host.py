@@ -32,7 +32,7 @@ from . import cpu
 from . import dom0 as dom0_mod
 from . import report
 from .guest import SimGuest
-from .procs import Child, stop_all
+from .procs import Child, await_logged, stop_all
 from . import vm_model
 from .fake_xl import STATE as XL_STATE, read_requests as read_xl_requests
 from .stall import StallModel
@@ -44,6 +44,7 @@ BALANCED = "balanced"
 DOM0_MEM_KB = 1024 * 1024  # what xl list shows for Domain-0; not in the guests' host memory
 MAX_RESTARTS_PER_GUEST = 5
 RESTART_BACKOFF_S = 1.0
+STARTUP_TIMEOUT_S = 60.0  # for every daemon to log "started:" before the clock runs
 DOM0_PERIOD_S = 1.0
 TABLE_PERIOD_S = 1.0
 SWAP_TOTAL_KB = 512 * 1024
@@ -280,6 +281,12 @@ class Host:
             self._start_daemon(g)
         if o.mode == BALANCED:
             self._start_balancer()
+        # The clock starts once every daemon has started: on a loaded machine Python's start
+        # alone can take seconds, which a short run would otherwise count as the daemon's doing.
+        starting = list(self.children.values()) + ([self.balancer] if self.balancer else [])
+        for c in await_logged(starting, b"started: ", STARTUP_TIMEOUT_S):
+            self._event(f"{c.argv[0]} {' '.join(c.argv[1:3])} not started after "
+                        f"{STARTUP_TIMEOUT_S:g} s")
 
     def _start_balancer(self) -> None:
         """The real balancer as dom0, in its own root, with the simulated xl."""

@@ -56,6 +56,29 @@ class Child:
             pass
 
 
+def await_logged(children: Sequence[Child], marker: bytes, timeout_s: float,
+                 poll_s: float = 0.05) -> list[Child]:
+    """Wait until each child's log holds ``marker`` (its "started:" line) or the
+    child has ended.  Returns those that did neither within ``timeout_s``."""
+    waiting = list(children)
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        still = []
+        for c in waiting:
+            try:
+                with open(c.log_path, "rb") as f:
+                    logged = marker in f.read()
+            except OSError:
+                logged = False
+            if not logged and c.exited() is None:
+                still.append(c)
+        waiting = still
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    return waiting
+
+
 def stop_all(children: Sequence[Child], grace_s: float = STOP_GRACE_S) -> list[Child]:
     """SIGTERM every child's process group, wait up to ``grace_s`` for all of
     them, then SIGKILL the groups of those still there.  Returns the children

@@ -154,6 +154,9 @@ def problems(rows: Sequence[GuestRow]) -> list[str]:
     if any(r.daemon_restarts for r in rows):
         found.append(f"daemons exited {sum(r.daemon_restarts for r in rows)} time(s): "
                      "see var/log/xenballoond.log in the guests (--keep)")
-    if rows and all(r.target_writes == 0 for r in rows):
-        found.append("no daemon ever set a balloon target")
+    # Only a self-ballooning daemon must set targets: a directed one writes dom0's target, which
+    # the kernel's own watch on memory/target has usually applied already, so it may write none.
+    selfish = [r for r in rows if r.policy == "self"]
+    if selfish and all(r.target_writes == 0 for r in selfish):
+        found.append("no self-ballooning daemon ever set a balloon target")
     return found
