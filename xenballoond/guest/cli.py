@@ -70,7 +70,10 @@ def make_xenstore(config: Config, log: logging.Logger) -> Xenstore | None:
     return xs
 
 
-def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
+def build(config: Config, root: Root, log: logging.Logger,
+          clock: Callable[[], float] | None = None) -> Ballooner | None:
+    """The Ballooner, or None without a balloon driver.  ``clock``: monotonic
+    seconds (the tests' own, to count what a tick does over simulated time)."""
     balloon = detect_balloon(root)
     if balloon is None:
         return None
@@ -79,7 +82,8 @@ def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
         files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME),
                         root.path(PROC_MIN_FREE_KBYTES)),
         maxmem=MaxmemFile(root.path(config.maxmem_file)),
-        xenstore=make_xenstore(config, log), log=log)
+        xenstore=make_xenstore(config, log), log=log,
+        **({} if clock is None else {"clock": clock}))
 
 
 class Reloader:
