@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from xenballoond.dom0.guests import Freshness
 from xenballoond.dom0.settings import BalancerConfig
-from xenballoond.guest.publish import FIRST, MOVED, PERIOD, stats_due, watched_numbers
+from xenballoond.guest.publish import (FIRST, MOVED, PERIOD, stats_due, watched_numbers,
+                                       watched_vmstat)
 
 LAST = {"MemTotal": 1000000, "Committed_AS": 500000, "pgpgin": 100000, "pgpgout": 50000,
         "pswpin": 0, "pswpout": 0}
@@ -125,3 +126,18 @@ def test_stale_polls_alone_as_before_with_no_grace():
 
 def test_balancer_stale_after_follows_its_settings():
     assert BalancerConfig(guest_publish_s=30, stale_intervals=3, interval_s=2).stale_after_s == 36
+
+
+def test_watched_vmstat_reads_only_well_formed_lines_of_the_four_counters():
+    text = ("nr_free_pages 5\npgpgin 10\npgpgout 20\n pswpin 3\npswpin_x 9\npswpout 4 \n"
+            "pgpgin 99\npswpin 7\npgfault 8\npgpgout -1\npgpgin\t\n" + "pswpout " + "9" * 30)
+    assert watched_vmstat(text) == {"pgpgin": 10, "pgpgout": 20, "pswpout": 4, "pswpin": 7}
+    assert watched_vmstat("") == {}
+    assert watched_vmstat("pgpgin \u0661\u0662\npswpin 1e3\n") == {}
+
+
+@given(st.text())
+def test_watched_vmstat_never_crashes_and_stays_bounded(text):
+    out = watched_vmstat(text)
+    assert set(out) <= {"pgpgin", "pgpgout", "pswpin", "pswpout"}
+    assert all(0 <= v < 10 ** 20 for v in out.values())

@@ -2,6 +2,7 @@
 write of balloon_to_target() in the original), fitted to xenstored's limits."""
 from __future__ import annotations
 
+import re
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -78,6 +79,20 @@ WATCHED_VMSTAT_PAGES = ("pswpin", "pswpout")  # and these in pages
 EXACT = ("MemTotal",)
 
 FIRST, PERIOD, MOVED = "first", "period", "moved"
+
+
+_VMSTAT_WATCHED = re.compile(
+    r"^(%s)[ \t]+([0-9]{1,20})[ \t]*$" % "|".join(WATCHED_VMSTAT_KB + WATCHED_VMSTAT_PAGES),
+    re.M | re.ASCII)
+
+
+def watched_vmstat(text: str) -> dict[str, int]:
+    """The lines of /proc/vmstat dom0 reads, the first of each name: one search
+    instead of parsing its 170 lines every tick."""
+    out: dict[str, int] = {}
+    for m in _VMSTAT_WATCHED.finditer(text):
+        out.setdefault(m.group(1), int(m.group(2)))
+    return out
 
 
 def watched_numbers(meminfo: Mapping[str, int] | None, vmstat: Mapping[str, int] | None,
