@@ -6,13 +6,13 @@ python-daemon after checking, in the parent, everything that could fail.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
+    import argparse
     from typing import Callable, Sequence
 
     from ..xenstore.interface import Xenstore
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: argparse's answer, without loading argparse for the
+    plain forms (service.simple_daemon_args)."""
+    simple = service.simple_daemon_args(list(sys.argv[1:] if argv is None else argv))
+    if simple is not None:
+        return simple  # type: ignore[return-value]
     return build_parser().parse_args(argv)
 
 
