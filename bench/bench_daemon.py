@@ -406,7 +406,11 @@ def import_rss_kb(python: str, module: str) -> int:
 
 # What the daemon avoids importing, and what it would cost over what it loads anyway
 # (the figures written beside record.frozen and the TYPE_CHECKING = False lines).
-AVOIDED = ("typing", "dataclasses", "logging.handlers", "shutil")
+AVOIDED = ("typing", "dataclasses", "logging.handlers", "shutil",
+           # issue 12: loaded only when needed, or their C part used directly
+           "argparse", "ctypes", "socket", "struct", "traceback",
+           # detached only (python-daemon), not in this foreground run
+           "daemon")
 MARGINAL_PROBE = ("import sys\n"
                   "def rss():\n"
                   "    for l in open('/proc/self/status'):\n"
@@ -416,8 +420,39 @@ MARGINAL_PROBE = ("import sys\n"
                   "a = rss()\n"
                   "importlib.import_module(sys.argv[1])\n"
                   "print(rss() - a)\n")
-DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop", "xenballoond.xenstore.cli",
-                  "xenballoond.xenstore.native", "daemon", "lockfile.pidlockfile")
+DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop",
+                  "xenballoond.xenstore.native")
+
+
+# The daemon's imports, in the order it makes them (guest/cli.py first imports
+# the guest package, which sets the stand-in traceback, then logging, ...).
+STEP_MODULES = ("xenballoond.guest", "re", "logging", "select", "signal", "fcntl",
+                "xenballoond.record", "xenballoond.paths", "xenballoond.config",
+                "xenballoond.logsetup", "xenballoond.pidlock", "xenballoond.service",
+                "xenballoond.xenstore", "xenballoond.xenstore.wire", "xenballoond.guest.meminfo",
+                "xenballoond.guest.policy", "xenballoond.guest.overrides",
+                "xenballoond.guest.publish", "xenballoond.guest.balloon",
+                "xenballoond.guest.maxmem", "xenballoond.guest.tick", "xenballoond.guest.pressure",
+                "xenballoond.guest.resident", "xenballoond.guest.runloop",
+                "xenballoond.guest.domain", "xenballoond.guest.cli", "xenballoond.xenstore.native",
+                "_socket", "_ctypes")
+STEP_PROBE = ("import sys, importlib\n"
+              "def rss():\n"
+              "    for l in open('/proc/self/status'):\n"
+              "        if l.startswith('VmRSS:'): return int(l.split()[1])\n"
+              "print('start', rss(), len(sys.modules))\n"
+              "for m in sys.argv[1:]:\n"
+              "    a, n = rss(), len(sys.modules)\n"
+              "    importlib.import_module(m)\n"
+              "    print(m, rss() - a, len(sys.modules) - n)\n")
+
+
+def import_steps(python: str) -> list[tuple[str, int, int]]:
+    """(module, kB of RSS its import added, modules it loaded) in the daemon's order."""
+    env = {"PATH": SYS_PATH, "PYTHONPATH": sb.REPO, "LC_ALL": "C"}
+    out = subprocess.run([python, "-c", STEP_PROBE, *STEP_MODULES], env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    return [(m, int(kb), int(n)) for m, kb, n in (line.split() for line in out.splitlines())]
 
 
 def marginal_rss_kb(python: str, module: str) -> int:
@@ -524,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             py = str(venv.get("python", sys.executable))
             total_us, heavy = import_costs(py)
             mods = list(TOP_MODULES) + list(dict.fromkeys(m for _, m, _ in heavy))
+            import_steps(py)  # once to compile the .pyc files: the compiler's memory is not ours
             imports = (py, total_us, heavy, {m: import_rss_kb(py, m) for m in mods},
-                       {m: marginal_rss_kb(py, m) for m in AVOIDED})
+                       {m: marginal_rss_kb(py, m) for m in AVOIDED}, import_steps(py))
     finally:
         bench.close()
         if args.keep:
@@ -571,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     elif "error" in venv:
         print(f"  clean venv skipped: {venv['error']}")
     if imports:
-        py, total_us, heavy, rss_by, avoided = imports
+        py, total_us, heavy, rss_by, avoided, steps = imports
         print()
         print(f"imports ({py} -X importtime; RSS of each imported alone in a fresh interpreter):")
         for mod, us in total_us.items():
@@ -581,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
         print("  what the daemon does not import, and would add over what it loads anyway:")
         for mod, kb in avoided.items():
             print(f"    {mod:24} +{kb / 1024:.2f} MiB")
+        print("  each import of the daemon, in its order (RSS it added; modules it loaded):")
+        for mod, kb, n in steps:
+            if mod == "start":
+                print(f"    {'(the interpreter)':34} {kb / 1024:6.2f} MiB, {n} modules")
+            else:
+                print(f"    {mod:34} +{kb / 1024:5.2f} MiB  +{n}")
     print()
     print("exec'd programs per tick:")
     for c in cases:
