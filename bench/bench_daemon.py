@@ -646,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     print("    Processes/forks under strace -f (all cases at once).  xs req / xs KB: what the "
           "simulated xenstored served that guest's connections (requests; bytes in and out,")
     print("    watch events included).  A busy guest: every "
-          f"{BUSY_STEP_S:g} s Committed_AS swings by {(BUSY_COMMITTED_KB[1] - BUSY_COMMITTED_KB[0]) // 1024} MB "
+          f"{BUSY_STEP_S:g} s Committed_AS swings by "
+          f"{(BUSY_COMMITTED_KB[1] - BUSY_COMMITTED_KB[0]) // 1024} MB "
           f"and pgpgin grows by {BUSY_PGPGIN_STEP_KB // 1024} MB (over our 30 MB threshold).")
     if cgroup_base:
         print("    CPU = usage_usec of a cgroup v2 holding the daemon and all it starts, read "

@@ -37,7 +37,8 @@ def lock_memory() -> str | None:
 
     try:
         # dlopen(NULL): the process itself, libc among it
-        mlockall = Mlockall(_ctypes.dlsym(_ctypes.dlopen(None, 0), "mlockall"))  # type: ignore[arg-type]
+        libc = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]
+        mlockall = Mlockall(_ctypes.dlsym(libc, "mlockall"))
     except OSError as exc:  # no such symbol: not glibc nor musl
         return str(exc)
     # ONFAULT (Linux 4.4): lock pages as they are touched, not every mapping

@@ -338,8 +338,8 @@ class Ballooner:
         min_free_kb = self._min_free_kb(memtotal_kb)
         at_s = self._clock()
         prev_kb, prev_at_s = self._prev_committed or (None, at_s)
-        return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb, committed_kb=committed_kb,
-                      at_s=at_s, committed_rise_kb=rise_per_interval_kb(
+        return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb,
+                      committed_kb=committed_kb, at_s=at_s, committed_rise_kb=rise_per_interval_kb(
                           prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
                       kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
                       maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
