@@ -141,3 +141,20 @@ def test_watched_vmstat_never_crashes_and_stays_bounded(text):
     out = watched_vmstat(text)
     assert set(out) <= {"pgpgin", "pgpgout", "pswpin", "pswpout"}
     assert all(0 <= v < 10 ** 20 for v in out.values())
+
+
+@pytest.mark.parametrize("raw", ["", "''", "-1", "0", "86401", "1e3", "10s", "9" * 40,
+                                 "\u0661\u0660", "0x10", "010"])
+def test_balancer_guest_publish_s_refuses_bad_values(raw):
+    from xenballoond.config import ConfigError
+    from xenballoond.dom0.settings import parse_balancer_config
+    with pytest.raises(ConfigError) as err:
+        parse_balancer_config(f"XENBALLOON_BALANCER_GUEST_PUBLISH_S={raw}\n", "b.conf")
+    assert (err.value.line, err.value.key) == (1, "XENBALLOON_BALANCER_GUEST_PUBLISH_S")
+
+
+def test_balancer_guest_publish_s_good_values():
+    from xenballoond.dom0.settings import parse_balancer_config
+    for raw, value in (("1", 1), ("30", 30), ("86400", 86400), ('"10"', 10)):
+        config, _ = parse_balancer_config(f"XENBALLOON_BALANCER_GUEST_PUBLISH_S={raw}\n", "b.conf")
+        assert config.guest_publish_s == value

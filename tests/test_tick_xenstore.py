@@ -558,3 +558,20 @@ def test_watch_events_with_garbage_paths_are_read_as_changes(guest, xs, tmp_path
         assert balloon_target_bytes(guest) == 260000 * 1024
     finally:
         proxy.close()
+
+
+def test_a_refused_watch_falls_back_to_reading_every_tick(guest, xs, request):
+    """xenstored refuses the watch (here: the guest's quota of watches is
+    used up): said once, and memory/ is read every tick as before."""
+    b, records = logged_ballooner(guest, request.node.name)
+    for n in range(128):  # the simulated xenstored's GUEST_WATCH_MAX
+        b.xenstore.watch(f"data/w{n}", "other")
+    b.watch_wanted = True
+    xs.write(f"{HOME}/memory/target", "300000")
+    b.tick()
+    b.tick()
+    assert b.watch_fd() is None
+    xs.write(f"{HOME}/memory/target", "270000")
+    b.tick()  # read at the tick: no watch to wait for
+    assert balloon_target_bytes(guest) == 270000 * 1024
+    assert len(records.warnings("cannot watch memory/")) == 1
