@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
-"""Issue 2: per-tick cost of xenballoond next to the original 2008 bash script.
+"""Issues 2 and 12: per-tick cost of xenballoond next to the original 2008 bash script.
 
 Both run on this machine in the same run, as real processes, against the
 simulated xenstored through Debian's real xenstore-* clients (XENSTORED_PATH),
 on guest trees with the 2008 /proc/xen/balloon driver, with intervals of 1 s
-(the fastest the original allows), in self mode and in directed mode.
+(the fastest the original allows), in self mode and in directed mode, on an
+idle guest (its /proc files do not change) and a busy one (every 0.5 s
+Committed_AS swings by 90 MB and pgpgin grows by 50 MB).  Ours with the cli and
+the native backend, and, unless --no-before, the same for the code before
+(`git archive main`, or --before DIR).
 
-  processes/tick  successful execve()s per tick, from `strace -f` (run 1)
-  forks/tick      process-creating clone/fork/vfork per tick, same run
-  CPU ms/tick     user+sys of the daemon and every process it starts, between the
-                  end of tick 1 and the end of tick N+1 (start-up left out), without
+A window of N seconds (--ticks N; one tick a second) starts 1.5 s after the
+daemon's first publication; every figure is over that window, divided by N:
+
+  processes/tick  successful execve()s, from `strace -f` (all cases at once)
+  forks/tick      process-creating clone/fork/vfork, same run
+  CPU ms/tick     user+sys of the daemon and every process it starts, without
                   strace, one case at a time: exactly, from cpu.stat of a cgroup v2
                   made for the run; or, with no writable cgroup v2 (--cpu wait4),
-                  from wait4(): (run of N+1 ticks - median of 3 runs of 1 tick) / N
-  startup ms      the CPU outside that window: start-up, tick 1, shutdown
-  RSS / HWM       VmRSS / VmHWM of the long-running process after N+1 ticks
+                  from wait4(): (run through the window - median of 3 runs
+                  stopped at its start) / N
+  xs req/tick     requests the simulated xenstored served the guest, and the
+  xs KB/tick      bytes of them and of the replies and watch events it sent back
+  RSS / HWM       VmRSS / VmHWM of the long-running process at the window's end
 
 Usage: python3 bench/bench_daemon.py [--ticks N] [--cpu auto|cgroup|wait4]
-                                     [--no-venv] [--no-imports] [--keep]
+                                     [--no-venv] [--no-imports] [--no-before] [--keep]
 """
 from __future__ import annotations
 
@@ -39,6 +47,8 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _sandbox as sb  # noqa: E402
 
+from tests.guestroot import set_meminfo, vmstat_text  # noqa: E402
+from tests.guestroot import write as guest_write  # noqa: E402
 from xenballoond.sim.xenstored import SimXenstored  # noqa: E402
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -46,22 +56,55 @@ SYS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STRACE_EVENTS = "trace=execve,clone,clone3,fork,vfork"
 ISSUE = ("issue 2's figures for the original: 25 / 22 processes, 36.5 / 26.5 ms CPU per tick "
          "(self / directed), RSS 2.1 MB")
-AIM = "aim for ours: <= 2 processes/tick with the shim, >= 5x less CPU/tick, RSS <= 12 MiB"
+AIM = ("aim for ours (issue 12): native >= 30x less CPU/tick than the original in both modes, "
+       "<= 1 xenstore request/s for an idle guest; RSS <= 12 MiB")
+SETTLE_S = 1.5
+BUSY_STEP_S = 0.5
+BUSY_COMMITTED_KB = (sb.COMMITTED_KB, sb.COMMITTED_KB + 90 * 1024)
+BUSY_PGPGIN_STEP_KB = 50 * 1024
+BEFORE_CODE = ""  # set by main(): the tree of the code before
 
 
 @dataclass(frozen=True)
 class Case:
-    impl: str  # "original", "cli" or "native"
+    impl: str  # "original", "cli", "native", "cli-before" or "native-before"
     mode: str  # "self" or "directed"
+    load: str = "idle"  # or "busy"
 
     @property
     def label(self) -> str:
-        who = "original (bash)" if self.impl == "original" else f"xenballoond {self.impl}"
-        return f"{who} {self.mode}"
+        who = "original (bash)" if self.impl == "original" else f"ours {self.impl}"
+        return f"{who} {self.mode} {self.load}"
 
     @property
     def bash(self) -> bool:
         return self.impl == "original"
+
+    @property
+    def backend(self) -> str:
+        return self.impl.split("-")[0]
+
+    @property
+    def code(self) -> str:
+        return BEFORE_CODE if self.impl.endswith("-before") else sb.REPO
+
+
+class Busy(threading.Thread):
+    """A busy guest: Committed_AS swings and the paging counters grow."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.wait(BUSY_STEP_S):
+            n += 1
+            set_meminfo(self.root, memtotal_kb=sb.MEMTOTAL_KB,
+                        committed_kb=BUSY_COMMITTED_KB[n % 2])
+            guest_write(os.path.join(self.root, "proc/vmstat"),
+                        vmstat_text(pgpgin=123456 + n * BUSY_PGPGIN_STEP_KB))
 
 
 class Bench:
@@ -91,7 +134,7 @@ class Bench:
         root = os.path.join(d, "root")
         os.makedirs(root)
         conf = sb.make_tree(root, self_mode=case.mode == "self", original=case.bash,
-                            backend=None if case.bash else case.impl)
+                            backend=None if case.bash else case.backend)
         if case.bash:
             argv = [BASH, sb.sandboxed_original(d, root)]
         else:
@@ -100,13 +143,16 @@ class Bench:
             argv = ["strace", "-f", "-qq", "-ttt", "-s", "48", "-e", STRACE_EVENTS,
                     "-o", strace_out, "--", *argv]
         env = {"PATH": SYS_PATH, "LC_ALL": "C", "XENSTORED_PATH": self.sim.socket_path(domid),
-               "PYTHONPATH": sb.REPO}
+               "PYTHONPATH": case.code}
         counter = sb.TickCounter(self.sim, domid)
         log_path = os.path.join(d, "log")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return Run(case, proc, counter, log_path)
+        busy = Busy(root) if case.load == "busy" else None
+        if busy is not None:
+            busy.start()
+        return Run(case, proc, counter, log_path, domid, busy, self.sim)
 
 
 class RunFailed(Exception):
@@ -115,8 +161,32 @@ class RunFailed(Exception):
 
 class Run:
     def __init__(self, case: Case, proc: subprocess.Popen, counter: sb.TickCounter,
-                 log_path: str) -> None:
+                 log_path: str, domid: int, busy: Busy | None, sim: SimXenstored) -> None:
         self.case, self.proc, self.counter, self.log_path = case, proc, counter, log_path
+        self.domid, self.busy, self.sim = domid, busy, sim
+
+    def traffic(self) -> tuple[int, int]:
+        """(requests, bytes in and out) the simulated xenstored has served this guest."""
+        with self.sim._lock:
+            req, rx, tx = self.sim.traffic.get(self.domid, [0, 0, 0])
+        return req, rx + tx
+
+    def window(self, seconds: float, at_start=None) -> tuple[float, float, object, object]:
+        """Wait for the first publication and SETTLE_S; then ``seconds``.
+        (wall time at start, at end, at_start() at start and at end)."""
+        self.wait_ticks(1)
+        time.sleep(SETTLE_S)
+        t0, a0 = time.time(), at_start() if at_start else None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._exited():
+                raise RunFailed(f"{self.case.label}: exited; log:\n{self._log_tail()}")
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+        return t0, time.time(), a0, at_start() if at_start else None
+
+    def _stop_busy(self) -> None:
+        if self.busy is not None:
+            self.busy.stop.set()
 
     def _exited(self) -> bool:
         return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
@@ -134,6 +204,7 @@ class Run:
                                 f"log:\n{self._log_tail()}")
 
     def kill(self) -> None:
+        self._stop_busy()
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -143,6 +214,7 @@ class Run:
 
     def stop_and_reap(self) -> float:
         """SIGTERM to the process group; the CPU ms of the daemon and its reaped children."""
+        self._stop_busy()
         os.killpg(self.proc.pid, signal.SIGTERM)
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
@@ -159,21 +231,19 @@ class Counts:
     programs: dict[str, float]
 
 
-def count_processes(bench: Bench, case: Case, ticks: int) -> Counts:
-    """Run under strace for ticks+1 ticks; count what starts between the end of
-    the first tick and the end of the last (memory/uptime writes)."""
-    out = os.path.join(bench.workdir, f"strace-{case.impl}-{case.mode}.txt")
+def count_processes(bench: Bench, case: Case, seconds: int) -> Counts:
+    """Run under strace; count what starts in the window."""
+    out = os.path.join(bench.workdir, f"strace-{case.impl}-{case.mode}-{case.load}.txt")
     run = bench.start(case, "strace", strace_out=out)
     try:
-        run.wait_ticks(ticks + 1)
+        lo, hi, _, _ = run.window(seconds)
         daemon = _traced_child(run.proc.pid)
-        sb.wait_idle(daemon, case.bash)
-        times = list(run.counter.times)
         for pid in [daemon, *sb.children(daemon)]:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        run._stop_busy()
         try:
             run.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -184,11 +254,10 @@ def count_processes(bench: Bench, case: Case, ticks: int) -> Counts:
         run.counter.close()
     with open(out, errors="replace") as f:
         trace = sb.parse_strace(f.read())
-    lo, hi = times[0], times[ticks]
     progs = [p for t, p in trace.execs if lo < t <= hi]
     forks = [t for t in trace.forks if lo < t <= hi]
-    by_prog = {p: n / ticks for p, n in collections.Counter(progs).most_common()}
-    return Counts(len(progs) / ticks, len(forks) / ticks, by_prog)
+    by_prog = {p: n / seconds for p, n in collections.Counter(progs).most_common()}
+    return Counts(len(progs) / seconds, len(forks) / seconds, by_prog)
 
 
 def _traced_child(strace_pid: int) -> int:
@@ -202,62 +271,56 @@ def _traced_child(strace_pid: int) -> int:
 
 @dataclass
 class Cost:
-    cpu_ms_per_tick: float  # median over the ticks (cgroup) or the mean (wait4)
-    cpu_ms_mean: float
-    start_ms: float  # CPU outside the window: start-up, tick 1, shutdown
+    cpu_ms_per_tick: float
+    xs_requests: float  # per tick
+    xs_kb: float  # per tick, in and out
     rss_kb: int
     hwm_kb: int
 
 
-def measure_cost(bench: Bench, case: Case, ticks: int, cgroup_base: str | None) -> Cost:
-    """With a cgroup v2: one run; the CPU of the daemon's process tree in each
-    tick from the end of tick 1 to the end of tick N+1.  Else wait4():
-    (run of N+1 ticks - median of three runs of 1 tick) / N."""
+def measure_cost(bench: Bench, case: Case, seconds: int, cgroup_base: str | None) -> Cost:
+    """With a cgroup v2: one run, the CPU of the daemon's process tree in the
+    window.  Else wait4(): (run through the window - median of three runs
+    stopped at its start) / N."""
     if cgroup_base is None:
-        one = sorted(_wait4_run(bench, case, 1)[0] for _ in range(3))[1]
-        full, status = _wait4_run(bench, case, ticks + 1)
-        mean = (full - one) / ticks
-        return Cost(mean, mean, one, status["VmRSS"], status["VmHWM"])
-    cg = sb.Cgroup(cgroup_base, f"xbbench-{os.getpid()}-{case.impl}-{case.mode}")
+        start = sorted(_wait4_run(bench, case, 0)[0] for _ in range(3))[1]
+        full, status, xs_req, xs_bytes = _wait4_run(bench, case, seconds)
+        return Cost((full - start) / seconds, xs_req / seconds, xs_bytes / 1024 / seconds,
+                    status["VmRSS"], status["VmHWM"])
+    cg = sb.Cgroup(cgroup_base, f"xbbench-{os.getpid()}-{case.impl}-{case.mode}-{case.load}")
     try:
         run = bench.start(case, "cpu")
         try:
             cg.add(run.proc.pid)
-            usage_us = []
-            for n in range(1, ticks + 2):
-                run.wait_ticks(n)
-                sb.wait_idle(run.proc.pid, case.bash)
-                usage_us.append(cg.usage_us())
+            _, _, a, b = run.window(seconds, lambda: (cg.usage_us(), *run.traffic()))
             status = sb.status_kb(run.proc.pid)
-            total_ms = run.stop_and_reap()
+            run.stop_and_reap()
         finally:
             if run.proc.returncode is None:
                 run.kill()
     finally:
         cg.remove()
-    per_tick_ms = [(b - a) / 1000.0 for a, b in zip(usage_us, usage_us[1:])]
-    window_ms = sum(per_tick_ms)
-    return Cost(statistics.median(per_tick_ms), window_ms / ticks, total_ms - window_ms,
+    (u0, r0, b0), (u1, r1, b1) = a, b  # type: ignore[misc]
+    return Cost((u1 - u0) / 1000.0 / seconds, (r1 - r0) / seconds, (b1 - b0) / 1024 / seconds,
                 status["VmRSS"], status["VmHWM"])
 
 
-def _wait4_run(bench: Bench, case: Case, ticks: int) -> tuple[float, dict[str, int]]:
-    run = bench.start(case, f"cpu{ticks}")
+def _wait4_run(bench: Bench, case: Case, seconds: int
+               ) -> tuple[float, dict[str, int], int, int]:
+    run = bench.start(case, f"cpu{seconds}")
     try:
-        run.wait_ticks(ticks)
-        sb.wait_idle(run.proc.pid, case.bash)
+        _, _, a, b = run.window(seconds, run.traffic)
         status = sb.status_kb(run.proc.pid)
-        return run.stop_and_reap(), status
+        return run.stop_and_reap(), status, b[0] - a[0], b[1] - a[1]  # type: ignore[index]
     finally:
         if run.proc.returncode is None:
             run.kill()
 
 
-def rss_only(bench: Bench, case: Case, python: str, ticks: int = 2) -> tuple[int, int]:
+def rss_only(bench: Bench, case: Case, python: str, seconds: int = 2) -> tuple[int, int]:
     run = bench.start(case, "rss", python=python)
     try:
-        run.wait_ticks(ticks)
-        sb.wait_idle(run.proc.pid, case.bash)
+        run.window(seconds)
         status = sb.status_kb(run.proc.pid)
         run.stop_and_reap()
     finally:
@@ -343,7 +406,11 @@ def import_rss_kb(python: str, module: str) -> int:
 
 # What the daemon avoids importing, and what it would cost over what it loads anyway
 # (the figures written beside record.frozen and the TYPE_CHECKING = False lines).
-AVOIDED = ("typing", "dataclasses", "logging.handlers", "shutil")
+AVOIDED = ("typing", "dataclasses", "logging.handlers", "shutil",
+           # issue 12: loaded only when needed, or their C part used directly
+           "argparse", "ctypes", "socket", "struct", "traceback",
+           # detached only (python-daemon), not in this foreground run
+           "daemon")
 MARGINAL_PROBE = ("import sys\n"
                   "def rss():\n"
                   "    for l in open('/proc/self/status'):\n"
@@ -353,8 +420,39 @@ MARGINAL_PROBE = ("import sys\n"
                   "a = rss()\n"
                   "importlib.import_module(sys.argv[1])\n"
                   "print(rss() - a)\n")
-DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop", "xenballoond.xenstore.cli",
-                  "xenballoond.xenstore.native", "daemon", "lockfile.pidlockfile")
+DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop",
+                  "xenballoond.xenstore.native")
+
+
+# The daemon's imports, in the order it makes them (guest/cli.py first imports
+# the guest package, which sets the stand-in traceback, then logging, ...).
+STEP_MODULES = ("xenballoond.guest", "re", "logging", "select", "signal", "fcntl",
+                "xenballoond.record", "xenballoond.paths", "xenballoond.config",
+                "xenballoond.logsetup", "xenballoond.pidlock", "xenballoond.service",
+                "xenballoond.xenstore", "xenballoond.xenstore.wire", "xenballoond.guest.meminfo",
+                "xenballoond.guest.policy", "xenballoond.guest.overrides",
+                "xenballoond.guest.publish", "xenballoond.guest.balloon",
+                "xenballoond.guest.maxmem", "xenballoond.guest.tick", "xenballoond.guest.pressure",
+                "xenballoond.guest.resident", "xenballoond.guest.runloop",
+                "xenballoond.guest.domain", "xenballoond.guest.cli", "xenballoond.xenstore.native",
+                "_socket", "_ctypes")
+STEP_PROBE = ("import sys, importlib\n"
+              "def rss():\n"
+              "    for l in open('/proc/self/status'):\n"
+              "        if l.startswith('VmRSS:'): return int(l.split()[1])\n"
+              "print('start', rss(), len(sys.modules))\n"
+              "for m in sys.argv[1:]:\n"
+              "    a, n = rss(), len(sys.modules)\n"
+              "    importlib.import_module(m)\n"
+              "    print(m, rss() - a, len(sys.modules) - n)\n")
+
+
+def import_steps(python: str) -> list[tuple[str, int, int]]:
+    """(module, kB of RSS its import added, modules it loaded) in the daemon's order."""
+    env = {"PATH": SYS_PATH, "PYTHONPATH": sb.REPO, "LC_ALL": "C"}
+    out = subprocess.run([python, "-c", STEP_PROBE, *STEP_MODULES], env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    return [(m, int(kb), int(n)) for m, kb, n in (line.split() for line in out.splitlines())]
 
 
 def marginal_rss_kb(python: str, module: str) -> int:
@@ -373,7 +471,12 @@ def mib(kb: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ticks", type=int, default=10, help="ticks measured per run (default 10)")
+    p.add_argument("--ticks", type=int, default=20,
+                   help="seconds (ticks of 1 s) measured per run (default 20)")
+    p.add_argument("--no-before", action="store_true",
+                   help="leave out the code before (git archive --before-rev)")
+    p.add_argument("--before", metavar="DIR", help="the tree of the code before")
+    p.add_argument("--before-rev", default="main", help="else git archive of this (main)")
     p.add_argument("--no-venv", action="store_true",
                    help="skip the RSS run in a clean venv (needs PyPI)")
     p.add_argument("--no-imports", action="store_true", help="skip the import-cost section")
@@ -392,9 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_daemon: /usr/bin/{tool} missing (apt-get install xenstore-utils)",
                   file=sys.stderr)
             return 2
-    have_native = os.path.exists(os.path.join(sb.REPO, "xenballoond", "xenstore_native.py"))
-    impls = ["original", "cli"] + (["native"] if have_native else [])
-    cases = [Case(i, m) for m in ("self", "directed") for i in impls]
+    impls = ["original", "cli", "native"] + ([] if args.no_before else ["cli-before",
+                                                                         "native-before"])
+    cases = [Case(i, m, load) for m in ("self", "directed") for load in ("idle", "busy")
+             for i in impls]
 
     cgroup_base = sb.cgroup2_base() if args.cpu != "wait4" else None
     if args.cpu == "cgroup" and cgroup_base is None:
@@ -402,7 +506,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="xbb")
+    # guest trees on tmpfs, as /proc and /sys are in memory (a disk file system makes
+    # every O_TRUNC write of the balloon file cost journalling, ours and the original's)
+    workdir = tempfile.mkdtemp(prefix="xbb", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    global BEFORE_CODE
+    if not args.no_before:
+        from bench_xenstored_load import export_rev
+        BEFORE_CODE = args.before or export_rev(args.before_rev, os.path.join(workdir, "before"))
     bench = Bench(workdir)
     try:
         # 1. process counts under strace: all cases at once (counts don't depend
@@ -422,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 py = make_venv(os.path.join(workdir, "venv"))
                 venv["python"] = py
-                venv["rss"] = rss_only(bench, Case("cli", "self"), py)
+                venv["rss"] = rss_only(bench, Case("native", "self"), py)
             except (subprocess.SubprocessError, OSError, RunFailed) as exc:
                 venv["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -449,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             py = str(venv.get("python", sys.executable))
             total_us, heavy = import_costs(py)
             mods = list(TOP_MODULES) + list(dict.fromkeys(m for _, m, _ in heavy))
+            import_steps(py)  # once to compile the .pyc files: the compiler's memory is not ours
             imports = (py, total_us, heavy, {m: import_rss_kb(py, m) for m in mods},
-                       {m: marginal_rss_kb(py, m) for m in AVOIDED})
+                       {m: marginal_rss_kb(py, m) for m in AVOIDED}, import_steps(py))
     finally:
         bench.close()
         if args.keep:
@@ -460,20 +571,23 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- report -----------------------------------------------------------------
     print(f"command: python3 {shlex.join(sys.argv)}")
-    print(f"{args.ticks} ticks measured per run; XENBALLOON_SELF_INTERVAL=1, "
+    print(f"{args.ticks} s (ticks) measured per run; XENBALLOON_SELF_INTERVAL=1, "
           f"XENBALLOON_INTERVAL=1; python {sys.executable} ({sys.version.split()[0]}), {BASH}")
+    if BEFORE_CODE:
+        print(f"'-before': the code of {args.before or 'git archive ' + args.before_rev} "
+              f"({BEFORE_CODE}), same guests, same run")
     print()
-    head = (f"{'':28}{'processes/tick':>15}{'forks/tick':>12}{'CPU ms/tick':>13}"
-            f"{'(mean)':>8}{'CPU vs orig':>13}{'startup ms':>12}{'RSS MiB':>9}{'HWM MiB':>9}")
+    head = (f"{'':34}{'processes':>10}{'forks':>7}{'CPU ms':>8}{'CPU vs':>11}"
+            f"{'xs req':>8}{'xs KB':>8}{'RSS MiB':>9}{'HWM MiB':>9}")
     print(head)
+    print(f"{'(per tick)':34}{'':>10}{'':>7}{'':>8}{'original':>11}")
     for c in cases:
-        orig = costs[Case("original", c.mode)].cpu_ms_per_tick
+        orig = costs[Case("original", c.mode, c.load)].cpu_ms_per_tick
         ours = costs[c].cpu_ms_per_tick
-        ratio = "" if c.bash else (f"{orig / ours:.1f}x less" if ours > 0 else "n/a")
-        print(f"{c.label:28}{counts[c].execs:>15.1f}{counts[c].forks:>12.1f}{ours:>13.2f}"
-              f"{costs[c].cpu_ms_mean:>8.2f}"
-              f"{ratio:>13}{costs[c].start_ms:>12.1f}{mib(costs[c].rss_kb):>9}"
-              f"{mib(costs[c].hwm_kb):>9}")
+        ratio = "" if c.bash else (f"{orig / ours:.0f}x less" if ours > 0 else "n/a")
+        print(f"{c.label:34}{counts[c].execs:>10.1f}{counts[c].forks:>7.1f}{ours:>8.2f}"
+              f"{ratio:>11}{costs[c].xs_requests:>8.2f}{costs[c].xs_kb:>8.2f}"
+              f"{mib(costs[c].rss_kb):>9}{mib(costs[c].hwm_kb):>9}")
     print()
     print(ISSUE)
     print(AIM)
@@ -486,14 +600,14 @@ def main(argv: list[str] | None = None) -> int:
         rss, hwm = venv["rss"]  # type: ignore[misc]
         print(f"  {'bare interpreter, clean venv':58} "
               f"VmRSS {mib(bare_venv[0]):>5} MiB, VmHWM {mib(bare_venv[1]):>5} MiB")
-        print(f"  {'xenballoond cli self, clean venv (after 2 ticks)':58} "
+        print(f"  {'xenballoond native self, clean venv (after 2 ticks)':58} "
               f"VmRSS {mib(rss):>5} MiB, VmHWM {mib(hwm):>5} MiB")
         print("  (venv: python3 -m venv + pip install python-daemon lockfile; "
               "our package from this tree on PYTHONPATH)")
     elif "error" in venv:
         print(f"  clean venv skipped: {venv['error']}")
     if imports:
-        py, total_us, heavy, rss_by, avoided = imports
+        py, total_us, heavy, rss_by, avoided, steps = imports
         print()
         print(f"imports ({py} -X importtime; RSS of each imported alone in a fresh interpreter):")
         for mod, us in total_us.items():
@@ -503,11 +617,17 @@ def main(argv: list[str] | None = None) -> int:
         print("  what the daemon does not import, and would add over what it loads anyway:")
         for mod, kb in avoided.items():
             print(f"    {mod:24} +{kb / 1024:.2f} MiB")
+        print("  each import of the daemon, in its order (RSS it added; modules it loaded):")
+        for mod, kb, n in steps:
+            if mod == "start":
+                print(f"    {'(the interpreter)':34} {kb / 1024:6.2f} MiB, {n} modules")
+            else:
+                print(f"    {mod:34} +{kb / 1024:5.2f} MiB  +{n}")
     print()
     print("exec'd programs per tick:")
     for c in cases:
         progs = ", ".join(f"{p} {n:g}" for p, n in counts[c].programs.items()) or "none"
-        print(f"  {c.label:28} {progs}")
+        print(f"  {c.label:34} {progs}")
     print()
     print("notes:")
     print("  - the original is tests/original/xenballoond copied with only its path literals "
@@ -521,20 +641,25 @@ def main(argv: list[str] | None = None) -> int:
           "original's whole-/proc/vmstat write (3.8 KB) is refused (E2BIG),")
     print("    ours sends the trimmed vmstat.  Guest: /proc/xen/balloon, MemTotal 380000 kB, "
           "Committed_AS 200000 kB; directed target 300000 kB.")
-    print("  - a tick ends at the write of memory/uptime; processes/forks counted between the "
-          "ends of tick 1 and tick N+1 under strace -f (all cases at once);")
+    print(f"  - the window starts {SETTLE_S:g} s after the first write of memory/uptime (the end "
+          f"of tick 1 in every implementation) and lasts {args.ticks} s; per tick = per second.")
+    print("    Processes/forks under strace -f (all cases at once).  xs req / xs KB: what the "
+          "simulated xenstored served that guest's connections (requests; bytes in and out,")
+    print("    watch events included).  A busy guest: every "
+          f"{BUSY_STEP_S:g} s Committed_AS swings by "
+          f"{(BUSY_COMMITTED_KB[1] - BUSY_COMMITTED_KB[0]) // 1024} MB "
+          f"and pgpgin grows by {BUSY_PGPGIN_STEP_KB // 1024} MB (over our 30 MB threshold).")
     if cgroup_base:
         print("    CPU = usage_usec of a cgroup v2 holding the daemon and all it starts, read "
-              "at the end of every tick, no strace, one case at a time")
-        print(f"    ({cgroup_base}/xbbench-*, removed after).  startup = wait4() user+sys of "
-              "the whole run minus the window.")
+              "at the window's ends, no strace, one case at a time")
+        print(f"    ({cgroup_base}/xbbench-*, removed after).")
     else:
-        print("    CPU = wait4() user+sys of the daemon and its reaped children: (run of N+1 "
-              "ticks - median of 3 runs of 1 tick) / N, no strace, one case at a time.")
+        print("    CPU = wait4() user+sys of the daemon and its reaped children: (run through "
+              "the window - median of 3 runs stopped at its start) / N, one case at a time.")
         print("    Python's start-up varies by ~10 ms from run to run, so this is noisy for "
               "small N or a loaded machine: use --ticks 30 or more.")
-    print("    Neither counts the simulated xenstored's own CPU (dom0's side).  CPU ms/tick "
-          f"is the {'median over the ticks' if cgroup_base else 'mean'}; "
+    print("    The simulated xenstored's own CPU (dom0's side) is not counted "
+          "(bench_xenstored_load.py measures it). "
           f"1-min load average {load[0]:.1f} -> {load[1]:.1f} on {os.cpu_count()} CPUs "
           "during the CPU runs (other load inflates CPU time).")
     print(f"  - wall time of this benchmark: {time.monotonic() - started:.0f} s")

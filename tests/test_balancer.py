@@ -272,7 +272,7 @@ def test_a_lying_guest_gets_at_most_its_share(host):
 def test_daemon_marks_a_guest_that_does_not_shrink_and_stale_stats(host):
     h = host(2200, {1: (1024, 2048), 2: (1024, 2048), 3: (100, 512)})
     h.opt_in(1, 2, 3)
-    h.write_conf("XENBALLOON_BALANCER_STALE_INTERVALS=2\n")
+    h.write_conf("XENBALLOON_BALANCER_STALE_INTERVALS=2\nXENBALLOON_BALANCER_GUEST_PUBLISH_S=1\n")
     h.stuck.add(2)
     h.publish(3, 50)  # publishes once, then never again
     proc = subprocess.Popen(h.argv("-f"), env=h.env(), stdout=subprocess.PIPE,

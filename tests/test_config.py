@@ -86,7 +86,7 @@ XENBALLOON_SEND_UPTIME=1
 DEFAULTS = dict(self_ballooning=False, self_interval_s=1, interval_s=1, down_hysteresis=10,
                 up_hysteresis=1, min_mem_mb=0, maxmem_file="/var/run/xenballoon-maxmem",
                 send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="cli",
-                self_reserve_pct=10)
+                self_reserve_pct=10, publish_threshold_mb=30, publish_max_s=10)
 
 
 def parse(text: str, filename: str = "test.conf") -> tuple[Config, list[str]]:
@@ -154,7 +154,8 @@ def test_shipped_conf_is_valid_shell_with_the_same_values():
         "XENBALLOON_AUTO_DOWNHYSTERESIS=10", "XENBALLOON_AUTO_UPHYSTERESIS=1", "XENBALLOON_MINMEM=0",
         "XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem", "XENBALLOON_SEND_MEMINFO=1",
         "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=cli",
-        "XENBALLOON_SELF_RESERVE_PCT=10"]
+        "XENBALLOON_SELF_RESERVE_PCT=10", "XENBALLOON_PUBLISH_THRESHOLD_MB=30",
+        "XENBALLOON_PUBLISH_MAX_S=10"]
 
 
 # --------------------------------------------------------------------------- per variable
@@ -205,6 +206,11 @@ GOOD = [
     ("XENBALLOON_SELF_RESERVE_PCT", "0", "self_reserve_pct", 0),
     ("XENBALLOON_SELF_RESERVE_PCT", "100", "self_reserve_pct", 100),
     ("XENBALLOON_SELF_RESERVE_PCT", '"25"', "self_reserve_pct", 25),
+    ("XENBALLOON_PUBLISH_THRESHOLD_MB", "0", "publish_threshold_mb", 0),
+    ("XENBALLOON_PUBLISH_THRESHOLD_MB", "1048576", "publish_threshold_mb", 1048576),
+    ("XENBALLOON_PUBLISH_MAX_S", "1", "publish_max_s", 1),
+    ("XENBALLOON_PUBLISH_MAX_S", "86400", "publish_max_s", 86400),
+    ("XENBALLOON_PUBLISH_MAX_S", "'30'", "publish_max_s", 30),
 ]
 
 
@@ -220,7 +226,8 @@ def test_good_values(key, raw, field, expected):
 
 INT_KEYS = ["XENBALLOON_SELF_INTERVAL", "XENBALLOON_INTERVAL", "XENBALLOON_AUTO_DOWNHYSTERESIS",
             "XENBALLOON_AUTO_UPHYSTERESIS", "XENBALLOON_MINMEM", "XENBALLOON_SEND_MEMINFO",
-            "XENBALLOON_SEND_VMSTAT", "XENBALLOON_SEND_UPTIME"]
+            "XENBALLOON_SEND_VMSTAT", "XENBALLOON_SEND_UPTIME", "XENBALLOON_PUBLISH_THRESHOLD_MB",
+            "XENBALLOON_PUBLISH_MAX_S"]
 # Not a plain ASCII decimal integer, for every integer variable.
 NOT_INTEGERS = ["", "''", '""', "-1", "+5", "' 5'", "'5 '", "1e3", "0x10", "1.0", "1_000", "five",
                 "\u0661\u0662", "\uff11", "\u00b2", "\U0001d7cf", "'1\t'", "\u00a05", "5\ufeff",
@@ -245,6 +252,10 @@ BAD = [(key, raw) for key in INT_KEYS for raw in NOT_INTEGERS] + [
     ("XENBALLOON_XENSTORE", "'native '"),
     ("XENBALLOON_SELF_RESERVE_PCT", "101"), ("XENBALLOON_SELF_RESERVE_PCT", "-1"),
     ("XENBALLOON_SELF_RESERVE_PCT", "10%"), ("XENBALLOON_SELF_RESERVE_PCT", ""),
+    ("XENBALLOON_PUBLISH_THRESHOLD_MB", "1048577"), ("XENBALLOON_PUBLISH_THRESHOLD_MB", "30MB"),
+    ("XENBALLOON_PUBLISH_THRESHOLD_MB", "030"), ("XENBALLOON_PUBLISH_MAX_S", "0"),
+    ("XENBALLOON_PUBLISH_MAX_S", "86401"), ("XENBALLOON_PUBLISH_MAX_S", "10s"),
+    ("XENBALLOON_PUBLISH_MAX_S", "-10"),
 ]
 
 
@@ -546,6 +557,8 @@ CONFIGS = st.builds(
     send_uptime=st.booleans(),
     xenstore_backend=st.sampled_from(["cli", "native"]),
     self_reserve_pct=st.integers(0, 100),
+    publish_threshold_mb=st.integers(0, 1024 * 1024),
+    publish_max_s=st.integers(1, 86400),
 )
 
 

@@ -355,3 +355,35 @@ def test_a_guests_features_are_not_dom0(guest):
     write(os.path.join(guest, "proc/xen/capabilities"), "\n")
     assert dp.run("--root", guest, "--once").returncode == 0
     assert balloon_target_bytes(guest) == 384221184
+
+
+# --- the command line without argparse (issue 12, RSS) ------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from xenballoond import service  # noqa: E402
+from xenballoond.guest.cli import build_parser  # noqa: E402
+
+ARG_WORDS = st.sampled_from([
+    "-f", "--foreground", "--once", "--check-config", "--debug", "-c", "--config", "-p",
+    "--pidfile", "--root", "--config=/etc/x.conf", "--root=/srv/g", "--root=", "--pidfile=/p",
+    "/etc/xenballoon.conf", "/srv/guest", "-", "--", "-x", "--fore", "--conf", "-fc", "-h",
+    "--version", "--root=-x", "relative", "", "-c=/x", "--debug=1", "-f5"])
+
+
+@given(st.lists(ARG_WORDS, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_plain_command_lines_parse_as_argparse_parses_them(argv):
+    simple = service.simple_daemon_args(argv)
+    if simple is None:
+        return  # argparse's own
+    assert vars(simple) == vars(build_parser().parse_args(argv))
+
+
+def test_init_script_and_unit_command_lines_need_no_argparse():
+    for argv in (["-f"], ["-f", "--root", "/srv/g", "-c", "/c"], ["--check-config"],
+                 ["--once", "--root=/r", "--debug"], [], ["-p", "/run/x.pid"]):
+        assert service.simple_daemon_args(argv) is not None, argv
+    for argv in (["-h"], ["--version"], ["--fore"], ["-c"], ["-c", "-f"], ["x"]):
+        assert service.simple_daemon_args(argv) is None, argv

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -149,7 +150,7 @@ def test_cli_refuses_message_over_4096(sim_xenstored: XsHost) -> None:  # noqa: 
 
 def test_message_over_4096_drops_the_connection(sim_xenstored: XsHost,  # noqa: F811
                                                 guest: Raw) -> None:
-    guest.send_raw(wire.HEADER.pack(Op.WRITE, 1, 0, 4097) + b"x" * 4097)
+    guest.send_raw(struct.pack("<IIII", Op.WRITE, 1, 0, 4097) + b"x" * 4097)
     with pytest.raises((ConnectionError, OSError)):
         guest.call(Op.READ, wire.strings("name"))
     other = Raw(sim_xenstored.guest_socket)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
+import socket
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -14,6 +18,7 @@ from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
 from xenballoond.guest.cli import build
 from xenballoond.xenstore.cli import CliXenstore
+from xenballoond.xenstore import wire
 from xenballoond.xenstore.native import NativeXenstore
 from xenballoond.config import parse_config
 from xenballoond.paths import Root
@@ -49,11 +54,22 @@ def backend(request, monkeypatch):
     return request.param
 
 
-def ballooner(root: str, conf: str = "", backend: str = "cli"):
+def ballooner(root: str, conf: str = "", backend: str = "cli", clock=None):
     config, _ = parse_config(conf + f"XENBALLOON_XENSTORE={backend}\n", "test.conf")
-    b = build(config, Root(root), logging.getLogger("test"))
+    b = build(config, Root(root), logging.getLogger("test"), clock=clock)
     assert b is not None and b.xenstore is not None
     return b
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says: each tick is one
+    interval later, however long it took."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
 
 
 def test_directed_takes_dom0_target_at_once(guest, xs, backend):
@@ -71,14 +87,132 @@ def test_directed_takes_dom0_target_at_once(guest, xs, backend):
 
 
 @CLIENTS
-def test_two_processes_per_tick_after_the_first(guest, xs):
-    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="cli")
-    b.tick()  # tries memory/ once, falls back
+def test_cli_idle_tick_is_one_process_and_publishes_every_max_s(guest, xs):
+    clock = Clock()
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="cli", clock=clock)
+    b.tick()  # xenstore-ls, tries memory/ once, falls back
     first = b.xenstore.processes_spawned
     assert first == 3
-    for _ in range(5):
+    uptime_writes = []
+    for n in range(1, 21):
+        clock.now_s += 1
+        before = b.xenstore.processes_spawned
         b.tick()
-    assert b.xenstore.processes_spawned - first == 10
+        uptime_writes += [n] if b.xenstore.processes_spawned - before == 2 else []
+    # the balloon here does not move (a static tree): nothing changes but uptime.
+    # The CLI backend reads memory/ every tick (xenstore-ls); writes every 10 s.
+    assert b.xenstore.processes_spawned - first == 20 + 2
+    assert uptime_writes == [10, 20]
+
+
+def test_native_idle_ticks_send_under_one_request_a_second(guest, xs):
+    """Watched, not read: an idle guest's ticks send nothing but the
+    publication every XENBALLOON_PUBLISH_MAX_S (10 s): one transaction of four
+    writes, six requests."""
+    clock = Clock()
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest, backend="native", clock=clock)  # directed
+    b.watch_wanted = True  # as the run loop sets it
+    b.tick()
+    clock.now_s += 1
+    b.tick()
+    requests, rx = b.xenstore.requests, b.xenstore.bytes_received
+    per_tick = []
+    for _ in range(30):
+        clock.now_s += 1
+        before = b.xenstore.requests
+        b.tick()
+        per_tick.append(b.xenstore.requests - before)
+    assert sorted(per_tick) == [0] * 27 + [6] * 3, per_tick
+    assert b.xenstore.requests - requests == 18  # 0.6 a second
+    # the replies only (16-byte headers, OKs, a transaction id); our writes go
+    # under data/xenballoon/, outside the watch on memory/
+    assert b.xenstore.bytes_received - rx < 3 * 6 * 24
+    assert balloon_target_bytes(guest) == 300000 * 1024
+
+
+def wait_for_watch(b, timeout_s: float = 30) -> bool:
+    """Until the watch reports a change (a failure bound, not a measurement)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if b.take_watch_events():
+            return True
+        fd = b.watch_fd()
+        if fd is None:
+            return False
+        select.select([fd], [], [], 0.1)
+    return False
+
+
+def test_watch_takes_dom0_target_without_reading_every_tick(guest, xs):
+    clock = Clock()
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest, backend="native", clock=clock)
+    b.watch_wanted = True
+    b.tick()
+    b.tick()
+    served = xs.requests_served
+    for _ in range(3):
+        b.tick()  # idle: nothing read, nothing written (within the 10 s)
+    assert xs.requests_served == served
+    xs.write(f"{HOME}/memory/target", "280000")  # xl mem-set
+    assert wait_for_watch(b)
+    b.tick()  # what the run loop does at once on the event
+    assert balloon_target_bytes(guest) == 280000 * 1024
+
+
+def test_own_writes_under_memory_are_not_dom0s_changes(guest, xs):
+    xs.write(f"{HOME}/memory/target", "300000")
+    for key in ("selftarget", "meminfo", "vmstat", "uptime"):  # dom0 hands them over
+        xs.write(f"{HOME}/memory/{key}", "0")
+        xs.set_perms(f"{HOME}/memory/{key}", [f"n{DOMID}"])
+    clock = Clock()
+    b = ballooner(guest, backend="native", clock=clock)
+    b.watch_wanted = True
+    b.tick()
+    assert xs.read(f"{HOME}/memory/selftarget") == "300000"
+    wait_for_watch(b, 0.5)  # the watch fired when set; and our first writes
+    clock.now_s += 10
+    served = xs.requests_served
+    b.tick()  # publishes again (10 s): our events come back on the watch
+    assert xs.requests_served - served == 6
+    assert not wait_for_watch(b, 0.5)
+    b.tick()
+    assert xs.requests_served - served == 6  # and were not taken for dom0's
+
+
+def test_watch_is_set_again_after_xenstored_restarts(guest, xs):
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest, backend="native")
+    b.watch_wanted = True
+    b.tick()
+    b.tick()
+    assert b.watch_fd() is not None
+    xs.stop()
+    xs.start()
+    assert not b.take_watch_events()  # the dead connection is noticed and closed
+    assert b.watch_fd() is None  # no live watch: the next tick reads memory/
+    xs.write(f"{HOME}/memory/target", "290000")  # while we were not watching
+    b.tick()  # reads, reconnects, sets the watch again
+    assert balloon_target_bytes(guest) == 290000 * 1024
+    assert b.xenstore.reconnects == 0 and b.watch_fd() is not None
+    b.take_watch_events()  # the re-set watch fired once
+    xs.write(f"{HOME}/memory/target", "270000")
+    assert wait_for_watch(b)
+    b.tick()
+    assert balloon_target_bytes(guest) == 270000 * 1024
+
+
+def test_cli_backend_keeps_reading_every_tick(guest, xs):
+    if shutil.which("xenstore-ls") is None:
+        pytest.skip("needs xenstore-utils (xenstore-ls)")
+    b = ballooner(guest, backend="cli")
+    b.watch_wanted = True
+    b.tick()
+    assert b.watch_fd() is None
+    xs.write(f"{HOME}/memory/target", "250000")
+    b.tick()
+    assert balloon_target_bytes(guest) == 250000 * 1024
 
 
 def test_native_backend_spawns_no_process(guest, xs):
@@ -227,6 +361,32 @@ def test_daemon_process_follows_xl_mem_set(guest, xs):
         p.wait(timeout=30)
 
 
+def test_daemon_takes_dom0_target_long_before_its_interval(guest, xs):
+    """The real daemon, native backend, ticking every 60 s: an xl mem-set is
+    taken when the watch fires, not at the next tick (the timeout is only a
+    failure bound, well under the interval)."""
+    conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write("XENBALLOON_XENSTORE=native\nXENBALLOON_INTERVAL=60\n")
+    xs.write(f"{HOME}/memory/target", "300000")
+    p = dp.start("--root", guest, "-f", "--debug",
+                 extra_env={"XENSTORED_PATH": xs.socket_path(DOMID)})
+    try:
+        dp.wait_until(lambda: xs.get(f"{HOME}/data/xenballoon/selftarget") == "300000",
+                      timeout=30, what="the first tick")
+        xs.write(f"{HOME}/memory/target", "280000")
+        dp.wait_until(lambda: balloon_target_bytes(guest) == 280000 * 1024, timeout=30,
+                      what="the new target, before the next tick (60 s)")
+        dp.wait_until(lambda: xs.get(f"{HOME}/data/xenballoon/selftarget") == "280000",
+                      timeout=30, what="selftarget published on change")
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=30)
+    assert "dom0 changed memory/: ticking early" in err
+    assert err.count("ticking early") == 1, err
+
+
 class Records(logging.Handler):
     """Every record the ballooner logs, kept to be counted."""
 
@@ -325,3 +485,93 @@ def test_dom0_floor_and_ceiling_from_xenstore(guest, xs, backend):
     xs.write(f"{HOME}/memory/softmaxmem", "300")
     b.tick()
     assert balloon_target_bytes(guest) == 300 * MIB
+
+
+class Proxy:
+    """A unix socket between the daemon's client and the simulated xenstored,
+    passing everything on, that can slip frames of its own to the client."""
+
+    def __init__(self, upstream: str, path: str) -> None:
+        self.upstream, self.path = upstream, path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        self.client: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.connect(self.upstream)
+        self.client = client
+        pair = {client: server, server: client}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(pair), [], [], 0.1)
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                pair[sock].sendall(data)
+
+    def inject(self, frame: bytes) -> None:
+        assert self.client is not None
+        self.client.sendall(frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+GARBAGE_EVENTS = [
+    b"\xff\xfe\x1b[31m\x00xenballoond\x00",             # not UTF-8, an escape sequence
+    b"memory/target",                                   # no token
+    b"/local/domain/5/../../memory/selftarget\x00xenballoond\x00",
+    b"\x00\x00",                                        # empty path and token
+    b"memory/" + b"x" * 3000 + b"\x00xenballoond\x00",  # huge
+    b"memory/target\x00someone-else\x00",               # another token
+    b"-1\x00xenballoond\x00extra\x00",
+]
+
+
+def test_watch_events_with_garbage_paths_are_read_as_changes(guest, xs, tmp_path, monkeypatch):
+    proxy = Proxy(xs.socket_path(DOMID), str(tmp_path / "xs-proxy"))
+    monkeypatch.setenv("XENSTORED_PATH", proxy.path)
+    try:
+        xs.write(f"{HOME}/memory/target", "300000")
+        b = ballooner(guest, backend="native")
+        b.watch_wanted = True
+        b.tick()
+        b.tick()
+        for payload in GARBAGE_EVENTS:
+            proxy.inject(wire.encode(wire.Op.WATCH_EVENT, payload, 0, 0))
+        assert wait_for_watch(b)  # garbage from xenstored: read memory/ again, to be safe
+        served = xs.requests_served
+        b.tick()
+        assert xs.requests_served > served
+        assert balloon_target_bytes(guest) == 300000 * 1024
+        xs.write(f"{HOME}/memory/target", "260000")  # and the watch still works
+        assert wait_for_watch(b)
+        b.tick()
+        assert balloon_target_bytes(guest) == 260000 * 1024
+    finally:
+        proxy.close()
+
+
+def test_a_refused_watch_falls_back_to_reading_every_tick(guest, xs, request):
+    """xenstored refuses the watch (here: the guest's quota of watches is
+    used up): said once, and memory/ is read every tick as before."""
+    b, records = logged_ballooner(guest, request.node.name)
+    for n in range(128):  # the simulated xenstored's GUEST_WATCH_MAX
+        b.xenstore.watch(f"data/w{n}", "other")
+    b.watch_wanted = True
+    xs.write(f"{HOME}/memory/target", "300000")
+    b.tick()
+    b.tick()
+    assert b.watch_fd() is None
+    xs.write(f"{HOME}/memory/target", "270000")
+    b.tick()  # read at the tick: no watch to wait for
+    assert balloon_target_bytes(guest) == 270000 * 1024
+    assert len(records.warnings("cannot watch memory/")) == 1

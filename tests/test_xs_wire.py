@@ -2,6 +2,8 @@
 hostile input (garbage, huge lengths, short reads) that must never crash it."""
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -136,14 +138,14 @@ def test_decoder_waits_for_whole_messages() -> None:
 def test_decoder_refuses_a_huge_length_before_buffering_and_stays_failed() -> None:
     dec = wire.Decoder()
     with pytest.raises(WireError):
-        dec.feed(wire.HEADER.pack(Op.WRITE, 0, 0, 4097))
+        dec.feed(struct.pack("<IIII", Op.WRITE, 0, 0, 4097))
     assert dec.failed and dec.pending_bytes == 0
     with pytest.raises(WireError):
         dec.feed(wire.encode(Op.READ, b"x\0"))
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x02", b"\x00" * 15, b"\x00" * 17,
-                                 wire.HEADER.pack(2, 0, 0, 5) + b"abc"])
+                                 struct.pack("<IIII", 2, 0, 0, 5) + b"abc"])
 def test_decode_of_a_wrong_size_is_an_error(bad: bytes) -> None:
     with pytest.raises(WireError):
         wire.decode(bad)
@@ -218,3 +220,13 @@ def test_strings_of_any_text_encode_or_raise_wire_error(text: str) -> None:
     except WireError:
         return
     assert out.endswith(b"\0")
+
+
+@given(st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1),
+       st.binary(max_size=64))
+def test_header_is_struct_xsd_sockmsg(op, req_id, tx_id, payload):
+    """Packed with int.to_bytes (no struct module in the guest), it is C's
+    little-endian struct xsd_sockmsg {u32 type, req_id, tx_id, len}."""
+    data = wire._pack_header(op, req_id, tx_id, len(payload))
+    assert data == struct.pack("<IIII", op, req_id, tx_id, len(payload))
+    assert wire.decode_header(data) == (op, req_id, tx_id, len(payload))

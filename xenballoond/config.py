@@ -34,6 +34,10 @@ MAX_MIN_MEM_MB = 16 * 1024 * 1024          # 16 TiB in MB
 MAX_PATH_CHARS = 4096                      # PATH_MAX
 MAX_LINE_CHARS = 65536                     # room for a quoted PATH_MAX path
 MAX_FILE_BYTES = 1024 * 1024
+MAX_PUBLISH_THRESHOLD_MB = 1024 * 1024     # 1 TiB: more is "never on change"
+# How often an idle guest publishes its stats at the least (XENBALLOON_PUBLISH_MAX_S);
+# dom0's balancer allows a guest this long between uptimes before it calls it stale.
+DEFAULT_PUBLISH_MAX_S = 10
 # More digits than any bound above has: checked before int() so a megabyte of
 # digits costs nothing (and never hits Python's int-string limit).
 _MAX_INT_DIGITS = 12
@@ -84,6 +88,8 @@ class Config:
     send_uptime: bool = True
     xenstore_backend: str = "cli"
     self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
+    publish_threshold_mb: int = 30  # republish the stats when a number dom0 reads moved more
+    publish_max_s: int = DEFAULT_PUBLISH_MAX_S  # and at least this often
 
     def __post_init__(self) -> None:
         check_fields(self, _SPECS_BY_FIELD)
@@ -208,6 +214,9 @@ SPECS: Tuple[Spec, ...] = (
     Spec("XENBALLOON_SEND_UPTIME", "send_uptime", "flag"),
     Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
     Spec("XENBALLOON_SELF_RESERVE_PCT", "self_reserve_pct", "int", 0, 100),
+    Spec("XENBALLOON_PUBLISH_THRESHOLD_MB", "publish_threshold_mb", "int", 0,
+         MAX_PUBLISH_THRESHOLD_MB),
+    Spec("XENBALLOON_PUBLISH_MAX_S", "publish_max_s", "int", 1, MAX_INTERVAL_S),
 )
 _SPECS_BY_FIELD: Dict[str, Spec] = {s.field: s for s in SPECS}
 VARIABLES: Tuple[str, ...] = tuple(s.key for s in SPECS)

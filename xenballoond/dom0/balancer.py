@@ -99,7 +99,7 @@ class Balancer:
     def reconfigure(self, config: settings.BalancerConfig) -> None:
         self.config = config
         self.params = params_of(config)
-        self.freshness = guests_mod.Freshness(config.stale_intervals)
+        self.freshness = guests_mod.Freshness(config.stale_intervals, config.stale_after_s)
         self.cooperation = guests_mod.Cooperation(
             CooperationParams(timeout_s=float(config.uncooperative_s)))
 
@@ -127,7 +127,7 @@ class Balancer:
             if pub is None:
                 continue  # being created or destroyed: not in xenstore
             keys = guests_mod.dom0_keys(values, d.domid)
-            fresh = self.freshness.observe(d.domid, guests_mod.uptime_cs(pub.uptime))
+            fresh = self.freshness.observe(d.domid, guests_mod.uptime_cs(pub.uptime), now_s)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
                        and (keys.selfballoon or "").strip() != "1")
             change = self.cooperation.observe(

@@ -92,18 +92,26 @@ class GuestView:
 
 class Freshness:
     """A guest's stats are fresh while its published uptime advances: the
-    same value ``stale_polls`` looks in a row means its daemon stopped (or
-    froze its keys), and its Committed_AS is no longer believed."""
+    same value ``stale_polls`` looks in a row, and for longer than
+    ``stale_after_s`` seconds, means its daemon stopped (or froze its keys),
+    and its Committed_AS is no longer believed.  The time matters since the
+    daemon publishes on change: an idle guest's uptime advances only every
+    XENBALLOON_PUBLISH_MAX_S seconds (10), however often dom0 looks."""
 
-    def __init__(self, stale_polls: int) -> None:
+    def __init__(self, stale_polls: int, stale_after_s: float = 0.0) -> None:
         self.stale_polls = stale_polls
-        self._seen: dict[int, tuple[Optional[int], int]] = {}
+        self.stale_after_s = stale_after_s
+        self._seen: dict[int, tuple[Optional[int], int, float]] = {}
 
-    def observe(self, domid: int, active_or_uptime_cs: Optional[int]) -> bool:
-        last, same = self._seen.get(domid, (None, 0))
-        same = same + 1 if active_or_uptime_cs is not None and active_or_uptime_cs == last else 0
-        self._seen[domid] = (active_or_uptime_cs, same)
-        return active_or_uptime_cs is not None and same < self.stale_polls
+    def observe(self, domid: int, active_or_uptime_cs: Optional[int], now_s: float) -> bool:
+        last, same, since_s = self._seen.get(domid, (None, 0, now_s))
+        if active_or_uptime_cs is not None and active_or_uptime_cs == last:
+            same += 1
+        else:
+            same, since_s = 0, now_s
+        self._seen[domid] = (active_or_uptime_cs, same, since_s)
+        return active_or_uptime_cs is not None and (
+            same < self.stale_polls or now_s - since_s <= self.stale_after_s)
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
         keep = set(domids)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..record import frozen
 from typing import Optional
 
-from ..config import (MAX_INTERVAL_S, XENSTORE_BACKENDS, Spec, check_fields, find_config,
+from ..config import (DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S, XENSTORE_BACKENDS, Spec, check_fields, find_config,
                       parse_values, read_config_text)
 from ..paths import Root
 from .balance import DEFAULT_COOPERATION, DEFAULT_PARAMS, MIB_KB
@@ -30,6 +30,7 @@ class BalancerConfig:
     min_total_move_mb: int = DEFAULT_PARAMS.min_total_move_kb // MIB_KB
     uncooperative_s: int = int(DEFAULT_COOPERATION.timeout_s)
     stale_intervals: int = 5
+    guest_publish_s: int = DEFAULT_PUBLISH_MAX_S  # the guests' XENBALLOON_PUBLISH_MAX_S
     guests: tuple[str, ...] = ()
     xl: str = "xl"
     xenstore_backend: str = "cli"
@@ -37,6 +38,13 @@ class BalancerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, _BY_FIELD)
+
+    @property
+    def stale_after_s(self) -> int:
+        """How long a guest's published uptime may stand still before its stats
+        are stale: an idle guest publishes only every guest_publish_s seconds
+        (at its first tick after), so that long, and stale_intervals passes more."""
+        return self.guest_publish_s + self.stale_intervals * self.interval_s
 
 
 SPECS: tuple[Spec, ...] = (
@@ -48,6 +56,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("XENBALLOON_BALANCER_UNCOOPERATIVE_S", "uncooperative_s", "int", 1, MAX_TIMEOUT_S),
     Spec("XENBALLOON_BALANCER_STALE_INTERVALS", "stale_intervals", "int", 1,
          MAX_STALE_INTERVALS),
+    Spec("XENBALLOON_BALANCER_GUEST_PUBLISH_S", "guest_publish_s", "int", 1, MAX_INTERVAL_S),
     Spec("XENBALLOON_BALANCE_GUESTS", "guests", "words"),
     Spec("XENBALLOON_BALANCER_XL", "xl", "command"),
     Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),

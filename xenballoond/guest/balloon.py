@@ -31,8 +31,12 @@ class BalloonError(OSError):
 
 def _write(path: str, text: str) -> None:
     try:
-        with open(path, "w", encoding="ascii") as f:
-            f.write(text)
+        # os.open, not open(): no text file object around one write, every tick
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, text.encode("ascii"))
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise BalloonError(exc.errno, f"cannot write balloon target {path}: {exc.strerror}") from exc
 

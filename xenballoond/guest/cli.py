@@ -6,13 +6,13 @@ python-daemon after checking, in the parent, everything that could fail.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
+    import argparse
     from typing import Callable, Sequence
 
     from ..xenstore.interface import Xenstore
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: argparse's answer, without loading argparse for the
+    plain forms (service.simple_daemon_args)."""
+    simple = service.simple_daemon_args(list(sys.argv[1:] if argv is None else argv))
+    if simple is not None:
+        return simple  # type: ignore[return-value]
     return build_parser().parse_args(argv)
 
 
@@ -70,7 +75,10 @@ def make_xenstore(config: Config, log: logging.Logger) -> Xenstore | None:
     return xs
 
 
-def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
+def build(config: Config, root: Root, log: logging.Logger,
+          clock: Callable[[], float] | None = None) -> Ballooner | None:
+    """The Ballooner, or None without a balloon driver.  ``clock``: monotonic
+    seconds (the tests' own, to count what a tick does over simulated time)."""
     balloon = detect_balloon(root)
     if balloon is None:
         return None
@@ -79,7 +87,8 @@ def build(config: Config, root: Root, log: logging.Logger) -> Ballooner | None:
         files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME),
                         root.path(PROC_MIN_FREE_KBYTES)),
         maxmem=MaxmemFile(root.path(config.maxmem_file)),
-        xenstore=make_xenstore(config, log), log=log)
+        xenstore=make_xenstore(config, log), log=log,
+        **({} if clock is None else {"clock": clock}))
 
 
 class Reloader:

@@ -82,8 +82,13 @@ def sample(path: str) -> tuple[int | None, int | None]:
     """MemAvailable and Committed_AS (kB) from /proc/meminfo, cheaply; None for
     one that is missing or not a number."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(16384)
+        # os.open, not open(): no buffered file object, 3 system calls instead
+        # of 6, several times a second
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 16384)
+        finally:
+            os.close(fd)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EACCES):
             return None, None

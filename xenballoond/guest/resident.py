@@ -9,7 +9,6 @@ the one that can give the guest memory.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 
@@ -20,14 +19,34 @@ PROC_SELF_OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
 
 
 def lock_memory() -> str | None:
-    """mlockall(); None if done, else why not."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    """mlockall(); None if done, else why not.
+
+    os has no mlockall, and it locks only the process that calls it, so it is
+    called here, through _ctypes, the C module under ctypes: the ctypes
+    package around it (its c_* types, CDLL, _endian) costs every guest
+    0.15 MiB more, for one call made once."""
+    import _ctypes
+
+    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+        _type_ = "i"
+
+    class Mlockall(_ctypes.CFuncPtr):  # int mlockall(int flags), errno kept
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = Int
+        _argtypes_ = (Int,)
+
+    try:
+        # dlopen(NULL): the process itself, libc among it
+        libc = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]
+        mlockall = Mlockall(_ctypes.dlsym(libc, "mlockall"))
+    except OSError as exc:  # no such symbol: not glibc nor musl
+        return str(exc)
     # ONFAULT (Linux 4.4): lock pages as they are touched, not every mapping
     # at once (thread stacks, arenas reserved but unused)
     for flags in (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT, MCL_CURRENT | MCL_FUTURE):
-        if libc.mlockall(flags) == 0:
+        if mlockall(flags) == 0:
             return None
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         if err != 22:  # EINVAL: no MCL_ONFAULT on this kernel
             break
     return os.strerror(err)

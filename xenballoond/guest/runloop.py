@@ -20,33 +20,62 @@ if TYPE_CHECKING:
     from .policy import Wake
 
 
+# Why wait() returned early.
+PRESSURE = "pressure"  # memory got tight: tick now, as under pressure
+WATCH = "watch"  # dom0 changed a key in memory/: tick now, to take it
+# Watch-triggered ticks come at most this often, whatever dom0 writes.
+WATCH_MIN_GAP_S = 0.05
+
+
 def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = None,
-         wake: Wake | None = None) -> bool:
+         wake: Wake | None = None, ballooner: Ballooner | None = None) -> str:
     """Wait ``seconds``, less if a signal comes, or memory gets tight
-    (``pressure``: the PSI trigger, or a sample against ``wake``).  Return
-    True if woken by memory pressure."""
+    (``pressure``: the PSI trigger, or a sample against ``wake``), or dom0
+    changes its keys (``ballooner``'s watch on memory/).  Return PRESSURE or
+    WATCH for those, "" otherwise."""
+    start_s = time.monotonic()
+    deadline = start_s + seconds
+    if ballooner is not None and ballooner.take_watch_events():
+        _hold(control, start_s + WATCH_MIN_GAP_S)
+        return WATCH
     poller = select.poll()
     poller.register(control.wake_fd(), select.POLLIN)
     psi_fd = pressure.register(poller) if pressure is not None else None
+    xs_fd = ballooner.watch_fd() if ballooner is not None else None
+    if xs_fd is not None:
+        poller.register(xs_fd, select.POLLIN)
     sampling = pressure is not None and wake is not None
-    deadline = time.monotonic() + seconds
     while True:
         left_s = deadline - time.monotonic()
         if left_s <= 0:
-            return False
+            return ""
         slice_s = min(left_s, SAMPLE_S) if sampling else left_s
         for fd, events in poller.poll(slice_s * 1000):
             if fd == control.wake_fd():
                 control.drain()
-                return False
+                return ""
             if fd == psi_fd and pressure is not None:
                 if events & select.POLLPRI:
-                    return True
+                    return PRESSURE
                 poller.unregister(fd)  # POLLERR: this kernel took the trigger back
                 pressure.close()
                 psi_fd = None
+            if fd == xs_fd and ballooner is not None:
+                if ballooner.take_watch_events():
+                    _hold(control, start_s + WATCH_MIN_GAP_S)
+                    return WATCH
+                if ballooner.watch_fd() != xs_fd:  # the connection broke: ticks read memory/
+                    poller.unregister(fd)
+                    xs_fd = None
         if sampling and pressure is not None and wake is not None and pressure.tight(wake):
-            return True
+            return PRESSURE
+
+
+def _hold(control: LoopControl, until_s: float) -> None:
+    """Wait until ``until_s`` unless a signal comes (it is left for the loop)."""
+    left_s = until_s - time.monotonic()
+    if left_s > 0:
+        select.select([control.wake_fd()], [], [], left_s)
 
 
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
@@ -60,18 +89,21 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         if pressure.psi_error:
             log.info("no memory pressure trigger (%s): sampling /proc/meminfo every %g s "
                      "between ticks", pressure.psi_error, SAMPLE_S)
-    woken = False
+    ballooner.watch_wanted = True  # the native backend watches memory/ instead of reading it
+    woken = ""
     while not control.stop:
         try:
-            interval_s = ballooner.tick(pressure=woken)
+            interval_s = ballooner.tick(pressure=woken == PRESSURE)
         except Exception:  # one bad tick must not end ballooning
             log.exception("tick failed")
             interval_s = ballooner.config.interval_s
-        woken = False
+        woken = ""
         if not control.stop and not control.reload:
-            woken = wait(control, interval_s, pressure, ballooner.wake)
-            if woken:
+            woken = wait(control, interval_s, pressure, ballooner.wake, ballooner)
+            if woken == PRESSURE:
                 log.debug("memory pressure: ticking early")
+            elif woken == WATCH:
+                log.debug("dom0 changed memory/: ticking early")
         if control.reload:
             control.reload = False
             reload()

@@ -6,6 +6,7 @@ handed in (composition root: cli.py); nothing here knows the OS paths.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from ..record import frozen
 
@@ -17,12 +18,14 @@ from .overrides import KEYS, Overrides, parse_overrides
 from ..numbers import parse_bounded_int
 from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
                      kernel_min_free_kb, rise_per_interval_kb, run_kb)
-from ..keys import FALLBACK_DIR, PRIMARY_DIR
-from .publish import build_outputs
+from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
+from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
+    from typing import Callable
+
     from .balloon import Balloon
     from ..xenstore.interface import Xenstore
 
@@ -44,6 +47,12 @@ BALLOON_WRITE = "balloon-write"
 MAXMEM = "maxmem-file"
 OVERRIDE = "override:"  # + the memory/ key
 NOT_PUBLISHING = "not-publishing:"  # + the file
+WATCH = "xenstore-watch"
+
+# The token of our watch on memory/ (native backend): dom0's keys are read when
+# it fires, not every tick.
+WATCH_TOKEN = "xenballoond"
+_OWN_KEYS = frozenset(f"{PRIMARY_DIR}/{k}" for k in PUBLISHED)
 
 
 @frozen
@@ -61,6 +70,7 @@ class Sensed:
     """What one tick read of the guest's memory."""
 
     meminfo_text: str
+    meminfo_fields: dict[str, int]
     cur_kb: int
     committed_kb: int
     at_s: float  # monotonic
@@ -72,14 +82,26 @@ class Sensed:
 
 
 def _read_text(path: str, limit: int = 1 << 20) -> str:
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return f.read(limit)
+    # os.open, not open(): no buffered text file object, 4 system calls
+    # instead of 7, a few times a tick
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while limit > 0:
+            chunk = os.read(fd, min(limit, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            limit -= len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 class Ballooner:
     def __init__(self, *, config: Config, balloon: Balloon, files: ProcFiles,
                  maxmem: MaxmemFile, xenstore: Xenstore | None,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.balloon = balloon
         self.files = files
@@ -98,12 +120,28 @@ class Ballooner:
         self._prev_committed: tuple[int, float] | None = None  # kB, and when (monotonic s)
         self.wake: Wake | None = None  # when the loop should tick early
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
+        self._clock = clock
+        # dom0's keys: read every tick, or (native backend, from the run loop)
+        # watched and read when the watch fires
+        self.watch_wanted = False
+        self._watching = False
+        self._registered = False  # the watch's first event is still to come
+        self._memory_changed = True
+        # what was last published (publish on change)
+        self._stats_numbers: dict[str, int] | None = None
+        self._stats_at_s: float | None = None
+        self._stats_dir: str | None = None
+        self._selftarget_kb: int | None = None
+        self._page_kb = max(os.sysconf("SC_PAGE_SIZE") // KIB, 1)
 
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
         if self.xenstore is not None and xenstore is not self.xenstore:
             self.xenstore.close()
+            self._watching = False
         self.config, self.maxmem, self.xenstore = config, maxmem, xenstore
+        self._memory_changed = True
+        self._stats_at_s = None  # what is sent may have changed: everything again
 
     def _once(self, condition: str, level: int, msg: str) -> None:
         """Log a condition when it begins, not every tick while it lasts; a
@@ -149,6 +187,7 @@ class Ballooner:
         try:
             memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
         except XenstoreError as exc:
+            self._memory_changed = True  # read again next time
             self._once(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
                                                  "ballooning goes on with the config values")
             return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
@@ -172,13 +211,16 @@ class Ballooner:
         ``pressure``: the kernel reported memory pressure since the last tick.
         """
         self.ticks += 1
-        now_s = time.monotonic()
+        now_s = self._clock()
         # ticks under pressure come every SAMPLE_S: xenstore once an interval
         xenstore_due = not (pressure and now_s - self._xenstore_at_s < self._interval_s())
         # Directed, dom0's memory/target is the input: read it first, or the
         # tick after an xl mem-set would write the old target once, against the
         # kernel that already applies the new one.  (And the first tick learns
         # dom0's keys before it decides anything.)
+        if xenstore_due and self.watch_wanted and not self._watching:
+            self._set_watch()
+        self.take_watch_events()
         read_first = xenstore_due and (self._overrides is None or not self._self_ballooning())
         if read_first:
             self._refresh_overrides()
@@ -196,7 +238,7 @@ class Ballooner:
             if sensed is not None and self._overrides != before:
                 decision = self._act(sensed, pressure)
         if sensed is not None and decision is not None:
-            self._publish(decision, sensed.meminfo_text, self._memory_dir)
+            self._publish(decision, sensed, self._memory_dir)
         return self._interval_s()
 
     def _self_ballooning(self) -> bool:
@@ -209,7 +251,70 @@ class Ballooner:
                                  o.interval_s)
 
     def _refresh_overrides(self) -> None:
+        """dom0's keys: read again, unless the watch on memory/ is live and has
+        not fired since they were last read."""
+        if self._overrides is not None and not self._memory_changed and self._watch_live():
+            return
+        self._memory_changed = False  # an event during the read sets it again
         self._overrides, self._memory_dir = self._read_overrides()
+
+    # --- the watch on memory/ (native backend) ---------------------------
+
+    def _watch_live(self) -> bool:
+        if not self._watching or self.xenstore is None:
+            return False
+        fileno = getattr(self.xenstore, "fileno", None)
+        return fileno is not None and fileno() is not None
+
+    def _set_watch(self) -> None:
+        """Watch memory/ where the backend can (native); the CLI backend, or a
+        watch xenstored refuses, keeps reading memory/ every tick."""
+        watch = getattr(self.xenstore, "watch", None)
+        if watch is None:
+            return
+        try:
+            watch(PRIMARY_DIR, WATCH_TOKEN)
+        except XenstoreError as exc:
+            self._once(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
+                                               "reading it every tick")
+            return
+        self._rearm(WATCH)
+        self._watching = True
+        # xenstored fires a new watch once, with the watched path: this tick
+        # reads memory/ after setting it, so that event says nothing new
+        self._memory_changed = self._registered = True
+
+    def watch_fd(self) -> int | None:
+        """The connection to poll for dom0's changes between ticks; None when
+        there is no live watch (memory/ is read every tick then)."""
+        if not self._watch_live():
+            return None
+        fd = getattr(self.xenstore, "fileno")()
+        return fd if isinstance(fd, int) else None
+
+    def take_watch_events(self) -> bool:
+        """Take the watch events xenstored sent; True if one may be a change
+        of dom0's keys (any event but our own writes under memory/: the
+        path is xenstored's text, anything unexpected in it is a change).
+        A broken connection is closed by the backend: the next read
+        reconnects and sets the watch again, which fires it."""
+        events = getattr(self.xenstore, "events", None)
+        if not self._watching or events is None:
+            return False
+        changed = False
+        for path, token in events():
+            if token != WATCH_TOKEN:
+                continue
+            if self._registered and path == PRIMARY_DIR:
+                self._registered = False
+                continue
+            relative = path.split("/", 4)[-1] if path.startswith("/local/domain/") else path
+            ours = self._publish_dir == PRIMARY_DIR and relative in _OWN_KEYS
+            if not ours:
+                changed = True
+        if changed:
+            self._memory_changed = True
+        return changed
 
     def _sense(self) -> Sensed | None:
         """The guest's memory now; None (logged once) if it cannot be read."""
@@ -231,10 +336,10 @@ class Ballooner:
                        f"cannot keep the memory high-water mark in {self.maxmem.path} "
                        f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
         min_free_kb = self._min_free_kb(memtotal_kb)
-        at_s = time.monotonic()
+        at_s = self._clock()
         prev_kb, prev_at_s = self._prev_committed or (None, at_s)
-        return Sensed(meminfo_text=meminfo_text, cur_kb=cur_kb, committed_kb=committed_kb,
-                      at_s=at_s, committed_rise_kb=rise_per_interval_kb(
+        return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb,
+                      committed_kb=committed_kb, at_s=at_s, committed_rise_kb=rise_per_interval_kb(
                           prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
                       kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
                       maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
@@ -290,35 +395,27 @@ class Ballooner:
         self._rearm(NOT_PUBLISHING + path)
         return text
 
-    def _publish(self, decision: Decision, meminfo_text: str,
+    def _publish(self, decision: Decision, sensed: Sensed,
                  memory_dir: dict[str, str] | None) -> None:
         if self.xenstore is None or memory_dir is None:
             # unreachable a moment ago: a write would only wait for its timeout too
             return
-        cfg = self.config
-        outputs = build_outputs(
-            selftarget_kb=None if decision.tgt_bytes is None else decision.tgt_bytes // KIB,
-            meminfo_text=meminfo_text if cfg.send_meminfo else None,
-            vmstat_text=self._optional_text(cfg.send_vmstat, self.files.vmstat),
-            uptime_text=self._optional_text(cfg.send_uptime, self.files.uptime))
-        if not outputs:
-            return
-        if self._publish_dir == FALLBACK_DIR and self._should_reprobe(outputs, memory_dir):
+        if self._publish_dir == FALLBACK_DIR and self._should_reprobe(memory_dir):
             self._publish_dir = PRIMARY_DIR
         try:
-            self._write(self._publish_dir, outputs)
+            self._send(self._publish_dir, decision, sensed)
         except XenstoreWriteFailed:
             if self._publish_dir == FALLBACK_DIR:
                 self._publish_nowhere()
                 return
             self._publish_dir = FALLBACK_DIR
             self._fallback_since_tick = self.ticks
-            self._fallback_seen = frozenset(k for k in outputs if k in memory_dir)
+            self._fallback_seen = self._seen_under(memory_dir)
             self._once(MEMORY_READONLY, logging.INFO,
                        f"xenstore: memory/ is read-only for this guest "
                        f"(xl's default); publishing under {FALLBACK_DIR}/")
             try:
-                self._write(FALLBACK_DIR, outputs)
+                self._send(FALLBACK_DIR, decision, sensed)
             except XenstoreWriteFailed:
                 self._publish_nowhere()
             except XenstoreUnavailable as exc:
@@ -326,12 +423,48 @@ class Ballooner:
         except XenstoreUnavailable as exc:
             self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
 
+    def _send(self, directory: str, decision: Decision, sensed: Sensed) -> None:
+        """Publish under ``directory`` what dom0 does not have yet: selftarget
+        when it changed; meminfo, vmstat and uptime when a number dom0 reads
+        from them moved (publish.stats_due), or every XENBALLOON_PUBLISH_MAX_S."""
+        cfg = self.config
+        now_s = self._clock()
+        vmstat_text = self._optional_text(cfg.send_vmstat, self.files.vmstat)
+        numbers = watched_numbers(
+            sensed.meminfo_fields if cfg.send_meminfo else None,
+            None if vmstat_text is None else watched_vmstat(vmstat_text), self._page_kb)
+        new_dir = directory != self._stats_dir
+        why = stats_due(None if new_dir else self._stats_numbers, self._stats_at_s, numbers,
+                        now_s, cfg.publish_threshold_mb * 1024, cfg.publish_max_s)
+        tgt_kb = None if decision.tgt_bytes is None else decision.tgt_bytes // KIB
+        send_tgt = tgt_kb is not None and (why is not None or tgt_kb != self._selftarget_kb)
+        outputs = build_outputs(
+            selftarget_kb=tgt_kb if send_tgt else None,
+            meminfo_text=sensed.meminfo_text if why and cfg.send_meminfo else None,
+            vmstat_text=vmstat_text if why else None,
+            uptime_text=self._optional_text(cfg.send_uptime, self.files.uptime) if why else None)
+        if outputs:
+            self._write(directory, outputs)
+            self.log.debug("published %s under %s/ (%s)", ", ".join(outputs), directory,
+                           why or "selftarget changed")
+        if send_tgt:
+            self._selftarget_kb = tgt_kb
+        if why is not None:
+            self._stats_numbers, self._stats_at_s, self._stats_dir = numbers, now_s, directory
+
+    def _seen_under(self, memory_dir: dict[str, str]) -> frozenset[str]:
+        """Which of the keys we publish are under memory/ (dom0 handing them over)."""
+        cfg = self.config
+        sent = {"selftarget": True, "meminfo": cfg.send_meminfo, "vmstat": cfg.send_vmstat,
+                "uptime": cfg.send_uptime}
+        return frozenset(k for k in PUBLISHED if sent[k] and k in memory_dir)
+
     def _publish_nowhere(self) -> None:
         self._once(PUBLISH_NOWHERE, logging.ERROR,
                    f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
 
-    def _should_reprobe(self, outputs: dict[str, str], memory_dir: dict[str, str]) -> bool:
-        seen = frozenset(k for k in outputs if k in memory_dir)
+    def _should_reprobe(self, memory_dir: dict[str, str]) -> bool:
+        seen = self._seen_under(memory_dir)
         if seen != self._fallback_seen:
             self._fallback_seen = seen
             self._handover_retries = HANDOVER_RETRIES if seen else 0

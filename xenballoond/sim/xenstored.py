@@ -21,6 +21,7 @@ import builtins  # the type, where a method named list hides it
 import argparse
 import contextlib
 import itertools
+import json
 import logging
 import os
 import selectors
@@ -115,6 +116,8 @@ class SimXenstored:
         self.domains: dict[int, DomainInfo] = {}
         self.requests_served = 0
         self.connections_accepted = 0
+        # per domain: [requests, bytes received, bytes sent (replies and watch events)]
+        self.traffic: dict[int, list[int]] = {}
         self.trace: deque[TraceEntry] | None = deque(maxlen=TRACE_MAX) if trace else None
         self._lock = threading.Lock()  # the tree, connections, watches, out buffers
         self._gate = threading.Lock()  # held while stalled
@@ -426,6 +429,10 @@ class SimXenstored:
     def _process(self, conn: _Conn, msg: wire.Message) -> list[tuple[Callable[[str], None], str]]:
         """Handle one request (lock held): queue its reply and any watch events."""
         self.requests_served += 1
+        traffic = self.traffic.setdefault(conn.caller.domid, [0, 0, 0])
+        traffic[0] += 1
+        traffic[1] += wire.HEADER_BYTES + len(msg.payload)
+        out_before = len(conn.out)
         events: list[Event] = []
         error: str | None = None
         try:
@@ -442,6 +449,7 @@ class SimXenstored:
         if msg.op == Op.WATCH and error is None:
             path, token = wire.split_strings(msg.payload)[:2]
             conn.out += wire.encode(Op.WATCH_EVENT, wire.strings(path, token))
+        traffic[2] += len(conn.out) - out_before
         return self._deliver(events)
 
     def _dispatch(self, conn: _Conn, msg: wire.Message) -> tuple[bytes, list[Event]]:
@@ -602,7 +610,9 @@ class SimXenstored:
                     home = conn.caller.home + "/"
                     if w.relative and path.startswith(home):
                         path = path[len(home):]
-                    conn.out += wire.encode(Op.WATCH_EVENT, wire.strings(path, w.token))
+                    event = wire.encode(Op.WATCH_EVENT, wire.strings(path, w.token))
+                    conn.out += event
+                    self.traffic.setdefault(conn.caller.domid, [0, 0, 0])[2] += len(event)
                     queued = True
             for lw in self._local_watches.values():
                 if _matches(ev, lw.path) and ev.visible_to(lw.caller):
@@ -735,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-kb", type=int, default=524288, help="each guest's memory/target")
     parser.add_argument("--maxmem-kb", type=int, default=1048576, help="each guest's static-max")
     parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--stats", metavar="FILE",
+                        help="on SIGUSR1, write the requests served (in all and per domain: "
+                             "requests, bytes received, bytes sent) to FILE as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(name)s: %(message)s", stream=sys.stderr)
@@ -747,6 +760,17 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    if args.stats:
+        stats_path = args.stats
+
+        def write_stats(*_: object) -> None:
+            with xsd._lock:
+                stats = {"requests": xsd.requests_served,
+                         "by_domid": {str(d): list(t) for d, t in xsd.traffic.items()}}
+            with open(stats_path + ".tmp", "w") as f:
+                json.dump(stats, f)
+            os.replace(stats_path + ".tmp", stats_path)
+        signal.signal(signal.SIGUSR1, write_stats)
     try:
         xsd.start()
     except OSError as exc:

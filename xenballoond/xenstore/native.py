@@ -16,7 +16,6 @@ import builtins  # the type, where a method named list hides it
 
 import os
 import select
-import socket
 import stat
 import threading
 import time
@@ -24,6 +23,8 @@ import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Mapping, Sequence
+
+    from _socket import socket
 
 from . import wire
 from ..paths import Root
@@ -80,7 +81,7 @@ class NativeXenstore:
         self.bytes_received = 0
         self.reconnects = 0
         self._fd: int | None = None
-        self._sock: socket.socket | None = None
+        self._sock: socket | None = None
         self._decoder = wire.Decoder()
         self._req_id = 0
         self._lock = threading.RLock()
@@ -105,7 +106,11 @@ class NativeXenstore:
             try:
                 mode = os.stat(path).st_mode
                 if stat.S_ISSOCK(mode):
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    # The C module socket.py wraps: its enums and wrappers would
+                    # cost every guest 0.25 MiB, for connect() and a descriptor.
+                    # (A guest's xenbus is a device: no socket at all.)
+                    import _socket
+                    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                     try:
                         sock.settimeout(self.timeout_s)
                         sock.connect(path)

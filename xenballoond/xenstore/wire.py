@@ -16,7 +16,6 @@ server's half (request parsing, errors, permissions) is in sim/wire_server.py.
 from __future__ import annotations
 
 import enum
-import struct
 
 from ..record import frozen
 
@@ -49,8 +48,9 @@ class Op(enum.IntEnum):
     INVALID = 0xFFFF
 
 
-HEADER = struct.Struct("<IIII")
-HEADER_BYTES = HEADER.size  # 16
+# Four little-endian u32 (struct "<IIII"), packed with int.to_bytes: the struct
+# module's C part is 0.06 MiB more in every guest, for one 16-byte header.
+HEADER_BYTES = 16
 PAYLOAD_MAX_BYTES = 4096  # XENSTORE_PAYLOAD_MAX
 ABS_PATH_MAX = 3072  # XENSTORE_ABS_PATH_MAX
 REL_PATH_MAX = 2048  # XENSTORE_REL_PATH_MAX
@@ -91,12 +91,16 @@ def _u32(name: str, value: int) -> int:
     return value
 
 
+def _pack_header(*fields: int) -> bytes:
+    return b"".join(f.to_bytes(4, "little") for f in fields)
+
+
 def encode(op: int, payload: bytes = b"", req_id: int = 0, tx_id: int = 0) -> bytes:
     """Header + payload, ready to write.  Refuses a payload over 4096 bytes (the
     client library says E2BIG without sending; xenstored drops such a client)."""
     if len(payload) > PAYLOAD_MAX_BYTES:
         raise WireError(f"payload of {len(payload)} bytes exceeds {PAYLOAD_MAX_BYTES}")
-    return HEADER.pack(_u32("type", int(op)), _u32("req_id", req_id),
+    return _pack_header(_u32("type", int(op)), _u32("req_id", req_id),
                        _u32("tx_id", tx_id), len(payload)) + payload
 
 
@@ -108,7 +112,7 @@ def decode_header(data: bytes) -> tuple[int, int, int, int]:
     """(type, req_id, tx_id, len) of exactly 16 bytes; WireError if len > 4096."""
     if len(data) != HEADER_BYTES:
         raise WireError(f"header must be {HEADER_BYTES} bytes, got {len(data)}")
-    op, req_id, tx_id, length = HEADER.unpack(data)
+    op, req_id, tx_id, length = (int.from_bytes(data[i:i + 4], "little") for i in (0, 4, 8, 12))
     if length > PAYLOAD_MAX_BYTES:
         raise WireError(f"message length {length} exceeds {PAYLOAD_MAX_BYTES}")
     return op, req_id, tx_id, length
