@@ -172,7 +172,9 @@ class SimGuest:
                 path = os.path.join(self._sysfs, rel)
                 text = _read(path)
                 seen[path] = text
-                if text is not None and text != self._shown.get(path):
+                # A write() reaches the kernel's store whole; an empty file is the
+                # daemon's open(O_TRUNC) caught before its write: no store yet.
+                if text and text != self._shown.get(path):
                     self.driver = bm.set_target_kb(self.driver, parse(text))
                     self._shown[path] = text
                     self.stats.target_writes += 1
