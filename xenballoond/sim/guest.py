@@ -63,6 +63,7 @@ class GuestStats:
     below_committed_s: float = 0.0
     worst_deficit_kb: int = 0  # largest Committed_AS - MemTotal seen
     target_writes: int = 0  # balloon target writes by the daemon
+    target_moves: int = 0  # those that moved the driver's target
     dom0_target_sets: int = 0  # xl mem-set by dom0 (the simulator's or the balancer)
     uncovered_since_s: float | None = None  # the target has been below Committed_AS since
     cover_delays_s: list[float] = field(default_factory=list)  # each such spell, once over
@@ -175,9 +176,8 @@ class SimGuest:
                 # A write() reaches the kernel's store whole; an empty file is the
                 # daemon's open(O_TRUNC) caught before its write: no store yet.
                 if text and text != self._shown.get(path):
-                    self.driver = bm.set_target_kb(self.driver, parse(text))
+                    self._set_daemon_target(parse(text))
                     self._shown[path] = text
-                    self.stats.target_writes += 1
         else:
             text = _read(self._proc_balloon)
             seen[self._proc_balloon] = text
@@ -185,9 +185,17 @@ class SimGuest:
                 self._shown[self._proc_balloon] = text
                 tgt_kb = bm.parse_proc_write(text)
                 if tgt_kb is not None:
-                    self.driver = bm.set_target_kb(self.driver, tgt_kb)
-                    self.stats.target_writes += 1
+                    self._set_daemon_target(tgt_kb)
         return seen
+
+    def _set_daemon_target(self, tgt_kb: int) -> None:
+        """A target the daemon wrote.  It moves the target unless it is the one
+        the kernel already took from memory/target (the daemon writes bytes,
+        the kernel shows whole pages): only a move is churn."""
+        self.stats.target_writes += 1
+        if bm.page_floor_kb(tgt_kb) != self.driver.target_kb:
+            self.stats.target_moves += 1
+        self.driver = bm.set_target_kb(self.driver, tgt_kb)
 
     # --- one step --------------------------------------------------------
 
