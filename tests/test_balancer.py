@@ -383,6 +383,23 @@ def test_guest_state_builder_never_lets_a_guest_out_of_its_bounds(data, n, free_
     assert sum(t for t, _ in ideal.values()) <= max(balance.available_kb(states, host), floors)
 
 
+def test_rise_is_committed_as_growth_per_second_of_the_guests_own_uptime() -> None:
+    """Worked by hand: +300000 kB in 150 cs of uptime = 200000 kB/s."""
+    rise = guests.Rise()
+    assert rise.observe(1, 10000, 500000) == 0  # first sight: unknown
+    assert rise.observe(1, 10150, 800000) == 200000
+    assert rise.observe(1, 10150, 800000) == 200000  # the same publication: kept
+    assert rise.observe(1, 10250, 800512) == 0  # +512 kB: an idle guest's wobble
+    assert rise.observe(1, 10350, 700000) == 0  # falling
+    assert rise.observe(1, 100, 900000) == 0  # uptime went back (a reboot): start over
+    assert rise.observe(1, 200, 1000000) == 100000
+    assert rise.observe(1, None, 1000000) == 0  # no stats: forgotten
+    assert rise.observe(1, 300, 1100000) == 0
+    rise.observe(2, 100, 0)
+    rise.forget_all_but([1])
+    assert rise.observe(2, 200, 10 ** 6) == 0
+
+
 def test_simulator_balanced_mode_runs_the_real_balancer(tmp_path):
     """xenballoon-sim -m balanced: guests taking turns on an overcommitted host;
     the balancer must move memory both ways and keep running."""
