@@ -242,6 +242,23 @@ def test_free_times_out_naming_the_guest_that_did_not_give(host):
     assert "not yet given back: guest2 (dom 2)" in proc.stderr
 
 
+def test_a_guest_below_its_need_gets_what_is_free_at_once(host):
+    """2200 MiB, two guests of 1024: 152 MiB free, 88 above the 64 MiB reserve.
+    The busy guest is below its need, the idle one never gives back: the busy
+    one is granted the 88 MiB at once, in one write, and told the rest comes
+    once the decreases have freed it (not after waiting for them)."""
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1, 2)
+    h.publish(1, 1500)
+    h.publish(2, 150)
+    h.stuck.add(2)
+    proc = h.run("--once")
+    assert proc.returncode == 0, proc.stderr
+    assert h.target_kb(2) < 1024 * MIB  # asked, first
+    assert [kb for d, kb in h.requests if d == 1] == [(1024 + 88) * MIB]
+    assert "the rest once the decreases have freed it" in h.guest_state(1)["reason"]
+
+
 def test_pause_and_resume_commands(host):
     h = host(2200, {1: (1024, 2048)})
     assert h.run("pause").stdout.strip() == "xenballoon-balancer: paused"
