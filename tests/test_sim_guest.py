@@ -100,6 +100,13 @@ def test_rewriting_the_target_the_kernel_took_is_not_a_move(tmp_path) -> None:
         f.write(f"{700 * MIB * 1024}\n")
     run(g, 0.25, 0.5)
     assert g.stats.target_writes == 2 and g.stats.target_moves == 1
+    text = read(tmp_path, f"{SYSFS}/target")
+    os.utime(tmp_path / SYSFS / "target", ns=(1, 1))  # a write in place of the same text
+    run(g, 0.25, 0.75)
+    assert read(tmp_path, f"{SYSFS}/target") == text
+    assert g.stats.target_writes == 3 and g.stats.target_moves == 1
+    run(g, 0.5, 1.0)  # nothing written since: nothing counted
+    assert g.stats.target_writes == 3
 
 
 def test_target_kb_write_and_garbage(tmp_path) -> None:

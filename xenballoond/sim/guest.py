@@ -44,6 +44,15 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    """What tells a write in place (the daemon's) from none: inode and mtime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
@@ -92,6 +101,7 @@ class SimGuest:
         self._vmstat = self.root.path(PROC_VMSTAT)
         self._uptime = self.root.path(PROC_UPTIME)
         self._shown: dict[str, str] = {}  # path -> the text we last put there
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # the balloon files as we left them
         self._watch_fired = threading.Event()
         self.meminfo: dict[str, int] = {}
 
@@ -124,6 +134,7 @@ class SimGuest:
             return  # picked up next step
         write_atomic(path, text)
         self._shown[path] = text
+        self._stamps[path] = _stamp(path)
 
     def _publish(self, seen: dict[str, str | None] | None = None) -> None:
         seen = seen or {}
@@ -171,13 +182,19 @@ class SimGuest:
             for rel, parse in (("target", bm.parse_sysfs_target),
                                ("target_kb", bm.parse_sysfs_target_kb)):
                 path = os.path.join(self._sysfs, rel)
+                stamp = _stamp(path)
                 text = _read(path)
                 seen[path] = text
                 # A write() reaches the kernel's store whole; an empty file is the
                 # daemon's open(O_TRUNC) caught before its write: no store yet.
-                if text and text != self._shown.get(path):
+                if not text:
+                    continue
+                if text != self._shown.get(path):
                     self._set_daemon_target(parse(text))
                     self._shown[path] = text
+                elif stamp != self._stamps.get(path):
+                    self.stats.target_writes += 1  # rewritten, the same target
+                self._stamps[path] = stamp
         else:
             text = _read(self._proc_balloon)
             seen[self._proc_balloon] = text
