@@ -1,10 +1,10 @@
 """Balancing policies on the simulated host, same seeded workloads, same run.
 
-    python3 bench/bench_balance.py [-d 60] [-g 3] [--host-mb 3584] [-s 1] [--serial]
+    python3 bench/bench_balance.py [-d 60] [-g 3] [--host-mb 3584] [-s 1,2,3] [-j 4]
 
 Runs ``xenballoon-sim -w turns`` (the guests take turns being busy, the busy
 one needing more than its memory=) on a host with less memory than the sum
-of the guests' maxmem, once per policy:
+of the guests' maxmem, once per policy and seed:
 
 * self 2008: every guest self-balloons, XENBALLOON_SELF_RESERVE_PCT=0;
 * self ours: every guest self-balloons, the default reserve (10%);
@@ -12,14 +12,16 @@ of the guests' maxmem, once per policy:
              (bench/qmemman_ref.py through bench/_qmemman_balancer.py);
 * ours:      the real xenballoon-balancer as dom0.
 
-and prints, per policy: seconds any guest spent with MemTotal below
-Committed_AS, swap pages (out + in), host memory free on average, target
-writes per guest per minute (the daemons' balloon writes plus dom0's xl
-mem-set), and how long a guest's demand stayed above its balloon target
-(mean and worst).  Then the balancer's CPU per second (one pass per second:
-the guest-state building and the policy, not the simulator or the I/O) with
-100 and 500 simulated guests.  Runs in parallel by default (--serial: one
-after the other; the simulator reports its step lag when the machine is slow).
+and prints, per policy, means over the seeds: seconds any guest spent with
+MemTotal below Committed_AS (and each seed's), swap pages (out + in), host
+memory free on average, target writes per guest per minute (dom0's xl
+mem-set plus the daemons' balloon writes that moved the target), and the
+time from a guest's demand rising above its balloon target to the target
+covering it (spells per run, mean and worst).  Then the balancer's CPU per
+second (one pass per second: stats parsing, the guest records with the rise
+tracker, and the policy; not the simulator or the I/O) with 100 and 500
+simulated guests.  The four policies of a seed run at the same time (-j), so
+they share the machine's load; the simulator reports its step lag.
 """
 from __future__ import annotations
 
@@ -34,16 +36,21 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 sys.path.insert(0, REPO)
+sys.path.insert(0, BENCH)
 
+import qmemman_ref  # noqa: E402
 from xenballoond.dom0 import balance, guests  # noqa: E402
 from xenballoond.dom0.stats import Published, make_row  # noqa: E402
 
 MIB = 1024
 
 
-def sim_argv(policy: str, opts: argparse.Namespace, qmemman_prog: str) -> list[str]:
+POLICIES = ("self 2008", "self ours", "qmemman", "ours")
+
+
+def sim_argv(policy: str, seed: int, opts: argparse.Namespace, qmemman_prog: str) -> list[str]:
     base = [sys.executable, "-m", "xenballoond.sim.host", "-w", "turns", "-g", str(opts.guests),
-            "-d", str(opts.duration), "-s", str(opts.seed), "--host-mb", str(opts.host_mb),
+            "-d", str(opts.duration), "-s", str(seed), "--host-mb", str(opts.host_mb),
             "--tick", "0.1", "--json", "--xenstore", opts.xenstore]
     return base + {
         "self 2008": ["-m", "self", "--reserve-pct", "0"],
@@ -53,45 +60,58 @@ def sim_argv(policy: str, opts: argparse.Namespace, qmemman_prog: str) -> list[s
     }[policy]
 
 
-def run_policies(opts: argparse.Namespace) -> dict[str, dict]:
+def run_policies(opts: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    """Every policy on every seed, ``opts.jobs`` runs at a time, seed by seed
+    (so the policies of one seed share the machine's load)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    runs = [(p, seed) for seed in opts.seeds for p in POLICIES]
+    results: dict[tuple[str, int], tuple[int, str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-balance-") as tmp:
         prog = os.path.join(tmp, "qmemman-balancer")
         with open(prog, "w") as f:
             f.write(f"#!/bin/sh\nexec {sys.executable} {BENCH}/_qmemman_balancer.py \"$@\"\n")
         os.chmod(prog, 0o755)
-        policies = ["self 2008", "self ours", "qmemman", "ours"]
-        procs = {}
-        results = {}
-        for p in policies:
-            procs[p] = subprocess.Popen(sim_argv(p, opts, prog), env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-            if opts.serial:
-                out, err = procs[p].communicate()
-                results[p] = (procs[p].returncode, out, err)
-        for p in policies:
-            if p not in results:
-                out, err = procs[p].communicate()
-                results[p] = (procs[p].returncode, out, err)
+        for i in range(0, len(runs), opts.jobs):
+            batch = runs[i:i + opts.jobs]
+            procs = {run: subprocess.Popen(sim_argv(run[0], run[1], opts, prog), env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True)
+                     for run in batch}
+            for run, proc in procs.items():
+                out, err = proc.communicate()
+                results[run] = (proc.returncode, out, err)
     summaries = {}
-    for p, (rc, out, err) in results.items():
+    for (p, seed), (rc, out, err) in results.items():
         if rc != 0:
-            raise SystemExit(f"{p}: xenballoon-sim exited {rc}: {err[-2000:]}")
-        summaries[p] = json.loads(out)
+            raise SystemExit(f"{p} seed {seed}: xenballoon-sim exited {rc}: {err[-2000:]}")
+        summaries[(p, seed)] = json.loads(out)
     return summaries
 
 
-def table(summaries: dict[str, dict]) -> str:
-    head = (f"{'policy':<10} {'below-CAS s':>11} {'swap pages':>10} {'free avg MiB':>12} "
-            f"{'writes/guest/min':>16} {'demand>target s (mean/worst)':>29} {'lag s':>6}")
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def table(summaries: dict[tuple[str, int], dict], seeds: list[int]) -> str:
+    """One row per policy: each figure's mean over the seeds, and the seconds
+    below Committed_AS of each seed."""
+    head = (f"{'policy':<10} {'below-CAS s':>11} {'(per seed)':<18} {'swap pages':>10} "
+            f"{'free avg MiB':>12} {'writes/guest/min':>16} "
+            f"{'demand>target: spells, mean/worst s':>36} {'lag s':>6}")
     lines = [head]
-    for p, s in summaries.items():
-        delay = f"{s['cover_delay_mean_s']}/{s['cover_delay_max_s']}"
-        lines.append(f"{p:<10} {s['below_committed_s']:>11} "
-                     f"{s['swapped_out_pages'] + s['swapped_in_pages']:>10} "
-                     f"{s['host_free_avg_mib']:>12} {s['target_writes_per_guest_min']:>16} "
-                     f"{delay:>29} {s['max_step_lag_s']:>6}")
+    for p in POLICIES:
+        runs = [summaries[(p, seed)] for seed in seeds]
+        below = [r["below_committed_s"] for r in runs]
+        spells = [d for r in runs for g in r["per_guest"] for d in g["cover_delays_s"]]
+        delay = (f"{len(spells) / len(runs):.1f}, {_mean(spells):.2f}/{max(spells):.2f}"
+                 if spells else "0, -/-")
+        lines.append(
+            f"{p:<10} {_mean(below):>11.1f} {' '.join(f'{b:g}' for b in below):<18} "
+            f"{_mean([r['swapped_out_pages'] + r['swapped_in_pages'] for r in runs]):>10.0f} "
+            f"{_mean([r['host_free_avg_mib'] for r in runs]):>12.0f} "
+            f"{_mean([r['target_writes_per_guest_min'] for r in runs]):>16.1f} "
+            f"{delay:>36} {max(r['max_step_lag_s'] for r in runs):>6}")
     return "\n".join(lines) + "\n"
 
 
@@ -109,18 +129,22 @@ def synthetic_host(n: int, t: int) -> list[tuple[guests.Domain, guests.Dom0Keys,
     return out
 
 
-def policy_cpu_per_pass(n: int, passes: int = 20) -> float:
-    """CPU seconds of one pass (stats parsing, records, balance) for n guests."""
+def policy_cpu_per_pass(n: int, policy=balance.balance, passes: int = 20) -> float:
+    """CPU seconds of one pass (stats parsing, records, policy) for n guests."""
     hosts = [synthetic_host(n, t) for t in range(passes)]
     fresh = guests.Freshness(5)
+    rise = guests.Rise()
     start = time.process_time()
     for t, host in enumerate(hosts):
         views = []
         for domain, keys, pub in host:
-            ok = fresh.observe(domain.domid, guests.uptime_cs(pub.uptime))
-            views.append(guests.guest_view(domain, keys, make_row(pub), listed=(), fresh=ok,
-                                           marked_uncooperative=False))
-        balance.balance([v.state for v in views], balance.HostState(64 * MIB * n, 64 * MIB))
+            row = make_row(pub)
+            up_cs = guests.uptime_cs(pub.uptime)
+            ok = fresh.observe(domain.domid, up_cs)
+            views.append(guests.guest_view(
+                domain, keys, row, listed=(), fresh=ok, marked_uncooperative=False,
+                rise_kb_per_s=rise.observe(domain.domid, up_cs, row.commit_kb)))
+        policy([v.state for v in views], balance.HostState(64 * MIB * n, 64 * MIB))
     return (time.process_time() - start) / passes
 
 
@@ -130,20 +154,26 @@ def main() -> int:
     ap.add_argument("-g", "--guests", type=int, default=3)
     ap.add_argument("--host-mb", type=int, default=3584,
                     help="host memory for guests (default 3584: 3 x 1024 + 512, maxmem 3 x 2048)")
-    ap.add_argument("-s", "--seed", type=int, default=1)
+    ap.add_argument("-s", "--seeds", default="1,2,3",
+                    help="comma-separated seeds, each run with every policy (default 1,2,3)")
+    ap.add_argument("-j", "--jobs", type=int, default=4,
+                    help="simulations at a time (default 4: the four policies of one seed)")
     ap.add_argument("--xenstore", choices=("cli", "native"), default="native")
-    ap.add_argument("--serial", action="store_true")
     ap.add_argument("--no-sim", action="store_true", help="only the CPU figures")
     opts = ap.parse_args()
+    opts.seeds = [int(x) for x in opts.seeds.split(",") if x.strip()]
     if not opts.no_sim:
         summaries = run_policies(opts)
-        print(f"xenballoon-sim -w turns -g {opts.guests} -d {opts.duration:g} -s {opts.seed} "
-              f"--host-mb {opts.host_mb} --tick 0.1 (memory=1024 MiB, maxmem=2048 MiB)")
-        sys.stdout.write(table(summaries))
+        print(f"xenballoon-sim -w turns -g {opts.guests} -d {opts.duration:g} "
+              f"-s {','.join(map(str, opts.seeds))} --host-mb {opts.host_mb} --tick 0.1 "
+              f"(memory=1024 MiB, maxmem=2048 MiB); means over the seeds")
+        sys.stdout.write(table(summaries, opts.seeds))
     for n in (100, 500):
-        cpu_s = policy_cpu_per_pass(n)
-        print(f"balancer policy + guest-state building, {n} guests: {cpu_s * 1000:.1f} ms CPU "
-              f"per pass = {cpu_s * 100:.1f}% of a CPU at one pass a second")
+        for name, policy in (("ours", balance.balance), ("qmemman", qmemman_ref.balance)):
+            cpu_s = policy_cpu_per_pass(n, policy)
+            print(f"balancer CPU, {name:<7} policy + guest-state building, {n} guests: "
+                  f"{cpu_s * 1000:.1f} ms per pass = {cpu_s * 100:.1f}% of a CPU at one pass "
+                  "a second")
     return 0
 
 

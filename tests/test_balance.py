@@ -5,6 +5,9 @@ qmemman's rules.
 
 Every case uses static-max 1024000 kB and min 204800 kB unless it says
 otherwise, and headroom 10%, so need = Committed_AS + 102400 (1024000 * 10 // 100).
+The default params keep a pool of 262144 kB (256 MiB) free and raise the level
+in steps of 65536 kB (64 MiB); LEVEL (no pool, 1 kB steps) makes the level
+rule plain where a case is about something else.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ def guest(domid: int, cur_kb: int, committed_as_kb: int | None, static_max_kb: i
           min_kb: int = 204800, **kw) -> GuestState:
     return GuestState(domid=domid, name=f"guest{domid}", cur_kb=cur_kb, static_max_kb=static_max_kb,
                       min_kb=min_kb, committed_as_kb=committed_as_kb, **kw)
+
+
+LEVEL = BalanceParams(pool_kb=0, level_step_kb=1)
 
 
 def targets(moves: list[Move]) -> list[tuple]:
@@ -52,13 +58,32 @@ def test_need_golden(g: GuestState, expected_kb: int) -> None:
     assert need_kb(g, 10) == expected_kb
 
 
+RISE_GOLDEN = [
+    # rising 50000 kB/s, projected 2 s: 297600 + 102400 + 100000
+    (guest(1, 600000, 297600, rise_kb_per_s=50000), 2, 500000),
+    # no horizon: no projection
+    (guest(1, 600000, 297600, rise_kb_per_s=50000), 0, 400000),
+    # a claimed rise of 1 TB/s is capped at static-max like any claim
+    (guest(1, 600000, 297600, rise_kb_per_s=10 ** 9), 2, 1024000),
+    # a negative rate (not produced by guests.Rise, but hostile in principle): none
+    (guest(1, 600000, 297600, rise_kb_per_s=-50000), 2, 400000),
+]
+
+
+@pytest.mark.parametrize("g,horizon_s,expected_kb", RISE_GOLDEN)
+def test_need_with_the_rise_golden(g: GuestState, horizon_s: int, expected_kb: int) -> None:
+    assert need_kb(g, 10, horizon_s) == expected_kb
+
+
 # --- balance(): golden tables -------------------------------------------------
 
 BALANCE_GOLDEN = {
     # All calm: three guests of need 297600 + 102400 = 400000 each, 600000 held.
-    # avail = free 100000 + 3 * 600000 - reserve 100000 = 1800000; surplus =
-    # 1800000 - 1200000 = 600000, by need (equal): 200000 each -> 600000 = what
-    # they hold.  Nothing to do.
+    # avail = free 100000 + 3 * 600000 - reserve 100000 = 1800000; the pool
+    # keeps 262144 free: 1537856 for the targets; the level, in steps of 65536:
+    # 7 steps (458752; 8 would be 3 * 524288 = 1572864).  Targets 458752, each
+    # 141248 below what it holds: surplus moves (458752 >= need) under the 150
+    # MiB (153600) a surplus move must be.  Nothing to do.
     "calm": (
         [guest(1, 600000, 297600, last_target_kb=600000), guest(2, 600000, 297600),
          guest(3, 600000, 297600)],
@@ -66,13 +91,24 @@ BALANCE_GOLDEN = {
         []),
     # One busy guest takes from two idle ones.  Needs: 1: 697600 + 102400 =
     # 800000; 2, 3: 297600 + 102400 = 400000; sum 1600000.  avail = 100000 +
-    # (600000 + 700000 + 700000) - 100000 = 2000000; surplus 400000 by need
-    # 800000:400000:400000 -> 200000, 100000, 100000.  Targets 1000000, 500000,
-    # 500000; the decreases (2, 3: -200000) first.
+    # (600000 + 700000 + 700000) - 100000 = 2000000; surplus 400000, of which
+    # the pool keeps 262144: 1737856 for the targets.  Level 7 steps = 458752:
+    # 800000 + 2 * 458752 = 1717504 fits (8 steps: 800000 + 2 * 524288 =
+    # 1848576 does not).  The busy guest gets its need, 800000, and nothing
+    # over it; the idle ones 458752 (-241248, over 153600); decreases first.
     "busy": (
         [guest(1, 600000, 697600), guest(2, 700000, 297600), guest(3, 700000, 297600)],
         HostState(100000, 100000), BalanceParams(),
-        [(2, 500000), (3, 500000), (1, 1000000)]),
+        [(2, 458752), (3, 458752), (1, 800000)]),
+    # The same without a pool, 1 kB steps: the level is (2000000 - 800000) / 2
+    # = 600000 for the idle ones (qmemman's rule, by need, gave them 500000
+    # and the busy one 1000000).  Their -100000 are surplus moves under
+    # 153600, but 800000 + 2 * 700000 = 2200000 does not fit in 2000000:
+    # made after all.
+    "busy_level": (
+        [guest(1, 600000, 697600), guest(2, 700000, 297600), guest(3, 700000, 297600)],
+        HostState(100000, 100000), LEVEL,
+        [(2, 600000), (3, 600000), (1, 800000)]),
     # Short of memory: needs 800000 and 400000 (sum 1200000), avail = 100000 +
     # 1000000 - 100000 = 1000000.  Floors 2 * 204800 = 409600; pool 590400,
     # weights static range 819200 each -> fair share 295200 each.  Guest 2
@@ -119,23 +155,34 @@ BALANCE_GOLDEN = {
         [guest(1, 400000, 697600), guest(2, 600000, 10 ** 12)],
         HostState(100000, 100000), BalanceParams(),
         [(2, 500000), (1, 500000)]),
-    # Static-max caps.  Guest 1: static-max 512000, need 348800 + 51200 =
-    # 400000; 2: static-max 2048000, need 195200 + 204800 = 400000; 3:
+    # Levels scale with static-max.  Guest 1: static-max 512000, need 348800 +
+    # 51200 = 400000; 2: static-max 2048000, need 195200 + 204800 = 400000; 3:
     # static-max 2048000, need 595200 + 204800 = 800000.  avail = 250000 +
-    # 2450000 - 100000 = 2600000, surplus 1000000.  Round 1 by need 1:1:2:
-    # 250000, 250000, 500000, but guest 1 has room for only 112000: capped at
-    # 512000.  Round 2: 1000000 - 112000 = 888000 by 400000:800000 -> 296000,
-    # 592000: guest 2 696000, guest 3 1392000.  Sum 2600000.
-    "caps": (
+    # 2450000 - 100000 = 2600000; less the pool, 2337856.  A step is 65536 kB
+    # of the largest static-max, 16384 of guest 1's.  14 steps: guest 1
+    # max(400000, 229376) = 400000, guests 2 and 3 917504: 2235008 fits (15
+    # steps: 400000 + 2 * 983040 = 2366080 does not).  Moves: 1: -50000 and 2:
+    # +117504 are surplus moves under 153600, left; 3: -282496 is made.
+    "levels": (
         [guest(1, 450000, 348800, static_max_kb=512000),
          guest(2, 800000, 195200, static_max_kb=2048000),
          guest(3, 1200000, 595200, static_max_kb=2048000)],
         HostState(250000, 100000), BalanceParams(),
-        [(2, 696000), (1, 512000), (3, 1392000)]),
-    # Churn: needs 320000, 290000, 290000 (sum 900000), avail 1800000, surplus
-    # 900000 by need: targets twice the need, 640000, 580000, 580000: moves of
-    # +40000, -20000, -20000, each over 15 MiB (15360) but 80000 in all, under
-    # 150 MiB (153600), and nobody below need: nothing is done.
+        [(3, 917504)]),
+    # Static-max caps: the same guests on a host with 5000000 free.  avail =
+    # 7350000, less the pool 7087856.  The top step, ceil(2048000 / 65536) =
+    # 32 (2097152), takes everyone to static-max: 512000 + 2 * 2048000 =
+    # 4608000 fits; the rest stays free.  Guest 1's +62000 is a surplus move
+    # under 153600: left; 2: +1248000 and 3: +848000 are made.
+    "caps": (
+        [guest(1, 450000, 348800, static_max_kb=512000),
+         guest(2, 800000, 195200, static_max_kb=2048000),
+         guest(3, 1200000, 595200, static_max_kb=2048000)],
+        HostState(5000000, 100000), BalanceParams(),
+        [(2, 2048000), (3, 2048000)]),
+    # Churn: needs 320000, 290000, 290000 (sum 900000), avail 1800000, less the
+    # pool 1537856: level 7 steps, 458752 each.  Moves of -141248 each, all
+    # surplus moves under 150 MiB (153600), nobody below need: nothing is done.
     "churn": (
         [guest(1, 600000, 217600), guest(2, 600000, 187600), guest(3, 600000, 187600)],
         HostState(100000, 100000), BalanceParams(),
@@ -144,21 +191,39 @@ BALANCE_GOLDEN = {
     "churn_no_total_threshold": (
         [guest(1, 600000, 217600), guest(2, 600000, 187600), guest(3, 600000, 187600)],
         HostState(100000, 100000), BalanceParams(min_total_move_kb=0),
-        [(2, 580000), (3, 580000), (1, 640000)]),
-    # A small increase left alone: needs 400000 and 600000 (497600 + 102400),
-    # avail 300000 + 1300000 - 100000 = 1500000, surplus 500000 by need 2:3 ->
-    # 200000, 300000: targets 600000 and 900000.  Guest 1 would move +10000
-    # (< 15360): left at 590000; 590000 + 900000 fits in 1500000.
-    "small_increase_left": (
-        [guest(1, 590000, 297600), guest(2, 710000, 497600)],
-        HostState(300000, 100000), BalanceParams(),
-        [(2, 900000)]),
-    # A small decrease made after all: same targets, guest 1 would move -10000,
-    # but 610000 + 900000 = 1510000 does not fit in 1500000: it goes down too.
+        [(1, 458752), (2, 458752), (3, 458752)]),
+    # A surplus raise under 150 MiB is left: needs 400000 and 600000 (497600 +
+    # 102400), avail 200000 + 1400000 - 100000 = 1500000, level (no pool)
+    # 750000 each: +50000 each, both guests above their need: left alone.
+    "small_surplus_raise_left": (
+        [guest(1, 700000, 297600), guest(2, 700000, 497600)],
+        HostState(200000, 100000), LEVEL,
+        []),
+    # ...and made when it is worth it: 300000 more free, level 900000: +200000 each.
+    "surplus_raise_made": (
+        [guest(1, 700000, 297600), guest(2, 700000, 497600)],
+        HostState(500000, 100000), LEVEL,
+        [(1, 900000), (2, 900000)]),
+    # A small increase left alone: guest 1 below its need 400000 by 10000
+    # (< 15360), guest 2 at 600000 (its need) + 300000 of level: avail 300000 +
+    # 1300000 - 100000 = 1500000, level 900000 for guest 2, guest 1's 900000
+    # too?  No: max(400000, x) + max(600000, x) <= 1500000 gives x = 750000
+    # for both.  Guest 1: 390000 -> 750000 is a raise of a guest below its
+    # need: made; guest 2: 910000 -> 750000, -160000, made.
+    "below_need_raised": (
+        [guest(1, 390000, 297600), guest(2, 910000, 497600)],
+        HostState(300000, 100000), LEVEL,
+        [(2, 750000), (1, 750000)]),
+    # A small decrease made after all: needs 400000 (guest 1) and 800000
+    # (guest 2, 697600 + 102400); avail 100000 + 1420000 - 100000 = 1420000;
+    # level: max(400000, x) + 800000 <= 1420000, x = 620000.  Guest 1's
+    # -100000 is a surplus move under 153600, left; guest 2's +100000 lifts a
+    # guest below its need: made.  But 720000 + 800000 = 1520000 does not fit
+    # in 1420000: guest 1 goes down after all.
     "small_decrease_needed": (
-        [guest(1, 610000, 297600), guest(2, 690000, 497600)],
-        HostState(300000, 100000), BalanceParams(),
-        [(1, 600000), (2, 900000)]),
+        [guest(1, 720000, 297600), guest(2, 700000, 697600)],
+        HostState(100000, 100000), LEVEL,
+        [(1, 620000), (2, 800000)]),
     # Hysteresis compares with the last target, not with what the guest holds
     # on its way there: the target 600000 is already set.
     "target_already_set": (
@@ -169,13 +234,22 @@ BALANCE_GOLDEN = {
     # Non-participating (2) and uncooperative (3) guests get no target and
     # their promised-but-untaken memory stays free: avail = 500000 + 600000 -
     # 100000 - (700000 - 600000) = 900000 for guest 1, need 400000: all of it
-    # (under static-max), +300000.
+    # without a pool (under static-max), +300000.
     "held_guests": (
         [guest(1, 600000, 297600), guest(2, 600000, 297600, participating=False,
                                           last_target_kb=700000),
          guest(3, 600000, 297600, uncooperative=True)],
-        HostState(500000, 100000), BalanceParams(),
+        HostState(500000, 100000), LEVEL,
         [(1, 900000)]),
+    # A rising guest: Committed_AS 397600 growing 60000 kB/s, projected over 2
+    # s: need 397600 + 102400 + 120000 = 620000; it holds 500000.  The other
+    # needs 400000 and holds 700000.  avail 100000 + 1200000 - 100000 =
+    # 1200000 = 620000 + 580000: level 580000.  Without the rise the need
+    # would be 500000 and the guest would be left where it is.
+    "rising": (
+        [guest(1, 500000, 397600, rise_kb_per_s=60000), guest(2, 700000, 297600)],
+        HostState(100000, 100000), LEVEL,
+        [(2, 580000), (1, 620000)]),
 }
 
 
@@ -190,7 +264,9 @@ def test_balance_reasons_say_why() -> None:
     assert [m.reason for m in balance(guests, host, params)] == [
         "need 400000 (squeeze spares it)", "squeezed: 600000 of need 800000"]
     guests, host, params, _ = BALANCE_GOLDEN["caps"]
-    assert balance(guests, host, params)[1].reason == "need 400000 + share 112000 (static-max)"
+    assert balance(guests, host, params)[0].reason == "need 400000 + level 1648000 (static-max)"
+    guests, host, params, _ = BALANCE_GOLDEN["busy"]
+    assert [m.urgent for m in balance(guests, host, params)] == [False, False, True]
     guests, host, params, _ = BALANCE_GOLDEN["floors"]
     assert balance(guests, host, params)[0].reason == "floor: host short by 9600 kB (need 800000)"
 
@@ -205,7 +281,7 @@ def test_a_guest_above_static_max_is_brought_down_even_by_a_small_move() -> None
     # static-max lowered to 590000 under a guest holding 600000: its target is
     # at most 590000 whatever the hysteresis says (a 10000 move, a 10000 total).
     guests = [guest(1, 600000, 297600, static_max_kb=590000)]
-    assert targets(balance(guests, HostState(0, 0))) == [(1, 590000)]
+    assert targets(balance(guests, HostState(0, 0), LEVEL)) == [(1, 590000)]
 
 
 def test_duplicate_domids_are_a_caller_error() -> None:
@@ -313,7 +389,8 @@ def guests_strategy(draw) -> list[GuestState]:
             domid=domid, name="g", cur_kb=cur_kb, static_max_kb=static_max_kb, min_kb=min_kb,
             committed_as_kb=committed_as_kb, mem_available_kb=draw(st.none() | KB),
             participating=participating, uncooperative=uncoop,
-            last_target_kb=last_target_kb, reserved_kb=draw(st.integers(0, 10 ** 5) | KB)))
+            last_target_kb=last_target_kb, reserved_kb=draw(st.integers(0, 10 ** 5) | KB),
+            rise_kb_per_s=draw(st.integers(0, 10 ** 5) | KB)))
     return out
 
 
@@ -321,7 +398,10 @@ HOSTS = st.builds(HostState, free_kb=st.integers(0, 10 ** 7) | KB,
                   host_reserve_kb=st.integers(0, 10 ** 6) | KB)
 PARAMS = st.builds(BalanceParams, headroom_pct=st.integers(0, 30) | st.integers(-10, 300),
                    min_guest_move_kb=st.integers(0, 20000) | st.integers(-10, 10 ** 6),
-                   min_total_move_kb=st.integers(0, 200000) | st.integers(-10, 10 ** 7))
+                   min_total_move_kb=st.integers(0, 200000) | st.integers(-10, 10 ** 7),
+                   rise_horizon_s=st.integers(0, 3) | st.integers(-10, 10 ** 4),
+                   pool_kb=st.integers(0, 300000) | st.integers(-10, 10 ** 9),
+                   level_step_kb=st.integers(1, 70000) | st.integers(-10, 10 ** 9))
 
 
 def _ref_kb(g: GuestState) -> int:
@@ -371,7 +451,8 @@ def test_every_guest_keeps_the_smaller_of_its_need_and_its_fair_share(
     range_kb = sum(g.static_max_kb - g.min_kb for g in bal)
     for g in bal:
         fair_kb = g.min_kb + (pool_kb * (g.static_max_kb - g.min_kb) // range_kb if range_kb else 0)
-        assert ideal[g.domid][0] >= min(need_kb(g, params.headroom_pct), fair_kb)
+        need = need_kb(g, params.headroom_pct, params.rise_horizon_s)
+        assert ideal[g.domid][0] >= min(need, fair_kb)
 
 
 @settings(max_examples=250, deadline=None)

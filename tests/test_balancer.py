@@ -242,6 +242,23 @@ def test_free_times_out_naming_the_guest_that_did_not_give(host):
     assert "not yet given back: guest2 (dom 2)" in proc.stderr
 
 
+def test_a_guest_below_its_need_gets_what_is_free_at_once(host):
+    """2200 MiB, two guests of 1024: 152 MiB free, 88 above the 64 MiB reserve.
+    The busy guest is below its need, the idle one never gives back: the busy
+    one is granted the 88 MiB at once, in one write, and told the rest comes
+    once the decreases have freed it (not after waiting for them)."""
+    h = host(2200, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1, 2)
+    h.publish(1, 1500)
+    h.publish(2, 150)
+    h.stuck.add(2)
+    proc = h.run("--once")
+    assert proc.returncode == 0, proc.stderr
+    assert h.target_kb(2) < 1024 * MIB  # asked, first
+    assert [kb for d, kb in h.requests if d == 1] == [(1024 + 88) * MIB]
+    assert "the rest once the decreases have freed it" in h.guest_state(1)["reason"]
+
+
 def test_pause_and_resume_commands(host):
     h = host(2200, {1: (1024, 2048)})
     assert h.run("pause").stdout.strip() == "xenballoon-balancer: paused"
@@ -381,6 +398,23 @@ def test_guest_state_builder_never_lets_a_guest_out_of_its_bounds(data, n, free_
     ideal = balance.ideal_targets(states, host)
     floors = sum(by_id[d].min_kb for d in ideal)
     assert sum(t for t, _ in ideal.values()) <= max(balance.available_kb(states, host), floors)
+
+
+def test_rise_is_committed_as_growth_per_second_of_the_guests_own_uptime() -> None:
+    """Worked by hand: +300000 kB in 150 cs of uptime = 200000 kB/s."""
+    rise = guests.Rise()
+    assert rise.observe(1, 10000, 500000) == 0  # first sight: unknown
+    assert rise.observe(1, 10150, 800000) == 200000
+    assert rise.observe(1, 10150, 800000) == 200000  # the same publication: kept
+    assert rise.observe(1, 10250, 800512) == 0  # +512 kB: an idle guest's wobble
+    assert rise.observe(1, 10350, 700000) == 0  # falling
+    assert rise.observe(1, 100, 900000) == 0  # uptime went back (a reboot): start over
+    assert rise.observe(1, 200, 1000000) == 100000
+    assert rise.observe(1, None, 1000000) == 0  # no stats: forgotten
+    assert rise.observe(1, 300, 1100000) == 0
+    rise.observe(2, 100, 0)
+    rise.forget_all_but([1])
+    assert rise.observe(2, 200, 10 ** 6) == 0
 
 
 def test_simulator_balanced_mode_runs_the_real_balancer(tmp_path):

@@ -549,8 +549,8 @@ def test_shellcheck_posix_sh(path):
     assert r.returncode == 0, r.stdout
 
 
-def lsb_header() -> dict[str, str]:
-    text = open(SCRIPT).read()
+def lsb_header(script: str = SCRIPT) -> dict[str, str]:
+    text = open(script).read()
     block = text.split("### BEGIN INIT INFO\n", 1)[1].split("### END INIT INFO", 1)[0]
     fields: dict[str, str] = {}
     key = None
@@ -582,9 +582,9 @@ def test_lsb_header_agrees_with_chkconfig_line():
 # --------------------------------------------------------------------------
 # The systemd unit.
 
-def unit_lines() -> list[tuple[str, str, str]]:
+def unit_lines(unit: str = UNIT) -> list[tuple[str, str, str]]:
     section, out = "", []
-    for line in open(UNIT).read().splitlines():
+    for line in open(unit).read().splitlines():
         if line.startswith("["):
             section = line.strip("[]")
         elif line and not line.startswith("#"):
@@ -595,6 +595,11 @@ def unit_lines() -> list[tuple[str, str, str]]:
 
 def unit_values(section: str, key: str) -> list[str]:
     return [v for s, k, v in unit_lines() if s == section and k == key]
+
+
+def unit_values_of(unit: str):
+    lines = unit_lines(unit)
+    return lambda section, key: [v for s, k, v in lines if s == section and k == key]
 
 
 def test_unit_settings():
@@ -617,9 +622,9 @@ def test_unit_verifies(tmp_path, daemon_program):
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
-def exec_condition(root: str) -> list[str]:
+def exec_condition(root: str, unit: str = UNIT) -> list[str]:
     """The unit's ExecCondition as systemd runs it ($$ is $), paths under root."""
-    [cmd] = unit_values("Service", "ExecCondition")
+    [cmd] = unit_values_of(unit)("Service", "ExecCondition")
     argv = re.findall(r"'[^']*'|\S+", cmd)
     argv = [a[1:-1] if a.startswith("'") else a for a in argv]
     script = argv[2].replace("$$", "$")
@@ -750,3 +755,257 @@ def test_make_install_then_the_installed_script_runs_the_installed_daemon(tmp_pa
         assert g.daemons() == [] and not os.path.exists(g.pidfile)
     finally:
         g.kill_all()
+
+
+# --------------------------------------------------------------------------
+# The balancer's script and unit (initscripts/xenballoon-balancer*): domain 0.
+# The same lifecycle through every library, against a dom0 tree whose xl and
+# xenstored are unreachable: the daemon keeps running and says so each pass.
+
+BAL_SCRIPT = os.path.join(REPO, "initscripts", "xenballoon-balancer")
+BAL_UNIT = os.path.join(REPO, "initscripts", "xenballoon-balancer.service")
+BAL_CONF = "XENBALLOON_BALANCER_INTERVAL=1\nXENBALLOON_XENSTORE=native\n"
+
+
+@pytest.fixture(scope="module")
+def balancer_program(tmp_path_factory) -> str:
+    """The balancer as pip's console script is: a Python script named
+    xenballoon-balancer."""
+    path = str(tmp_path_factory.mktemp("bin") / "xenballoon-balancer")
+    with open(path, "w") as f:
+        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
+                "from xenballoond.dom0.balancer import main\nsys.exit(main())\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+class Dom0(Guest):
+    def __init__(self, root: str, lib: str, shell: str, program: str) -> None:
+        super().__init__(root, lib, shell, program)
+        confdir = "etc/default" if lib in ("debian", "plain") else "etc/sysconfig"
+        self.conf = os.path.join(root, confdir, "xenballoon-balancer.conf")
+        self.pidfile = os.path.join(root, "var/run/xenballoon-balancer.pid")
+
+    def argv(self, action: str) -> list[str]:
+        return [self.shell, BAL_SCRIPT, action]
+
+
+def make_dom0(tmp_path, lib: str, shell: str, program: str, conf: str | None = BAL_CONF,
+              features: str | None = "00000f05", capabilities: str | None = "control_d"
+              ) -> Dom0:
+    root = str(tmp_path / "dom0")
+    os.makedirs(os.path.join(root, "var/run"))
+    write_dom0_signs(root, features, capabilities)
+    install_library(root, lib)
+    d = Dom0(root, lib, shell, program)
+    d.env["XENBALLOON_BALANCER_XL"] = os.path.join(root, "no/such/xl")
+    if conf is not None:
+        write(d.conf, conf + f"XENBALLOON_BALANCER_XL={os.path.join(root, 'no/such/xl')}\n")
+    return d
+
+
+@pytest.fixture(params=VARIANTS, ids=[f"{lib}-{sh}" for lib, sh in VARIANTS])
+def dom0(request, tmp_path, balancer_program):
+    lib, shell = request.param
+    if lib == "debian" and not os.path.exists(DEBIAN_LSB):
+        needs_file(DEBIAN_LSB, "sysvinit-utils, or lsb-base")
+    d = make_dom0(tmp_path, lib, shell, balancer_program)
+    yield d
+    d.kill_all()
+
+
+@pytest.fixture
+def plain_dom0(tmp_path, balancer_program):
+    holder: list[Dom0] = []
+
+    def factory(**kw) -> Dom0:
+        d = make_dom0(tmp_path, "plain", "sh", balancer_program, **kw)
+        holder.append(d)
+        return d
+    yield factory
+    for d in holder:
+        d.kill_all()
+
+
+def test_balancer_start_twice_one_daemon_then_stop_leaves_nothing(dom0):
+    ok(dom0.run("status"), 3)
+    ok(dom0.run("start"))
+    [pid] = dom0.daemons()
+    assert dom0.pid_in_file() == pid
+    ok(dom0.run("status"), 0)
+    r = ok(dom0.run("start"))
+    assert "already running" in r.stdout
+    assert dom0.daemons() == [pid]
+    ok(dom0.run("stop"))
+    assert dom0.daemons() == []
+    assert not os.path.exists(dom0.pidfile)
+    ok(dom0.run("status"), 3)
+    ok(dom0.run("stop"))
+
+
+def test_balancer_killed_status_1_then_start_works(dom0):
+    ok(dom0.run("start"))
+    [pid] = dom0.daemons()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: gone(pid), what="daemon dead and reaped")
+    assert dom0.pid_in_file() == pid
+    ok(dom0.run("status"), 1)
+    ok(dom0.run("start"))
+    [new] = dom0.daemons()
+    assert new != pid and dom0.pid_in_file() == new
+    ok(dom0.run("stop"))
+    assert not os.path.exists(dom0.pidfile)
+
+
+def test_balancer_a_live_process_named_like_it_in_the_pid_file_does_not_stop_a_start(dom0):
+    """The PID of a reboot ago may be a `less xenballoon-balancer.log` now: the lock decides."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "/var/log/xenballoon-balancer.log"])
+    try:
+        write(dom0.pidfile, f"{other.pid}\n")
+        ok(dom0.run("start"))
+        [pid] = dom0.daemons()
+        assert dom0.pid_in_file() == pid
+        ok(dom0.run("stop"))
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_balancer_twenty_concurrent_starts_leave_one_daemon(dom0):
+    results = REAPER.run_many([dom0.argv("start")] * 20, env=dom0.env)
+    for r in results:
+        ok(r)
+    [pid] = dom0.daemons()
+    assert dom0.pid_in_file() == pid
+
+
+def test_balancer_bad_config_exit_6_starts_nothing(dom0):
+    write(dom0.conf, "XENBALLOON_BALANCER_INTERVAL=soon\n")
+    r = ok(dom0.run("start"), 6)
+    assert "XENBALLOON_BALANCER_INTERVAL" in r.stderr and "soon" in r.stderr
+    assert dom0.daemons() == [] and not os.path.exists(dom0.pidfile)
+
+
+def test_balancer_restart_try_restart_and_reload(dom0):
+    ok(dom0.run("try-restart"))
+    assert dom0.daemons() == []
+    ok(dom0.run("reload"), 7)
+    ok(dom0.run("restart"))
+    [first] = dom0.daemons()
+    ok(dom0.run("restart"))
+    [second] = dom0.daemons()
+    assert second != first
+    ok(dom0.run("condrestart"))
+    [third] = dom0.daemons()
+    assert third != second
+    ok(dom0.run("reload"))
+    ok(dom0.run("force-reload"))
+    assert dom0.daemons() == [third]
+
+
+def test_balancer_reload_with_bad_config_exit_6_daemon_keeps_running(plain_dom0):
+    d = plain_dom0()
+    ok(d.run("start"))
+    [pid] = d.daemons()
+    write(d.conf, "XENBALLOON_BALANCER_HEADROOM_PCT=101\n")
+    r = ok(d.run("reload"), 6)
+    assert "XENBALLOON_BALANCER_HEADROOM_PCT" in r.stderr
+    assert d.daemons() == [pid]
+
+
+@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
+def test_balancer_script_starts_only_in_domain_0(plain_dom0, features, capabilities, guest):
+    d = plain_dom0(features=features, capabilities=capabilities)
+    r = ok(d.run("start"))
+    if guest:
+        assert "not domain 0" in r.stdout
+        assert d.daemons() == [] and not os.path.exists(d.pidfile)
+    else:
+        assert len(d.daemons()) == 1
+
+
+def test_balancer_not_installed_exit_5_and_unknown_action_exit_2(plain_dom0):
+    d = plain_dom0()
+    d.env["XENBALLOOND"] = os.path.join(d.root, "no/such/xenballoon-balancer")
+    ok(d.run("start"), 5)
+    ok(d.run("status"), 3)
+    r = ok(d.run("frobnicate"), 2)
+    assert "Usage:" in r.stderr
+
+
+def test_balancer_red_hat_subsys_lock(tmp_path, balancer_program):
+    d = make_dom0(tmp_path, "redhat", "bash", balancer_program)
+    lock = os.path.join(d.root, "var/lock/subsys/xenballoon-balancer")
+    os.makedirs(os.path.dirname(lock))
+    try:
+        r = ok(d.run("start"))
+        assert "[  OK  ]" in r.stdout
+        assert os.path.exists(lock)
+        ok(d.run("stop"))
+        assert not os.path.exists(lock)
+    finally:
+        d.kill_all()
+
+
+def test_balancer_script_shellcheck_posix_sh():
+    needs_tool("shellcheck")
+    r = REAPER.run(["shellcheck", "-s", "sh", BAL_SCRIPT])
+    assert r.returncode == 0, r.stdout
+
+
+def test_balancer_lsb_header_agrees_with_chkconfig_line():
+    fields = lsb_header(BAL_SCRIPT)
+    assert fields["Provides"] == "xenballoon-balancer"
+    chk = re.search(r"^# chkconfig: (\d+) (\d+) (\d+)$", open(BAL_SCRIPT).read(), re.M)
+    assert chk and fields["Default-Start"].split() == list(chk.group(1))
+    assert fields["Default-Stop"].split() == ["0", "1", "6"]
+    assert set(fields["Required-Start"].split()) == {"$remote_fs", "$syslog"}
+
+
+def test_balancer_unit_settings():
+    values = unit_values_of(BAL_UNIT)
+    [start] = values("Service", "ExecStart")
+    assert start.split()[1:] == ["-f"]
+    assert values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
+    assert values("Service", "Restart") == ["on-failure"]
+    assert values("Service", "RestartPreventExitStatus") == ["2"]
+    assert values("Install", "WantedBy") == ["multi-user.target"]
+
+
+def test_balancer_unit_verifies(tmp_path, balancer_program):
+    needs_tool("systemd-analyze")
+    unit = tmp_path / "xenballoon-balancer.service"
+    unit.write_text(open(BAL_UNIT).read().replace("/usr/local/bin/xenballoon-balancer",
+                                                  balancer_program))
+    r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
+def test_balancer_unit_runs_only_in_domain_0(tmp_path, features, capabilities, guest):
+    """The unit's conditions and the script agree with the daemon on every row."""
+    root = str(tmp_path)
+    write_dom0_signs(root, features, capabilities)
+    values = unit_values_of(BAL_UNIT)
+    paths_ok = all(os.path.exists(root + p.lstrip("|!"))
+                   for p in values("Unit", "ConditionPathExists") if not p.startswith("|"))
+    r = REAPER.run(exec_condition(root, BAL_UNIT))
+    assert (paths_ok and r.returncode == 0) == (not guest), r
+    assert r.returncode in range(0, 255)  # 1-254 skips the unit; 255 would fail it
+
+
+def test_install_service_layout_of_the_balancer(tmp_path):
+    dest = str(tmp_path)
+    ok(make_install(dest, "DISTRO=debian", "BINDIR=/opt/xb/bin", "PROGRAM=xenballoon-balancer"))
+    init = os.path.join(dest, "etc/init.d/xenballoon-balancer")
+    unit = os.path.join(dest, "lib/systemd/system/xenballoon-balancer.service")
+    conf = os.path.join(dest, "etc/default/xenballoon-balancer.conf")
+    assert os.stat(init).st_mode & 0o777 == 0o755
+    assert open(conf).read() == open(os.path.join(REPO, "etc", "xenballoon-balancer.conf")).read()
+    text = open(init).read()
+    assert 'xb_candidates="/opt/xb/bin/xenballoon-balancer /usr/sbin/xenballoon-balancer ' in text
+    assert text.replace("/opt/xb/bin/xenballoon-balancer ", "", 1) == open(BAL_SCRIPT).read()
+    assert "ExecStart=/opt/xb/bin/xenballoon-balancer -f" in open(unit).read()
+    assert "/usr/local/bin" not in open(unit).read()

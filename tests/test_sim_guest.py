@@ -72,6 +72,43 @@ def test_daemon_write_to_target_moves_the_reservation(tmp_path) -> None:
     assert g.stats.target_writes == 1 and g.stats.below_committed_s == 0
 
 
+def test_a_write_caught_half_done_is_not_a_target_of_0(tmp_path) -> None:
+    """The daemon's open(O_TRUNC) then write(): the simulator may look in
+    between.  The kernel's store sees the whole write() or nothing, so an
+    empty file is no target (it was read as 0 and shrank a busy guest)."""
+    g = make(tmp_path)
+    open(tmp_path / SYSFS / "target", "w").close()
+    run(g, 1)
+    assert g.driver.target_kb == 1024 * MIB and g.stats.target_writes == 0
+    with open(tmp_path / SYSFS / "target", "w") as f:  # the write lands
+        f.write(f"{600 * MIB * 1024}\n")
+    run(g, 0.25, 1)
+    assert g.driver.target_kb == 600 * MIB and g.stats.target_writes == 1
+
+
+def test_rewriting_the_target_the_kernel_took_is_not_a_move(tmp_path) -> None:
+    """Directed: the kernel takes memory/target (kB, floored to pages); the
+    daemon then writes the same target in bytes.  A write, not a move."""
+    g = make(tmp_path)
+    g.on_target_watch()
+    run(g, 0.25, reader=lambda: "614403")  # 600 MiB + 3 kB: the kernel takes 614400
+    with open(tmp_path / SYSFS / "target", "w") as f:
+        f.write(f"{614403 * 1024}\n")
+    run(g, 0.25, 0.25)
+    assert g.stats.target_writes == 1 and g.stats.target_moves == 0
+    with open(tmp_path / SYSFS / "target", "w") as f:
+        f.write(f"{700 * MIB * 1024}\n")
+    run(g, 0.25, 0.5)
+    assert g.stats.target_writes == 2 and g.stats.target_moves == 1
+    text = read(tmp_path, f"{SYSFS}/target")
+    os.utime(tmp_path / SYSFS / "target", ns=(1, 1))  # a write in place of the same text
+    run(g, 0.25, 0.75)
+    assert read(tmp_path, f"{SYSFS}/target") == text
+    assert g.stats.target_writes == 3 and g.stats.target_moves == 1
+    run(g, 0.5, 1.0)  # nothing written since: nothing counted
+    assert g.stats.target_writes == 3
+
+
 def test_target_kb_write_and_garbage(tmp_path) -> None:
     g = make(tmp_path)
     with open(tmp_path / SYSFS / "target_kb", "w") as f:

@@ -44,6 +44,15 @@ def test_summary_totals_worked_by_hand() -> None:
         "daemons exited 1 time(s): see var/log/xenballoond.log in the guests (--keep)")
 
 
+def test_target_writes_are_the_moves_of_the_target() -> None:
+    """dom0's xl mem-set plus the daemons' writes that moved the driver's
+    target, per guest per minute: (4 + 2) + (0 + 6) over 2 guests in 1 min."""
+    s = summarise([row(1, target_writes=9, target_moves=4, dom0_target_sets=2),
+                   row(2, target_writes=9, target_moves=0, dom0_target_sets=6)])
+    assert s["target_writes_per_guest_min"] == 6.0
+    assert s["dom0_target_sets"] == 8
+
+
 def test_safe_run() -> None:
     s = summarise([row(1)])
     assert s["safe"] is True and s["problems"] == []

@@ -108,7 +108,13 @@ SETTLE_POLL_S = 0.5
 def apply_moves(moves: Sequence[Move], guests: Sequence[GuestState], xl: Xl, reserve_kb: int,
                 settle_s: float, wait: Callable[[float], bool]) -> Applied:
     """Write ``moves`` (decreases first, as balance() orders them).  ``wait(s)``
-    sleeps up to s seconds and returns True when the daemon must stop."""
+    sleeps up to s seconds and returns True when the daemon must stop.
+
+    An urgent increase (a guest below its need) takes what is free at once,
+    before the decreases have freed anything: the guest's balloon starts
+    growing now, and the rest follows once the decreases have freed it.  Other
+    increases wait for the decreases (up to ``settle_s``) and are written once.
+    """
     by_id = {g.domid: g for g in guests}
     targets: dict[int, int] = {}
     written: list[Move] = []
@@ -122,7 +128,7 @@ def apply_moves(moves: Sequence[Move], guests: Sequence[GuestState], xl: Xl, res
             failed.append((move, str(exc)))
             return
         targets[move.domid] = tgt_kb
-        written.append(Move(move.domid, tgt_kb, reason))
+        written.append(Move(move.domid, tgt_kb, reason, move.urgent))
 
     ups = []
     for move in moves:
@@ -133,41 +139,56 @@ def apply_moves(moves: Sequence[Move], guests: Sequence[GuestState], xl: Xl, res
             ups.append(move)
     if not ups:
         return Applied(written, deferred, failed)
+    decreases = bool(written)
+
+    def base_kb(move: Move) -> int:
+        g = by_id[move.domid]
+        return max(g.cur_kb, targets.get(move.domid, ref_kb(g)))
 
     def extra_kb(move: Move) -> int:
-        g = by_id[move.domid]
-        return max(move.tgt_kb - max(g.cur_kb, ref_kb(g)), 0)
+        return max(move.tgt_kb - base_kb(move), 0)
 
     def budget_kb() -> int:
         return xl.free_kb() - reserve_kb - promised_kb(guests, targets)
 
-    wanted_kb = sum(extra_kb(m) for m in ups)
-    try:
-        budget = budget_kb()
-        waited_s = 0.0
-        while budget < wanted_kb and written and waited_s < settle_s:
-            if wait(SETTLE_POLL_S):
-                break
-            waited_s += SETTLE_POLL_S
-            budget = budget_kb()
-    except XlError as exc:
-        return Applied(written, deferred + [(m, f"free memory unknown: {exc}") for m in ups],
-                       failed)
-    for move in ups:
-        g = by_id[move.domid]
-        base_kb = max(g.cur_kb, ref_kb(g))
-        grant_kb = min(extra_kb(move), max(budget, 0))
-        if move.tgt_kb <= base_kb:
-            write(move, move.tgt_kb, move.reason)  # a raise of a guest still below its target
+    def grant(move: Move, budget: int, final: bool) -> int:
+        """Write what the budget allows of ``move``; the budget left."""
+        base, extra = base_kb(move), extra_kb(move)
+        grant_kb = min(extra, max(budget, 0))
+        if move.tgt_kb <= base:
+            if targets.get(move.domid) != move.tgt_kb:
+                write(move, move.tgt_kb, move.reason)  # a raise of a guest still below its target
         elif grant_kb <= 0:
-            deferred.append((move, f"waiting for free memory ({max(budget, 0)} kB above "
-                                   "the reserve)"))
-        elif grant_kb < extra_kb(move):
-            write(move, base_kb + grant_kb,
-                  f"{move.reason}; {base_kb + grant_kb} of {move.tgt_kb} for now "
+            if final:
+                deferred.append((move, f"waiting for free memory ({max(budget, 0)} kB above "
+                                       "the reserve)"))
+        elif grant_kb < extra:
+            write(move, base + grant_kb,
+                  f"{move.reason}; {base + grant_kb} of {move.tgt_kb} for now "
                   "(waiting for free memory)")
             budget -= grant_kb
         else:
             write(move, move.tgt_kb, move.reason)
             budget -= grant_kb
+        return budget
+
+    try:
+        budget = budget_kb()
+        if decreases and budget < sum(extra_kb(m) for m in ups):
+            for move in [m for m in ups if m.urgent and budget > 0]:
+                budget = grant(move, budget, final=False)
+                if move.domid in targets:  # what was free: the rest next pass
+                    ups.remove(move)
+                    if targets[move.domid] < move.tgt_kb:
+                        deferred.append((move, "the rest once the decreases have freed it"))
+            waited_s = 0.0
+            while (budget < sum(extra_kb(m) for m in ups) and waited_s < settle_s
+                   and not wait(SETTLE_POLL_S)):
+                waited_s += SETTLE_POLL_S
+                budget = budget_kb()
+    except XlError as exc:
+        return Applied(written, deferred + [(m, f"free memory unknown: {exc}") for m in ups
+                                            if m.domid not in targets], failed)
+    for move in ups:
+        budget = grant(move, budget, final=True)
     return Applied(written, deferred, failed)

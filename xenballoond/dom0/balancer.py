@@ -57,10 +57,16 @@ MAX_SETTLE_S = 5.0
 log = logging.getLogger(PROG)
 
 
+# The guests' default XENBALLOON_INTERVAL: how old their published stats may be.
+GUEST_INTERVAL_S = 1
+
+
 def params_of(config: settings.BalancerConfig) -> BalanceParams:
     return BalanceParams(headroom_pct=config.headroom_pct,
                          min_guest_move_kb=config.min_guest_move_mb * MIB_KB,
-                         min_total_move_kb=config.min_total_move_mb * MIB_KB)
+                         min_total_move_kb=config.min_total_move_mb * MIB_KB,
+                         pool_kb=config.pool_mb * MIB_KB,
+                         rise_horizon_s=config.interval_s + GUEST_INTERVAL_S)
 
 
 @dataclass
@@ -100,6 +106,7 @@ class Balancer:
         self.config = config
         self.params = params_of(config)
         self.freshness = guests_mod.Freshness(config.stale_intervals, config.stale_after_s)
+        self.rise = guests_mod.Rise()
         self.cooperation = guests_mod.Cooperation(
             CooperationParams(timeout_s=float(config.uncooperative_s)))
 
@@ -127,7 +134,10 @@ class Balancer:
             if pub is None:
                 continue  # being created or destroyed: not in xenstore
             keys = guests_mod.dom0_keys(values, d.domid)
-            fresh = self.freshness.observe(d.domid, guests_mod.uptime_cs(pub.uptime), now_s)
+            row = make_row(pub)
+            up_cs = guests_mod.uptime_cs(pub.uptime)
+            fresh = self.freshness.observe(d.domid, up_cs, now_s)
+            rise = self.rise.observe(d.domid, up_cs, row.commit_kb)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
                        and (keys.selfballoon or "").strip() != "1")
             change = self.cooperation.observe(
@@ -137,10 +147,11 @@ class Balancer:
                     "dom %d %s: %s: %s", d.domid, d.name,
                     "uncooperative" if change[0] else "cooperative", change[1])
             views.append(guests_mod.guest_view(
-                d, keys, make_row(pub), listed=self.config.guests, fresh=fresh,
-                marked_uncooperative=self.cooperation.is_marked(d.domid)))
+                d, keys, row, listed=self.config.guests, fresh=fresh,
+                marked_uncooperative=self.cooperation.is_marked(d.domid), rise_kb_per_s=rise))
         present = [v.state.domid for v in views]
         self.freshness.forget_all_but(present)
+        self.rise.forget_all_but(present)
         self.cooperation.forget_all_but(present)
         return Snapshot(views, HostState(free_kb, self.reserve_kb),
                         [v.state.domid for v in views if v.wants_directed])
@@ -215,7 +226,7 @@ class Balancer:
                 "domid": v.state.domid, "name": v.state.name, "status": v.status,
                 "cur_kb": v.state.cur_kb, "static_max_kb": v.state.static_max_kb,
                 "min_kb": v.state.min_kb,
-                "need_kb": need_kb(v.state, self.params.headroom_pct)
+                "need_kb": need_kb(v.state, self.params.headroom_pct, self.params.rise_horizon_s)
                 if is_balanced(v.state) else None,
                 "target_kb": (written or {}).get(v.state.domid, v.state.last_target_kb),
                 "reason": self.reasons.get(v.state.domid, ""),
@@ -375,8 +386,8 @@ class Reloader:
 
 def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
     c = b.config
-    log.info("started: interval %d s, host reserve %d MiB, headroom %d%%, opted in by "
-             "config: %s", c.interval_s, c.host_reserve_mb, c.headroom_pct,
+    log.info("started: interval %d s, host reserve %d MiB, pool %d MiB, headroom %d%%, "
+             "opted in by config: %s", c.interval_s, c.host_reserve_mb, c.pool_mb, c.headroom_pct,
              " ".join(c.guests) or "none (memory/balance = 1 only)")
 
     def wait(seconds: float) -> bool:

@@ -119,6 +119,44 @@ class Freshness:
             del self._seen[domid]
 
 
+RISE_TOLERANCE_KB = 1024  # the guest daemon's (guest/policy.py): an idle guest's wobble
+
+
+class Rise:
+    """How fast each guest's Committed_AS is rising, in kB per second of the
+    guest's own uptime, between its last two publications.  A publication
+    seen again (the same uptime) keeps the rate; an uptime that went back (a
+    reboot, a restore) starts over.  Guest data: a claim of a steep rise only
+    raises that guest's need, which balance.need_kb caps at its static-max."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, int]] = {}
+        self._rate: dict[int, int] = {}
+
+    def observe(self, domid: int, uptime_cs: Optional[int], committed_kb: Optional[int]) -> int:
+        if uptime_cs is None or committed_kb is None:
+            self._last.pop(domid, None)
+            self._rate.pop(domid, None)
+            return 0
+        last = self._last.get(domid)
+        if last is not None and last[0] == uptime_cs:
+            return self._rate.get(domid, 0)
+        rate = 0
+        if last is not None and uptime_cs > last[0]:
+            grown_kb = committed_kb - last[1]
+            if grown_kb > RISE_TOLERANCE_KB:
+                rate = min(grown_kb * 100 // (uptime_cs - last[0]), MAX_KB)
+        self._last[domid] = (uptime_cs, committed_kb)
+        self._rate[domid] = rate
+        return rate
+
+    def forget_all_but(self, domids: Iterable[int]) -> None:
+        keep = set(domids)
+        for table in (self._last, self._rate):
+            for domid in [d for d in table if d not in keep]:
+                del table[domid]
+
+
 def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
     names = set(listed)
     return (domain.name in names or str(domain.domid) in names
@@ -126,7 +164,7 @@ def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
 
 
 def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: Iterable[str],
-               fresh: bool, marked_uncooperative: bool) -> GuestView:
+               fresh: bool, marked_uncooperative: bool, rise_kb_per_s: int = 0) -> GuestView:
     """One guest's record and status.  Pure."""
     is_opted_in = opted_in(domain, keys, listed)
     self_on = keys.selfballoon is not None and keys.selfballoon.strip() == "1"
@@ -165,7 +203,8 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
         min_kb=min_kb, committed_as_kb=committed_kb if status in (BALANCED, UNCOOPERATIVE)
         else None,
         participating=status in (BALANCED, UNCOOPERATIVE), uncooperative=marked_uncooperative,
-        last_target_kb=target_kb, reserved_kb=reserved_kb)
+        last_target_kb=target_kb, reserved_kb=reserved_kb,
+        rise_kb_per_s=min(max(rise_kb_per_s, 0), MAX_KB) if status == BALANCED else 0)
     return GuestView(state, status, is_opted_in,
                      wants_directed=is_opted_in and keys.selfballoon is None)
 

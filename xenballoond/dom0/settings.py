@@ -28,6 +28,7 @@ class BalancerConfig:
     headroom_pct: int = DEFAULT_PARAMS.headroom_pct
     min_guest_move_mb: int = DEFAULT_PARAMS.min_guest_move_kb // MIB_KB
     min_total_move_mb: int = DEFAULT_PARAMS.min_total_move_kb // MIB_KB
+    pool_mb: int = DEFAULT_PARAMS.pool_kb // MIB_KB
     uncooperative_s: int = int(DEFAULT_COOPERATION.timeout_s)
     stale_intervals: int = 5
     guest_publish_s: int = DEFAULT_PUBLISH_MAX_S  # the guests' XENBALLOON_PUBLISH_MAX_S
@@ -53,6 +54,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("XENBALLOON_BALANCER_HEADROOM_PCT", "headroom_pct", "int", 0, 100),
     Spec("XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB", "min_guest_move_mb", "int", 0, MAX_MB),
     Spec("XENBALLOON_BALANCER_MIN_TOTAL_MOVE_MB", "min_total_move_mb", "int", 0, MAX_MB),
+    Spec("XENBALLOON_BALANCER_POOL_MB", "pool_mb", "int", 0, MAX_MB),
     Spec("XENBALLOON_BALANCER_UNCOOPERATIVE_S", "uncooperative_s", "int", 1, MAX_TIMEOUT_S),
     Spec("XENBALLOON_BALANCER_STALE_INTERVALS", "stale_intervals", "int", 1,
          MAX_STALE_INTERVALS),

@@ -44,6 +44,15 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    """What tells a write in place (the daemon's) from none: inode and mtime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
@@ -63,6 +72,7 @@ class GuestStats:
     below_committed_s: float = 0.0
     worst_deficit_kb: int = 0  # largest Committed_AS - MemTotal seen
     target_writes: int = 0  # balloon target writes by the daemon
+    target_moves: int = 0  # those that moved the driver's target
     dom0_target_sets: int = 0  # xl mem-set by dom0 (the simulator's or the balancer)
     uncovered_since_s: float | None = None  # the target has been below Committed_AS since
     cover_delays_s: list[float] = field(default_factory=list)  # each such spell, once over
@@ -91,6 +101,7 @@ class SimGuest:
         self._vmstat = self.root.path(PROC_VMSTAT)
         self._uptime = self.root.path(PROC_UPTIME)
         self._shown: dict[str, str] = {}  # path -> the text we last put there
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # the balloon files as we left them
         self._watch_fired = threading.Event()
         self.meminfo: dict[str, int] = {}
 
@@ -123,6 +134,7 @@ class SimGuest:
             return  # picked up next step
         write_atomic(path, text)
         self._shown[path] = text
+        self._stamps[path] = _stamp(path)
 
     def _publish(self, seen: dict[str, str | None] | None = None) -> None:
         seen = seen or {}
@@ -170,12 +182,19 @@ class SimGuest:
             for rel, parse in (("target", bm.parse_sysfs_target),
                                ("target_kb", bm.parse_sysfs_target_kb)):
                 path = os.path.join(self._sysfs, rel)
+                stamp = _stamp(path)
                 text = _read(path)
                 seen[path] = text
-                if text is not None and text != self._shown.get(path):
-                    self.driver = bm.set_target_kb(self.driver, parse(text))
+                # A write() reaches the kernel's store whole; an empty file is the
+                # daemon's open(O_TRUNC) caught before its write: no store yet.
+                if not text:
+                    continue
+                if text != self._shown.get(path):
+                    self._set_daemon_target(parse(text))
                     self._shown[path] = text
-                    self.stats.target_writes += 1
+                elif stamp != self._stamps.get(path):
+                    self.stats.target_writes += 1  # rewritten, the same target
+                self._stamps[path] = stamp
         else:
             text = _read(self._proc_balloon)
             seen[self._proc_balloon] = text
@@ -183,9 +202,17 @@ class SimGuest:
                 self._shown[self._proc_balloon] = text
                 tgt_kb = bm.parse_proc_write(text)
                 if tgt_kb is not None:
-                    self.driver = bm.set_target_kb(self.driver, tgt_kb)
-                    self.stats.target_writes += 1
+                    self._set_daemon_target(tgt_kb)
         return seen
+
+    def _set_daemon_target(self, tgt_kb: int) -> None:
+        """A target the daemon wrote.  It moves the target unless it is the one
+        the kernel already took from memory/target (the daemon writes bytes,
+        the kernel shows whole pages): only a move is churn."""
+        self.stats.target_writes += 1
+        if bm.page_floor_kb(tgt_kb) != self.driver.target_kb:
+            self.stats.target_moves += 1
+        self.driver = bm.set_target_kb(self.driver, tgt_kb)
 
     # --- one step --------------------------------------------------------
 

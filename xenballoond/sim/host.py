@@ -534,7 +534,7 @@ class Host:
                 below_committed_s=s.below_committed_s, worst_deficit_kb=s.worst_deficit_kb,
                 swapped_in_pages=g.swapped_in_pages, swapped_out_pages=g.swapped_out_pages,
                 oom_kills=g.vm.counters.oom_kill, target_writes=s.target_writes,
-                dom0_target_sets=s.dom0_target_sets,
+                dom0_target_sets=s.dom0_target_sets, target_moves=s.target_moves,
                 cover_delays_s=tuple(round(x, 3) for x in s.cover_delays_s),
                 daemon_restarts=self.restarts.get(g.domid, 0),
                 daemon_pid=child.pid if child is not None else None))

@@ -32,6 +32,7 @@ class GuestRow:
     daemon_restarts: int
     daemon_pid: int | None
     dom0_target_sets: int = 0
+    target_moves: int = 0  # the daemon's writes that moved the driver's target
     cover_delays_s: tuple[float, ...] = ()  # target below Committed_AS: each spell's length
 
 
@@ -86,7 +87,7 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "dom0_actions": dict(dom0_actions),
         "host_free_avg_mib": None if host_free_avg_kb is None else _mib(host_free_avg_kb),
         "target_writes_per_guest_min": _per_guest_min(
-            sum(r.target_writes + r.dom0_target_sets for r in rows), len(rows), simulated_s),
+            sum(r.target_moves + r.dom0_target_sets for r in rows), len(rows), simulated_s),
         "dom0_target_sets": sum(r.dom0_target_sets for r in rows),
         "cover_delay_mean_s": _mean([d for r in rows for d in r.cover_delays_s]),
         "cover_delay_max_s": max((d for r in rows for d in r.cover_delays_s), default=None),
