@@ -100,6 +100,7 @@ class Balancer:
         self.config = config
         self.params = params_of(config)
         self.freshness = guests_mod.Freshness(config.stale_intervals)
+        self.reservations = guests_mod.Reservations()
         self.cooperation = guests_mod.Cooperation(
             CooperationParams(timeout_s=float(config.uncooperative_s)))
 
@@ -127,7 +128,11 @@ class Balancer:
             if pub is None:
                 continue  # being created or destroyed: not in xenstore
             keys = guests_mod.dom0_keys(values, d.domid)
-            fresh = self.freshness.observe(d.domid, guests_mod.uptime_cs(pub.uptime))
+            published_cs = guests_mod.uptime_cs(pub.uptime)
+            fresh = self.freshness.observe(d.domid, published_cs)
+            row = make_row(pub)
+            reserved_kb = self.reservations.observe(
+                d.domid, d.cur_kb, row.mem_kb if row is not None else None, published_cs)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
                        and (keys.selfballoon or "").strip() != "1")
             change = self.cooperation.observe(
@@ -137,11 +142,13 @@ class Balancer:
                     "dom %d %s: %s: %s", d.domid, d.name,
                     "uncooperative" if change[0] else "cooperative", change[1])
             views.append(guests_mod.guest_view(
-                d, keys, make_row(pub), listed=self.config.guests, fresh=fresh,
-                marked_uncooperative=self.cooperation.is_marked(d.domid)))
+                d, keys, row, listed=self.config.guests, fresh=fresh,
+                marked_uncooperative=self.cooperation.is_marked(d.domid),
+                reserved_kb=reserved_kb))
         present = [v.state.domid for v in views]
         self.freshness.forget_all_but(present)
         self.cooperation.forget_all_but(present)
+        self.reservations.forget_all_but(present)
         return Snapshot(views, HostState(free_kb, self.reserve_kb),
                         [v.state.domid for v in views if v.wants_directed])
 
