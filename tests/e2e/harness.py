@@ -231,6 +231,8 @@ def assemble(base: str, wheels: str, run_dir: str) -> dict[str, str]:
     _put(d, "/init", os.path.join(HERE, "dom0/init"), mode=0o755)
     _put(d, "/etc/e2e/dom0_driver.py", os.path.join(HERE, "dom0/dom0_driver.py"), mode=0o755)
     _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
+    for cfg in ("guest2.cfg", "guest3.cfg"):  # the balancer scenario's guests
+        _put(d, "/etc/e2e/" + cfg, os.path.join(HERE, "dom0", cfg))
     _put(d, "/etc/e2e/block-phy", os.path.join(HERE, "dom0/block-phy"), mode=0o755)
     _put(d, "/guest/vmlinuz", os.path.join(base, "vmlinuz"))
     _put(d, "/guest/initrd.cpio", os.path.join(run_dir, "guest-initrd.cpio"))
