@@ -300,15 +300,18 @@ FREE_GUESTS = [guest(1, 800000, 297600), guest(2, 600000, 397600),
 FREE_GOLDEN = [
     # Room for 300000: to free = 300000 + 100000 - 100000 = 300000.  Above
     # need: 400000 and 100000 (500000 in all), enough: taken 4:1, 240000 and
-    # 60000: targets 560000, 540000.
-    (300000, [(1, 560000), (2, 540000)], 0),
-    # Room for 500000: exactly what is above need: both go to their need.
-    (500000, [(1, 400000), (2, 500000)], 0),
+    # 60000: targets 560000, 540000, in whole MiB as xl counts (rounded down:
+    # 546 * 1024, 527 * 1024).
+    (300000, [(1, 559104), (2, 539648)], 0),
+    # Room for 500000: exactly what is above need: both go to their need, in
+    # whole MiB (390 * 1024, 488 * 1024).
+    (500000, [(1, 399360), (2, 499712)], 0),
     # Room for 700000: the 500000 above need, then 200000 of what lies between
     # need and floor (195200 and 295200, 490400 in all), rounded up:
     # 200000 * 195200 / 490400 = 79608.5 -> 79609, 200000 * 295200 / 490400 =
-    # 120391.5 -> 120392: targets 400000 - 79609 = 320391, 500000 - 120392 = 379608.
-    (700000, [(1, 320391), (2, 379608)], 0),
+    # 120391.5 -> 120392: targets 400000 - 79609 = 320391, 500000 - 120392 = 379608;
+    # in whole MiB 312 * 1024, 370 * 1024.
+    (700000, [(1, 319488), (2, 378880)], 0),
     # Room for 1000000: 500000 + 490400 = 990400 is all there is: both at the
     # floor, 9600 short.
     (1000000, [(1, 204800), (2, 204800)], 9600),
@@ -330,7 +333,7 @@ def test_free_plan_counts_promised_memory_as_taken() -> None:
     guests = [guest(1, 800000, 297600), guest(2, 600000, 397600),
               guest(3, 900000, None, last_target_kb=950000)]
     moves, shortfall_kb = free_plan(guests, HostState(100000, 100000), 250000)
-    assert (targets(moves), shortfall_kb) == ([(1, 560000), (2, 540000)], 0)
+    assert (targets(moves), shortfall_kb) == ([(1, 559104), (2, 539648)], 0)
 
 
 # --- uncooperative() -----------------------------------------------------------
@@ -542,3 +545,10 @@ def test_qmemman_ref_runs_on_sane_guests(guests: list[GuestState], host: HostSta
     sane = [g for g in guests if is_balanced(g) and 0 <= g.committed_as_kb <= 10 ** 9]
     moves = qmemman_ref.balance(sane, host)
     assert {m.domid for m in moves} <= {g.domid for g in sane}
+
+
+def test_the_cpu_bench_builds_guest_state_as_the_balancer_does() -> None:
+    """bench_balance's CPU figure runs the balancer's record builders by hand: a change of
+    their signatures must fail here, not in the next bench run."""
+    from bench import bench_balance
+    assert bench_balance.policy_cpu_per_pass(3, passes=2) >= 0.0

@@ -13,15 +13,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests.daemonproc import wait_until
 from tests.repo import python_env
-from xenballoond.dom0 import balance, guests
+from xenballoond.dom0 import balance, balancer, guests
+from xenballoond.dom0 import settings as balancer_settings
 from xenballoond.dom0.balancer import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
+from xenballoond.paths import Root
 from xenballoond.sim.fake_xl import REQUESTS, STATE, read_requests
 from xenballoond.sim.guest import write_atomic
 from xenballoond.sim.xenstored import SimXenstored
@@ -86,11 +89,13 @@ class BalancerHost:
             self._offset = offset  # after: applied() waits for this
 
     def publish(self, domid: int, committed_mb: int, *, advance: bool = True,
-                committed_text: str | None = None) -> None:
-        """What the guest's xenballoond writes under data/xenballoon/ (as the guest)."""
+                committed_text: str | None = None, memtotal_kb: int | None = None) -> None:
+        """What the guest's xenballoond writes under data/xenballoon/ (as the guest); its
+        kernel reserves 60 MiB (MemTotal = size - 60 MiB) unless memtotal_kb says otherwise."""
         if advance:
             self.uptime[domid] += 1.0
-        memtotal_kb = self.cur_kb[domid] - 60 * MIB
+        if memtotal_kb is None:
+            memtotal_kb = self.cur_kb[domid] - 60 * MIB
         commit = committed_text if committed_text is not None else str(committed_mb * MIB)
         home = f"/local/domain/{domid}/data/xenballoon"
         self.xsd.write(f"{home}/meminfo", f"MemTotal: {memtotal_kb} kB\nCommitted_AS: "
@@ -217,6 +222,21 @@ def test_free_makes_room_and_leaves_the_balancer_paused(host):
     assert h.run("resume").returncode == 0
     assert h.run("--once").returncode == 0
     assert len(h.requests) > before  # balancing again: the guests get it back
+
+
+def test_free_asks_whole_mib_as_xl_counts(host):
+    """Seen on the real host: `free 256M` asked guests for targets between two MiB; `xl list`
+    and `xl info` count whole MiB, so the room looked 1 MiB short until the timeout ("only 255
+    of 256 MiB free after 60 s").  The figures are that host's: A at its static-max 1536 MiB
+    with a need of 1345694 kB, B at 403 MiB (its floor 296 MiB is its need), 65 MiB free."""
+    h = host(1536 + 403 + 65, {1: (1536, 1536), 2: (403, 1536)})
+    h.opt_in(1, 2)
+    h.publish(1, 0, committed_text=str(1345694 - 60 * MIB - 1536 * MIB // 10))
+    h.publish(2, 20)
+    proc = h.run("free", "256M", "--timeout", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert h.free_kb() >= (256 + 64) * MIB
+    assert all(kb % MIB == 0 for _d, kb in h.requests)
 
 
 def test_free_names_what_cannot_be_freed(host):
@@ -471,3 +491,54 @@ def test_the_guest_bounds_hold_in_dom0_too() -> None:
     zero = guests.Dom0Keys(static_max="0")
     v = guests.guest_view(domain, zero, row, listed=["g"], fresh=True, marked_uncooperative=False)
     assert v.status == guests.NO_STATIC_MAX  # hypothesis found it "balanced" with no limits
+
+
+# --- the kernel's reservation, measured while the guest holds still ------------------------
+
+def test_reservation_is_measured_only_while_the_guest_holds_still():
+    r = guests.Reservations()
+    assert r.observe(1, 384 * MIB, 324 * MIB, 100) == 60 * MIB  # the first look, as it is
+    assert r.observe(1, 992 * MIB, 324 * MIB, 200) == 60 * MIB  # grown, MemTotal from before
+    assert r.observe(1, 992 * MIB, 932 * MIB, 300) == 60 * MIB  # two looks at that size: not yet
+    assert r.observe(1, 992 * MIB, 922 * MIB, 300) == 60 * MIB  # three, but nothing new published
+    assert r.observe(1, 992 * MIB, 922 * MIB, 400) == 70 * MIB  # three looks and fresh stats
+    assert r.observe(1, 500 * MIB, 922 * MIB, 500) == 70 * MIB  # shrinking: kept, not 0
+    assert r.observe(2, 100 * MIB, None, None) is None  # nothing published: none
+    r.forget_all_but([2])
+    assert r.observe(1, 384 * MIB, 334 * MIB, 600) == 50 * MIB  # forgotten: a first look again
+
+
+def test_a_guest_that_just_grew_is_not_given_its_growth_again(host, monkeypatch):
+    """Seen on the real host: guest B grew from 384 to 970 MiB at the balancer's word; on the
+    next pass `xl list` had its new size but its published MemTotal was still the one from
+    before (its daemon publishes once an interval), so B looked as if its kernel reserved
+    664 MiB, its need rose by as much, and the balancer took 350 MiB from the idle guest A to
+    give B, then gave it back 4 s later.  One balancer, ticked by hand, on the simulated host:
+    guest 2 grows, then publishes MemTotal from before it grew; guest 1 must keep its target."""
+    h = host(2048, {1: (992, 1536), 2: (384, 1536)})
+    h.opt_in(1, 2)
+    monkeypatch.setenv("XENSTORED_PATH", h.xsd.dom0_socket)
+    monkeypatch.setenv("XBSIM_XL_DIR", h.dom0)
+    root = Root(h.dom0)
+    config, _, _ = balancer_settings.load(root, h.conf)
+    b = balancer.build(config, root)
+
+    def tick() -> None:
+        b.tick(time.monotonic(), lambda s: bool(time.sleep(0.05)))
+        h.applied()
+
+    try:
+        h.publish(1, 200)
+        h.publish(2, 200)
+        # the idle split, the level rule: (2048 - 64 host reserve - 256 pool) / 2 = 864 MiB
+        # each, down to a 64 MiB step: 832; guest 1 shrinks to it, guest 2 grows to it
+        tick()
+        assert h.cur_kb[1] == h.cur_kb[2] == 832 * MIB
+        first = list(h.requests)
+        h.publish(1, 200)
+        h.publish(2, 200, memtotal_kb=324 * MIB)  # read before its balloon moved
+        tick()
+    finally:
+        b.xs.close()
+    assert [kb for d, kb in h.requests[len(first):] if d == 1] == []
+    assert h.guest_state(2)["need_kb"] == 200 * MIB + 60 * MIB + 1536 * MIB // 10

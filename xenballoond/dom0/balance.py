@@ -366,7 +366,8 @@ def free_plan(guests: Sequence[GuestState], host: HostState, want_free_kb: int,
     down toward min_kb, in proportion to that range.  Held guests give
     nothing.  With a shortfall the targets are the most that can be freed: the
     caller decides whether freeing part is worth it.  No hysteresis: the
-    caller asked.
+    caller asked.  Targets are whole MiB (rounded down, never below min_kb),
+    as ``xl list`` and ``xl info`` count.
     """
     _check_unique(guests)
     bal = [g for g in guests if is_balanced(g)]
@@ -387,6 +388,9 @@ def free_plan(guests: Sequence[GuestState], host: HostState, want_free_kb: int,
         if t_above + t_below == 0:
             continue
         tgt = min(hold - t_above - t_below, g.static_max_kb)
+        # whole MiB, taking the few kB more: `xl list` and `xl info` count MiB, and a target
+        # between two of them made the room look 1 MiB short until the timeout (real host)
+        tgt = max(tgt - tgt % MIB_KB, min(g.min_kb, tgt))
         reason = (f"free {to_free_kb} kB: down to need {need}" if t_below == 0 and tgt == need
                   else f"free {to_free_kb} kB: above need {need}" if t_below == 0
                   else f"free {to_free_kb} kB: below need {need}, floor {g.min_kb}")

@@ -107,6 +107,7 @@ class Balancer:
         self.params = params_of(config)
         self.freshness = guests_mod.Freshness(config.stale_intervals, config.stale_after_s)
         self.rise = guests_mod.Rise()
+        self.reservations = guests_mod.Reservations()
         self.cooperation = guests_mod.Cooperation(
             CooperationParams(timeout_s=float(config.uncooperative_s)))
 
@@ -138,6 +139,7 @@ class Balancer:
             up_cs = guests_mod.uptime_cs(pub.uptime)
             fresh = self.freshness.observe(d.domid, up_cs, now_s)
             rise = self.rise.observe(d.domid, up_cs, row.commit_kb)
+            reserved_kb = self.reservations.observe(d.domid, d.cur_kb, row.mem_kb, up_cs)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
                        and (keys.selfballoon or "").strip() != "1")
             change = self.cooperation.observe(
@@ -148,11 +150,13 @@ class Balancer:
                     "uncooperative" if change[0] else "cooperative", change[1])
             views.append(guests_mod.guest_view(
                 d, keys, row, listed=self.config.guests, fresh=fresh,
-                marked_uncooperative=self.cooperation.is_marked(d.domid), rise_kb_per_s=rise))
+                marked_uncooperative=self.cooperation.is_marked(d.domid), rise_kb_per_s=rise,
+                reserved_kb=reserved_kb))
         present = [v.state.domid for v in views]
         self.freshness.forget_all_but(present)
         self.rise.forget_all_but(present)
         self.cooperation.forget_all_but(present)
+        self.reservations.forget_all_but(present)
         return Snapshot(views, HostState(free_kb, self.reserve_kb),
                         [v.state.domid for v in views if v.wants_directed])
 

@@ -164,8 +164,11 @@ def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
 
 
 def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: Iterable[str],
-               fresh: bool, marked_uncooperative: bool, rise_kb_per_s: int = 0) -> GuestView:
-    """One guest's record and status.  Pure."""
+               fresh: bool, marked_uncooperative: bool, rise_kb_per_s: int = 0,
+               reserved_kb: Optional[int] = None) -> GuestView:
+    """One guest's record and status.  Pure.  ``reserved_kb``: the kernel's
+    reservation as Reservations measured it; None: ``xl list`` minus the
+    published MemTotal, as they are now."""
     is_opted_in = opted_in(domain, keys, listed)
     self_on = keys.selfballoon is not None and keys.selfballoon.strip() == "1"
     static_max_kb = kb(keys.static_max) or None  # 0 kB is no usable static-max
@@ -182,7 +185,9 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     mem_kb = row.mem_kb if row is not None else None
     if committed_kb is not None:
         committed_kb = min(committed_kb, cap_kb)
-    reserved_kb = 0 if mem_kb is None else min(max(cur_kb - mem_kb, 0), cur_kb)
+    if reserved_kb is None:
+        reserved_kb = 0 if mem_kb is None else min(max(cur_kb - mem_kb, 0), cur_kb)
+    reserved_kb = min(max(reserved_kb, 0), cur_kb)
 
     if not is_opted_in:
         status = NOT_OPTED_IN
@@ -207,6 +212,46 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
         rise_kb_per_s=min(max(rise_kb_per_s, 0), MAX_KB) if status == BALANCED else 0)
     return GuestView(state, status, is_opted_in,
                      wants_directed=is_opted_in and keys.selfballoon is None)
+
+
+class Reservations:
+    """The kernel's reservation of each guest (what the domain holds that its
+    MemTotal does not show: ``xl list`` minus MemTotal), measured only while
+    the guest holds still.
+
+    The size comes from ``xl list`` now, MemTotal from what the guest's daemon
+    published up to an interval ago: while the balloon moves, the two differ by
+    however far it moved.  On the real host a guest growing from 384 to 970 MiB
+    showed a "reservation" of 664 MiB; its need rose by as much, the balancer
+    gave it 350 MiB of the other guest's memory and took it back 4 s later.
+    A pvops kernel's reservation is fixed for its life (63116 kB for a 384 MiB
+    guest), so a measurement is taken when the size was the same on the last
+    three looks and the stats were published anew since the previous one (so
+    MemTotal was read while the size held, the daemon's tick being shorter
+    than an interval), and kept until the next.  The first look of a guest is
+    taken as it is: there is nothing better yet."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[tuple[int, ...], Optional[int], Optional[int]]] = {}
+
+    def observe(self, domid: int, cur_kb: int, mem_kb: Optional[int],
+                published_cs: Optional[int]) -> Optional[int]:
+        """The reservation to use now (kB), or None while there is none."""
+        sizes, last_cs, kept = self._seen.get(domid, ((), None, None))
+        sizes = (sizes + (cur_kb,))[-3:]
+        if mem_kb is not None:
+            now_kb = min(max(cur_kb - mem_kb, 0), cur_kb)
+            steady = (len(sizes) == 3 and len(set(sizes)) == 1 and published_cs is not None
+                      and last_cs is not None and published_cs != last_cs)
+            if steady or kept is None:
+                kept = now_kb
+        self._seen[domid] = (sizes, published_cs, kept)
+        return kept
+
+    def forget_all_but(self, domids: Iterable[int]) -> None:
+        keep = set(domids)
+        for domid in [d for d in self._seen if d not in keep]:
+            del self._seen[domid]
 
 
 def uptime_cs(text: Optional[str]) -> Optional[int]:

@@ -1146,8 +1146,12 @@ class Driver:
         plan += [("memset_kernel", self.s_memset_kernel), ("memset_daemon", self.s_memset_daemon),
                  ("save_directed", self.s_save_directed), ("save_self", self.s_save_self),
                  ("migrate", self.s_migrate), ("migrate_settled", self.s_migrate_settled)]
-        # issue 13: last, once no scenario needs the packages
-        plan += [("purge", self.s_purge), ("purge_dom0", self.s_purge_dom0)]
+        # issue 13: the guest package's purge, once no scenario needs "guest" (the balancer's
+        # guests boot from its disk and install the package again, as "guest" did)
+        plan += [("purge", self.s_purge)]
+        # issue 11: two balanced guests and the balancer, then a third guest (destroys "guest")
+        plan.append(("balancer", lambda n: TwoGuests(self).play(n)))
+        plan += [("purge_dom0", self.s_purge_dom0)]  # last: the balancer is in this package
         only = os.environ.get("E2E_ONLY", "")
         for name, fn in plan:
             if only and name != "boot" and name not in only.split("+"):
@@ -1161,6 +1165,396 @@ class Driver:
         time.sleep(1.5)  # let the console tail catch up
         stop.set()
         emit("E2E DRIVER_DONE t=%.1f" % (time.monotonic() - T_START))
+
+
+# -- issue 11: the balancer on the real host: two guests, one busy, then room for a third ------
+BAL_CFG = "/etc/e2e/guest2.cfg"       # A and B: memory 384, maxmem 1536, a root disk each
+BAL_C_CFG = "/etc/e2e/guest3.cfg"     # C: 256 MiB, no disks
+BAL_NAMES = ("guest-a", "guest-b")
+BAL_C = "guest-c"
+BAL_C_MB = 256
+BAL_B_ROOT = "/guest/root-b.img"      # B's copy of the root disk (dom0's RAM file system)
+BAL_DISK = "format=raw, vdev=xvda, access=rw, script=/etc/e2e/block-phy, target=%s"
+BAL_CONF = "/run/e2e-balancer.conf"
+BAL_PIDFILE = "/run/e2e-balancer.pid"
+# the balancer's config, each value stated so that the test works the targets out from it
+BAL_SETTINGS = (("XENBALLOON_BALANCER_INTERVAL", 1), ("XENBALLOON_BALANCER_HOST_RESERVE_MB", 64),
+                ("XENBALLOON_BALANCER_HEADROOM_PCT", 10),
+                ("XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB", 15),
+                ("XENBALLOON_BALANCER_MIN_TOTAL_MOVE_MB", 150),
+                ("XENBALLOON_BALANCER_UNCOOPERATIVE_S", 20),
+                ("XENBALLOON_BALANCER_STALE_INTERVALS", 5))
+# A takes BAL_RAMP_MB in 16 MiB chunks at BAL_RAMP_MB_S (each chunk mapped, so Committed_AS
+# rises, then touched): more than A can hold at the even split of the idle host (about 970 MiB
+# each), so A needs B's memory.  (One mmap of it would be refused: the kernel's overcommit
+# heuristic refuses a single mapping larger than RAM + swap.)
+BAL_RAMP_MB = 1056
+BAL_RAMP_MB_S = 64
+
+
+def xl_domains():
+    """{name: (domid, MiB, state)} of every domain in `xl list`."""
+    out = {}
+    for ln in run(["xl", "list"]).stdout.splitlines()[1:]:
+        parts = ln.split()  # Name ID Mem VCPUs State Time(s)
+        if len(parts) >= 6 and parts[-5].isdigit() and parts[-4].isdigit():
+            out[" ".join(parts[:-5])] = (int(parts[-5]), int(parts[-4]), parts[-2])
+    return out
+
+
+def xl_info():
+    """`xl info`'s numbers that matter here (MiB)."""
+    out = {}
+    for ln in run(["xl", "info"]).stdout.splitlines():
+        k, _, v = ln.partition(":")
+        if k.strip() in ("total_memory", "free_memory") and v.strip().isdigit():
+            out[k.strip()] = int(v)
+    return out
+
+
+def xs_read_many(paths):
+    """{path: value} in one `xenstore-read -p` (values escaped, one line each); absent: left out."""
+    out = {}
+    for ln in run(["xenstore-read", "-p"] + list(paths)).stdout.splitlines():
+        path, sep, value = ln.partition(": ")
+        if sep:
+            out[path] = value
+    return out
+
+
+def meminfo_kb(text, field):
+    """A field of a published (escaped) /proc/meminfo, kB, or None."""
+    for ln in (text or "").replace("\\n", "\n").splitlines():
+        parts = ln.replace(":", " ").split()
+        if len(parts) >= 2 and parts[0] == field and parts[1].isdigit():
+            return int(parts[1])
+    return None
+
+
+def try_answer(g, asked):
+    """The agent's answer to `asked` if it is there, else None (Guest.answer without the wait)."""
+    seq = asked[0]
+    res = g.read("data/e2e/res")
+    if res and res.split(" ", 1)[0] == seq:
+        return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
+    return None
+
+
+class BalancerProcess:
+    """`xenballoon-balancer -f` in dom0; its log lines, stamped with the scenario's clock."""
+
+    def __init__(self, t0):
+        self.t0 = t0
+        self.lines = []
+        self.p = subprocess.Popen(["xenballoon-balancer", "-c", BAL_CONF, "-f", "-p", BAL_PIDFILE],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, universal_newlines=True, errors="replace")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            t = round(time.monotonic() - self.t0, 2)
+            self.lines.append([t, line.rstrip("\n")])
+            say("balancer: [%.2f] %s" % (t, line.rstrip("\n")))
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.reader.join(5)
+        return self.p.returncode
+
+    def target_writes(self):
+        """[t, domid, name, from_kb, to_kb, holds_kb, reason] for each target it logged."""
+        import re
+        pat = re.compile(r"dom (\d+) (\S+): target (\d+) -> (\d+) kB \(holds (\d+)\): (.*)")
+        out = []
+        for t, line in self.lines:
+            m = pat.search(line)
+            if m:
+                out.append([t, int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)),
+                            int(m.group(5)), m.group(6)])
+        return out
+
+
+class TwoGuests:
+    """Issue 11 on the real host.  The first guest goes; guests A and B (memory 384, maxmem 1536
+    each: together more than the host's ~2000 MiB for guests) run xenballoond directed and are
+    opted in (memory/balance = 1); `xenballoon-balancer -f` shares the host between them.  A
+    allocates; the balancer moves memory from B to A.  Then, paused, `xl create` of a 256 MiB
+    guest C fails; `xenballoon-balancer free 256M` makes room, C starts, and `resume`."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.t0 = time.monotonic()
+        self.fig = {}
+        self.guests = {}   # name -> Guest
+        self.loop_b = None
+        self.balancer = None
+
+    def t(self):
+        return round(time.monotonic() - self.t0, 2)
+
+    def play(self, name):
+        try:
+            self.run_all(name)
+        finally:
+            self.cleanup()
+            data(name, "balancer_log", self.balancer.lines if self.balancer else [])
+        result(name, True, **self.fig)
+
+    # -- setting up ---------------------------------------------------------------------------
+    def create(self, gname, target):
+        t0 = time.monotonic()
+        p = run(["xl", "create", BAL_CFG, 'name="%s"' % gname, 'disk=["%s"]' % (BAL_DISK % target)],
+                timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError("xl create %s failed: %s" % (gname, p.stderr.strip()[-500:]))
+        g = Guest(xl_domains()[gname][0])
+        self.guests[gname] = g
+        return time.monotonic() - t0
+
+    def wait_ready(self, timeout_s=240):
+        t0 = time.monotonic()
+        waiting = dict(self.guests)
+        while waiting and time.monotonic() - t0 < timeout_s:
+            for gname, g in list(waiting.items()):
+                if g.read("data/e2e/ready"):
+                    del waiting[gname]
+            time.sleep(0.5)
+        if waiting:
+            raise RuntimeError("the agent never came up in " + ", ".join(waiting))
+        return time.monotonic() - t0
+
+    def start_directed(self, guests):
+        """xenballoond from each guest's init script, directed (XENBALLOON_SELF=false), in all
+        the guests at once; {guest: rc}."""
+        cmd = ("sed -i 's/^XENBALLOON_SELF=.*/XENBALLOON_SELF=false/' %s && grep -q ^XENBALLOON_SELF=false %s"
+               " && service xenballoond start" % (CONF, CONF))
+        asked = {g: g.ask("sh", timeout_s=90, cmd=cmd) for g in guests}
+        out = {}
+        for g, a in asked.items():
+            res = g.answer(a)
+            say("guest %d$ %s -> rc=%s %s" % (g.domid, cmd, res.get("rc"), res.get("out", "").strip()[-200:]))
+            out[g] = res.get("rc")
+        return out
+
+    def look(self, free=True):
+        """Every size and target that matters, at one moment (``free``: and `xl info`'s
+        free memory, one more process in dom0)."""
+        doms = xl_domains()
+        paths = []
+        for gname, g in self.guests.items():
+            paths += [g.key("memory/target"), g.key("data/xenballoon/meminfo")]
+        vals = xs_read_many(paths)
+        out = {"free_mb": xl_info().get("free_memory") if free else None}
+        for gname, g in self.guests.items():
+            k = gname[-1]  # a, b
+            mi = vals.get(g.key("data/xenballoon/meminfo"))
+            tgt = vals.get(g.key("memory/target"))
+            out.update({k + "_mb": doms.get(gname, (0, None))[1],
+                        k + "_tgt_kb": int(tgt) if tgt and tgt.isdigit() else None,
+                        k + "_committed_kb": meminfo_kb(mi, "Committed_AS"),
+                        k + "_memtotal_kb": meminfo_kb(mi, "MemTotal")})
+        return out
+
+    def settle(self, still_s=3.0, timeout_s=60, moved_from=None):
+        """Until the balancer stops moving A and B: their `xl list` sizes unchanged for still_s
+        and each within 2 MiB of its memory/target (and, with moved_from {"a": kB, ...}, that
+        target another than the one given).  Seconds waited (None: never)."""
+        t0 = time.monotonic()
+        last, since = None, time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            now = self.look(free=False)
+            if moved_from and any(now[k + "_tgt_kb"] == kb for k, kb in moved_from.items()):
+                last, since = None, time.monotonic()
+                time.sleep(0.5)
+                continue
+            sizes = tuple(now[k + "_mb"] for k in "ab")
+            if sizes != last:
+                last, since = sizes, time.monotonic()
+            at_target = all(now[k + "_tgt_kb"] is not None and now[k + "_mb"] is not None
+                            and abs(now[k + "_mb"] * MIB_KB - now[k + "_tgt_kb"]) <= 2 * MIB_KB
+                            for k in "ab")
+            if at_target and time.monotonic() - since >= still_s:
+                return round(time.monotonic() - t0, 2)
+            time.sleep(0.5)
+        return None
+
+    def record(self, prefix, look):
+        for k, v in look.items():
+            self.fig[prefix + "_" + k] = v
+
+    # -- the scenario -------------------------------------------------------------------------
+    def run_all(self, name):
+        fig = self.fig
+        # the first guest goes: A takes its root disk (loop0), B a copy on a new loop device
+        if self.driver.g is not None:
+            run(["xl", "destroy", GUEST], timeout=120)
+            self.driver.g = None
+        # dom0 on the first CPU, the guests on the second (cpus="1" in their configs), so that
+        # the balancer and this driver are not starved by A's work.  (Under QEMU's -cpu max,
+        # processes crashed on corrupt memory in whichever domains shared a CPU: see harness.py.)
+        run(["xl", "vcpu-pin", "0", "0", "0"])
+        host = xl_info()
+        fig.update(host_total_mb=host.get("total_memory"), host_free_empty_mb=host.get("free_memory"))
+        t0 = time.monotonic()
+        run(["cp", "/guest/root.img", BAL_B_ROOT], check=True, timeout=120)
+        loop = run(["losetup", "-f"], check=True).stdout.strip()  # busybox: no --show
+        run(["losetup", loop, BAL_B_ROOT], check=True)
+        self.loop_b = loop
+        fig.update(copy_s=time.monotonic() - t0, loop_b=self.loop_b,
+                   dom0_memavail_mb=int([ln.split()[1] for ln in open("/proc/meminfo")
+                                         if ln.startswith("MemAvailable:")][0]) // 1024)
+        fig["create_a_s"] = self.create(BAL_NAMES[0], "/dev/loop0")
+        fig["create_b_s"] = self.create(BAL_NAMES[1], self.loop_b)
+        fig["ready_s"] = self.wait_ready()
+        a, b = (self.guests[n] for n in BAL_NAMES)
+        fig.update(a_domid=a.domid, b_domid=b.domid, a_static_max_kb=a.read("memory/static-max"),
+                   b_static_max_kb=b.read("memory/static-max"), boot_a_mb=xl_domains()[BAL_NAMES[0]][1],
+                   boot_b_mb=xl_domains()[BAL_NAMES[1]][1])
+        started = self.start_directed([a, b])
+        for k, g in (("a", a), ("b", b)):
+            fig[k + "_start_rc"] = started[g]
+            g.write("memory/balance", "1")  # the administrator opts it in
+            fig[k + "_balance"] = g.read("memory/balance")
+        with open(BAL_CONF, "w") as f:
+            f.write("".join("%s=%s\n" % kv for kv in BAL_SETTINGS))
+        fig.update(dict((k.lower(), v) for k, v in BAL_SETTINGS))
+        fig.update(c_mb=BAL_C_MB, ramp_mb=BAL_RAMP_MB, ramp_mb_s=BAL_RAMP_MB_S)
+        boot_kb = {k: int(g.read("memory/target")) for k, g in (("a", a), ("b", b))}
+        self.balancer = BalancerProcess(self.t0)
+        fig["idle_settle_s"] = self.settle(timeout_s=90, moved_from=boot_kb)
+        fig.update(a_selfballoon=a.read("memory/selfballoon"), b_selfballoon=b.read("memory/selfballoon"))
+        before = self.look()
+        self.record("before", before)
+        data(name, "xl_list_before", run(["xl", "list"]).stdout)
+        self.busy(name, a, before)
+        fig["after_settle_s"] = self.settle(timeout_s=60)
+        self.record("after", self.look())
+        data(name, "xl_list_after", run(["xl", "list"]).stdout)
+        snap = a.snap()
+        fig.update(a_oom_kill_total=snap["oom_kill"], a_cur_kb=snap["cur_kb"],
+                   a_memtotal_kb=snap["memtotal_kb"], a_committed_kb=snap["committed_kb"],
+                   a_ramp_alive=any(p["state"] != "Z" for p in a.call("procs", match="mmap")["procs"]),
+                   balancer_alive=self.balancer.alive())
+        self.third(name)
+        data(name, "target_writes", self.balancer.target_writes())
+
+    def busy(self, name, a, before):
+        """A takes memory at a steady rate; dom0 follows `xl list`, the targets and A's
+        published Committed_AS meanwhile.  A's need at each moment, as the balancer's rule has
+        it, is Committed_AS + the kernel's reservation (as measured at rest before) + the
+        headroom, at most static-max: how long A's target stayed below it, and how long after
+        the last rise of Committed_AS the target covered it."""
+        fig = self.fig
+        fig["busy_t0_s"] = self.t()  # on the clock of the balancer's log lines
+        asked = a.ask("ramp", rate_mb_s=BAL_RAMP_MB_S, chunk_mb=16, total_mb=BAL_RAMP_MB, hold_s=3,
+                      timeout_s=BAL_RAMP_MB / BAL_RAMP_MB_S + 90)
+        t_ask = time.monotonic()
+        pct = dict(BAL_SETTINGS)["XENBALLOON_BALANCER_HEADROOM_PCT"]
+        static_max_kb = int(fig["a_static_max_kb"])
+        reserved_kb = before["a_mb"] * MIB_KB - before["a_memtotal_kb"]
+        trace, res = [], None
+        demand = first_raise = short_since = last_rise = covered = None
+        short_total = short_max = 0.0
+        last_com, last_t = before["a_committed_kb"], 0.0
+        while res is None and time.monotonic() - t_ask < BAL_RAMP_MB / BAL_RAMP_MB_S + 120:
+            res = try_answer(a, asked)
+            now = self.look(free=False)  # few processes: dom0's CPU is the balancer's too
+            t = round(time.monotonic() - t_ask, 2)
+            com, tgt = now["a_committed_kb"], now["a_tgt_kb"]
+            row = [t, now["a_mb"], now["b_mb"], tgt, now["b_tgt_kb"], com, now["a_memtotal_kb"]]
+            if not trace or trace[-1][1:] != row[1:]:
+                trace.append(row)
+            if com is not None and tgt is not None:
+                if demand is None and com >= before["a_committed_kb"] + 16 * MIB_KB:
+                    demand = t
+                if demand is not None and first_raise is None and tgt > before["a_tgt_kb"]:
+                    first_raise = t
+                if com > last_com + MIB_KB:
+                    last_rise, covered = t, None
+                last_com = max(last_com, com)
+                need = min(com + reserved_kb + static_max_kb * pct // 100, static_max_kb)
+                if tgt < need - MIB_KB:
+                    short_since = t if short_since is None else short_since
+                    short_total += t - last_t
+                    short_max = max(short_max, t - short_since)
+                else:
+                    short_since = None
+                    if last_rise is not None and covered is None:
+                        covered = t
+            last_t = t
+            time.sleep(0.5)
+        if res is None:
+            res = a.answer(asked)
+        data(name, "busy_trace", trace)
+        data(name, "ramp_trace", res.get("trace"))
+        data(name, "ramp_lines", res.get("lines"))
+        data(name, "oom_lines", res.get("oom_lines"))
+        fig.update(ramp_ok=res.get("ok"), ramp_chunks=res.get("chunks"), ramp_done_s=res.get("done_s"),
+                   ramp_alive=res.get("alive"), ramp_oom_kill=res.get("oom_kill"),
+                   ramp_min_avail_mb=res.get("min_avail_mb"), ramp_pswpout=res.get("pswpout"),
+                   demand_seen_s=demand,
+                   first_raise_s=None if None in (first_raise, demand) else round(first_raise - demand, 2),
+                   short_total_s=round(short_total, 2), short_max_s=round(short_max, 2),
+                   final_cover_s=None if None in (covered, last_rise) else round(covered - last_rise, 2),
+                   last_rise_s=last_rise, reserved_before_kb=reserved_kb)
+
+    def third(self, name):
+        """Guest C: paused, a create that cannot fit; `free`, the create again, `resume`."""
+        fig = self.fig
+        conf = ["xenballoon-balancer", "-c", BAL_CONF]
+        p = run(conf + ["pause"])
+        fig.update(pause_rc=p.returncode)
+        time.sleep(1.5)  # a tick in flight ends
+        fig["nofree_free_mb"] = xl_info().get("free_memory")
+        rc, secs, out = xl("create", BAL_C_CFG, timeout=180)
+        fig.update(nofree_create_rc=rc, nofree_create_s=secs,
+                   nofree_create_err=last_error(out) if rc else "")
+        if BAL_C in xl_domains():
+            run(["xl", "destroy", BAL_C], timeout=120)
+        fig["nofree_left"] = BAL_C in xl_domains()
+        t0 = time.monotonic()
+        p = run(conf + ["free", "%dM" % BAL_C_MB, "--timeout", "60"], timeout=120)
+        fig.update(free_rc=p.returncode, free_s=time.monotonic() - t0,
+                   free_out=(p.stdout + p.stderr).strip()[-300:])
+        say("xenballoon-balancer free %dM -> rc=%d\n%s%s" % (BAL_C_MB, p.returncode, p.stdout, p.stderr))
+        self.record("freed", self.look())
+        rc, secs, out = xl("create", BAL_C_CFG, timeout=180)
+        fig.update(create_c_rc=rc, create_c_s=secs, create_c_err=last_error(out) if rc else "")
+        p = run(conf + ["resume"])
+        fig.update(resume_rc=p.returncode, paused_after_resume=os.path.exists("/var/run/xenballoon-balancer.paused"))
+        fig["final_settle_s"] = self.settle(timeout_s=30)
+        self.record("final", self.look())
+        doms = xl_domains()
+        c = doms.get(BAL_C)
+        fig.update(c_domid=c[0] if c else None, c_xl_mb=c[1] if c else None,
+                   c_state=c[2] if c else "absent", c_up_s=round(time.monotonic() - t0, 1))
+        data(name, "xl_list_final", run(["xl", "list"]).stdout)
+        fig["balancer_alive_end"] = self.balancer.alive()
+
+    def cleanup(self):
+        if self.balancer is not None:
+            self.fig["balancer_rc"] = self.balancer.stop()
+        run(["xenballoon-balancer", "-c", BAL_CONF, "resume"])
+        for gname in (BAL_C,) + BAL_NAMES:
+            if gname in xl_domains():
+                run(["xl", "destroy", gname], timeout=120)
+        if self.loop_b:
+            run(["losetup", "-d", self.loop_b])
+        if os.path.exists(BAL_B_ROOT):
+            os.unlink(BAL_B_ROOT)
+        self.fig["left"] = ",".join(n for n in xl_domains() if n != "Domain-0") or "none"
+        run(["xl", "vcpu-pin", "0", "0", "all"])
 
 
 if __name__ == "__main__":

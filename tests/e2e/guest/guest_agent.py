@@ -324,6 +324,7 @@ def op_ramp(args):
     ALLOC["proc"] = proc
     t0 = time.monotonic()
     rows, lines = [], []
+    out_buf = ""
     chunks = 0
     done_at = first_up = avail10 = first_up_after_avail10 = None
     last_tgt = before["target_kb"] >> 10
@@ -343,8 +344,12 @@ def op_ramp(args):
         if not rows or rows[-1][1:] != row[1:] and t - rows[-1][0] >= 0.5:
             rows.append(row)
         r, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if r:
-            line = proc.stdout.readline()
+        # os.read, not readline: readline may take two lines into its buffer, and select()
+        # never reports the second (the last chunk's line and "done" arriving together left
+        # "done" unread until the timeout)
+        out_buf += os.read(proc.stdout.fileno(), 65536).decode("utf-8", "replace") if r else ""
+        while "\n" in out_buf:
+            line, out_buf = out_buf.split("\n", 1)
             if line.startswith("chunk"):
                 chunks += 1
             elif line:
