@@ -1,9 +1,12 @@
-"""Helpers for bench_daemon.py: the sandboxed original, guest trees, tick
-counting through the simulated xenstored, process inspection, strace parsing."""
+"""Helpers for the benchmarks: the sandboxed original, guest trees, tick
+counting through the simulated xenstored, process inspection, strace parsing,
+the work directory and the command line of a report."""
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import sys
 import threading
 import time
@@ -72,6 +75,19 @@ def make_tree(root: str, *, self_mode: bool, original: bool, backend: str | None
     make_guest(root, memtotal_kb=MEMTOTAL_KB, committed_kb=COMMITTED_KB, balloon="proc",
                conf=conf_text(self_mode=self_mode, maxmem_file=maxmem, backend=backend))
     return os.path.join(root, "etc/sysconfig/xenballoon.conf")
+
+
+def remove_workdir(workdir: str, keep: bool = False) -> None:
+    """A bench's work directory at its end: removed, or kept (--keep) and named."""
+    if keep:
+        print(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def command_line() -> str:
+    """The first line of a report: how to run the bench again."""
+    return f"command: python3 {shlex.join(sys.argv)}"
 
 
 def hand_over(sim, domid: int) -> None:

@@ -33,7 +33,6 @@ import argparse
 import collections
 import os
 import re
-import shlex
 import shutil
 import signal
 import statistics
@@ -564,13 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                        {m: marginal_rss_kb(py, m) for m in AVOIDED}, import_steps(py))
     finally:
         bench.close()
-        if args.keep:
-            print(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        sb.remove_workdir(workdir, args.keep)
 
     # --- report -----------------------------------------------------------------
-    print(f"command: python3 {shlex.join(sys.argv)}")
+    print(sb.command_line())
     print(f"{args.ticks} s (ticks) measured per run; XENBALLOON_SELF_INTERVAL=1, "
           f"XENBALLOON_INTERVAL=1; python {sys.executable} ({sys.version.split()[0]}), {BASH}")
     if BEFORE_CODE:

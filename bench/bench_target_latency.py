@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((label, backend, lat))
     finally:
         sim.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"command: python3 {' '.join(sys.argv)}")
+        sb.remove_workdir(workdir)
+    print(sb.command_line())
     print(f"{args.writes} memory/target writes per case, XENBALLOON_INTERVAL=1, directed, sysfs "
           f"balloon; target file read every {POLL_S * 1000:g} ms; before: "
           f"{args.before or 'git archive ' + args.before_rev}, after: this tree")

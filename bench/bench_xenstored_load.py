@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -182,11 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         before = args.before or export_rev(args.before_rev, os.path.join(workdir, "before-code"))
         results = [run(before, "before", args, workdir), run(sb.REPO, "after", args, workdir)]
     finally:
-        if args.keep:
-            print(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(f"command: python3 {' '.join(sys.argv)}")
+        sb.remove_workdir(workdir, args.keep)
+    print(sb.command_line())
     print(f"{args.guests} idle directed guests, xenballoond {args.backend} backend, intervals 1 s, "
           f"one simulated xenstored (a process); window {args.duration:g} s after all published "
           f"and {args.settle:g} s more")

@@ -1,11 +1,13 @@
-"""The SysV init script and the systemd unit, run for real.
+"""The SysV init scripts and the systemd units, run for real.
 
 The real initscripts/xenballoond runs under sh (dash) or bash against a guest
 tree in a temp root (XENBALLOON_ROOT), starting the real daemon, through each
 function library it supports: a stand-in for Red Hat's /etc/init.d/functions,
 Debian's real /lib/lsb/init-functions, an LSB-only library as SUSE has, and
 none.  xenstored is unreachable (XENSTORED_PATH names no socket) while Debian's
-xenstore-* clients are on PATH: the daemon must balloon anyway.
+xenstore-* clients are on PATH: the daemon must balloon anyway.  What is the
+same for dom0's initscripts/xenballoon-balancer (against a dom0 tree, xl
+unreachable too) is one test over both services, its IDs naming the program.
 
 This process stands in for init: it becomes the subreaper of the daemons that
 double-fork away from the script and reaps them.  Here PID 1 does not reap, so
@@ -144,18 +146,36 @@ def reaper():
 
 
 # --------------------------------------------------------------------------
-# The guest: a root tree, a function library, a shell, the daemon program.
+# The two services: the guest's daemon (initscripts/xenballoond) and dom0's
+# balancer (initscripts/xenballoon-balancer).  Each is a root tree, a function
+# library, a shell and the program.  The balancer's tree has xl and xenstored
+# unreachable: it keeps running and says so each pass.
+
+BAL_SCRIPT = os.path.join(REPO, "initscripts", "xenballoon-balancer")
+BAL_UNIT = os.path.join(REPO, "initscripts", "xenballoon-balancer.service")
+BAL_CONF = "XENBALLOON_BALANCER_INTERVAL=1\nXENBALLOON_XENSTORE=native\n"
+
+
+def console_script(directory, name: str, module: str) -> str:
+    """A program as pip's console script is: a Python script with the
+    program's name (its process name, which Debian's killproc matches)."""
+    path = str(directory / name)
+    with open(path, "w") as f:
+        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
+                f"from {module} import main\nsys.exit(main())\n")
+    os.chmod(path, 0o755)
+    return path
+
 
 @pytest.fixture(scope="module")
 def daemon_program(tmp_path_factory) -> str:
-    """The daemon as pip's console script is: a Python script named xenballoond
-    (so its process name is xenballoond, which Debian's killproc matches)."""
-    path = str(tmp_path_factory.mktemp("bin") / "xenballoond")
-    with open(path, "w") as f:
-        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
-                "from xenballoond.guest.cli import main\nsys.exit(main())\n")
-    os.chmod(path, 0o755)
-    return path
+    return console_script(tmp_path_factory.mktemp("bin"), "xenballoond", "xenballoond.guest.cli")
+
+
+@pytest.fixture(scope="module")
+def balancer_program(tmp_path_factory) -> str:
+    return console_script(tmp_path_factory.mktemp("bin"), "xenballoon-balancer",
+                          "xenballoond.dom0.balancer")
 
 
 VARIANTS = [("redhat", "bash"), ("debian", "sh"), ("debian", "bash"), ("lsb-only", "sh"),
@@ -175,26 +195,43 @@ def install_library(root: str, lib: str) -> None:
     shutil.copy(src, os.path.join(root, dest))
 
 
-class Guest:
+def write_dom0_signs(root: str, features: str | None, capabilities: str | None) -> None:
+    if features is not None:
+        write(os.path.join(root, "sys/hypervisor/properties/features"), features + "\n")
+    if capabilities is not None:
+        write(os.path.join(root, "proc/xen/capabilities"), capabilities + "\n")
+
+
+class Service:
+    """One init script run against one root tree; what the two services share."""
+    NAME: str        # the program, the script, the PID file, the subsys lock
+    SCRIPT: str
+    UNIT: str
+    CONF_NAME: str
+    IN_DOM0: bool    # the domain it runs in: dom0, or a guest
+    NOT_HERE: str    # what its script says where it does not run
+    BAD_START: tuple[str, str]   # a (variable, value) its config check refuses
+    BAD_RELOAD: str              # a config line a reload refuses
+
     def __init__(self, root: str, lib: str, shell: str, program: str) -> None:
         self.root, self.lib, self.shell, self.program = root, lib, shell, program
         # Red Hat and SUSE read /etc/sysconfig, Debian /etc/default
         confdir = "etc/default" if lib in ("debian", "plain") else "etc/sysconfig"
-        self.conf = os.path.join(root, confdir, "xenballoon.conf")
-        self.pidfile = os.path.join(root, "var/run/xenballoond.pid")
+        self.conf = os.path.join(root, confdir, self.CONF_NAME)
+        self.pidfile = os.path.join(root, f"var/run/{self.NAME}.pid")
         self.env = dict(os.environ, XENBALLOON_ROOT=root, XENBALLOOND=program,
                         XENSTORED_PATH=os.path.join(root, "no-xenstored.sock"),
                         SYSTEMCTL_SKIP_REDIRECT="1")
         self.env.pop("PYTHONPATH", None)
 
     def argv(self, action: str) -> list[str]:
-        return [self.shell, SCRIPT, action]
+        return [self.shell, self.SCRIPT, action]
 
     def run(self, action: str) -> subprocess.CompletedProcess[str]:
         return REAPER.run(self.argv(action), env=self.env)
 
     def daemons(self) -> list[int]:
-        """Live daemons of this guest: not --check-config runs, and not a
+        """Live daemons of this tree: not --check-config runs, and not a
         daemon's child between fork and exec (it has the daemon's argv)."""
         found = {pid: ppid for pid, ppid, args in processes()
                  if self.program in args and self.root in args and "--check-config" not in args}
@@ -206,21 +243,56 @@ class Guest:
         except (OSError, ValueError):
             return None
 
-    def target_bytes(self) -> int:
-        text = open(os.path.join(self.root, SYSFS, "target")).read().strip()
-        return int(text) if text else -1
-
     def kill_all(self) -> None:
         for pid in self.daemons():
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not self.daemons(), what="daemons killed")
 
+    def check_at_work(self) -> None:
+        """What shows under the root that the running daemon does its job."""
+        raise NotImplementedError
+
+
+class Guest(Service):
+    NAME, CONF_NAME = "xenballoond", "xenballoon.conf"
+    SCRIPT, UNIT = SCRIPT, UNIT  # the module's
+    IN_DOM0, NOT_HERE = False, "this is domain 0"
+    BAD_START = ("XENBALLOON_SELF", "maybe")
+    BAD_RELOAD = "XENBALLOON_INTERVAL=0"
+
+    def target_bytes(self) -> int:
+        text = open(os.path.join(self.root, SYSFS, "target")).read().strip()
+        return int(text) if text else -1
+
+    def check_at_work(self) -> None:
+        # it balloons although xenstored is unreachable
+        initial = CURRENT_KB * 1024
+        wait_until(lambda: 0 < self.target_bytes() < initial, what="a lower balloon target")
+        # the high-water mark, from info/current_kb on sysfs (MemTotal is smaller)
+        assert open(os.path.join(self.root, "var/run/xenballoon-maxmem")).read() \
+            == f"{CURRENT_KB}\n"
+
+
+class Dom0(Service):
+    NAME, CONF_NAME = "xenballoon-balancer", "xenballoon-balancer.conf"
+    SCRIPT, UNIT = BAL_SCRIPT, BAL_UNIT
+    IN_DOM0, NOT_HERE = True, "not domain 0"
+    BAD_START = ("XENBALLOON_BALANCER_INTERVAL", "soon")
+    BAD_RELOAD = "XENBALLOON_BALANCER_HEADROOM_PCT=101"
+
+    def check_at_work(self) -> None:
+        # xl and xenstored are unreachable: each pass logs so (to syslog) and
+        # changes nothing under the root; that it keeps running is checked
+        pass
+
 
 def make(tmp_path, lib: str, shell: str, program: str, conf: str | None = SELF_CONF,
-         balloon: str = "sysfs") -> Guest:
+         balloon: str = "sysfs", features: str | None = None,
+         capabilities: str | None = None) -> Guest:
     root = str(tmp_path / "guest")
     make_guest(root, memtotal_kb=MEMTOTAL_KB, committed_kb=COMMITTED_KB, current_kb=CURRENT_KB,
                balloon=balloon)
+    write_dom0_signs(root, features, capabilities)
     install_library(root, lib)
     guest = Guest(root, lib, shell, program)
     if conf is not None:
@@ -228,28 +300,76 @@ def make(tmp_path, lib: str, shell: str, program: str, conf: str | None = SELF_C
     return guest
 
 
-@pytest.fixture(params=VARIANTS, ids=[f"{lib}-{sh}" for lib, sh in VARIANTS])
-def guest(request, tmp_path, daemon_program):
-    lib, shell = request.param
+def make_dom0(tmp_path, lib: str, shell: str, program: str, conf: str | None = BAL_CONF,
+              features: str | None = "00000f05", capabilities: str | None = "control_d"
+              ) -> Dom0:
+    root = str(tmp_path / "dom0")
+    os.makedirs(os.path.join(root, "var/run"))
+    write_dom0_signs(root, features, capabilities)
+    install_library(root, lib)
+    d = Dom0(root, lib, shell, program)
+    d.env["XENBALLOON_BALANCER_XL"] = os.path.join(root, "no/such/xl")
+    if conf is not None:
+        write(d.conf, conf + f"XENBALLOON_BALANCER_XL={os.path.join(root, 'no/such/xl')}\n")
+    return d
+
+
+# each service: how its tree is made, the fixture of its program
+KINDS = {Guest: (make, "daemon_program"), Dom0: (make_dom0, "balancer_program")}
+KIND_IDS = [kind.NAME for kind in KINDS]
+
+
+def make_service(request, kind: type[Service], tmp_path, lib: str, shell: str,
+                 **kw) -> Service:
+    maker, program = KINDS[kind]
     if lib == "debian" and not os.path.exists(DEBIAN_LSB):
         needs_file(DEBIAN_LSB, "sysvinit-utils, or lsb-base")
-    g = make(tmp_path, lib, shell, daemon_program)
-    yield g
-    g.kill_all()
+    return maker(tmp_path, lib, shell, request.getfixturevalue(program), **kw)
+
+
+SERVICE_PARAMS = [(kind, lib, sh) for kind in KINDS for lib, sh in VARIANTS]
+
+
+@pytest.fixture(params=SERVICE_PARAMS,
+                ids=[f"{kind.NAME}-{lib}-{sh}" for kind, lib, sh in SERVICE_PARAMS])
+def service(request, tmp_path):
+    """Each service through each library and shell."""
+    kind, lib, shell = request.param
+    s = make_service(request, kind, tmp_path, lib, shell)
+    yield s
+    s.kill_all()
 
 
 @pytest.fixture
-def plain(tmp_path, daemon_program):
-    """For what the library does not change: plain sh."""
-    holder: list[Guest] = []
+def plain_of(request, tmp_path):
+    """plain_of(kind, **kw): for what the library does not change, plain sh."""
+    made: list[Service] = []
 
-    def factory(**kw) -> Guest:
-        g = make(tmp_path, "plain", "sh", daemon_program, **kw)
-        holder.append(g)
-        return g
+    def factory(kind: type[Service], **kw) -> Service:
+        s = make_service(request, kind, tmp_path, "plain", "sh", **kw)
+        made.append(s)
+        return s
     yield factory
-    for g in holder:
-        g.kill_all()
+    for s in made:
+        s.kill_all()
+
+
+@pytest.fixture
+def plain(plain_of):
+    """The guest's daemon, plain sh."""
+    return lambda **kw: plain_of(Guest, **kw)
+
+
+@pytest.fixture(params=list(KINDS), ids=KIND_IDS)
+def plain_service(request, plain_of):
+    """Each service, plain sh."""
+    return lambda **kw: plain_of(request.param, **kw)
+
+
+@pytest.fixture(params=list(KINDS), ids=KIND_IDS)
+def kind(request) -> type[Service]:
+    """Each service's class: its names and files."""
+    return request.param
 
 
 def gone(pid: int) -> bool:
@@ -263,102 +383,101 @@ def ok(r: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.Complet
 
 
 # --------------------------------------------------------------------------
-# Lifecycle, through every library.
+# Lifecycle, through every library, for both services.
 
-def test_start_twice_one_daemon_then_stop_leaves_nothing(guest):
-    ok(guest.run("status"), 3)
-    ok(guest.run("start"))
-    [pid] = guest.daemons()
-    assert guest.pid_in_file() == pid
-    ok(guest.run("status"), 0)
+def test_start_twice_one_daemon_then_stop_leaves_nothing(service):
+    ok(service.run("status"), 3)
+    ok(service.run("start"))
+    [pid] = service.daemons()
+    assert service.pid_in_file() == pid
+    ok(service.run("status"), 0)
     # the run-level flip of the original's README: a second start starts nothing
-    r = ok(guest.run("start"))
+    r = ok(service.run("start"))
     assert "already running" in r.stdout
-    assert guest.daemons() == [pid]
+    assert service.daemons() == [pid]
 
-    # it balloons although xenstored is unreachable
-    initial = CURRENT_KB * 1024
-    wait_until(lambda: 0 < guest.target_bytes() < initial, what="a lower balloon target")
-    # the high-water mark, from info/current_kb on sysfs (MemTotal is smaller)
-    assert open(os.path.join(guest.root, "var/run/xenballoon-maxmem")).read() == f"{CURRENT_KB}\n"
+    service.check_at_work()
 
-    ok(guest.run("stop"))
-    assert guest.daemons() == []
-    assert not os.path.exists(guest.pidfile)
-    ok(guest.run("status"), 3)
-    ok(guest.run("stop"))  # stopping a stopped service succeeds
+    ok(service.run("stop"))
+    assert service.daemons() == []
+    assert not os.path.exists(service.pidfile)
+    ok(service.run("status"), 3)
+    ok(service.run("stop"))  # stopping a stopped service succeeds
 
 
-def test_killed_daemon_status_1_then_start_works(guest):
-    ok(guest.run("start"))
-    [pid] = guest.daemons()
+def test_killed_daemon_status_1_then_start_works(service):
+    ok(service.run("start"))
+    [pid] = service.daemons()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: gone(pid), what="daemon dead and reaped")
-    assert guest.pid_in_file() == pid  # stale
-    ok(guest.run("status"), 1)
-    ok(guest.run("start"))
-    [new] = guest.daemons()
-    assert new != pid and guest.pid_in_file() == new
-    ok(guest.run("status"), 0)
+    assert service.pid_in_file() == pid  # stale
+    ok(service.run("status"), 1)
+    ok(service.run("start"))
+    [new] = service.daemons()
+    assert new != pid and service.pid_in_file() == new
+    ok(service.run("status"), 0)
+    ok(service.run("stop"))
+    assert not os.path.exists(service.pidfile)
 
 
-def test_stop_after_kill_clears_the_stale_pid_file(guest):
-    ok(guest.run("start"))
-    [pid] = guest.daemons()
+def test_stop_after_kill_clears_the_stale_pid_file(service):
+    ok(service.run("start"))
+    [pid] = service.daemons()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: gone(pid), what="daemon dead and reaped")
-    ok(guest.run("stop"))
-    assert not os.path.exists(guest.pidfile)
-    ok(guest.run("status"), 3)
+    ok(service.run("stop"))
+    assert not os.path.exists(service.pidfile)
+    ok(service.run("status"), 3)
 
 
-def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(guest):
+def test_a_live_process_named_like_us_in_the_pid_file_does_not_stop_a_start(service):
     """The PID of a reboot ago may be a `tail -f xenballoond.log` now: the lock decides."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                              "/var/log/xenballoond.log"])
+                              f"/var/log/{service.NAME}.log"])
     try:
-        write(guest.pidfile, f"{other.pid}\n")
-        ok(guest.run("start"))
-        [pid] = guest.daemons()
-        assert guest.pid_in_file() == pid
-        ok(guest.run("stop"))
+        write(service.pidfile, f"{other.pid}\n")
+        ok(service.run("start"))
+        [pid] = service.daemons()
+        assert service.pid_in_file() == pid
+        ok(service.run("stop"))
         assert other.poll() is None
     finally:
         other.kill()
         other.wait()
 
 
-def test_twenty_concurrent_starts_leave_one_daemon(guest):
-    results = REAPER.run_many([guest.argv("start")] * 20, env=guest.env)
+def test_twenty_concurrent_starts_leave_one_daemon(service):
+    results = REAPER.run_many([service.argv("start")] * 20, env=service.env)
     for r in results:
         ok(r)
-    [pid] = guest.daemons()
-    assert guest.pid_in_file() == pid
+    [pid] = service.daemons()
+    assert service.pid_in_file() == pid
 
 
-def test_bad_config_exit_6_starts_nothing(guest):
-    write(guest.conf, "XENBALLOON_SELF=maybe\n")
-    r = ok(guest.run("start"), 6)
-    assert "XENBALLOON_SELF" in r.stderr and "maybe" in r.stderr
-    assert guest.daemons() == []
-    assert not os.path.exists(guest.pidfile)
+def test_bad_config_exit_6_starts_nothing(service):
+    key, value = service.BAD_START
+    write(service.conf, f"{key}={value}\n")
+    r = ok(service.run("start"), 6)
+    assert key in r.stderr and value in r.stderr
+    assert service.daemons() == []
+    assert not os.path.exists(service.pidfile)
 
 
-def test_restart_try_restart_and_reload(guest):
-    ok(guest.run("try-restart"))  # not running: nothing to do
-    assert guest.daemons() == []
-    ok(guest.run("reload"), 7)
-    ok(guest.run("restart"))  # restart of a stopped service starts it
-    [first] = guest.daemons()
-    ok(guest.run("restart"))
-    [second] = guest.daemons()
+def test_restart_try_restart_and_reload(service):
+    ok(service.run("try-restart"))  # not running: nothing to do
+    assert service.daemons() == []
+    ok(service.run("reload"), 7)
+    ok(service.run("restart"))  # restart of a stopped service starts it
+    [first] = service.daemons()
+    ok(service.run("restart"))
+    [second] = service.daemons()
     assert second != first
-    ok(guest.run("condrestart"))
-    [third] = guest.daemons()
+    ok(service.run("condrestart"))
+    [third] = service.daemons()
     assert third != second
-    ok(guest.run("reload"))
-    ok(guest.run("force-reload"))
-    assert guest.daemons() == [third]
+    ok(service.run("reload"))
+    ok(service.run("force-reload"))
+    assert service.daemons() == [third]
 
 
 # --------------------------------------------------------------------------
@@ -382,21 +501,14 @@ def test_reload_sends_sighup_and_the_new_config_takes_effect(plain):
     assert g.daemons() == [pid]
 
 
-def test_reload_with_bad_config_exit_6_daemon_keeps_running(plain):
-    g = plain()
-    ok(g.run("start"))
-    [pid] = g.daemons()
-    write(g.conf, "XENBALLOON_INTERVAL=0\n")
-    r = ok(g.run("reload"), 6)
-    assert "XENBALLOON_INTERVAL" in r.stderr
-    assert g.daemons() == [pid]
-
-
-def write_dom0_signs(root: str, features: str | None, capabilities: str | None) -> None:
-    if features is not None:
-        write(os.path.join(root, "sys/hypervisor/properties/features"), features + "\n")
-    if capabilities is not None:
-        write(os.path.join(root, "proc/xen/capabilities"), capabilities + "\n")
+def test_reload_with_bad_config_exit_6_daemon_keeps_running(plain_service):
+    s = plain_service()
+    ok(s.run("start"))
+    [pid] = s.daemons()
+    write(s.conf, s.BAD_RELOAD + "\n")
+    r = ok(s.run("reload"), 6)
+    assert s.BAD_RELOAD.split("=")[0] in r.stderr
+    assert s.daemons() == [pid]
 
 
 # One table for the three places that tell domain 0 from a guest: the daemon,
@@ -414,15 +526,15 @@ DOM0_SIGNS = [  # (features, capabilities, is a guest)
 
 
 @pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
-def test_init_script_starts_nothing_in_domain_0(plain, features, capabilities, guest):
-    g = plain()
-    write_dom0_signs(g.root, features, capabilities)
-    r = ok(g.run("start"))
-    if guest:
-        assert len(g.daemons()) == 1
+def test_init_script_starts_only_in_its_domain(plain_service, features, capabilities, guest):
+    """The guest's daemon nowhere but in a guest, the balancer only in domain 0."""
+    s = plain_service(features=features, capabilities=capabilities)
+    r = ok(s.run("start"))
+    if s.IN_DOM0 != guest:
+        assert len(s.daemons()) == 1
     else:
-        assert "domain 0" in r.stdout
-        assert g.daemons() == [] and not os.path.exists(g.pidfile)
+        assert s.NOT_HERE in r.stdout
+        assert s.daemons() == [] and not os.path.exists(s.pidfile)
 
 
 @pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
@@ -454,18 +566,18 @@ def test_start_reports_failure_when_the_daemon_does_not_start(plain):
     assert g.daemons() == []
 
 
-def test_daemon_not_installed_exit_5(plain):
-    g = plain()
-    g.env["XENBALLOOND"] = os.path.join(g.root, "no/such/xenballoond")
-    ok(g.run("start"), 5)
-    ok(g.run("status"), 3)
+def test_daemon_not_installed_exit_5(plain_service):
+    s = plain_service()
+    s.env["XENBALLOOND"] = os.path.join(s.root, "no/such", s.NAME)
+    ok(s.run("start"), 5)
+    ok(s.run("status"), 3)
 
 
-def test_unknown_action_prints_usage_exit_2(plain):
-    g = plain()
-    r = ok(g.run("frobnicate"), 2)
+def test_unknown_action_prints_usage_exit_2(plain_service):
+    s = plain_service()
+    r = ok(s.run("frobnicate"), 2)
     assert "Usage:" in r.stderr
-    assert ok(REAPER.run(["sh", SCRIPT], env=g.env), 2)
+    assert ok(REAPER.run(["sh", s.SCRIPT], env=s.env), 2)
 
 
 @pytest.mark.parametrize("old, expected", [
@@ -518,18 +630,18 @@ def test_maxmem_current_kb_garbage_falls_back_to_memtotal(plain):
     assert open(path).read() == f"{MEMTOTAL_KB}\n"
 
 
-def test_red_hat_subsys_lock(tmp_path, daemon_program):
-    g = make(tmp_path, "redhat", "bash", daemon_program)
-    lock = os.path.join(g.root, "var/lock/subsys/xenballoond")
+def test_red_hat_subsys_lock(request, tmp_path, kind):
+    s = make_service(request, kind, tmp_path, "redhat", "bash")
+    lock = os.path.join(s.root, "var/lock/subsys", s.NAME)
     os.makedirs(os.path.dirname(lock))
     try:
-        r = ok(g.run("start"))
+        r = ok(s.run("start"))
         assert "[  OK  ]" in r.stdout
         assert os.path.exists(lock)  # so that rc runs the K script at shutdown
-        ok(g.run("stop"))
+        ok(s.run("stop"))
         assert not os.path.exists(lock)
     finally:
-        g.kill_all()
+        s.kill_all()
 
 
 @pytest.mark.parametrize("root", ["relative/dir", "/tmp/with space"])
@@ -542,7 +654,8 @@ def test_bad_root_is_refused(plain, root):
 # --------------------------------------------------------------------------
 # The script's text.
 
-@pytest.mark.parametrize("path", [SCRIPT, os.path.join(REPO, "scripts", "install.sh")])
+@pytest.mark.parametrize("path", [SCRIPT, BAL_SCRIPT, os.path.join(REPO, "scripts", "install.sh")],
+                         ids=os.path.basename)
 def test_shellcheck_posix_sh(path):
     needs_tool("shellcheck")
     r = REAPER.run(["shellcheck", "-s", "sh", path])
@@ -565,10 +678,10 @@ def lsb_header(script: str = SCRIPT) -> dict[str, str]:
     return fields
 
 
-def test_lsb_header_agrees_with_chkconfig_line():
-    fields = lsb_header()
-    assert fields["Provides"] == "xenballoond"
-    chk = re.search(r"^# chkconfig: (\d+) (\d+) (\d+)$", open(SCRIPT).read(), re.M)
+def test_lsb_header_agrees_with_chkconfig_line(kind):
+    fields = lsb_header(kind.SCRIPT)
+    assert fields["Provides"] == kind.NAME
+    chk = re.search(r"^# chkconfig: (\d+) (\d+) (\d+)$", open(kind.SCRIPT).read(), re.M)
     assert chk and chk.group(1, 2, 3) == ("2345", "98", "01")
     assert fields["Default-Start"].split() == list(chk.group(1))
     assert fields["Default-Stop"].split() == ["0", "1", "6"]
@@ -602,22 +715,28 @@ def unit_values_of(unit: str):
     return lambda section, key: [v for s, k, v in lines if s == section and k == key]
 
 
-def test_unit_settings():
+def test_unit_settings(kind):
+    values = unit_values_of(kind.UNIT)
+    [start] = values("Service", "ExecStart")
+    assert start.split()[1:] == ["-f"]
+    assert values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
+    assert values("Service", "Restart") == ["on-failure"]
+    assert values("Service", "RestartPreventExitStatus") == ["2"]
+    assert values("Service", "Type") == ["simple"]
+    assert values("Install", "WantedBy") == ["multi-user.target"]
+
+
+def test_unit_of_the_guest_needs_xen_and_a_balloon_driver():
     assert unit_values("Unit", "ConditionVirtualization") == ["xen"]
     assert sorted(unit_values("Unit", "ConditionPathExists")) == [
         "|/proc/xen/balloon", "|/sys/devices/system/xen_memory/xen_memory0"]
-    [start] = unit_values("Service", "ExecStart")
-    assert start.split()[1:] == ["-f"]
-    assert unit_values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
-    assert unit_values("Service", "Restart") == ["on-failure"]
-    assert unit_values("Service", "Type") == ["simple"]
-    assert unit_values("Install", "WantedBy") == ["multi-user.target"]
 
 
-def test_unit_verifies(tmp_path, daemon_program):
+def test_unit_verifies(request, tmp_path, kind):
     needs_tool("systemd-analyze")
-    unit = tmp_path / "xenballoond.service"
-    unit.write_text(open(UNIT).read().replace("/usr/local/bin/xenballoond", daemon_program))
+    program = request.getfixturevalue(KINDS[kind][1])
+    unit = tmp_path / os.path.basename(kind.UNIT)
+    unit.write_text(open(kind.UNIT).read().replace(f"/usr/local/bin/{kind.NAME}", program))
     r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
@@ -633,12 +752,18 @@ def exec_condition(root: str, unit: str = UNIT) -> list[str]:
     return ["sh", "-c", script]
 
 
-@pytest.mark.parametrize("features, capabilities, runs", DOM0_SIGNS)
-def test_unit_exec_condition_skips_domain_0(tmp_path, features, capabilities, runs):
-    write_dom0_signs(str(tmp_path), features, capabilities)
-    r = REAPER.run(exec_condition(str(tmp_path)))
-    assert (r.returncode == 0) == runs, r
-    assert runs or 1 <= r.returncode <= 254  # 1-254 skips the unit; 255 would fail it
+@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
+def test_unit_runs_only_in_its_domain(tmp_path, kind, features, capabilities, guest):
+    """The unit's conditions and the script agree with the daemon on every row."""
+    root = str(tmp_path)
+    write_dom0_signs(root, features, capabilities)
+    values = unit_values_of(kind.UNIT)
+    paths_ok = all(os.path.exists(root + p.lstrip("|!"))
+                   for p in values("Unit", "ConditionPathExists") if not p.startswith("|"))
+    r = REAPER.run(exec_condition(root, kind.UNIT))
+    runs = kind.IN_DOM0 != guest
+    assert (paths_ok and r.returncode == 0) == runs, r
+    assert r.returncode in range(0, 255)  # 1-254 skips the unit; 255 would fail it
 
 
 # --------------------------------------------------------------------------
@@ -755,245 +880,6 @@ def test_make_install_then_the_installed_script_runs_the_installed_daemon(tmp_pa
         assert g.daemons() == [] and not os.path.exists(g.pidfile)
     finally:
         g.kill_all()
-
-
-# --------------------------------------------------------------------------
-# The balancer's script and unit (initscripts/xenballoon-balancer*): domain 0.
-# The same lifecycle through every library, against a dom0 tree whose xl and
-# xenstored are unreachable: the daemon keeps running and says so each pass.
-
-BAL_SCRIPT = os.path.join(REPO, "initscripts", "xenballoon-balancer")
-BAL_UNIT = os.path.join(REPO, "initscripts", "xenballoon-balancer.service")
-BAL_CONF = "XENBALLOON_BALANCER_INTERVAL=1\nXENBALLOON_XENSTORE=native\n"
-
-
-@pytest.fixture(scope="module")
-def balancer_program(tmp_path_factory) -> str:
-    """The balancer as pip's console script is: a Python script named
-    xenballoon-balancer."""
-    path = str(tmp_path_factory.mktemp("bin") / "xenballoon-balancer")
-    with open(path, "w") as f:
-        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {REPO!r})\n"
-                "from xenballoond.dom0.balancer import main\nsys.exit(main())\n")
-    os.chmod(path, 0o755)
-    return path
-
-
-class Dom0(Guest):
-    def __init__(self, root: str, lib: str, shell: str, program: str) -> None:
-        super().__init__(root, lib, shell, program)
-        confdir = "etc/default" if lib in ("debian", "plain") else "etc/sysconfig"
-        self.conf = os.path.join(root, confdir, "xenballoon-balancer.conf")
-        self.pidfile = os.path.join(root, "var/run/xenballoon-balancer.pid")
-
-    def argv(self, action: str) -> list[str]:
-        return [self.shell, BAL_SCRIPT, action]
-
-
-def make_dom0(tmp_path, lib: str, shell: str, program: str, conf: str | None = BAL_CONF,
-              features: str | None = "00000f05", capabilities: str | None = "control_d"
-              ) -> Dom0:
-    root = str(tmp_path / "dom0")
-    os.makedirs(os.path.join(root, "var/run"))
-    write_dom0_signs(root, features, capabilities)
-    install_library(root, lib)
-    d = Dom0(root, lib, shell, program)
-    d.env["XENBALLOON_BALANCER_XL"] = os.path.join(root, "no/such/xl")
-    if conf is not None:
-        write(d.conf, conf + f"XENBALLOON_BALANCER_XL={os.path.join(root, 'no/such/xl')}\n")
-    return d
-
-
-@pytest.fixture(params=VARIANTS, ids=[f"{lib}-{sh}" for lib, sh in VARIANTS])
-def dom0(request, tmp_path, balancer_program):
-    lib, shell = request.param
-    if lib == "debian" and not os.path.exists(DEBIAN_LSB):
-        needs_file(DEBIAN_LSB, "sysvinit-utils, or lsb-base")
-    d = make_dom0(tmp_path, lib, shell, balancer_program)
-    yield d
-    d.kill_all()
-
-
-@pytest.fixture
-def plain_dom0(tmp_path, balancer_program):
-    holder: list[Dom0] = []
-
-    def factory(**kw) -> Dom0:
-        d = make_dom0(tmp_path, "plain", "sh", balancer_program, **kw)
-        holder.append(d)
-        return d
-    yield factory
-    for d in holder:
-        d.kill_all()
-
-
-def test_balancer_start_twice_one_daemon_then_stop_leaves_nothing(dom0):
-    ok(dom0.run("status"), 3)
-    ok(dom0.run("start"))
-    [pid] = dom0.daemons()
-    assert dom0.pid_in_file() == pid
-    ok(dom0.run("status"), 0)
-    r = ok(dom0.run("start"))
-    assert "already running" in r.stdout
-    assert dom0.daemons() == [pid]
-    ok(dom0.run("stop"))
-    assert dom0.daemons() == []
-    assert not os.path.exists(dom0.pidfile)
-    ok(dom0.run("status"), 3)
-    ok(dom0.run("stop"))
-
-
-def test_balancer_killed_status_1_then_start_works(dom0):
-    ok(dom0.run("start"))
-    [pid] = dom0.daemons()
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: gone(pid), what="daemon dead and reaped")
-    assert dom0.pid_in_file() == pid
-    ok(dom0.run("status"), 1)
-    ok(dom0.run("start"))
-    [new] = dom0.daemons()
-    assert new != pid and dom0.pid_in_file() == new
-    ok(dom0.run("stop"))
-    assert not os.path.exists(dom0.pidfile)
-
-
-def test_balancer_a_live_process_named_like_it_in_the_pid_file_does_not_stop_a_start(dom0):
-    """The PID of a reboot ago may be a `less xenballoon-balancer.log` now: the lock decides."""
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                              "/var/log/xenballoon-balancer.log"])
-    try:
-        write(dom0.pidfile, f"{other.pid}\n")
-        ok(dom0.run("start"))
-        [pid] = dom0.daemons()
-        assert dom0.pid_in_file() == pid
-        ok(dom0.run("stop"))
-        assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait()
-
-
-def test_balancer_twenty_concurrent_starts_leave_one_daemon(dom0):
-    results = REAPER.run_many([dom0.argv("start")] * 20, env=dom0.env)
-    for r in results:
-        ok(r)
-    [pid] = dom0.daemons()
-    assert dom0.pid_in_file() == pid
-
-
-def test_balancer_bad_config_exit_6_starts_nothing(dom0):
-    write(dom0.conf, "XENBALLOON_BALANCER_INTERVAL=soon\n")
-    r = ok(dom0.run("start"), 6)
-    assert "XENBALLOON_BALANCER_INTERVAL" in r.stderr and "soon" in r.stderr
-    assert dom0.daemons() == [] and not os.path.exists(dom0.pidfile)
-
-
-def test_balancer_restart_try_restart_and_reload(dom0):
-    ok(dom0.run("try-restart"))
-    assert dom0.daemons() == []
-    ok(dom0.run("reload"), 7)
-    ok(dom0.run("restart"))
-    [first] = dom0.daemons()
-    ok(dom0.run("restart"))
-    [second] = dom0.daemons()
-    assert second != first
-    ok(dom0.run("condrestart"))
-    [third] = dom0.daemons()
-    assert third != second
-    ok(dom0.run("reload"))
-    ok(dom0.run("force-reload"))
-    assert dom0.daemons() == [third]
-
-
-def test_balancer_reload_with_bad_config_exit_6_daemon_keeps_running(plain_dom0):
-    d = plain_dom0()
-    ok(d.run("start"))
-    [pid] = d.daemons()
-    write(d.conf, "XENBALLOON_BALANCER_HEADROOM_PCT=101\n")
-    r = ok(d.run("reload"), 6)
-    assert "XENBALLOON_BALANCER_HEADROOM_PCT" in r.stderr
-    assert d.daemons() == [pid]
-
-
-@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
-def test_balancer_script_starts_only_in_domain_0(plain_dom0, features, capabilities, guest):
-    d = plain_dom0(features=features, capabilities=capabilities)
-    r = ok(d.run("start"))
-    if guest:
-        assert "not domain 0" in r.stdout
-        assert d.daemons() == [] and not os.path.exists(d.pidfile)
-    else:
-        assert len(d.daemons()) == 1
-
-
-def test_balancer_not_installed_exit_5_and_unknown_action_exit_2(plain_dom0):
-    d = plain_dom0()
-    d.env["XENBALLOOND"] = os.path.join(d.root, "no/such/xenballoon-balancer")
-    ok(d.run("start"), 5)
-    ok(d.run("status"), 3)
-    r = ok(d.run("frobnicate"), 2)
-    assert "Usage:" in r.stderr
-
-
-def test_balancer_red_hat_subsys_lock(tmp_path, balancer_program):
-    d = make_dom0(tmp_path, "redhat", "bash", balancer_program)
-    lock = os.path.join(d.root, "var/lock/subsys/xenballoon-balancer")
-    os.makedirs(os.path.dirname(lock))
-    try:
-        r = ok(d.run("start"))
-        assert "[  OK  ]" in r.stdout
-        assert os.path.exists(lock)
-        ok(d.run("stop"))
-        assert not os.path.exists(lock)
-    finally:
-        d.kill_all()
-
-
-def test_balancer_script_shellcheck_posix_sh():
-    needs_tool("shellcheck")
-    r = REAPER.run(["shellcheck", "-s", "sh", BAL_SCRIPT])
-    assert r.returncode == 0, r.stdout
-
-
-def test_balancer_lsb_header_agrees_with_chkconfig_line():
-    fields = lsb_header(BAL_SCRIPT)
-    assert fields["Provides"] == "xenballoon-balancer"
-    chk = re.search(r"^# chkconfig: (\d+) (\d+) (\d+)$", open(BAL_SCRIPT).read(), re.M)
-    assert chk and fields["Default-Start"].split() == list(chk.group(1))
-    assert fields["Default-Stop"].split() == ["0", "1", "6"]
-    assert set(fields["Required-Start"].split()) == {"$remote_fs", "$syslog"}
-
-
-def test_balancer_unit_settings():
-    values = unit_values_of(BAL_UNIT)
-    [start] = values("Service", "ExecStart")
-    assert start.split()[1:] == ["-f"]
-    assert values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
-    assert values("Service", "Restart") == ["on-failure"]
-    assert values("Service", "RestartPreventExitStatus") == ["2"]
-    assert values("Install", "WantedBy") == ["multi-user.target"]
-
-
-def test_balancer_unit_verifies(tmp_path, balancer_program):
-    needs_tool("systemd-analyze")
-    unit = tmp_path / "xenballoon-balancer.service"
-    unit.write_text(open(BAL_UNIT).read().replace("/usr/local/bin/xenballoon-balancer",
-                                                  balancer_program))
-    r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
-    assert r.returncode == 0 and r.stderr == "", r.stderr
-
-
-@pytest.mark.parametrize("features, capabilities, guest", DOM0_SIGNS)
-def test_balancer_unit_runs_only_in_domain_0(tmp_path, features, capabilities, guest):
-    """The unit's conditions and the script agree with the daemon on every row."""
-    root = str(tmp_path)
-    write_dom0_signs(root, features, capabilities)
-    values = unit_values_of(BAL_UNIT)
-    paths_ok = all(os.path.exists(root + p.lstrip("|!"))
-                   for p in values("Unit", "ConditionPathExists") if not p.startswith("|"))
-    r = REAPER.run(exec_condition(root, BAL_UNIT))
-    assert (paths_ok and r.returncode == 0) == (not guest), r
-    assert r.returncode in range(0, 255)  # 1-254 skips the unit; 255 would fail it
 
 
 def test_install_service_layout_of_the_balancer(tmp_path):
