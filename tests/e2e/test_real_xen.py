@@ -538,21 +538,27 @@ def need_by_hand(s: harness.Scenario, phase: str, g: str) -> int:
     return max(floor_kb, min(want_kb, static_max_kb))
 
 
+LEVEL_STEP_KB = 64 * MIB_KB  # the balancer's level grain (README: "64 MiB steps")
+
+
 def targets_by_hand(s: harness.Scenario, phase: str) -> dict[str, int]:
-    """A's and B's targets when the needs fit: need + a share of the rest in proportion to the
-    need, capped at static-max, a capped guest's excess to the other."""
+    """A's and B's targets when the needs fit, by the README's rule: each guest its need; of the
+    surplus, POOL_MB stays free and the rest raises both to one level, the largest multiple of
+    64 MiB that fits (A and B have the same static-max, so the same fraction of it is the same
+    size), at most static-max; a guest above the level keeps its need."""
     static_max_kb = int(dom0_cfg("guest2.cfg", "maxmem")) * MIB_KB
     avail_kb = ((s.num(f"{phase}_free_mb") + s.num(f"{phase}_a_mb") + s.num(f"{phase}_b_mb")
                  - bal_setting(s, "host_reserve_mb")) * MIB_KB)
     needs = {g: need_by_hand(s, phase, g) for g in "ab"}
     check(s, sum(needs.values()) < avail_kb, f"{phase}: the needs {needs} fit in {avail_kb} kB")
-    surplus_kb = avail_kb - sum(needs.values())
-    out = {g: needs[g] + surplus_kb * needs[g] // sum(needs.values()) for g in "ab"}
-    for g, other in (("a", "b"), ("b", "a")):
-        if out[g] > static_max_kb:
-            out[other] = min(out[other] + out[g] - static_max_kb, static_max_kb)
-            out[g] = static_max_kb
-    return out
+    room_kb = avail_kb - bal_setting(s, "pool_mb") * MIB_KB
+    level_kb = 0
+    while level_kb < static_max_kb:
+        nxt_kb = level_kb + LEVEL_STEP_KB
+        if sum(min(max(n, nxt_kb), static_max_kb) for n in needs.values()) > room_kb:
+            break
+        level_kb = nxt_kb
+    return {g: min(max(needs[g], level_kb), static_max_kb) for g in "ab"}
 
 
 def test_balancer_setup(xen: harness.Run) -> None:
@@ -594,7 +600,7 @@ def within_hysteresis(s: harness.Scenario, phase: str) -> None:
 
 
 def test_balancer_idle_split(xen: harness.Run) -> None:
-    """Both guests idle: each gets its need and a share of the rest in proportion to it."""
+    """Both guests idle: each gets its need, raised to one level with the pool left free."""
     s = scenario(xen, BALANCER)
     within_hysteresis(s, "before")
     check(s, abs(s.num("before_a_tgt_kb") - s.num("before_b_tgt_kb")) <= 16 * MIB_KB,
