@@ -16,7 +16,6 @@ refresh (connections xenstored accepted).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import statistics
