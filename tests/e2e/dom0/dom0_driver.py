@@ -1179,14 +1179,17 @@ BAL_CONF = "/run/e2e-balancer.conf"
 BAL_PIDFILE = "/run/e2e-balancer.pid"
 # the balancer's config, each value stated so that the test works the targets out from it
 BAL_SETTINGS = (("XENBALLOON_BALANCER_INTERVAL", 1), ("XENBALLOON_BALANCER_HOST_RESERVE_MB", 64),
-                ("XENBALLOON_BALANCER_HEADROOM_PCT", 10), ("XENBALLOON_BALANCER_POOL_MB", 256),
+                ("XENBALLOON_BALANCER_HEADROOM_PCT", 10),
+                # no pool: the host as tight as the balancer makes it, so that a third guest
+                # cannot start without `free` (the pool is the simulator's and unit tests')
+                ("XENBALLOON_BALANCER_POOL_MB", 0),
                 ("XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB", 15),
                 ("XENBALLOON_BALANCER_MIN_TOTAL_MOVE_MB", 150),
                 ("XENBALLOON_BALANCER_UNCOOPERATIVE_S", 20),
                 ("XENBALLOON_BALANCER_STALE_INTERVALS", 5))
 # A takes BAL_RAMP_MB in 16 MiB chunks at BAL_RAMP_MB_S (each chunk mapped, so Committed_AS
-# rises, then touched): more than A can hold at the level of the idle host (832 MiB each,
-# the pool left free), so A needs B's memory.  (One mmap of it would be refused: the kernel's overcommit
+# rises, then touched): more than A can hold at the level of the idle host (960 MiB each),
+# so A needs B's memory.  (One mmap of it would be refused: the kernel's overcommit
 # heuristic refuses a single mapping larger than RAM + swap.)
 BAL_RAMP_MB = 1056
 BAL_RAMP_MB_S = 64
@@ -1551,8 +1554,9 @@ class TwoGuests:
                 run(["xl", "destroy", gname], timeout=120)
         if self.loop_b:
             run(["losetup", "-d", self.loop_b])
-        if os.path.exists(BAL_B_ROOT):
-            os.unlink(BAL_B_ROOT)
+        for path in (BAL_B_ROOT, BAL_CONF, BAL_PIDFILE):  # the scenario's own files: purge_dom0
+            if os.path.exists(path):                    # then sees only the packages' leftovers
+                os.unlink(path)
         self.fig["left"] = ",".join(n for n in xl_domains() if n != "Domain-0") or "none"
         run(["xl", "vcpu-pin", "0", "0", "all"])
 
