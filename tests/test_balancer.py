@@ -542,36 +542,3 @@ def test_a_guest_that_just_grew_is_not_given_its_growth_again(host, monkeypatch)
         b.xs.close()
     assert [kb for d, kb in h.requests[len(first):] if d == 1] == []
     assert h.guest_state(2)["need_kb"] == 200 * MIB + 60 * MIB + 1536 * MIB // 10
-
-
-@pytest.mark.parametrize("interval_s, last_period_s, want_s", [
-    (1, None, 2),        # the first pass: an interval, plus the guest's interval
-    (1, 1.2, 2),         # passes on time: the nearest whole second is the interval
-    (1, 0.3, 2),         # never less than the interval
-    (1, 4.6, 6),         # the real host's slow passes: 5 s to the next, plus 1
-    (5, 7.4, 8),
-    (1, 1000.0, 60),     # a stalled dom0: capped (need is capped at static-max as well)
-])
-def test_the_rise_is_projected_over_the_time_passes_really_take(interval_s, last_period_s,
-                                                                want_s) -> None:
-    assert balancer.rise_horizon_s(interval_s, last_period_s) == want_s
-
-
-def test_a_pass_projects_the_rise_over_the_last_pass_period(host, monkeypatch):
-    """The balancer's own passes, 4.6 s apart (a slow dom0): the second projects over 5 + 1 s."""
-    h = host(2048, {1: (992, 1536)})
-    h.opt_in(1)
-    monkeypatch.setenv("XENSTORED_PATH", h.xsd.dom0_socket)
-    monkeypatch.setenv("XBSIM_XL_DIR", h.dom0)
-    root = Root(h.dom0)
-    config, _, _ = balancer_settings.load(root, h.conf)
-    b = balancer.build(config, root)
-    try:
-        h.publish(1, 200)
-        t0 = time.monotonic()
-        b.tick(t0, lambda s: False)
-        assert b.params.rise_horizon_s == config.interval_s + balancer.GUEST_INTERVAL_S
-        b.tick(t0 + 4.6, lambda s: False)
-        assert b.params.rise_horizon_s == 5 + balancer.GUEST_INTERVAL_S
-    finally:
-        b.xs.close()

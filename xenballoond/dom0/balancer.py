@@ -61,28 +61,12 @@ log = logging.getLogger(PROG)
 GUEST_INTERVAL_S = 1
 
 
-# The longest a rise is projected over, whatever a pass took (need is capped at static-max too).
-MAX_RISE_HORIZON_S = 60
-
-
-def rise_horizon_s(interval_s: int, last_period_s: Optional[float]) -> int:
-    """How far ahead to project a rising Committed_AS (s): until a target set now can be
-    corrected, the next pass plus the guest's interval.  The next pass comes an interval away
-    on paper, but a pass that runs several `xl` processes takes longer on a busy dom0 (3 to
-    11 s apart on the real host, one dom0 CPU), and the rise must be covered until then."""
-    period_s = interval_s
-    if last_period_s is not None:
-        period_s = max(interval_s, int(last_period_s + 0.5))  # the nearest whole second
-    return min(period_s + GUEST_INTERVAL_S, MAX_RISE_HORIZON_S)
-
-
-def params_of(config: settings.BalancerConfig, last_period_s: Optional[float] = None
-              ) -> BalanceParams:
+def params_of(config: settings.BalancerConfig) -> BalanceParams:
     return BalanceParams(headroom_pct=config.headroom_pct,
                          min_guest_move_kb=config.min_guest_move_mb * MIB_KB,
                          min_total_move_kb=config.min_total_move_mb * MIB_KB,
                          pool_kb=config.pool_mb * MIB_KB,
-                         rise_horizon_s=rise_horizon_s(config.interval_s, last_period_s))
+                         rise_horizon_s=config.interval_s + GUEST_INTERVAL_S)
 
 
 @dataclass
@@ -121,7 +105,6 @@ class Balancer:
     def reconfigure(self, config: settings.BalancerConfig) -> None:
         self.config = config
         self.params = params_of(config)
-        self.last_pass_s: Optional[float] = None  # when the last pass began (monotonic s)
         self.freshness = guests_mod.Freshness(config.stale_intervals, config.stale_after_s)
         self.rise = guests_mod.Rise()
         self.reservations = guests_mod.Reservations()
@@ -198,8 +181,6 @@ class Balancer:
             log.info("dom %d: memory/selfballoon = 0 (directed by the balancer)", d)
 
     def tick(self, now_s: float, wait: Callable[[float], bool]) -> None:
-        last_s, self.last_pass_s = self.last_pass_s, now_s
-        self.params = params_of(self.config, None if last_s is None else now_s - last_s)
         try:
             snap = self.look(now_s)
         except (act.XlError, XenstoreError) as exc:
