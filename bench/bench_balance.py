@@ -132,21 +132,12 @@ def synthetic_host(n: int, t: int) -> list[tuple[guests.Domain, guests.Dom0Keys,
 def policy_cpu_per_pass(n: int, policy=balance.balance, passes: int = 20) -> float:
     """CPU seconds of one pass (stats parsing, records, policy) for n guests."""
     hosts = [synthetic_host(n, t) for t in range(passes)]
-    fresh = guests.Freshness(5, 10.0)
-    rise = guests.Rise()
-    reservations = guests.Reservations()
+    history = guests.History(5, 10.0)
     start = time.process_time()
-    for t, host in enumerate(hosts):  # one pass a second, as Balancer.snapshot() makes them
-        views = []
-        for domain, keys, pub in host:
-            row = make_row(pub)
-            up_cs = guests.uptime_cs(pub.uptime)
-            ok = fresh.observe(domain.domid, up_cs, float(t))
-            views.append(guests.guest_view(
-                domain, keys, row, listed=(), fresh=ok, marked_uncooperative=False,
-                rise_kb_per_s=rise.observe(domain.domid, up_cs, row.commit_kb),
-                reserved_kb=reservations.observe(domain.domid, domain.cur_kb, row.mem_kb,
-                                                 up_cs)))
+    for t, host in enumerate(hosts):  # one pass a second, as Balancer.look() makes them
+        views = [history.view(domain, keys, make_row(pub), pub.uptime, float(t), listed=(),
+                              marked_uncooperative=False)
+                 for domain, keys, pub in host]
         policy([v.state for v in views], balance.HostState(64 * MIB * n, 64 * MIB))
     return (time.process_time() - start) / passes
 

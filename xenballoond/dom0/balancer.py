@@ -105,9 +105,7 @@ class Balancer:
     def reconfigure(self, config: settings.BalancerConfig) -> None:
         self.config = config
         self.params = params_of(config)
-        self.freshness = guests_mod.Freshness(config.stale_intervals, config.stale_after_s)
-        self.rise = guests_mod.Rise()
-        self.reservations = guests_mod.Reservations()
+        self.history = guests_mod.History(config.stale_intervals, config.stale_after_s)
         self.cooperation = guests_mod.Cooperation(
             CooperationParams(timeout_s=float(config.uncooperative_s)))
 
@@ -135,11 +133,6 @@ class Balancer:
             if pub is None:
                 continue  # being created or destroyed: not in xenstore
             keys = guests_mod.dom0_keys(values, d.domid)
-            row = make_row(pub)
-            up_cs = guests_mod.uptime_cs(pub.uptime)
-            fresh = self.freshness.observe(d.domid, up_cs, now_s)
-            rise = self.rise.observe(d.domid, up_cs, row.commit_kb)
-            reserved_kb = self.reservations.observe(d.domid, d.cur_kb, row.mem_kb, up_cs)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
                        and (keys.selfballoon or "").strip() != "1")
             change = self.cooperation.observe(
@@ -148,15 +141,12 @@ class Balancer:
                 (log.warning if change[0] else log.info)(
                     "dom %d %s: %s: %s", d.domid, d.name,
                     "uncooperative" if change[0] else "cooperative", change[1])
-            views.append(guests_mod.guest_view(
-                d, keys, row, listed=self.config.guests, fresh=fresh,
-                marked_uncooperative=self.cooperation.is_marked(d.domid), rise_kb_per_s=rise,
-                reserved_kb=reserved_kb))
+            views.append(self.history.view(
+                d, keys, make_row(pub), pub.uptime, now_s, listed=self.config.guests,
+                marked_uncooperative=self.cooperation.is_marked(d.domid)))
         present = [v.state.domid for v in views]
-        self.freshness.forget_all_but(present)
-        self.rise.forget_all_but(present)
+        self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
-        self.reservations.forget_all_but(present)
         return Snapshot(views, HostState(free_kb, self.reserve_kb),
                         [v.state.domid for v in views if v.wants_directed])
 

@@ -21,7 +21,7 @@ balance.need_kb caps whatever a guest claims at its static-max.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, MutableMapping, Optional
 
 from ..keys import MINMEM, SOFTMAXMEM
 from ..minimum import min_target_mb
@@ -90,6 +90,14 @@ class GuestView:
     wants_directed: bool  # opted in and memory/selfballoon absent: write 0
 
 
+def forget_all_but(domids: Iterable[int], *tables: MutableMapping[int, Any]) -> None:
+    """Drop from each per-domid table the guests no longer on the host."""
+    keep = set(domids)
+    for table in tables:
+        for domid in [d for d in table if d not in keep]:
+            del table[domid]
+
+
 class Freshness:
     """A guest's stats are fresh while its published uptime advances: the
     same value ``stale_polls`` looks in a row, and for longer than
@@ -114,9 +122,7 @@ class Freshness:
             same < self.stale_polls or now_s - since_s <= self.stale_after_s)
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        keep = set(domids)
-        for domid in [d for d in self._seen if d not in keep]:
-            del self._seen[domid]
+        forget_all_but(domids, self._seen)
 
 
 RISE_TOLERANCE_KB = 1024  # the guest daemon's (guest/policy.py): an idle guest's wobble
@@ -151,10 +157,7 @@ class Rise:
         return rate
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        keep = set(domids)
-        for table in (self._last, self._rate):
-            for domid in [d for d in table if d not in keep]:
-                del table[domid]
+        forget_all_but(domids, self._last, self._rate)
 
 
 def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
@@ -249,9 +252,34 @@ class Reservations:
         return kept
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        keep = set(domids)
-        for domid in [d for d in self._seen if d not in keep]:
-            del self._seen[domid]
+        forget_all_but(domids, self._seen)
+
+
+class History:
+    """What dom0 remembers of each guest from one pass to the next, for its
+    record: whether its stats are fresh, how fast its Committed_AS rises, its
+    kernel's reservation."""
+
+    def __init__(self, stale_polls: int, stale_after_s: float) -> None:
+        self.freshness = Freshness(stale_polls, stale_after_s)
+        self.rise = Rise()
+        self.reservations = Reservations()
+
+    def view(self, domain: Domain, keys: Dom0Keys, row: Row, published_uptime: Optional[str],
+             now_s: float, *, listed: Iterable[str], marked_uncooperative: bool) -> GuestView:
+        """The guest's record from this pass's look, with what earlier ones saw."""
+        up_cs = uptime_cs(published_uptime)
+        return guest_view(
+            domain, keys, row, listed=listed,
+            fresh=self.freshness.observe(domain.domid, up_cs, now_s),
+            marked_uncooperative=marked_uncooperative,
+            rise_kb_per_s=self.rise.observe(domain.domid, up_cs, row.commit_kb),
+            reserved_kb=self.reservations.observe(domain.domid, domain.cur_kb, row.mem_kb,
+                                                  up_cs))
+
+    def forget_all_but(self, domids: Iterable[int]) -> None:
+        for part in (self.freshness, self.rise, self.reservations):
+            part.forget_all_but(domids)
 
 
 def uptime_cs(text: Optional[str]) -> Optional[int]:
@@ -311,7 +339,4 @@ class Cooperation:
         return domid in self.marked
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        keep = set(domids)
-        for table in (self._asked, self.marked):
-            for domid in [d for d in table if d not in keep]:
-                del table[domid]
+        forget_all_but(domids, self._asked, self.marked)
