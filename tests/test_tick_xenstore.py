@@ -15,7 +15,8 @@ import pytest
 
 from tests import daemonproc as dp
 from tests.needs import XENSTORE_CLIENTS, tool_mark
-from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb
+from tests.fifo import WriteRecorder
+from tests.guestroot import SYSFS, balloon_target_bytes, make_guest, set_current_kb
 from xenballoond.guest.cli import build
 from xenballoond.xenstore.cli import CliXenstore
 from xenballoond.xenstore import wire
@@ -446,32 +447,13 @@ def test_log_once_memory_stays_bounded(guest, xs, request):
 def test_a_tick_after_xl_mem_set_never_writes_the_old_target(guest, xs, backend):
     """Issue 10 item 6: every balloon write, seen through a FIFO in place of the
     sysfs target: once dom0 set 262144 kB, no write may hold the guest above it."""
-    import threading
-    from tests.guestroot import SYSFS
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend=backend)
     b.tick()
-    target = os.path.join(guest, SYSFS, "target")
-    os.unlink(target)
-    os.mkfifo(target)
-    writes: list[int] = []
-    done = threading.Event()
-
-    def read_writes() -> None:
-        while not done.is_set():
-            with open(target) as f:  # blocks until the daemon opens it to write
-                text = f.read()
-            if text:
-                writes.append(int(text))
-
-    reader = threading.Thread(target=read_writes, daemon=True)
-    reader.start()
+    recorder = WriteRecorder(os.path.join(guest, SYSFS, "target"))
     xs.write(f"{HOME}/memory/target", "262144")  # xl mem-set
     b.tick()
-    done.set()
-    with open(target, "w") as f:  # let the reader go
-        f.write("")
-    reader.join(5)
+    writes = [int(line) for line in recorder.stop()]
     assert writes and all(w <= 262144 * 1024 for w in writes), writes
 
 
@@ -502,6 +484,9 @@ class Proxy:
         self._thread.start()
 
     def _run(self) -> None:
+        while not select.select([self.listener], [], [], 0.1)[0]:  # until a client, or close()
+            if self._stop.is_set():
+                return
         client, _ = self.listener.accept()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.connect(self.upstream)
@@ -522,6 +507,7 @@ class Proxy:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        assert not self._thread.is_alive(), "timed out waiting for the proxy thread to stop"
         self.listener.close()
 
 
