@@ -27,8 +27,9 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["xenballoond", "xenballoond.*"]),
     install_requires=["python-daemon>=2.3", "lockfile>=0.12"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "wheel", "mypy>=1.8",
-                             "prometheus_client>=0.16"]},
+    # pytest-timeout: no test can hang (pytest.ini's limit); pytest-randomly: a new order every run
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2.1", "pytest-randomly>=3.12",
+                             "hypothesis>=6", "wheel", "mypy>=1.8", "prometheus_client>=0.16"]},
     entry_points={
         "console_scripts": [
             "xenballoond = xenballoond.guest.cli:main",

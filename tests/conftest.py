@@ -21,3 +21,9 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
         return
     report.outcome = "failed"
     report.longrepr = f"CI=true, so this skip is a failure: {reason}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):  # type: ignore[no-untyped-def]
+    from tests.timeouts import set_timer
+    return set_timer(item, settings)
