@@ -79,16 +79,36 @@ def missing_tools() -> list[str]:
     return [f"{cmd} ({pkg})" for cmd, pkg in HOST_TOOLS.items() if shutil.which(cmd) is None]
 
 
-class Locked:
-    """An exclusive flock on a file in the cache: one build or boot at a time on this machine."""
+# Each stage's limit, about twice its measured time (on this 2-core machine, loaded): the base
+# build took 1-3 minutes, the .debs 4 s, the boot and every scenario 9-11 minutes.  A lock is
+# waited for as long as another run may hold it.  test_real_xen.py's time limit is their sum.
+BASE_BUILD_LIMIT_S = 600
+DEBS_LIMIT_S = 120
+QEMU_LIMIT_S = 1200
+LOCK_LIMIT_S = QEMU_LIMIT_S + DEBS_LIMIT_S
+SUITE_LIMIT_S = 2 * LOCK_LIMIT_S + BASE_BUILD_LIMIT_S + DEBS_LIMIT_S + QEMU_LIMIT_S
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+
+class Locked:
+    """An exclusive flock on a file in the cache: one build or boot at a time on this machine.
+    Waits at most timeout_s for another holder, then fails saying so."""
+
+    def __init__(self, path: str, timeout_s: float = LOCK_LIMIT_S) -> None:
+        self.path, self.timeout_s = path, timeout_s
 
     def __enter__(self) -> "Locked":
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise RuntimeError(f"timed out after {self.timeout_s:.0f} s waiting for the lock "
+                                       f"{self.path}: another real-Xen run on this machine holds it")
+                time.sleep(1)
 
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
@@ -115,7 +135,12 @@ def ensure_base(cache: str) -> tuple[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         with open(os.path.join(cache, "build.log"), "w") as out:
-            p = subprocess.run(["sh", BUILD_SCRIPT, tmp], stdout=out, stderr=subprocess.STDOUT)
+            try:
+                p = subprocess.run(["sh", BUILD_SCRIPT, tmp], stdout=out, stderr=subprocess.STDOUT,
+                                   timeout=BASE_BUILD_LIMIT_S)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"timed out after {BASE_BUILD_LIMIT_S} s waiting for build-base.sh "
+                                   f"to build the base images; see {cache}/build.log") from None
         if p.returncode != 0:
             tail = open(os.path.join(cache, "build.log"), errors="replace").read()[-3000:]
             raise RuntimeError(f"build-base.sh failed (rc={p.returncode}); end of "
@@ -137,7 +162,7 @@ def build_debs(run_dir: str) -> tuple[dict[str, str], float]:
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     with tempfile.TemporaryDirectory(prefix="debs-", dir=run_dir) as top:
-        built = debbuild.build_debs(Path(top))
+        built = debbuild.build_debs(Path(top), timeout_s=DEBS_LIMIT_S)
         found = {name: shutil.copy(str(deb), out) for name, deb in built.items()}
     return found, time.monotonic() - t0
 
@@ -326,6 +351,15 @@ class Run:
     def console_tail(self, n: int = 60) -> str:
         return "\n".join(self.lines[-n:])
 
+    def why_stopped(self) -> str:
+        """What the harness and the driver said of a run that ended early: QEMU stopped at
+        its time limit, and the driver's diagnoses of a guest that stopped answering."""
+        out = []
+        if "harness_timeout" in self.figures:
+            out.append(f"QEMU was stopped {self.figures['harness_timeout']}")
+        out += [f"the driver's diagnosis {d}" for d in self.figures.get("diagnoses", [])]  # type: ignore[attr-defined]
+        return "\n".join(out)
+
 
 def parse_log(path: str) -> Run:
     scen: dict[str, Scenario] = {}
@@ -368,6 +402,10 @@ def parse_log(path: str) -> Run:
                 figures["dom0_ready_s"] = t
             elif "E2E ALL_DONE" in text:
                 figures["all_done_s"] = t
+            elif text.startswith("HARNESS TIMEOUT"):
+                figures["harness_timeout"] = f"at {t:.0f} s: {text}"
+            elif text.startswith("E2E DIAG "):
+                figures.setdefault("diagnoses", []).append(f"[{t:.0f} s] {text[len('E2E DIAG '):]}")
             if current is not None:
                 current.lines.append(raw.rstrip("\n"))
     return Run(scen, figures, path, lines)
@@ -387,7 +425,8 @@ def lines_that_matter(s: Scenario, limit: int = 80) -> str:
 
 # -- the whole run -------------------------------------------------------------------------
 
-def run_suite(only: str = "", timeout_s: float = 1200, log_path: str | None = None) -> Run:
+def run_suite(only: str = "", timeout_s: float = QEMU_LIMIT_S, log_path: str | None = None,
+              dom0_env: tuple[str, ...] = ()) -> Run:
     t0 = time.monotonic()
     cache = cache_dir()
     base, build_s = ensure_base(cache)
@@ -400,7 +439,8 @@ def run_suite(only: str = "", timeout_s: float = 1200, log_path: str | None = No
         assemble_s = time.monotonic() - t1
         log_path = log_path or os.path.join(cache, "console.log")
         log(f"booting Xen + dom0 + guest under QEMU (TCG), console in {log_path}")
-        q = run_qemu(images, log_path, timeout_s, "E2E_ONLY=" + only.replace(",", "+") if only else "")
+        env = (("E2E_ONLY=" + only.replace(",", "+"),) if only else ()) + dom0_env
+        q = run_qemu(images, log_path, timeout_s, " ".join(env))
     run = parse_log(log_path)
     run.figures.update(q, base_build_s=build_s, debs_build_s=debs_s, assemble_s=assemble_s,
                        total_s=time.monotonic() - t0, base_dir=base)
@@ -431,13 +471,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated scenario names (boot always runs)")
     ap.add_argument("--log", help="console log path (default: in the cache directory)")
-    ap.add_argument("--timeout", type=float, default=1200, help="seconds for the boot and all scenarios")
+    ap.add_argument("--timeout", type=float, default=QEMU_LIMIT_S,
+                    help="seconds for the boot and all scenarios")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a variable for dom0's driver, on dom0's kernel command line "
+                         "(e.g. E2E_SAVE_LOOP=20); repeatable")
     args = ap.parse_args(argv)
     miss = missing_tools()
     if miss:
         print("missing host tools: " + ", ".join(miss), file=sys.stderr)
         return 2
-    run = run_suite(args.only, args.timeout, args.log)
+    run = run_suite(args.only, args.timeout, args.log, tuple(args.env))
     print(write_report(run, os.path.join(cache_dir(), "report.txt")))
     return 0 if run.scenarios and all(s.ok for s in run.scenarios.values()) else 1
 

@@ -42,6 +42,7 @@ GROW_TOUCH_MB = 64
 BALLOON_SYSFS = "/sys/devices/system/xen_memory/xen_memory0"
 MAXMEM_MB = 768                 # guest.cfg's maxmem
 SAVE_FILE = "/var/lib/xen/e2e-guest.save"
+SYSTEM_MAP = "/guest/System.map"  # the kernel's symbols, for xenctx (build-base.sh)
 RAMP_RATES = (16, 32, 64, 128)  # MB/s
 RAMP_START_MB = 400
 RAMP_TOTAL_MB = 576             # maxmem less 192 MiB: the kernel's reservation, the 10% headroom
@@ -52,7 +53,7 @@ MEMSET_TIMEOUT_S = 90
 PUBLISH_DIRS = ("data/xenballoon", "memory")
 TICK_OFFSET_S = 0.5             # xl mem-set this long after dom0 saw the daemon publish
 # played only when named (harness.py --only): the figures for the issues, not the suite's checks
-FIGURES_ONLY = ("ramp16", "ramp32", "ramp128", "ramp64swap", "migrate_settled")
+FIGURES_ONLY = ("ramp16", "ramp32", "ramp128", "ramp64swap", "migrate_settled", "save_loop")
 OUT = threading.Lock()
 T_START = time.monotonic()
 
@@ -180,6 +181,51 @@ def xen_log_count(word):
     return sum(word in ln for ln in run(["xl", "dmesg"]).stdout.splitlines())
 
 
+def vcpu_list(name=GUEST):
+    """[(vcpu, state, seconds of CPU)] of a domain, from `xl vcpu-list`."""
+    out = []
+    for ln in run(["xl", "vcpu-list", name]).stdout.splitlines()[1:]:
+        parts = ln.split()  # Name ID VCPU CPU State Time(s) Affinity...
+        if len(parts) >= 6 and parts[1].isdigit():
+            try:
+                out.append((int(parts[2]), parts[4], float(parts[5])))
+            except ValueError:
+                pass
+    return out
+
+
+def diagnose_guest(why, name=GUEST):
+    """What a guest that stopped answering was doing, from dom0 alone: its state and whether
+    its vCPU still gets CPU time (`xl vcpu-list`, 3 s apart), how long its console has been
+    silent, where its vCPU stands (xenctx with the kernel's symbols) and Xen's own view
+    (`xl debug-keys q`, `xl dmesg`).  Everything goes to the log; returns a one-line verdict:
+    a guest whose vCPU takes no CPU time and whose console is silent is stuck in its kernel or
+    below it, whatever its processes (the daemon among them) were doing."""
+    say("DIAG %s: %s" % (name, why))
+    dom = xl_domains().get(name)
+    if dom is None:
+        return "no domain %s" % name
+    domid, mb, state = dom
+    first = vcpu_list(name)
+    time.sleep(3)
+    second = vcpu_list(name)
+    moved = [round(b[2] - a[2], 2) for a, b in zip(first, second)]
+    silent_s = time.monotonic() - LAST_CONSOLE[0]
+    ctx = ["/usr/lib/xen-4.17/bin/xenctx", "-S", "-C"]
+    if os.path.exists(SYSTEM_MAP):
+        ctx += ["-s", SYSTEM_MAP]
+    for argv in (ctx + [str(domid)], ["xl", "debug-keys", "q"]):
+        p = run(argv, timeout=60)
+        say("DIAG %s -> rc=%d\n%s%s" % (" ".join(argv), p.returncode, p.stdout[-6000:], p.stderr[-1000:]))
+    say("DIAG xl dmesg (end):\n" + "\n".join(run(["xl", "dmesg"]).stdout.splitlines()[-80:]))
+    verdict = ("state %s, %d MiB, vCPU %s, CPU time over 3 s %s, console silent %.0f s"
+               % (state, mb, ",".join(v[1] for v in second) or "?", moved, silent_s))
+    if second and all(m == 0 for m in moved):
+        verdict = "guest stuck (its vCPU took no CPU time in 3 s): " + verdict
+    emit("E2E DIAG name=%s %s" % (name, fmt(verdict)))
+    return verdict
+
+
 XS_SOCKETS = ("/var/run/xenstored/socket", "/run/xenstored/socket")
 XS_SET_PERMS, XS_TRANSACTION_START, XS_TRANSACTION_END, XS_WRITE, XS_ERROR = 14, 6, 7, 11, 16
 
@@ -248,6 +294,11 @@ class XsWire:
             os.close(self.dev)
 
 
+# When the guest console last printed a line (time.monotonic()): diagnose_guest() says how long
+# it has been silent.
+LAST_CONSOLE = [time.monotonic()]
+
+
 def console_tail(stop):
     """Copy the guest console (as xenconsoled logs it) to ours, prefixed GC:.  A migrated guest
     arrives as "guest--incoming" and xenconsoled logs it under that name: follow every log."""
@@ -269,6 +320,7 @@ def console_tail(stop):
             f_buf[1] += chunk
             while b"\n" in f_buf[1]:
                 line, f_buf[1] = f_buf[1].split(b"\n", 1)
+                LAST_CONSOLE[0] = time.monotonic()
                 emit("GC: " + line.decode("utf-8", "replace").replace("\r", ""))
         if idle:
             time.sleep(0.2)
@@ -322,7 +374,8 @@ class Guest:
                 return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
             time.sleep(0.2)
         self.dead = "%s %s" % (op, args)
-        raise RuntimeError("guest agent did not answer %s %s within %ss" % (op, args, timeout_s + 30))
+        raise RuntimeError("guest agent did not answer %s %s within %ss; %s" % (
+            op, args, timeout_s + 30, diagnose_guest("the agent did not answer")))
 
     def sh(self, cmd, timeout_s=60):
         res = self.call("sh", timeout_s=timeout_s, cmd=cmd)
@@ -418,6 +471,29 @@ class Driver:
             time.sleep(0.25)
         return seen
 
+    def still_size(self, timeout_s=60):
+        """The guest's size as it reads it (its balloon's current_kb) and as dom0's `xl list`
+        shows it, at one moment: xl list on both sides of the guest's reading, taken again
+        until the two agree, so that the balloon held still (to xl's MiB) across the reading.
+        Comparing a snapshot with an xl list read seconds later counted a moving balloon as a
+        mismatch (141 MiB against 153764 kB).  Returns still_cur_kb, still_xl_mem_mb, still_tries
+        and still_wait_s."""
+        t0 = time.monotonic()
+        tries = 0
+        while True:
+            tries += 1
+            before_mb = xl_mem_mb()
+            snap = self.g.snap()
+            after_mb = xl_mem_mb()
+            if before_mb == after_mb:
+                return {"still_cur_kb": snap["cur_kb"], "still_xl_mem_mb": after_mb,
+                        "still_tries": tries, "still_wait_s": time.monotonic() - t0}
+            if time.monotonic() - t0 > timeout_s:
+                raise RuntimeError("the balloon never held still across one reading in %d s: "
+                                   "xl list %d MiB, guest %d kB, xl list %d MiB (%d tries)"
+                                   % (timeout_s, before_mb, snap["cur_kb"], after_mb, tries))
+            time.sleep(0.5)
+
     # -- scenarios --------------------------------------------------------------------------
     def create_guest(self):
         """xl create the guest and wait for its agent; returns (xl create's seconds, the
@@ -497,6 +573,7 @@ class Driver:
         procs = g.call("procs", match="xenballoond")["procs"]
         maxmem = g.call("file", path=MAXMEMFILE)
         xl_mb = xl_mem_mb()
+        still = self.still_size()
         data(name, "trace", w["trace"])
         data(name, "targets", trace_targets(w["trace"]))
         result(name, bool(w["ok"]) and start["rc"] == 0,
@@ -511,7 +588,7 @@ class Driver:
                oom_kill=snap["oom_kill"],
                maxmem_file_kb=(maxmem.get("text") or "").strip() if maxmem.get("exists") else "absent",
                xl_mem_mb=xl_mb, settled=w["ok"], reach_s=w.get("entered_s"), waited_s=w["elapsed_s"],
-               selftarget_published=g.read("data/xenballoon/selftarget"))
+               selftarget_published=g.read("data/xenballoon/selftarget"), **still)
 
     def s_publish_data(self, name):
         g = self.g
@@ -569,7 +646,7 @@ class Driver:
         result(name, p.returncode == 0 and bool(row), rc=p.returncode, json_rc=pj.returncode,
                monitor_s=mon_s, xl_mem_mb=xl_mb, xl_free_mb=free[0] if free else "?",
                free_line=free_line, json_free_mb=doc.get("free_memory_mb") if doc else "?",
-               stderr=p.stderr.strip()[-200:])
+               stderr=p.stderr.strip()[-200:], **self.still_size())
 
     def s_interval(self, name):
         g = self.g
@@ -607,7 +684,7 @@ class Driver:
                memtotal_kb=snap["memtotal_kb"], max_cur_kb=max(a["max_cur_kb"] or 0, w["max_cur_kb"] or 0),
                static_max_kb=g.read("memory/static-max"), xl_mem_mb=xl_mem_mb(),
                pswpout_delta=snap["pswpout"] - before["pswpout"],
-               oom_kill=snap["oom_kill"], settled=w["ok"])
+               oom_kill=snap["oom_kill"], settled=w["ok"], **self.still_size())
 
     def s_hysteresis(self, name):
         g = self.g
@@ -747,6 +824,7 @@ class Driver:
                             label + "_xl_mem_mb": xl_mem_mb(),
                             label + "_memory_target_kb": g.read("memory/target"),
                             label + "_selftarget_kb": self.selftarget()})
+            figures.update((label + "_" + k, v) for k, v in self.still_size().items())
         # dom0 turns self-ballooning on for a guest configured without it, then off again
         g.write("memory/selfballoon", "1")
         on = g.wait(until="le", kb=300 * MIB_KB, settle=True, window_s=3, tol_kb=2048, timeout_s=90)
@@ -940,7 +1018,7 @@ class Driver:
         figures.update(save_rc=rc, save_s=secs, save_err=last_error(out) if rc else "",
                        save_file_mb=os.path.getsize(SAVE_FILE) >> 20 if os.path.exists(SAVE_FILE) else None)
         if rc != 0:
-            raise RuntimeError("xl save failed: " + out)
+            raise RuntimeError("xl save failed: %s; %s" % (last_error(out), diagnose_guest("xl save failed")))
         rc, secs, out = xl("restore", SAVE_FILE, timeout=600)
         over = xen_log_count("Over-allocation")
         figures.update(restore_rc=rc, restore_s=secs, over_allocation=over,
@@ -994,6 +1072,47 @@ class Driver:
         self.save_restore(name, figures, prepare=True)
         self.release()
         result(name, True, **figures)
+
+    def s_save_loop(self, name):
+        """save_directed's steps over and over, to see how often the guest hangs under QEMU's
+        TCG: from 512 MiB, `xl mem-set guest 256m`, `xl save` 4 s later, `xl restore`, then
+        the agent must answer.  E2E_SAVE_LOOP cycles (10); E2E_SAVE_LOOP_DAEMON=0 plays them
+        with the daemon stopped, the kernel alone following memory/target."""
+        cycles = int(os.environ.get("E2E_SAVE_LOOP", "10"))
+        with_daemon = os.environ.get("E2E_SAVE_LOOP_DAEMON", "1") == "1"
+        self.release()
+        self.stop_daemon()
+        if with_daemon:
+            self.restart_daemon(self_on=False, down=10)
+        done, verdict, times = 0, "", []
+        for i in range(cycles):
+            t0 = time.monotonic()
+            self.set_memory(512, lift_cap=False)
+            if with_daemon:
+                self.after_tick(TICK_OFFSET_S)
+            run(["xl", "mem-set", GUEST, "256m"], check=True)
+            self.xl_trace(SAVE_AFTER_MEMSET_S)
+            rc, save_s, out = xl("save", GUEST, SAVE_FILE, timeout=600)
+            if rc != 0:
+                verdict = "cycle %d: xl save rc=%d %s; %s" % (i, rc, last_error(out),
+                                                           diagnose_guest("xl save failed"))
+                break
+            rc, restore_s, out = xl("restore", SAVE_FILE, timeout=600)
+            os.unlink(SAVE_FILE)
+            if rc != 0:
+                verdict = "cycle %d: xl restore rc=%d %s" % (i, rc, last_error(out))
+                break
+            self.g.rebind(xl_domid())
+            try:
+                self.g.call("snap", timeout_s=60)
+            except RuntimeError as exc:
+                verdict = "cycle %d: %s" % (i, exc)
+                break
+            done += 1
+            times.append([round(save_s, 1), round(restore_s, 1), round(time.monotonic() - t0, 1)])
+            say("save_loop cycle %d done: save %.1f s, restore %.1f s" % (i, save_s, restore_s))
+        data(name, "cycle_s", times)
+        result(name, True, cycles=cycles, done=done, daemon=with_daemon, verdict=verdict or "none")
 
     def migrate(self, name, figures):
         old = self.g.domid
@@ -1145,7 +1264,8 @@ class Driver:
         # issue 10 item 6, then issue 15
         plan += [("memset_kernel", self.s_memset_kernel), ("memset_daemon", self.s_memset_daemon),
                  ("save_directed", self.s_save_directed), ("save_self", self.s_save_self),
-                 ("migrate", self.s_migrate), ("migrate_settled", self.s_migrate_settled)]
+                 ("migrate", self.s_migrate), ("migrate_settled", self.s_migrate_settled),
+                 ("save_loop", self.s_save_loop)]
         # issue 13: the guest package's purge, once no scenario needs "guest" (the balancer's
         # guests boot from its disk and install the package again, as "guest" did)
         plan += [("purge", self.s_purge)]
