@@ -250,6 +250,52 @@ def assemble(base: str, debs: dict[str, str], run_dir: str) -> dict[str, str]:
             "initrd": os.path.join(run_dir, "dom0-initrd.gz")}
 
 
+class HostLoad:
+    """How much of this machine's CPU went to processes other than QEMU while it ran: QEMU's
+    TCG has only the cores others leave it, and a scenario with a time budget (a ramp, a
+    settle) runs out of it on a loaded host.  A failure says so (Run.why_stopped)."""
+
+    def __init__(self, qemu_pid: int) -> None:
+        self.qemu_pid = qemu_pid
+        self.samples: list[tuple[float, int, int]] = []  # (monotonic s, all busy ticks, QEMU's)
+
+    @staticmethod
+    def _busy_ticks() -> int:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4]  # all but idle and iowait
+
+    def _qemu_ticks(self) -> int:
+        with open(f"/proc/{self.qemu_pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return int(v[11]) + int(v[12])  # utime, stime
+
+    def sample(self) -> None:
+        try:
+            self.samples.append((time.monotonic(), self._busy_ticks(), self._qemu_ticks()))
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def others_pct(self, window_s: float | None = None) -> float | None:
+        """Other processes' CPU as a percentage of the whole machine (every core): over the
+        run, or the worst window_s seconds of it."""
+        hz, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+        if len(self.samples) < 2:
+            return None
+
+        def pct(a: tuple[float, int, int], b: tuple[float, int, int]) -> float:
+            return 100.0 * ((b[1] - a[1]) - (b[2] - a[2])) / hz / max(b[0] - a[0], 1e-9) / cores
+        if window_s is None:
+            return round(pct(self.samples[0], self.samples[-1]), 1)
+        worst, j = 0.0, 0
+        for i, b in enumerate(self.samples):
+            while b[0] - self.samples[j][0] > window_s:
+                j += 1
+            if b[0] - self.samples[j][0] >= window_s / 2 and j < i:
+                worst = max(worst, pct(self.samples[j], b))
+        return round(worst, 1)
+
+
 def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: str = "") -> dict:
     """Boot once under TCG; every console line is written to log_path prefixed with the
     seconds since QEMU started.  Ends at E2E ALL_DONE, at power-off or at timeout_s."""
@@ -266,6 +312,7 @@ def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: 
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     done = timed_out = False
     peak_rss_kb = 0
+    load = HostLoad(p.pid)
     buf = b""
     import select
     with open(log_path, "w") as f:
@@ -276,6 +323,7 @@ def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: 
                 timed_out = True
                 f.write(f"[{el:7.1f}] HARNESS TIMEOUT after {timeout_s:.0f} s\n")
                 break
+            load.sample()
             try:
                 with open(f"/proc/{p.pid}/status") as st:
                     for line in st:
@@ -313,7 +361,8 @@ def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: 
         f.write(f"[{time.monotonic() - t0:7.1f}] QEMU exited rc={p.returncode} "
                 f"peak_rss_mib={peak_rss_kb // 1024}\n")
     return {"boot_run_s": time.monotonic() - t0, "done": done, "timed_out": timed_out,
-            "qemu_rc": p.returncode, "qemu_peak_rss_mib": peak_rss_kb // 1024}
+            "qemu_rc": p.returncode, "qemu_peak_rss_mib": peak_rss_kb // 1024,
+            "host_others_cpu_pct": load.others_pct(), "host_others_cpu_pct_worst_min": load.others_pct(60)}
 
 
 # -- reading the log -----------------------------------------------------------------------
@@ -329,6 +378,7 @@ class Scenario:
     data: dict[str, object] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     seen: bool = False
+    why: str = ""  # what the run's conditions say of a failure (Run.why_stopped)
 
     def num(self, key: str) -> float:
         """A figure as a number (raises KeyError/ValueError with the key named)."""
@@ -353,9 +403,14 @@ class Run:
         return "\n".join(self.lines[-n:])
 
     def why_stopped(self) -> str:
-        """What the harness and the driver said of a run that ended early: QEMU stopped at
-        its time limit, and the driver's diagnoses of a guest that stopped answering."""
+        """What the run's conditions say of a failure: a loaded host, QEMU stopped at its
+        time limit, and the driver's diagnoses of a guest that stopped answering."""
         out = []
+        others, worst = self.figures.get("host_others_cpu_pct"), self.figures.get("host_others_cpu_pct_worst_min")
+        if isinstance(others, float) and isinstance(worst, float) and worst >= 25:
+            out.append(f"the host was loaded: while QEMU ran, other processes took {others}% of this "
+                       f"machine's CPU ({worst}% in the worst minute); QEMU's TCG had that much less, "
+                       f"and a scenario's time budget (a ramp, a settle) may have run out for it")
         if "harness_timeout" in self.figures:
             out.append(f"QEMU was stopped {self.figures['harness_timeout']}")
         out += [f"the driver's diagnosis {d}" for d in self.figures.get("diagnoses", [])]  # type: ignore[attr-defined]
@@ -458,6 +513,8 @@ def write_report(run: Run, path: str) -> str:
                    f.get("base_build_s", 0), f.get("debs_build_s", 0), f.get("assemble_s", 0),
                    f.get("boot_run_s", 0),
                    f.get("total_s", 0), f.get("dom0_ready_s", "?"), f.get("qemu_peak_rss_mib", "?")))
+    out.append(f"other processes' CPU while QEMU ran: {f.get('host_others_cpu_pct', '?')}% of the machine, "
+               f"{f.get('host_others_cpu_pct_worst_min', '?')}% in the worst minute")
     for name, s in run.scenarios.items():
         el = f.get("scenario_elapsed_s", {}).get(name, 0)
         out.append(f"  {name:15s} {'ok ' if s.ok else 'BAD'} {el:6.1f} s  " +

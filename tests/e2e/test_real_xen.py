@@ -60,7 +60,7 @@ def xen() -> harness.Run:
 
 def scenario(run: harness.Run, name: str) -> harness.Scenario:
     s = run.get(name)
-    why = run.why_stopped()
+    why = s.why = run.why_stopped()
     if not s.seen:
         pytest.fail(f"scenario {name} never ran; {why}\nend of the console ({run.log_path}):\n"
                     + run.console_tail(), pytrace=False)
@@ -71,10 +71,11 @@ def scenario(run: harness.Run, name: str) -> harness.Scenario:
 
 
 def check(s: harness.Scenario, cond: bool, what: str) -> None:
-    """assert with the scenario's figures and console lines in the message."""
+    """assert with the scenario's figures, console lines and the run's conditions (a loaded
+    host, QEMU's time limit, the driver's diagnoses) in the message."""
     if not cond:
-        pytest.fail(f"{s.name}: {what}\nfigures: {s.figures}\n--- console lines that matter:\n"
-                    + harness.lines_that_matter(s), pytrace=False)
+        pytest.fail(f"{s.name}: {what}\nfigures: {s.figures}\n{s.why}\n--- console lines that "
+                    "matter:\n" + harness.lines_that_matter(s), pytrace=False)
 
 
 def guest_conf(name: str) -> str:
