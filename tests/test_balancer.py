@@ -140,7 +140,8 @@ class BalancerHost:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "timed out waiting for the hypervisor thread to stop"
         self.xsd.stop()
 
 
@@ -336,7 +337,8 @@ def test_daemon_marks_a_guest_that_does_not_shrink_and_stale_stats(host):
         h.write_conf()
     finally:
         stop.set()
-        t.join()
+        t.join(10)
+        assert not t.is_alive(), "timed out waiting for the publishing thread to stop"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0

@@ -67,7 +67,8 @@ class Reaper:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(10)
+            assert not self._thread.is_alive(), "timed out waiting for the reaper thread to stop"
         ctypes.CDLL(None).prctl(self.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
         self.reap()
 
@@ -102,7 +103,7 @@ class Reaper:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
+            out, err = proc.communicate(timeout=30)  # a child still holding the pipes: raises
             raise AssertionError(f"{argv} timed out; stdout {out!r}, stderr {err!r}")
         finally:
             with self._lock:
@@ -128,7 +129,7 @@ class Reaper:
             for _, proc in procs:
                 if proc.poll() is None:
                     proc.kill()
-                    proc.communicate()
+                    proc.communicate(timeout=30)
             with self._lock:
                 for _, proc in procs:
                     self._ours.discard(proc.pid)

@@ -67,6 +67,7 @@ def test_syslog_lines_reach_the_socket(tmp_path) -> None:
     path = str(tmp_path / "log")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(path)
+    server.settimeout(30)
     try:
         h = SyslogHandler(path)
         h.setFormatter(logging.Formatter("%(message)s"))

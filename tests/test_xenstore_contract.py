@@ -349,8 +349,11 @@ def test_native_matches_replies_by_request_id(tmp_path) -> None:  # type: ignore
     listener.bind(path)
     listener.listen(1)
 
+    listener.settimeout(30)  # no client, or one that stops talking: the thread ends anyway
+
     def serve() -> None:
         conn, _ = listener.accept()
+        conn.settimeout(30)
         dec, pending = wire.Decoder(), []
         while len(pending) < 3:
             pending += dec.feed(conn.recv(65536))
@@ -473,7 +476,8 @@ def test_native_speaks_through_a_device_node_too(sim_xenstored: XsHost) -> None:
         xs.close()
     finally:
         stop.set()
-        bridge.join()
+        bridge.join(10)
+        assert not bridge.is_alive(), "timed out waiting for the pty bridge thread to stop"
         upstream.close()
         os.close(master)
         os.close(slave)
