@@ -96,7 +96,7 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
             interval_s = ballooner.tick(pressure=woken == PRESSURE)
         except Exception:  # one bad tick must not end ballooning
             log.exception("tick failed")
-            interval_s = ballooner.config.interval_s
+            interval_s = ballooner.interval_s()
         woken = ""
         if not control.stop and not control.reload:
             woken = wait(control, interval_s, pressure, ballooner.wake, ballooner)

@@ -213,7 +213,7 @@ class Ballooner:
         self.ticks += 1
         now_s = self._clock()
         # ticks under pressure come every SAMPLE_S: xenstore once an interval
-        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self._interval_s())
+        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self.interval_s())
         # Directed, dom0's memory/target is the input: read it first, or the
         # tick after an xl mem-set would write the old target once, against the
         # kernel that already applies the new one.  (And the first tick learns
@@ -230,7 +230,7 @@ class Ballooner:
         if sensed is not None:
             self._prev_committed = (sensed.committed_kb, sensed.at_s)
         if not xenstore_due:
-            return self._interval_s()
+            return self.interval_s()
         if not read_first:
             self._xenstore_at_s = now_s
             before = self._overrides
@@ -239,13 +239,14 @@ class Ballooner:
                 decision = self._act(sensed, pressure)
         if sensed is not None and decision is not None:
             self._publish(decision, sensed, self._memory_dir)
-        return self._interval_s()
+        return self.interval_s()
 
     def _self_ballooning(self) -> bool:
         o = self._overrides or Overrides()
         return self.config.self_ballooning if o.selfballoon is None else o.selfballoon
 
-    def _interval_s(self) -> int:
+    def interval_s(self) -> int:
+        """The interval in force: the mode's, unless dom0's memory/interval."""
         cfg, o = self.config, self._overrides or Overrides()
         return choose_interval_s(self._self_ballooning(), cfg.self_interval_s, cfg.interval_s,
                                  o.interval_s)
@@ -340,7 +341,7 @@ class Ballooner:
         prev_kb, prev_at_s = self._prev_committed or (None, at_s)
         return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb,
                       committed_kb=committed_kb, at_s=at_s, committed_rise_kb=rise_per_interval_kb(
-                          prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
+                          prev_kb, committed_kb, at_s - prev_at_s, self.interval_s()),
                       kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
                       maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
                       run_need_kb=run_kb(fields.get("Mapped", 0), min_free_kb))
@@ -369,7 +370,7 @@ class Ballooner:
             mem_available_kb=s.mem_available_kb, pressure=pressure,
             floor_mb=o.min_mb, ceiling_mb=o.max_mb)
         self.wake = decision.wake
-        self._log_policy(self_ballooning, self._interval_s(), decision.min_bytes // MIB,
+        self._log_policy(self_ballooning, self.interval_s(), decision.min_bytes // MIB,
                          s.maxmem_kb, down, up)
         if decision.tgt_bytes is not None:
             try:
