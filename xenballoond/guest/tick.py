@@ -262,19 +262,15 @@ class Ballooner:
     # --- the watch on memory/ (native backend) ---------------------------
 
     def _watch_live(self) -> bool:
-        if not self._watching or self.xenstore is None:
-            return False
-        fileno = getattr(self.xenstore, "fileno", None)
-        return fileno is not None and fileno() is not None
+        return self._watching and self.xenstore is not None and self.xenstore.fileno() is not None
 
     def _set_watch(self) -> None:
         """Watch memory/ where the backend can (native); the CLI backend, or a
         watch xenstored refuses, keeps reading memory/ every tick."""
-        watch = getattr(self.xenstore, "watch", None)
-        if watch is None:
+        if self.xenstore is None:
             return
         try:
-            watch(PRIMARY_DIR, WATCH_TOKEN)
+            self.xenstore.watch(PRIMARY_DIR, WATCH_TOKEN)
         except XenstoreError as exc:
             self._once(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
                                                "reading it every tick")
@@ -288,10 +284,9 @@ class Ballooner:
     def watch_fd(self) -> int | None:
         """The connection to poll for dom0's changes between ticks; None when
         there is no live watch (memory/ is read every tick then)."""
-        if not self._watch_live():
+        if not self._watching or self.xenstore is None:
             return None
-        fd = getattr(self.xenstore, "fileno")()
-        return fd if isinstance(fd, int) else None
+        return self.xenstore.fileno()
 
     def take_watch_events(self) -> bool:
         """Take the watch events xenstored sent; True if one may be a change
@@ -299,11 +294,10 @@ class Ballooner:
         path is xenstored's text, anything unexpected in it is a change).
         A broken connection is closed by the backend: the next read
         reconnects and sets the watch again, which fires it."""
-        events = getattr(self.xenstore, "events", None)
-        if not self._watching or events is None:
+        if not self._watching or self.xenstore is None:
             return False
         changed = False
-        for path, token in events():
+        for path, token in self.xenstore.events():
             if token != WATCH_TOKEN:
                 continue
             if self._registered and path == PRIMARY_DIR:
