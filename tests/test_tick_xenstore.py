@@ -440,7 +440,7 @@ def test_log_once_memory_stays_bounded(guest, xs, request):
             xs.write(f"{HOME}/memory/{key}", f"bad{n}")
         b.tick()
     assert len(records.warnings("ignoring memory/")) == 5
-    assert len(b._said) <= 5 + 2  # one per override key, at most two more conditions
+    assert len(b.once.said) <= 5 + 2  # one per override key, at most two more conditions
 
 
 def test_a_tick_after_xl_mem_set_never_writes_the_old_target(guest, xs, backend):

@@ -14,6 +14,7 @@ from . import meminfo as meminfo_mod
 from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
+from .once import OnceLog
 from .overrides import KEYS, Overrides, parse_overrides
 from ..numbers import parse_bounded_int
 from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
@@ -36,8 +37,7 @@ REPROBE_TICKS = 60
 # its chmod may be separate commands, so try again for a few ticks.
 HANDOVER_RETRIES = 5
 
-# The conditions logged once while they last (Ballooner._once), one key each,
-# so that what is remembered stays this small whatever the values.
+# The conditions logged once while they last (OnceLog).
 XS_READ = "xenstore-read"
 XS_WRITE = "xenstore-write"
 PUBLISH_NOWHERE = "publish-nowhere"
@@ -109,7 +109,7 @@ class Ballooner:
         self.xenstore = xenstore
         self.log = log
         self.ticks = 0
-        self._said: dict[str, str] = {}  # condition -> the last message about it
+        self.once = OnceLog(log)
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
@@ -143,22 +143,6 @@ class Ballooner:
         self._memory_changed = True
         self._stats_at_s = None  # what is sent may have changed: everything again
 
-    def _once(self, condition: str, level: int, msg: str) -> None:
-        """Log a condition when it begins, not every tick while it lasts; a
-        change of detail while it lasts is logged at debug level."""
-        last = self._said.get(condition)
-        if last is None:
-            self.log.log(level, "%s", msg)
-        elif last != msg:
-            self.log.debug("%s", msg)
-        self._said[condition] = msg
-
-    def _rearm(self, condition: str) -> None:
-        """The condition is over: log it again if it comes back."""
-        last = self._said.pop(condition, None)
-        if last is not None:
-            self.log.debug("over: %s", last)
-
     def _log_policy(self, self_ballooning: bool, interval_s: int, min_mb: int, maxmem_kb: int,
                     down: int, up: int) -> None:
         """The policy in force, at start and whenever it changes (a reload,
@@ -188,16 +172,16 @@ class Ballooner:
             memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
         except XenstoreError as exc:
             self._memory_changed = True  # read again next time
-            self._once(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
-                                                 "ballooning goes on with the config values")
+            self.once.say(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
+                                                    "ballooning goes on with the config values")
             return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
-        self._rearm(XS_READ)
+        self.once.over(XS_READ)
         overrides, problems = parse_overrides(memory_dir)
         for key in KEYS:
             if key in problems:
-                self._once(OVERRIDE + key, logging.WARNING, problems[key])
+                self.once.say(OVERRIDE + key, logging.WARNING, problems[key])
             else:
-                self._rearm(OVERRIDE + key)
+                self.once.over(OVERRIDE + key)
         return overrides, memory_dir
 
     def tick(self, pressure: bool = False) -> int:
@@ -272,10 +256,10 @@ class Ballooner:
         try:
             self.xenstore.watch(PRIMARY_DIR, WATCH_TOKEN)
         except XenstoreError as exc:
-            self._once(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
-                                               "reading it every tick")
+            self.once.say(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
+                                                  "reading it every tick")
             return
-        self._rearm(WATCH)
+        self.once.over(WATCH)
         self._watching = True
         # xenstored fires a new watch once, with the watched path: this tick
         # reads memory/ after setting it, so that event says nothing new
@@ -320,16 +304,16 @@ class Ballooner:
             committed_kb = meminfo_mod.require(fields, "Committed_AS")
             cur_kb = self.balloon.current_kb(fields)
         except (OSError, meminfo_mod.MeminfoError) as exc:
-            self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
+            self.once.say(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
             return None
-        self._rearm(MEMINFO)
+        self.once.over(MEMINFO)
         maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
         if maxmem_error is None:
-            self._rearm(MAXMEM)
+            self.once.over(MAXMEM)
         else:
-            self._once(MAXMEM, logging.WARNING,
-                       f"cannot keep the memory high-water mark in {self.maxmem.path} "
-                       f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
+            self.once.say(MAXMEM, logging.WARNING,
+                          f"cannot keep the memory high-water mark in {self.maxmem.path} "
+                          f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
         min_free_kb = self._min_free_kb(memtotal_kb)
         at_s = self._clock()
         prev_kb, prev_at_s = self._prev_committed or (None, at_s)
@@ -369,9 +353,9 @@ class Ballooner:
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
-                self._rearm(BALLOON_WRITE)
+                self.once.over(BALLOON_WRITE)
             except BalloonError as exc:
-                self._once(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+                self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
                            s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
                            decision.min_bytes // KIB,
@@ -385,9 +369,9 @@ class Ballooner:
         try:
             text = _read_text(path)
         except OSError as exc:
-            self._once(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
+            self.once.say(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
             return None
-        self._rearm(NOT_PUBLISHING + path)
+        self.once.over(NOT_PUBLISHING + path)
         return text
 
     def _publish(self, decision: Decision, sensed: Sensed,
@@ -406,17 +390,17 @@ class Ballooner:
             self._publish_dir = FALLBACK_DIR
             self._fallback_since_tick = self.ticks
             self._fallback_seen = self._seen_under(memory_dir)
-            self._once(MEMORY_READONLY, logging.INFO,
-                       f"xenstore: memory/ is read-only for this guest "
-                       f"(xl's default); publishing under {FALLBACK_DIR}/")
+            self.once.say(MEMORY_READONLY, logging.INFO,
+                          f"xenstore: memory/ is read-only for this guest "
+                          f"(xl's default); publishing under {FALLBACK_DIR}/")
             try:
                 self._send(FALLBACK_DIR, decision, sensed)
             except XenstoreWriteFailed:
                 self._publish_nowhere()
             except XenstoreUnavailable as exc:
-                self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
+                self.once.say(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
         except XenstoreUnavailable as exc:
-            self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
+            self.once.say(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
 
     def _send(self, directory: str, decision: Decision, sensed: Sensed) -> None:
         """Publish under ``directory`` what dom0 does not have yet: selftarget
@@ -455,8 +439,8 @@ class Ballooner:
         return frozenset(k for k in PUBLISHED if sent[k] and k in memory_dir)
 
     def _publish_nowhere(self) -> None:
-        self._once(PUBLISH_NOWHERE, logging.ERROR,
-                   f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
+        self.once.say(PUBLISH_NOWHERE, logging.ERROR,
+                      f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
 
     def _should_reprobe(self, memory_dir: dict[str, str]) -> bool:
         seen = self._seen_under(memory_dir)
@@ -471,9 +455,9 @@ class Ballooner:
     def _write(self, directory: str, outputs: dict[str, str]) -> None:
         assert self.xenstore is not None
         self.xenstore.write_many({f"{directory}/{k}": v for k, v in outputs.items()})
-        self._rearm(XS_WRITE)
-        self._rearm(PUBLISH_NOWHERE)
+        self.once.over(XS_WRITE)
+        self.once.over(PUBLISH_NOWHERE)
         if directory == PRIMARY_DIR and self._fallback_since_tick:
             self._fallback_since_tick = 0
-            self._rearm(MEMORY_READONLY)
+            self.once.over(MEMORY_READONLY)
             self.log.info("xenstore: memory/ is writable again; publishing there")
