@@ -11,14 +11,15 @@ import time
 from ..record import frozen
 
 from . import meminfo as meminfo_mod
+from .effective import describe, merge
 from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
 from .once import OnceLog
 from .overrides import KEYS, Overrides, parse_overrides
 from ..numbers import parse_bounded_int
-from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
-                     kernel_min_free_kb, rise_per_interval_kb, run_kb)
+from .policy import (KIB, MIB, Decision, Wake, decide, kernel_min_free_kb, rise_per_interval_kb,
+                     run_kb)
 from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
 from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
@@ -103,6 +104,7 @@ class Ballooner:
                  maxmem: MaxmemFile, xenstore: Xenstore | None,
                  log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.settings = merge(config, Overrides())  # again whenever either changes
         self.balloon = balloon
         self.files = files
         self.maxmem = maxmem
@@ -142,23 +144,15 @@ class Ballooner:
         self.config, self.maxmem, self.xenstore = config, maxmem, xenstore
         self._memory_changed = True
         self._stats_at_s = None  # what is sent may have changed: everything again
+        self.settings = merge(config, self._overrides or Overrides())
 
-    def _log_policy(self, self_ballooning: bool, interval_s: int, min_mb: int, maxmem_kb: int,
-                    down: int, up: int) -> None:
+    def _log_policy(self, min_mb: int, maxmem_kb: int) -> None:
         """The policy in force, at start and whenever it changes (a reload,
         dom0's overrides, a new high-water mark)."""
-        cfg = self.config
-        if self_ballooning:
-            boot_kb = self.maxmem.boot_kb(maxmem_kb)
-            mode = (f"self-ballooning (reserve {cfg.self_reserve_pct}% of {boot_kb} kB "
-                    f"booted with = {headroom_kb(boot_kb, cfg.self_reserve_pct)} kB)")
-        else:
-            mode = "directed (memory/target)"
-        minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if cfg.min_mem_mb else
-                   f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
-        xenstore = "off" if self.xenstore is None else cfg.xenstore_backend
-        policy = (f"policy: {mode}, minimum {minimum}, hysteresis down {down} up {up}, "
-                  f"every {interval_s} s, xenstore {xenstore}, balloon {self.balloon.name}")
+        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=maxmem_kb,
+                          boot_kb=self.maxmem.boot_kb(maxmem_kb),
+                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
+                          balloon=self.balloon.name)
         if policy != self._policy:
             self._policy = policy
             self.log.info("%s", policy)
@@ -205,7 +199,8 @@ class Ballooner:
         if xenstore_due and self.watch_wanted and not self._watching:
             self._set_watch()
         self.take_watch_events()
-        read_first = xenstore_due and (self._overrides is None or not self._self_ballooning())
+        read_first = xenstore_due and (self._overrides is None
+                                       or not self.settings.self_ballooning)
         if read_first:
             self._refresh_overrides()
             self._xenstore_at_s = now_s
@@ -225,15 +220,9 @@ class Ballooner:
             self._publish(decision, sensed, self._memory_dir)
         return self.interval_s()
 
-    def _self_ballooning(self) -> bool:
-        o = self._overrides or Overrides()
-        return self.config.self_ballooning if o.selfballoon is None else o.selfballoon
-
     def interval_s(self) -> int:
         """The interval in force: the mode's, unless dom0's memory/interval."""
-        cfg, o = self.config, self._overrides or Overrides()
-        return choose_interval_s(self._self_ballooning(), cfg.self_interval_s, cfg.interval_s,
-                                 o.interval_s)
+        return self.settings.interval_s
 
     def _refresh_overrides(self) -> None:
         """dom0's keys: read again, unless the watch on memory/ is live and has
@@ -241,7 +230,10 @@ class Ballooner:
         if self._overrides is not None and not self._memory_changed and self._watch_live():
             return
         self._memory_changed = False  # an event during the read sets it again
+        before = self._overrides
         self._overrides, self._memory_dir = self._read_overrides()
+        if self._overrides != before:
+            self.settings = merge(self.config, self._overrides)
 
     # --- the watch on memory/ (native backend) ---------------------------
 
@@ -334,22 +326,14 @@ class Ballooner:
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
-        cfg, o = self.config, self._overrides or Overrides()
-        self_ballooning = self._self_ballooning()
-        down = o.down_hysteresis if o.down_hysteresis is not None else cfg.down_hysteresis
-        up = o.up_hysteresis if o.up_hysteresis is not None else cfg.up_hysteresis
+        st = self.settings
         decision = decide(
-            self_ballooning=self_ballooning, directed_target_kb=o.target_kb,
-            cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
+            st, cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
             kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb,
-            min_mem_mb=cfg.min_mem_mb, down_hysteresis=down, up_hysteresis=up,
-            self_reserve_pct=cfg.self_reserve_pct, boot_kb=self.maxmem.boot_kb(s.maxmem_kb),
-            committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
-            mem_available_kb=s.mem_available_kb, pressure=pressure,
-            floor_mb=o.min_mb, ceiling_mb=o.max_mb)
+            boot_kb=self.maxmem.boot_kb(s.maxmem_kb), committed_rise_kb=s.committed_rise_kb,
+            run_need_kb=s.run_need_kb, mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
-        self._log_policy(self_ballooning, self.interval_s(), decision.min_bytes // MIB,
-                         s.maxmem_kb, down, up)
+        self._log_policy(decision.min_bytes // MIB, s.maxmem_kb)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
@@ -359,7 +343,7 @@ class Ballooner:
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
                            s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
                            decision.min_bytes // KIB,
-                           "self" if self_ballooning else "directed",
+                           "self" if st.self_ballooning else "directed",
                            ", pressure" if pressure else "")
         return decision
 
