@@ -8,20 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from ..record import frozen
 
-from . import meminfo as meminfo_mod
 from .effective import describe, merge
 from .balloon import BalloonError
 from ..config import Config
 from .maxmem import MaxmemFile
 from .once import OnceLog
 from .overrides import KEYS, Overrides, parse_overrides
-from ..numbers import parse_bounded_int
-from .policy import (KIB, MIB, Decision, Wake, decide, kernel_min_free_kb, rise_per_interval_kb,
-                     run_kb)
+from .policy import KIB, MIB, Decision, Wake, decide
 from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
 from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
+from .sensor import Sensor
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -29,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from .balloon import Balloon
+    from .sensor import ProcFiles, Sensed
     from ..xenstore.interface import Xenstore
 
 # After falling back to data/xenballoon/, try memory/ again this often, in
@@ -43,60 +41,14 @@ XS_READ = "xenstore-read"
 XS_WRITE = "xenstore-write"
 PUBLISH_NOWHERE = "publish-nowhere"
 MEMORY_READONLY = "memory-readonly"
-MEMINFO = "meminfo"
 BALLOON_WRITE = "balloon-write"
-MAXMEM = "maxmem-file"
 OVERRIDE = "override:"  # + the memory/ key
-NOT_PUBLISHING = "not-publishing:"  # + the file
 WATCH = "xenstore-watch"
 
 # The token of our watch on memory/ (native backend): dom0's keys are read when
 # it fires, not every tick.
 WATCH_TOKEN = "xenballoond"
 _OWN_KEYS = frozenset(f"{PRIMARY_DIR}/{k}" for k in PUBLISHED)
-
-
-@frozen
-class ProcFiles:
-    """Absolute paths (already under the root) of the files a tick reads."""
-
-    meminfo: str
-    vmstat: str
-    uptime: str
-    min_free_kbytes: str
-
-
-@frozen
-class Sensed:
-    """What one tick read of the guest's memory."""
-
-    meminfo_text: str
-    meminfo_fields: dict[str, int]
-    cur_kb: int
-    committed_kb: int
-    at_s: float  # monotonic
-    committed_rise_kb: int  # in one interval, at the rate since the last reading
-    kernel_reserved_kb: int
-    maxmem_kb: int
-    mem_available_kb: int | None
-    run_need_kb: int
-
-
-def _read_text(path: str, limit: int = 1 << 20) -> str:
-    # os.open, not open(): no buffered text file object, 4 system calls
-    # instead of 7, a few times a tick
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while limit > 0:
-            chunk = os.read(fd, min(limit, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            limit -= len(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 class Ballooner:
@@ -106,12 +58,11 @@ class Ballooner:
         self.config = config
         self.settings = merge(config, Overrides())  # again whenever either changes
         self.balloon = balloon
-        self.files = files
-        self.maxmem = maxmem
         self.xenstore = xenstore
         self.log = log
         self.ticks = 0
         self.once = OnceLog(log)
+        self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
@@ -119,7 +70,6 @@ class Ballooner:
         self._policy = ""
         self._overrides: Overrides | None = None  # dom0's keys as last read
         self._memory_dir: dict[str, str] | None = None
-        self._prev_committed: tuple[int, float] | None = None  # kB, and when (monotonic s)
         self.wake: Wake | None = None  # when the loop should tick early
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
         self._clock = clock
@@ -136,21 +86,25 @@ class Ballooner:
         self._selftarget_kb: int | None = None
         self._page_kb = max(os.sysconf("SC_PAGE_SIZE") // KIB, 1)
 
+    @property
+    def maxmem(self) -> MaxmemFile:
+        return self.sensor.maxmem
+
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
         if self.xenstore is not None and xenstore is not self.xenstore:
             self.xenstore.close()
             self._watching = False
-        self.config, self.maxmem, self.xenstore = config, maxmem, xenstore
+        self.config, self.xenstore = config, xenstore
+        self.sensor.maxmem = maxmem
         self._memory_changed = True
         self._stats_at_s = None  # what is sent may have changed: everything again
         self.settings = merge(config, self._overrides or Overrides())
 
-    def _log_policy(self, min_mb: int, maxmem_kb: int) -> None:
+    def _log_policy(self, min_mb: int, s: Sensed) -> None:
         """The policy in force, at start and whenever it changes (a reload,
         dom0's overrides, a new high-water mark)."""
-        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=maxmem_kb,
-                          boot_kb=self.maxmem.boot_kb(maxmem_kb),
+        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
                           xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
                           balloon=self.balloon.name)
         if policy != self._policy:
@@ -204,10 +158,10 @@ class Ballooner:
         if read_first:
             self._refresh_overrides()
             self._xenstore_at_s = now_s
-        sensed = self._sense()
+        sensed = self.sensor.sense(self.settings.interval_s)
         decision = self._act(sensed, pressure) if sensed is not None else None
         if sensed is not None:
-            self._prev_committed = (sensed.committed_kb, sensed.at_s)
+            self.sensor.remember(sensed)
         if not xenstore_due:
             return self.interval_s()
         if not read_first:
@@ -287,53 +241,16 @@ class Ballooner:
             self._memory_changed = True
         return changed
 
-    def _sense(self) -> Sensed | None:
-        """The guest's memory now; None (logged once) if it cannot be read."""
-        try:
-            meminfo_text = _read_text(self.files.meminfo)
-            fields = meminfo_mod.parse_meminfo(meminfo_text)
-            memtotal_kb = meminfo_mod.require(fields, "MemTotal")
-            committed_kb = meminfo_mod.require(fields, "Committed_AS")
-            cur_kb = self.balloon.current_kb(fields)
-        except (OSError, meminfo_mod.MeminfoError) as exc:
-            self.once.say(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
-            return None
-        self.once.over(MEMINFO)
-        maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
-        if maxmem_error is None:
-            self.once.over(MAXMEM)
-        else:
-            self.once.say(MAXMEM, logging.WARNING,
-                          f"cannot keep the memory high-water mark in {self.maxmem.path} "
-                          f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
-        min_free_kb = self._min_free_kb(memtotal_kb)
-        at_s = self._clock()
-        prev_kb, prev_at_s = self._prev_committed or (None, at_s)
-        return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb,
-                      committed_kb=committed_kb, at_s=at_s, committed_rise_kb=rise_per_interval_kb(
-                          prev_kb, committed_kb, at_s - prev_at_s, self.interval_s()),
-                      kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
-                      maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
-                      run_need_kb=run_kb(fields.get("Mapped", 0), min_free_kb))
-
-    def _min_free_kb(self, memtotal_kb: int) -> int:
-        try:
-            text = _read_text(self.files.min_free_kbytes, 64)
-        except OSError:
-            text = ""
-        value = parse_bounded_int(text, 0, meminfo_mod.MAX_KB)
-        return kernel_min_free_kb(memtotal_kb) if value is None else value
-
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
         st = self.settings
         decision = decide(
             st, cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
             kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb,
-            boot_kb=self.maxmem.boot_kb(s.maxmem_kb), committed_rise_kb=s.committed_rise_kb,
+            boot_kb=s.boot_kb, committed_rise_kb=s.committed_rise_kb,
             run_need_kb=s.run_need_kb, mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
-        self._log_policy(decision.min_bytes // MIB, s.maxmem_kb)
+        self._log_policy(decision.min_bytes // MIB, s)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
@@ -346,17 +263,6 @@ class Ballooner:
                            "self" if st.self_ballooning else "directed",
                            ", pressure" if pressure else "")
         return decision
-
-    def _optional_text(self, enabled: bool, path: str) -> str | None:
-        if not enabled:
-            return None
-        try:
-            text = _read_text(path)
-        except OSError as exc:
-            self.once.say(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
-            return None
-        self.once.over(NOT_PUBLISHING + path)
-        return text
 
     def _publish(self, decision: Decision, sensed: Sensed,
                  memory_dir: dict[str, str] | None) -> None:
@@ -392,7 +298,7 @@ class Ballooner:
         from them moved (publish.stats_due), or every XENBALLOON_PUBLISH_MAX_S."""
         cfg = self.config
         now_s = self._clock()
-        vmstat_text = self._optional_text(cfg.send_vmstat, self.files.vmstat)
+        vmstat_text = self.sensor.optional_text(cfg.send_vmstat, self.sensor.files.vmstat)
         numbers = watched_numbers(
             sensed.meminfo_fields if cfg.send_meminfo else None,
             None if vmstat_text is None else watched_vmstat(vmstat_text), self._page_kb)
@@ -405,7 +311,8 @@ class Ballooner:
             selftarget_kb=tgt_kb if send_tgt else None,
             meminfo_text=sensed.meminfo_text if why and cfg.send_meminfo else None,
             vmstat_text=vmstat_text if why else None,
-            uptime_text=self._optional_text(cfg.send_uptime, self.files.uptime) if why else None)
+            uptime_text=self.sensor.optional_text(cfg.send_uptime, self.sensor.files.uptime)
+            if why else None)
         if outputs:
             self._write(directory, outputs)
             self.log.debug("published %s under %s/ (%s)", ", ".join(outputs), directory,
