@@ -1,7 +1,10 @@
 """One iteration of the daemon: sense, decide, act.
 
 Ported from the original's main ``while true`` loop.  The collaborators are
-handed in (composition root: cli.py); nothing here knows the OS paths.
+handed in (composition root: cli.py); nothing here knows the OS paths.  The
+parts, one job each: OnceLog (once.py), Dom0Link (link.py: dom0's keys and
+the watch), Sensor (sensor.py), Effective (effective.py: the settings in
+force), decide() (policy.py).
 """
 from __future__ import annotations
 
@@ -9,23 +12,25 @@ import logging
 import os
 import time
 
-from .effective import describe, merge
 from .balloon import BalloonError
-from ..config import Config
-from .maxmem import MaxmemFile
-from .once import OnceLog
-from .overrides import KEYS, Overrides, parse_overrides
-from .policy import KIB, MIB, Decision, Wake, decide
 from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
+from .effective import describe, merge
+from .link import Dom0Link
+from .once import OnceLog
+from .overrides import Overrides
+from .policy import KIB, MIB, decide
 from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
 from .sensor import Sensor
-from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+from ..xenstore import XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Callable
 
     from .balloon import Balloon
+    from ..config import Config
+    from .maxmem import MaxmemFile
+    from .policy import Decision, Wake
     from .sensor import ProcFiles, Sensed
     from ..xenstore.interface import Xenstore
 
@@ -36,19 +41,11 @@ REPROBE_TICKS = 60
 # its chmod may be separate commands, so try again for a few ticks.
 HANDOVER_RETRIES = 5
 
-# The conditions logged once while they last (OnceLog).
-XS_READ = "xenstore-read"
+# The conditions this module logs once while they last (OnceLog).
 XS_WRITE = "xenstore-write"
 PUBLISH_NOWHERE = "publish-nowhere"
 MEMORY_READONLY = "memory-readonly"
 BALLOON_WRITE = "balloon-write"
-OVERRIDE = "override:"  # + the memory/ key
-WATCH = "xenstore-watch"
-
-# The token of our watch on memory/ (native backend): dom0's keys are read when
-# it fires, not every tick.
-WATCH_TOKEN = "xenballoond"
-_OWN_KEYS = frozenset(f"{PRIMARY_DIR}/{k}" for k in PUBLISHED)
 
 
 class Ballooner:
@@ -56,35 +53,31 @@ class Ballooner:
                  maxmem: MaxmemFile, xenstore: Xenstore | None,
                  log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.settings = merge(config, Overrides())  # again whenever either changes
         self.balloon = balloon
-        self.xenstore = xenstore
         self.log = log
-        self.ticks = 0
         self.once = OnceLog(log)
+        self.link = Dom0Link(xenstore, self.once)
         self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
         self._publish_dir = PRIMARY_DIR
         self._fallback_since_tick = 0
         self._fallback_seen: frozenset[str] = frozenset()
         self._handover_retries = 0
-        self._policy = ""
-        self._overrides: Overrides | None = None  # dom0's keys as last read
-        self._memory_dir: dict[str, str] | None = None
-        self.wake: Wake | None = None  # when the loop should tick early
-        self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
-        self._clock = clock
-        # dom0's keys: read every tick, or (native backend, from the run loop)
-        # watched and read when the watch fires
-        self.watch_wanted = False
-        self._watching = False
-        self._registered = False  # the watch's first event is still to come
-        self._memory_changed = True
         # what was last published (publish on change)
         self._stats_numbers: dict[str, int] | None = None
         self._stats_at_s: float | None = None
         self._stats_dir: str | None = None
         self._selftarget_kb: int | None = None
         self._page_kb = max(os.sysconf("SC_PAGE_SIZE") // KIB, 1)
+        self.settings = merge(config, Overrides())
+        self.ticks = 0
+        self.wake: Wake | None = None  # when the loop should tick early
+        self._policy = ""  # the policy line last logged
+        self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
+        self._clock = clock
+
+    @property
+    def xenstore(self) -> Xenstore | None:
+        return self.link.xenstore
 
     @property
     def maxmem(self) -> MaxmemFile:
@@ -92,45 +85,20 @@ class Ballooner:
 
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
-        if self.xenstore is not None and xenstore is not self.xenstore:
-            self.xenstore.close()
-            self._watching = False
-        self.config, self.xenstore = config, xenstore
+        self.link.replace(xenstore)
+        self.config = config
         self.sensor.maxmem = maxmem
-        self._memory_changed = True
         self._stats_at_s = None  # what is sent may have changed: everything again
-        self.settings = merge(config, self._overrides or Overrides())
+        self._merge()
 
-    def _log_policy(self, min_mb: int, s: Sensed) -> None:
-        """The policy in force, at start and whenever it changes (a reload,
-        dom0's overrides, a new high-water mark)."""
-        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
-                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
-                          balloon=self.balloon.name)
-        if policy != self._policy:
-            self._policy = policy
-            self.log.info("%s", policy)
+    def interval_s(self) -> int:
+        """The interval in force: the mode's, unless dom0's memory/interval."""
+        return self.settings.interval_s
 
-    def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
-        """dom0's overrides and the memory/ directory; None for the directory
-        when xenstore is unreachable (down, or hung until the timeout)."""
-        if self.xenstore is None:
-            return Overrides(), None
-        try:
-            memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
-        except XenstoreError as exc:
-            self._memory_changed = True  # read again next time
-            self.once.say(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
-                                                    "ballooning goes on with the config values")
-            return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
-        self.once.over(XS_READ)
-        overrides, problems = parse_overrides(memory_dir)
-        for key in KEYS:
-            if key in problems:
-                self.once.say(OVERRIDE + key, logging.WARNING, problems[key])
-            else:
-                self.once.over(OVERRIDE + key)
-        return overrides, memory_dir
+    def summary(self) -> str:
+        return (f"{self.balloon.name} balloon, self-ballooning "
+                f"{'on' if self.config.self_ballooning else 'off'}, xenstore "
+                f"{'on' if self.xenstore is not None else 'off'}")
 
     def tick(self, pressure: bool = False) -> int:
         """Run one iteration; return the seconds to wait before the next.
@@ -145,110 +113,52 @@ class Ballooner:
         self.ticks += 1
         now_s = self._clock()
         # ticks under pressure come every SAMPLE_S: xenstore once an interval
-        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self.interval_s())
+        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self.settings.interval_s)
+        if xenstore_due:
+            self.link.keep_watch()
+        self.link.take_events()
         # Directed, dom0's memory/target is the input: read it first, or the
         # tick after an xl mem-set would write the old target once, against the
         # kernel that already applies the new one.  (And the first tick learns
         # dom0's keys before it decides anything.)
-        if xenstore_due and self.watch_wanted and not self._watching:
-            self._set_watch()
-        self.take_watch_events()
-        read_first = xenstore_due and (self._overrides is None
+        read_first = xenstore_due and (self.link.overrides is None
                                        or not self.settings.self_ballooning)
         if read_first:
-            self._refresh_overrides()
+            self._refresh()
             self._xenstore_at_s = now_s
         sensed = self.sensor.sense(self.settings.interval_s)
         decision = self._act(sensed, pressure) if sensed is not None else None
         if sensed is not None:
             self.sensor.remember(sensed)
         if not xenstore_due:
-            return self.interval_s()
+            return self.settings.interval_s
         if not read_first:
             self._xenstore_at_s = now_s
-            before = self._overrides
-            self._refresh_overrides()
-            if sensed is not None and self._overrides != before:
+            if self._refresh() and sensed is not None:
                 decision = self._act(sensed, pressure)
         if sensed is not None and decision is not None:
-            self._publish(decision, sensed, self._memory_dir)
-        return self.interval_s()
-
-    def interval_s(self) -> int:
-        """The interval in force: the mode's, unless dom0's memory/interval."""
+            self._publish(decision, sensed, self.link.memory_dir)
+            self.link.publishing_in_memory = self._publish_dir == PRIMARY_DIR
         return self.settings.interval_s
 
-    def _refresh_overrides(self) -> None:
-        """dom0's keys: read again, unless the watch on memory/ is live and has
-        not fired since they were last read."""
-        if self._overrides is not None and not self._memory_changed and self._watch_live():
-            return
-        self._memory_changed = False  # an event during the read sets it again
-        before = self._overrides
-        self._overrides, self._memory_dir = self._read_overrides()
-        if self._overrides != before:
-            self.settings = merge(self.config, self._overrides)
-
-    # --- the watch on memory/ (native backend) ---------------------------
-
-    def _watch_live(self) -> bool:
-        return self._watching and self.xenstore is not None and self.xenstore.fileno() is not None
-
-    def _set_watch(self) -> None:
-        """Watch memory/ where the backend can (native); the CLI backend, or a
-        watch xenstored refuses, keeps reading memory/ every tick."""
-        if self.xenstore is None:
-            return
-        try:
-            self.xenstore.watch(PRIMARY_DIR, WATCH_TOKEN)
-        except XenstoreError as exc:
-            self.once.say(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
-                                                  "reading it every tick")
-            return
-        self.once.over(WATCH)
-        self._watching = True
-        # xenstored fires a new watch once, with the watched path: this tick
-        # reads memory/ after setting it, so that event says nothing new
-        self._memory_changed = self._registered = True
-
-    def watch_fd(self) -> int | None:
-        """The connection to poll for dom0's changes between ticks; None when
-        there is no live watch (memory/ is read every tick then)."""
-        if not self._watching or self.xenstore is None:
-            return None
-        return self.xenstore.fileno()
-
-    def take_watch_events(self) -> bool:
-        """Take the watch events xenstored sent; True if one may be a change
-        of dom0's keys (any event but our own writes under memory/: the
-        path is xenstored's text, anything unexpected in it is a change).
-        A broken connection is closed by the backend: the next read
-        reconnects and sets the watch again, which fires it."""
-        if not self._watching or self.xenstore is None:
-            return False
-        changed = False
-        for path, token in self.xenstore.events():
-            if token != WATCH_TOKEN:
-                continue
-            if self._registered and path == PRIMARY_DIR:
-                self._registered = False
-                continue
-            relative = path.split("/", 4)[-1] if path.startswith("/local/domain/") else path
-            ours = self._publish_dir == PRIMARY_DIR and relative in _OWN_KEYS
-            if not ours:
-                changed = True
+    def _refresh(self) -> bool:
+        """dom0's keys again; True if they changed (then merged once)."""
+        changed = self.link.refresh()
         if changed:
-            self._memory_changed = True
+            self._merge()
         return changed
+
+    def _merge(self) -> None:
+        self.settings = merge(self.config, self.link.overrides or Overrides())
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
         st = self.settings
         decision = decide(
             st, cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
-            kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb,
-            boot_kb=s.boot_kb, committed_rise_kb=s.committed_rise_kb,
-            run_need_kb=s.run_need_kb, mem_available_kb=s.mem_available_kb, pressure=pressure)
+            kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
+            committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
+            mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
         self._log_policy(decision.min_bytes // MIB, s)
         if decision.tgt_bytes is not None:
@@ -263,6 +173,16 @@ class Ballooner:
                            "self" if st.self_ballooning else "directed",
                            ", pressure" if pressure else "")
         return decision
+
+    def _log_policy(self, min_mb: int, s: Sensed) -> None:
+        """The policy in force, at start and whenever it changes (a reload,
+        dom0's overrides, a new high-water mark)."""
+        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
+                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
+                          balloon=self.balloon.name)
+        if policy != self._policy:
+            self._policy = policy
+            self.log.info("%s", policy)
 
     def _publish(self, decision: Decision, sensed: Sensed,
                  memory_dir: dict[str, str] | None) -> None:
