@@ -42,7 +42,8 @@ class Xenstore(Protocol):
         paths after it come back untried (the missing one is in neither)."""
         ...
 
-    def list_upto(self, paths: Sequence[str]) -> tuple[dict[str, builtins.list[str]], builtins.list[str]]:
+    def list_upto(self, paths: Sequence[str]
+                  ) -> tuple[dict[str, builtins.list[str]], builtins.list[str]]:
         """As list_existing, but it may stop at the first missing path (see read_upto)."""
         ...
 
