@@ -430,7 +430,10 @@ STEP_MODULES = ("xenballoond.guest", "re", "logging", "select", "signal", "fcntl
                 "xenballoond.xenstore", "xenballoond.xenstore.wire", "xenballoond.guest.meminfo",
                 "xenballoond.guest.policy", "xenballoond.guest.overrides",
                 "xenballoond.guest.publish", "xenballoond.guest.balloon",
-                "xenballoond.guest.maxmem", "xenballoond.guest.tick", "xenballoond.guest.pressure",
+                "xenballoond.guest.maxmem", "xenballoond.guest.once", "xenballoond.guest.sensor",
+                "xenballoond.guest.effective", "xenballoond.guest.link",
+                "xenballoond.guest.outbox", "xenballoond.guest.publisher",
+                "xenballoond.guest.tick", "xenballoond.guest.pressure",
                 "xenballoond.guest.resident", "xenballoond.guest.runloop",
                 "xenballoond.guest.domain", "xenballoond.guest.cli", "xenballoond.xenstore.native",
                 "_socket", "_ctypes")

@@ -26,7 +26,8 @@ from xenballoond.dom0.hostinfo import FreeMemory, FreeMemoryReader, MAX_FREE_MB,
 from xenballoond.dom0.stats import (Published, active_centiseconds, bounded_count, make_row,
                                        named_values)
 from xenballoond.dom0.table import header, render_json, render_text, row_line
-from xenballoond.dom0.reader import CliBatch, Listing, XenstoreBatch, collect, published
+from xenballoond.dom0.reader import Listing, collect, published
+from xenballoond.xenstore.cli import CliXenstore
 from xenballoond.xenstore.native import NativeXenstore
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -402,7 +403,7 @@ def xl_bin(tmp_path: Path) -> Path:
 
 
 def cli_refresh(host: XsHost, bindir: Path, domids=None):
-    batch = CliBatch(timeout_s=10, env=host.env(0), path_env=f"{bindir}:/usr/bin:/bin")
+    batch = CliXenstore(timeout_s=10, env=host.env(0), path_env=f"{bindir}:/usr/bin:/bin")
     free = FreeMemoryReader(path_env=str(bindir))
     before = host.server.connections_accepted
     snap = refresh(batch, free, domids)
@@ -458,10 +459,10 @@ def test_native_backend_from_config(golden_host: XsHost, xl_bin: Path, tmp_path:
 def test_native_batch_in_process(golden_host: XsHost) -> None:
     xs = NativeXenstore(socket_path=golden_host.dom0_socket)
     try:
-        pubs, _ = collect(XenstoreBatch(xs))
+        pubs, _ = collect(xs)
     finally:
         xs.close()
-    cli_pubs, _ = collect(CliBatch(env=golden_host.env(0)))
+    cli_pubs, _ = collect(CliXenstore(timeout_s=10, env=golden_host.env(0)))
     assert pubs == cli_pubs and xs.processes_spawned == 0
 
 
@@ -496,8 +497,8 @@ def test_guests_without_cpu_or_data_keys(xl_bin: Path) -> None:
 
 @CLIENTS
 def test_argv_budget_splits_but_keeps_results(golden_host: XsHost) -> None:
-    small = CliBatch(env=golden_host.env(0), argv_budget_bytes=100)
-    assert collect(small) == collect(CliBatch(env=golden_host.env(0)))
+    small = CliXenstore(timeout_s=10, env=golden_host.env(0), argv_budget_bytes=100)
+    assert collect(small) == collect(CliXenstore(timeout_s=10, env=golden_host.env(0)))
     assert small.processes_spawned > 7
 
 
@@ -561,7 +562,7 @@ def test_key_removed_between_listing_and_reading(golden_host: XsHost, tmp_path: 
     write_tool(shim, "xenstore-read",
                f"/usr/bin/xenstore-rm /local/domain/{removed} 2>/dev/null\n"
                'exec /usr/bin/xenstore-read "$@"')
-    batch = CliBatch(env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
+    batch = CliXenstore(timeout_s=10, env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
     snap = refresh(batch, FreeMemoryReader(path_env=str(xl_bin)))
     rows = {r.domid: r for r in snap.rows}
     gone_row = rows[int(removed.split("/")[0])]
@@ -580,7 +581,7 @@ def test_domain_destroyed_between_steps(golden_host: XsHost, tmp_path: Path) -> 
     write_tool(shim, "xenstore-list",
                'case "$2" in /local/domain/1/memory) /usr/bin/xenstore-rm /local/domain/7;; esac\n'
                'exec /usr/bin/xenstore-list "$@"')
-    batch = CliBatch(env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
+    batch = CliXenstore(timeout_s=10, env=golden_host.env(0), path_env=f"{shim}:/usr/bin:/bin")
     pubs, missing = collect(batch)
     assert [p.domid for p in pubs] == [1, 2, 3, 10, 12, 13] and missing == []
     assert pubs[1].meminfo == DOM2_MEMINFO and pubs[4].selftarget == "16777216"
@@ -633,7 +634,7 @@ def test_values_survive_the_real_clients(golden_host: XsHost, values: list[str])
     names = ("selftarget", "meminfo", "vmstat", "uptime")
     golden_host.server.write_many({dom(13, f"data/xenballoon/{n}"): v
                                    for n, v in zip(names, values)}, domid=13)
-    (pub,), _ = collect(CliBatch(env=golden_host.env(0)), [13])
+    (pub,), _ = collect(CliXenstore(timeout_s=10, env=golden_host.env(0)), [13])
     assert (pub.selftarget, pub.meminfo, pub.vmstat, pub.uptime) == tuple(values)
     assert set(row_line(make_row(pub))) <= PRINTABLE
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests import bash_oracle
-from xenballoond.guest.policy import (MIB, bash_div, choose_interval_s, decide, directed_target_bytes,
+from tests.policy_kw import decide
+from xenballoond.guest.policy import (MIB, bash_div, choose_interval_s, directed_target_bytes,
                                 min_target_mb, self_target_bytes, step_bytes)
 
 # (maxmem_kb, XENBALLOON_MINMEM) -> minmb() in MB, worked by hand:

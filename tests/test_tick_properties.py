@@ -16,7 +16,8 @@ from xenballoond.logsetup import SyslogHandler
 from xenballoond.guest.maxmem import MaxmemFile
 from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB, min_target_mb
-from xenballoond.guest.tick import Ballooner, ProcFiles
+from xenballoond.guest.sensor import ProcFiles
+from xenballoond.guest.tick import Ballooner
 
 LOG = logging.getLogger("test-properties")
 LOG.addHandler(logging.NullHandler())

@@ -113,7 +113,7 @@ def test_native_idle_ticks_send_under_one_request_a_second(guest, xs):
     clock = Clock()
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend="native", clock=clock)  # directed
-    b.watch_wanted = True  # as the run loop sets it
+    b.link.watch_wanted = True  # as the run loop sets it
     b.tick()
     clock.now_s += 1
     b.tick()
@@ -136,9 +136,9 @@ def wait_for_watch(b, timeout_s: float = 30) -> bool:
     """Until the watch reports a change (a failure bound, not a measurement)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if b.take_watch_events():
+        if b.link.take_events():
             return True
-        fd = b.watch_fd()
+        fd = b.link.fileno()
         if fd is None:
             return False
         select.select([fd], [], [], 0.1)
@@ -149,7 +149,7 @@ def test_watch_takes_dom0_target_without_reading_every_tick(guest, xs):
     clock = Clock()
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend="native", clock=clock)
-    b.watch_wanted = True
+    b.link.watch_wanted = True
     b.tick()
     b.tick()
     served = xs.requests_served
@@ -169,7 +169,7 @@ def test_own_writes_under_memory_are_not_dom0s_changes(guest, xs):
         xs.set_perms(f"{HOME}/memory/{key}", [f"n{DOMID}"])
     clock = Clock()
     b = ballooner(guest, backend="native", clock=clock)
-    b.watch_wanted = True
+    b.link.watch_wanted = True
     b.tick()
     assert xs.read(f"{HOME}/memory/selftarget") == "300000"
     wait_for_watch(b, 0.5)  # the watch fired when set; and our first writes
@@ -185,19 +185,19 @@ def test_own_writes_under_memory_are_not_dom0s_changes(guest, xs):
 def test_watch_is_set_again_after_xenstored_restarts(guest, xs):
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend="native")
-    b.watch_wanted = True
+    b.link.watch_wanted = True
     b.tick()
     b.tick()
-    assert b.watch_fd() is not None
+    assert b.link.fileno() is not None
     xs.stop()
     xs.start()
-    assert not b.take_watch_events()  # the dead connection is noticed and closed
-    assert b.watch_fd() is None  # no live watch: the next tick reads memory/
+    assert not b.link.take_events()  # the dead connection is noticed and closed
+    assert b.link.fileno() is None  # no live watch: the next tick reads memory/
     xs.write(f"{HOME}/memory/target", "290000")  # while we were not watching
     b.tick()  # reads, reconnects, sets the watch again
     assert balloon_target_bytes(guest) == 290000 * 1024
-    assert b.xenstore.reconnects == 0 and b.watch_fd() is not None
-    b.take_watch_events()  # the re-set watch fired once
+    assert b.xenstore.reconnects == 0 and b.link.fileno() is not None
+    b.link.take_events()  # the re-set watch fired once
     xs.write(f"{HOME}/memory/target", "270000")
     assert wait_for_watch(b)
     b.tick()
@@ -208,9 +208,9 @@ def test_cli_backend_keeps_reading_every_tick(guest, xs):
     if shutil.which("xenstore-ls") is None:
         pytest.skip("needs xenstore-utils (xenstore-ls)")
     b = ballooner(guest, backend="cli")
-    b.watch_wanted = True
+    b.link.watch_wanted = True
     b.tick()
-    assert b.watch_fd() is None
+    assert b.link.fileno() is None
     xs.write(f"{HOME}/memory/target", "250000")
     b.tick()
     assert balloon_target_bytes(guest) == 250000 * 1024
@@ -441,7 +441,7 @@ def test_log_once_memory_stays_bounded(guest, xs, request):
             xs.write(f"{HOME}/memory/{key}", f"bad{n}")
         b.tick()
     assert len(records.warnings("ignoring memory/")) == 5
-    assert len(b._said) <= 5 + 2  # one per override key, at most two more conditions
+    assert len(b.once.said) <= 5 + 2  # one per override key, at most two more conditions
 
 
 def test_a_tick_after_xl_mem_set_never_writes_the_old_target(guest, xs, backend):
@@ -528,7 +528,7 @@ def test_watch_events_with_garbage_paths_are_read_as_changes(guest, xs, tmp_path
     try:
         xs.write(f"{HOME}/memory/target", "300000")
         b = ballooner(guest, backend="native")
-        b.watch_wanted = True
+        b.link.watch_wanted = True
         b.tick()
         b.tick()
         for payload in GARBAGE_EVENTS:
@@ -552,11 +552,11 @@ def test_a_refused_watch_falls_back_to_reading_every_tick(guest, xs, request):
     b, records = logged_ballooner(guest, request.node.name)
     for n in range(128):  # the simulated xenstored's GUEST_WATCH_MAX
         b.xenstore.watch(f"data/w{n}", "other")
-    b.watch_wanted = True
+    b.link.watch_wanted = True
     xs.write(f"{HOME}/memory/target", "300000")
     b.tick()
     b.tick()
-    assert b.watch_fd() is None
+    assert b.link.fileno() is None
     xs.write(f"{HOME}/memory/target", "270000")
     b.tick()  # read at the tick: no watch to wait for
     assert balloon_target_bytes(guest) == 270000 * 1024

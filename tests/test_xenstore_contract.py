@@ -341,6 +341,59 @@ def test_native_batches_of_reads_keep_at_most_a_window_in_flight(
         "/local/domain/0/data": [f"k{i}" for i in range(40)]}
 
 
+def test_batch_reads_leave_missing_paths_out(dom0: Xenstore,
+                                             sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    for i in range(3):
+        srv.write(f"{GUEST_HOME}/data/k{i}", f"v{i}\nline")
+    paths = [f"{GUEST_HOME}/data/k0", f"{GUEST_HOME}/data/nope", f"{GUEST_HOME}/data/k2",
+             f"{GUEST_HOME}/data/k1", f"{GUEST_HOME}/data/k0"]
+    assert dom0.read_existing(paths) == {f"{GUEST_HOME}/data/k{i}": f"v{i}\nline"
+                                         for i in range(3)}
+    assert dom0.list_existing([f"{GUEST_HOME}/data", "/nope", f"{GUEST_HOME}/memory"]) == {
+        f"{GUEST_HOME}/data": ["k0", "k1", "k2"],
+        f"{GUEST_HOME}/memory": ["static-max", "target", "videoram"]}
+    assert dom0.read_existing([]) == {} and dom0.list_existing([]) == {}
+
+
+def test_batch_reads_up_to_a_missing_path_say_what_they_left(
+        dom0: Xenstore, kind: str, sim_xenstored: XsHost) -> None:  # noqa: F811
+    """read_upto/list_upto: each path is found, left untried, or missing;
+    the CLI stops at the first missing path, the native backend never does."""
+    srv = sim_xenstored.server
+    for i in range(3):
+        srv.write(f"{GUEST_HOME}/data/k{i}/v", str(i))
+    names = ["k0", "nope", "k1", "k2"]
+    done = ["k0"] if kind == "cli" else ["k0", "k1", "k2"]
+    left = ["k1", "k2"] if kind == "cli" else []
+    found, untried = dom0.read_upto([f"{GUEST_HOME}/data/{n}/v" for n in names])
+    assert found == {f"{GUEST_HOME}/data/{n}/v": n[1] for n in done}
+    assert untried == [f"{GUEST_HOME}/data/{n}/v" for n in left]
+    listed, untried = dom0.list_upto([f"{GUEST_HOME}/data/{n}" for n in names])
+    assert listed == {f"{GUEST_HOME}/data/{n}": ["v"] for n in done}
+    assert untried == [f"{GUEST_HOME}/data/{n}" for n in left]
+
+
+def test_watch_reports_changes_or_has_nothing_to_wait_for(
+        guest: Xenstore, kind: str, sim_xenstored: XsHost) -> None:  # noqa: F811
+    """Both backends take watch(); the CLI's does nothing (no descriptor, no
+    events), the native one reports the change."""
+    guest.watch("memory", "m")
+    sim_xenstored.server.write(f"{GUEST_HOME}/memory/target", "300000")
+    if kind == "cli":
+        assert guest.fileno() is None and guest.events() == []
+        return
+    got: list[tuple[str, str]] = []
+    for _ in range(300):
+        got += guest.events()
+        if ("memory/target", "m") in got:
+            break
+        fd = guest.fileno()
+        assert fd is not None
+        select.select([fd], [], [], 0.01)
+    assert got == [("memory", "m"), ("memory/target", "m")]
+
+
 def test_native_matches_replies_by_request_id(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A server that answers a batch last request first: each value still
     comes back under its own path."""

@@ -40,8 +40,7 @@ from ..xenstore.interface import Xenstore
 from . import act, guests as guests_mod, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
                       balance, free_plan, is_balanced, need_kb)
-from .reader import (CliBatch, TreeBatch, XenstoreBatch, list_domids, list_guests, published,
-                     read_values)
+from .reader import list_domids, list_guests, published, read_values
 from .stats import make_row
 
 PROG = "xenballoon-balancer"
@@ -88,9 +87,9 @@ class Balancer:
     through the adapters it is handed."""
 
     def __init__(self, config: settings.BalancerConfig, root: Root, xl: act.Xl,
-                 batch: TreeBatch, xs: Xenstore) -> None:
+                 xs: Xenstore) -> None:
         self.root = root
-        self.xl, self.batch, self.xs = xl, batch, xs
+        self.xl, self.xs = xl, xs
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.reconfigure(config)
@@ -121,9 +120,9 @@ class Balancer:
         or XenstoreError when dom0 cannot see the host."""
         domains = [d for d in self.xl.list_domains() if d.domid != 0]
         free_kb = self.xl.free_kb()
-        listings, _ = list_guests(self.batch, list_domids(self.batch))
-        values = read_values(self.batch, listings)
-        values.update(self.batch.read_many([
+        listings, _ = list_guests(self.xs, list_domids(self.xs))
+        values = read_values(self.xs, listings)
+        values.update(self.xs.read_existing([
             f"{ls.home}/memory/{k}" for ls in listings for k in guests_mod.KEY_NAMES
             if ls.memory is not None and k in ls.memory]))
         pubs = {ls.domid: published(ls, values) for ls in listings}
@@ -341,16 +340,13 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
 def build(config: settings.BalancerConfig, root: Root) -> Balancer:
     xl = act.Xl(config.xl, config.command_timeout_s)
     xs: Xenstore
-    batch: TreeBatch
     if config.xenstore_backend == "native":
         from ..xenstore.native import NativeXenstore
         xs = NativeXenstore(timeout_s=config.command_timeout_s, root=root)
-        batch = XenstoreBatch(xs)
     else:
         from ..xenstore.cli import CliXenstore
         xs = CliXenstore(timeout_s=config.command_timeout_s)
-        batch = CliBatch(timeout_s=config.command_timeout_s)
-    return Balancer(config, root, xl, batch, xs)
+    return Balancer(config, root, xl, xs)
 
 
 class Reloader:
@@ -371,7 +367,7 @@ class Reloader:
         if (config.xl, config.xenstore_backend, config.command_timeout_s) != (
                 old.xl, old.xenstore_backend, old.command_timeout_s):
             fresh = build(config, self.root)
-            self.balancer.xl, self.balancer.batch = fresh.xl, fresh.batch
+            self.balancer.xl = fresh.xl
             self.balancer.xs.close()
             self.balancer.xs = fresh.xs
         self.balancer.reconfigure(config)

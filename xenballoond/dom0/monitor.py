@@ -21,9 +21,10 @@ from ..config import ConfigError, find_config, load_config
 from .hostinfo import FreeMemory, FreeMemoryReader
 from .stats import Row, make_row
 from .table import balancer_json, balancer_lines, render_json, render_text
-from .reader import CliBatch, TreeBatch, XenstoreBatch, collect, parse_domid
+from .reader import collect, parse_domid
 from ..paths import Root
 from ..xenstore import XenstoreError
+from ..xenstore.interface import Xenstore
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("xenballoon-monitor")
@@ -36,20 +37,21 @@ class Snapshot:
     free: FreeMemory
 
 
-def refresh(batch: TreeBatch, free_reader: Optional[FreeMemoryReader],
+def refresh(xs: Xenstore, free_reader: Optional[FreeMemoryReader],
             domids: Optional[Sequence[int]] = None) -> Snapshot:
     """One refresh: read, parse, no output."""
-    pubs, missing = collect(batch, domids)
+    pubs, missing = collect(xs, domids)
     free = free_reader.read() if free_reader is not None else FreeMemory(None, None, "not asked")
     return Snapshot([make_row(p) for p in pubs], missing, free)
 
 
-def make_batch(backend: str, root: Root, timeout_s: float,
-               env: Optional[Mapping[str, str]] = None) -> TreeBatch:
+def make_xenstore(backend: str, root: Root, timeout_s: float,
+               env: Optional[Mapping[str, str]] = None) -> Xenstore:
     if backend == "native":
         from ..xenstore.native import NativeXenstore
-        return XenstoreBatch(NativeXenstore(timeout_s=timeout_s, env=env, root=root))
-    return CliBatch(timeout_s=timeout_s, env=env)
+        return NativeXenstore(timeout_s=timeout_s, env=env, root=root)
+    from ..xenstore.cli import CliXenstore
+    return CliXenstore(timeout_s=timeout_s, env=env)
 
 
 def _domid_arg(text: str) -> int:
@@ -114,9 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    batch = make_batch(backend, root, args.timeout)
+    xs = make_xenstore(backend, root, args.timeout)
     try:
-        snap = refresh(batch, FreeMemoryReader(timeout_s=args.timeout), args.domain)
+        snap = refresh(xs, FreeMemoryReader(timeout_s=args.timeout), args.domain)
     except XenstoreError as exc:
         log.error("cannot read xenstore: %s", ascii(str(exc))[1:-1])
         return EXIT_FAIL

@@ -26,7 +26,8 @@ from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_MIN_FREE_KBYTES, PROC_P
                      PROC_UPTIME, PROC_VMSTAT, Root)
 from .pressure import PressureWatch
 from .domain import is_dom0
-from .tick import Ballooner, ProcFiles
+from .sensor import ProcFiles
+from .tick import Ballooner
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from ..minimum import bash_div, min_target_mb
 from ..record import frozen
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
+if TYPE_CHECKING:
+    from .effective import Effective
+
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -164,12 +168,9 @@ def bounded(tgt_bytes: int, min_bytes: int, cap_bytes: int | None) -> int:
     return max(tgt_bytes, min_bytes)
 
 
-def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int,
-           committed_as_kb: int, kernel_reserved_kb: int, maxmem_kb: int, min_mem_mb: int,
-           down_hysteresis: int, up_hysteresis: int, self_reserve_pct: int = 0,
-           boot_kb: int = 0, committed_rise_kb: int = 0, run_need_kb: int = 0,
-           mem_available_kb: int | None = None, pressure: bool = False,
-           floor_mb: int | None = None, ceiling_mb: int | None = None) -> Decision:
+def decide(settings: Effective, *, cur_kb: int, committed_as_kb: int, kernel_reserved_kb: int,
+           maxmem_kb: int, boot_kb: int = 0, committed_rise_kb: int = 0, run_need_kb: int = 0,
+           mem_available_kb: int | None = None, pressure: bool = False) -> Decision:
     """One tick of the original main loop, minus its I/O.
 
     The final target is never below the minimum: when the guest is already
@@ -189,14 +190,16 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
     dom0's per-guest bounds (memory/minmem, memory/softmaxmem; MB) hold in
     both modes: ``floor_mb`` raises the minimum, ``ceiling_mb`` caps every
     target, and where the two disagree with the minimum, the minimum wins.
+    ``settings``: the config with dom0's overrides merged (effective.py).
     """
-    min_mb = max(min_target_mb(maxmem_kb, min_mem_mb), floor_mb or 0)
+    s = settings
+    min_mb = max(min_target_mb(maxmem_kb, s.min_mem_mb), s.floor_mb or 0)
     min_bytes = min_mb * MIB
-    cap_bytes = ceiling_mb * MIB if ceiling_mb is not None else None
+    cap_bytes = s.ceiling_mb * MIB if s.ceiling_mb is not None else None
     cur_bytes = cur_kb * KIB
-    if self_ballooning:
+    if s.self_ballooning:
         rise_kb = max(committed_rise_kb, 0)
-        headroom = self_headroom_kb(boot_kb, self_reserve_pct, run_need_kb, rise_kb)
+        headroom = self_headroom_kb(boot_kb, s.self_reserve_pct, run_need_kb, rise_kb)
         want_bytes = self_target_bytes(committed_as_kb, min_mb, kernel_reserved_kb, headroom)
         demand_up = pressure or rise_kb > 0 or tight(mem_available_kb, headroom)
         if demand_up and want_bytes < cur_bytes:
@@ -204,14 +207,14 @@ def decide(*, self_ballooning: bool, directed_target_kb: int | None, cur_kb: int
         elif demand_up and want_bytes > cur_bytes:
             tgt_bytes = want_bytes  # all the way at once
         else:
-            tgt_bytes = step_bytes(cur_bytes, want_bytes, down_hysteresis, up_hysteresis)
+            tgt_bytes = step_bytes(cur_bytes, want_bytes, s.down_hysteresis, s.up_hysteresis)
         return Decision(bounded(tgt_bytes, min_bytes, cap_bytes), min_bytes,
                         wake_thresholds(committed_as_kb, headroom) if headroom else None)
-    if directed_target_kb is None:
+    if s.directed_target_kb is None:
         return Decision(None, min_bytes)
     # dom0's target at once, no 1/n steps: the kernel applies memory/target by
     # itself, and a step written while it moves holds the guest above the
     # toolstack's target (xl mem-set took 55 s instead of 1.3 s on the real
     # host, and xl restore then failed: libxl rebuilds the domain at the target)
-    return Decision(bounded(directed_target_bytes(directed_target_kb, min_mb), min_bytes,
+    return Decision(bounded(directed_target_bytes(s.directed_target_kb, min_mb), min_bytes,
                             cap_bytes), min_bytes)

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 from ..service import LoopControl
 from . import resident
 from .pressure import SAMPLE_S, PressureWatch
-from .tick import Ballooner
 
 if TYPE_CHECKING:
+    from .link import Dom0Link
     from .policy import Wake
+    from .tick import Ballooner
 
 
 # Why wait() returned early.
@@ -28,20 +29,20 @@ WATCH_MIN_GAP_S = 0.05
 
 
 def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = None,
-         wake: Wake | None = None, ballooner: Ballooner | None = None) -> str:
+         wake: Wake | None = None, link: Dom0Link | None = None) -> str:
     """Wait ``seconds``, less if a signal comes, or memory gets tight
     (``pressure``: the PSI trigger, or a sample against ``wake``), or dom0
-    changes its keys (``ballooner``'s watch on memory/).  Return PRESSURE or
+    changes its keys (``link``'s watch on memory/).  Return PRESSURE or
     WATCH for those, "" otherwise."""
     start_s = time.monotonic()
     deadline = start_s + seconds
-    if ballooner is not None and ballooner.take_watch_events():
+    if link is not None and link.take_events():
         _hold(control, start_s + WATCH_MIN_GAP_S)
         return WATCH
     poller = select.poll()
     poller.register(control.wake_fd(), select.POLLIN)
     psi_fd = pressure.register(poller) if pressure is not None else None
-    xs_fd = ballooner.watch_fd() if ballooner is not None else None
+    xs_fd = link.fileno() if link is not None else None
     if xs_fd is not None:
         poller.register(xs_fd, select.POLLIN)
     sampling = pressure is not None and wake is not None
@@ -60,11 +61,11 @@ def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = 
                 poller.unregister(fd)  # POLLERR: this kernel took the trigger back
                 pressure.close()
                 psi_fd = None
-            if fd == xs_fd and ballooner is not None:
-                if ballooner.take_watch_events():
+            if fd == xs_fd and link is not None:
+                if link.take_events():
                     _hold(control, start_s + WATCH_MIN_GAP_S)
                     return WATCH
-                if ballooner.watch_fd() != xs_fd:  # the connection broke: ticks read memory/
+                if link.fileno() != xs_fd:  # the connection broke: ticks read memory/
                     poller.unregister(fd)
                     xs_fd = None
         if sampling and pressure is not None and wake is not None and pressure.tight(wake):
@@ -80,26 +81,25 @@ def _hold(control: LoopControl, until_s: float) -> None:
 
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         log: logging.Logger, pressure: PressureWatch | None = None) -> None:
-    log.info("started: %s balloon, self-ballooning %s, xenstore %s",
-             ballooner.balloon.name, "on" if ballooner.config.self_ballooning else "off",
-             "on" if ballooner.xenstore is not None else "off")
+    log.info("started: %s", ballooner.summary())
     resident.keep(log)
     if pressure is not None:
         pressure.open()
         if pressure.psi_error:
             log.info("no memory pressure trigger (%s): sampling /proc/meminfo every %g s "
                      "between ticks", pressure.psi_error, SAMPLE_S)
-    ballooner.watch_wanted = True  # the native backend watches memory/ instead of reading it
+    link = ballooner.link
+    link.watch_wanted = True  # the native backend watches memory/ instead of reading it
     woken = ""
     while not control.stop:
         try:
             interval_s = ballooner.tick(pressure=woken == PRESSURE)
         except Exception:  # one bad tick must not end ballooning
             log.exception("tick failed")
-            interval_s = ballooner.config.interval_s
+            interval_s = ballooner.interval_s()
         woken = ""
         if not control.stop and not control.reload:
-            woken = wait(control, interval_s, pressure, ballooner.wake, ballooner)
+            woken = wait(control, interval_s, pressure, ballooner.wake, link)
             if woken == PRESSURE:
                 log.debug("memory pressure: ticking early")
             elif woken == WATCH:

@@ -1,101 +1,39 @@
 """One iteration of the daemon: sense, decide, act.
 
 Ported from the original's main ``while true`` loop.  The collaborators are
-handed in (composition root: cli.py); nothing here knows the OS paths.
+handed in (composition root: cli.py); nothing here knows the OS paths.  The
+parts, one job each: OnceLog (once.py), Dom0Link (link.py: dom0's keys and
+the watch), Sensor (sensor.py), Effective (effective.py: the settings in
+force), decide() (policy.py), Publisher and Outbox (publisher.py, outbox.py).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
-from ..record import frozen
 
-from . import meminfo as meminfo_mod
 from .balloon import BalloonError
-from ..config import Config
-from .maxmem import MaxmemFile
-from .overrides import KEYS, Overrides, parse_overrides
-from ..numbers import parse_bounded_int
-from .policy import (KIB, MIB, Decision, Wake, choose_interval_s, decide, headroom_kb,
-                     kernel_min_free_kb, rise_per_interval_kb, run_kb)
-from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
-from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
-from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
+from .effective import describe, merge
+from .link import Dom0Link
+from .once import OnceLog
+from .outbox import Outbox
+from .overrides import Overrides
+from .policy import KIB, MIB, decide
+from .publisher import PRIMARY, Publisher
+from .sensor import Sensor
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Callable
 
     from .balloon import Balloon
+    from ..config import Config
+    from .maxmem import MaxmemFile
+    from .policy import Decision, Wake
+    from .sensor import ProcFiles, Sensed
     from ..xenstore.interface import Xenstore
 
-# After falling back to data/xenballoon/, try memory/ again this often, in
-# case dom0 handed the keys to the guest (xenstore-chmod) since.
-REPROBE_TICKS = 60
-# When our keys appear under memory/, dom0 is handing them over; its write and
-# its chmod may be separate commands, so try again for a few ticks.
-HANDOVER_RETRIES = 5
-
-# The conditions logged once while they last (Ballooner._once), one key each,
-# so that what is remembered stays this small whatever the values.
-XS_READ = "xenstore-read"
-XS_WRITE = "xenstore-write"
-PUBLISH_NOWHERE = "publish-nowhere"
-MEMORY_READONLY = "memory-readonly"
-MEMINFO = "meminfo"
+# The condition this module logs once while it lasts (OnceLog).
 BALLOON_WRITE = "balloon-write"
-MAXMEM = "maxmem-file"
-OVERRIDE = "override:"  # + the memory/ key
-NOT_PUBLISHING = "not-publishing:"  # + the file
-WATCH = "xenstore-watch"
-
-# The token of our watch on memory/ (native backend): dom0's keys are read when
-# it fires, not every tick.
-WATCH_TOKEN = "xenballoond"
-_OWN_KEYS = frozenset(f"{PRIMARY_DIR}/{k}" for k in PUBLISHED)
-
-
-@frozen
-class ProcFiles:
-    """Absolute paths (already under the root) of the files a tick reads."""
-
-    meminfo: str
-    vmstat: str
-    uptime: str
-    min_free_kbytes: str
-
-
-@frozen
-class Sensed:
-    """What one tick read of the guest's memory."""
-
-    meminfo_text: str
-    meminfo_fields: dict[str, int]
-    cur_kb: int
-    committed_kb: int
-    at_s: float  # monotonic
-    committed_rise_kb: int  # in one interval, at the rate since the last reading
-    kernel_reserved_kb: int
-    maxmem_kb: int
-    mem_available_kb: int | None
-    run_need_kb: int
-
-
-def _read_text(path: str, limit: int = 1 << 20) -> str:
-    # os.open, not open(): no buffered text file object, 4 system calls
-    # instead of 7, a few times a tick
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while limit > 0:
-            chunk = os.read(fd, min(limit, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            limit -= len(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 class Ballooner:
@@ -104,101 +42,42 @@ class Ballooner:
                  log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.balloon = balloon
-        self.files = files
-        self.maxmem = maxmem
-        self.xenstore = xenstore
         self.log = log
+        self.once = OnceLog(log)
+        self.link = Dom0Link(xenstore, self.once)
+        self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
+        self.publisher = Publisher(Outbox(config, self.sensor, clock), self.once, log)
+        self.settings = merge(config, Overrides())
         self.ticks = 0
-        self._said: dict[str, str] = {}  # condition -> the last message about it
-        self._publish_dir = PRIMARY_DIR
-        self._fallback_since_tick = 0
-        self._fallback_seen: frozenset[str] = frozenset()
-        self._handover_retries = 0
-        self._policy = ""
-        self._overrides: Overrides | None = None  # dom0's keys as last read
-        self._memory_dir: dict[str, str] | None = None
-        self._prev_committed: tuple[int, float] | None = None  # kB, and when (monotonic s)
         self.wake: Wake | None = None  # when the loop should tick early
+        self._policy = ""  # the policy line last logged
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
         self._clock = clock
-        # dom0's keys: read every tick, or (native backend, from the run loop)
-        # watched and read when the watch fires
-        self.watch_wanted = False
-        self._watching = False
-        self._registered = False  # the watch's first event is still to come
-        self._memory_changed = True
-        # what was last published (publish on change)
-        self._stats_numbers: dict[str, int] | None = None
-        self._stats_at_s: float | None = None
-        self._stats_dir: str | None = None
-        self._selftarget_kb: int | None = None
-        self._page_kb = max(os.sysconf("SC_PAGE_SIZE") // KIB, 1)
+
+    @property
+    def xenstore(self) -> Xenstore | None:
+        return self.link.xenstore
+
+    @property
+    def maxmem(self) -> MaxmemFile:
+        return self.sensor.maxmem
 
     def reconfigure(self, config: Config, maxmem: MaxmemFile, xenstore: Xenstore | None) -> None:
         """Swap in a reloaded config and the adapters built from it."""
-        if self.xenstore is not None and xenstore is not self.xenstore:
-            self.xenstore.close()
-            self._watching = False
-        self.config, self.maxmem, self.xenstore = config, maxmem, xenstore
-        self._memory_changed = True
-        self._stats_at_s = None  # what is sent may have changed: everything again
+        self.link.replace(xenstore)
+        self.config = config
+        self.sensor.maxmem = maxmem
+        self.publisher.outbox.reconfigure(config)
+        self._merge()
 
-    def _once(self, condition: str, level: int, msg: str) -> None:
-        """Log a condition when it begins, not every tick while it lasts; a
-        change of detail while it lasts is logged at debug level."""
-        last = self._said.get(condition)
-        if last is None:
-            self.log.log(level, "%s", msg)
-        elif last != msg:
-            self.log.debug("%s", msg)
-        self._said[condition] = msg
+    def interval_s(self) -> int:
+        """The interval in force: the mode's, unless dom0's memory/interval."""
+        return self.settings.interval_s
 
-    def _rearm(self, condition: str) -> None:
-        """The condition is over: log it again if it comes back."""
-        last = self._said.pop(condition, None)
-        if last is not None:
-            self.log.debug("over: %s", last)
-
-    def _log_policy(self, self_ballooning: bool, interval_s: int, min_mb: int, maxmem_kb: int,
-                    down: int, up: int) -> None:
-        """The policy in force, at start and whenever it changes (a reload,
-        dom0's overrides, a new high-water mark)."""
-        cfg = self.config
-        if self_ballooning:
-            boot_kb = self.maxmem.boot_kb(maxmem_kb)
-            mode = (f"self-ballooning (reserve {cfg.self_reserve_pct}% of {boot_kb} kB "
-                    f"booted with = {headroom_kb(boot_kb, cfg.self_reserve_pct)} kB)")
-        else:
-            mode = "directed (memory/target)"
-        minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if cfg.min_mem_mb else
-                   f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
-        xenstore = "off" if self.xenstore is None else cfg.xenstore_backend
-        policy = (f"policy: {mode}, minimum {minimum}, hysteresis down {down} up {up}, "
-                  f"every {interval_s} s, xenstore {xenstore}, balloon {self.balloon.name}")
-        if policy != self._policy:
-            self._policy = policy
-            self.log.info("%s", policy)
-
-    def _read_overrides(self) -> tuple[Overrides, dict[str, str] | None]:
-        """dom0's overrides and the memory/ directory; None for the directory
-        when xenstore is unreachable (down, or hung until the timeout)."""
-        if self.xenstore is None:
-            return Overrides(), None
-        try:
-            memory_dir = self.xenstore.snapshot(PRIMARY_DIR)
-        except XenstoreError as exc:
-            self._memory_changed = True  # read again next time
-            self._once(XS_READ, logging.WARNING, f"xenstore: cannot read memory/ ({exc}); "
-                                                 "ballooning goes on with the config values")
-            return Overrides(), None if isinstance(exc, XenstoreUnavailable) else {}
-        self._rearm(XS_READ)
-        overrides, problems = parse_overrides(memory_dir)
-        for key in KEYS:
-            if key in problems:
-                self._once(OVERRIDE + key, logging.WARNING, problems[key])
-            else:
-                self._rearm(OVERRIDE + key)
-        return overrides, memory_dir
+    def summary(self) -> str:
+        return (f"{self.balloon.name} balloon, self-ballooning "
+                f"{'on' if self.config.self_ballooning else 'off'}, xenstore "
+                f"{'on' if self.xenstore is not None else 'off'}")
 
     def tick(self, pressure: bool = False) -> int:
         """Run one iteration; return the seconds to wait before the next.
@@ -213,272 +92,74 @@ class Ballooner:
         self.ticks += 1
         now_s = self._clock()
         # ticks under pressure come every SAMPLE_S: xenstore once an interval
-        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self._interval_s())
+        xenstore_due = not (pressure and now_s - self._xenstore_at_s < self.settings.interval_s)
+        if xenstore_due:
+            self.link.keep_watch()
+        self.link.take_events()
         # Directed, dom0's memory/target is the input: read it first, or the
         # tick after an xl mem-set would write the old target once, against the
         # kernel that already applies the new one.  (And the first tick learns
         # dom0's keys before it decides anything.)
-        if xenstore_due and self.watch_wanted and not self._watching:
-            self._set_watch()
-        self.take_watch_events()
-        read_first = xenstore_due and (self._overrides is None or not self._self_ballooning())
+        read_first = xenstore_due and (self.link.overrides is None
+                                       or not self.settings.self_ballooning)
         if read_first:
-            self._refresh_overrides()
+            self._refresh()
             self._xenstore_at_s = now_s
-        sensed = self._sense()
+        sensed = self.sensor.sense(self.settings.interval_s)
         decision = self._act(sensed, pressure) if sensed is not None else None
         if sensed is not None:
-            self._prev_committed = (sensed.committed_kb, sensed.at_s)
+            self.sensor.remember(sensed)
         if not xenstore_due:
-            return self._interval_s()
+            return self.settings.interval_s
         if not read_first:
             self._xenstore_at_s = now_s
-            before = self._overrides
-            self._refresh_overrides()
-            if sensed is not None and self._overrides != before:
+            if self._refresh() and sensed is not None:
                 decision = self._act(sensed, pressure)
         if sensed is not None and decision is not None:
-            self._publish(decision, sensed, self._memory_dir)
-        return self._interval_s()
+            self.publisher.publish(self.link.xenstore, decision, sensed, self.link.memory_dir,
+                                   self.ticks)
+            self.link.publishing_in_memory = self.publisher.state == PRIMARY
+        return self.settings.interval_s
 
-    def _self_ballooning(self) -> bool:
-        o = self._overrides or Overrides()
-        return self.config.self_ballooning if o.selfballoon is None else o.selfballoon
-
-    def _interval_s(self) -> int:
-        cfg, o = self.config, self._overrides or Overrides()
-        return choose_interval_s(self._self_ballooning(), cfg.self_interval_s, cfg.interval_s,
-                                 o.interval_s)
-
-    def _refresh_overrides(self) -> None:
-        """dom0's keys: read again, unless the watch on memory/ is live and has
-        not fired since they were last read."""
-        if self._overrides is not None and not self._memory_changed and self._watch_live():
-            return
-        self._memory_changed = False  # an event during the read sets it again
-        self._overrides, self._memory_dir = self._read_overrides()
-
-    # --- the watch on memory/ (native backend) ---------------------------
-
-    def _watch_live(self) -> bool:
-        if not self._watching or self.xenstore is None:
-            return False
-        fileno = getattr(self.xenstore, "fileno", None)
-        return fileno is not None and fileno() is not None
-
-    def _set_watch(self) -> None:
-        """Watch memory/ where the backend can (native); the CLI backend, or a
-        watch xenstored refuses, keeps reading memory/ every tick."""
-        watch = getattr(self.xenstore, "watch", None)
-        if watch is None:
-            return
-        try:
-            watch(PRIMARY_DIR, WATCH_TOKEN)
-        except XenstoreError as exc:
-            self._once(WATCH, logging.WARNING, f"xenstore: cannot watch {PRIMARY_DIR}/ ({exc}); "
-                                               "reading it every tick")
-            return
-        self._rearm(WATCH)
-        self._watching = True
-        # xenstored fires a new watch once, with the watched path: this tick
-        # reads memory/ after setting it, so that event says nothing new
-        self._memory_changed = self._registered = True
-
-    def watch_fd(self) -> int | None:
-        """The connection to poll for dom0's changes between ticks; None when
-        there is no live watch (memory/ is read every tick then)."""
-        if not self._watch_live():
-            return None
-        fd = getattr(self.xenstore, "fileno")()
-        return fd if isinstance(fd, int) else None
-
-    def take_watch_events(self) -> bool:
-        """Take the watch events xenstored sent; True if one may be a change
-        of dom0's keys (any event but our own writes under memory/: the
-        path is xenstored's text, anything unexpected in it is a change).
-        A broken connection is closed by the backend: the next read
-        reconnects and sets the watch again, which fires it."""
-        events = getattr(self.xenstore, "events", None)
-        if not self._watching or events is None:
-            return False
-        changed = False
-        for path, token in events():
-            if token != WATCH_TOKEN:
-                continue
-            if self._registered and path == PRIMARY_DIR:
-                self._registered = False
-                continue
-            relative = path.split("/", 4)[-1] if path.startswith("/local/domain/") else path
-            ours = self._publish_dir == PRIMARY_DIR and relative in _OWN_KEYS
-            if not ours:
-                changed = True
+    def _refresh(self) -> bool:
+        """dom0's keys again; True if they changed (then merged once)."""
+        changed = self.link.refresh()
         if changed:
-            self._memory_changed = True
+            self._merge()
         return changed
 
-    def _sense(self) -> Sensed | None:
-        """The guest's memory now; None (logged once) if it cannot be read."""
-        try:
-            meminfo_text = _read_text(self.files.meminfo)
-            fields = meminfo_mod.parse_meminfo(meminfo_text)
-            memtotal_kb = meminfo_mod.require(fields, "MemTotal")
-            committed_kb = meminfo_mod.require(fields, "Committed_AS")
-            cur_kb = self.balloon.current_kb(fields)
-        except (OSError, meminfo_mod.MeminfoError) as exc:
-            self._once(MEMINFO, logging.ERROR, f"cannot read the guest's memory state: {exc}")
-            return None
-        self._rearm(MEMINFO)
-        maxmem_kb, maxmem_error = self.maxmem.update(cur_kb)
-        if maxmem_error is None:
-            self._rearm(MAXMEM)
-        else:
-            self._once(MAXMEM, logging.WARNING,
-                       f"cannot keep the memory high-water mark in {self.maxmem.path} "
-                       f"({maxmem_error}); using {maxmem_kb} kB, held in memory")
-        min_free_kb = self._min_free_kb(memtotal_kb)
-        at_s = self._clock()
-        prev_kb, prev_at_s = self._prev_committed or (None, at_s)
-        return Sensed(meminfo_text=meminfo_text, meminfo_fields=fields, cur_kb=cur_kb,
-                      committed_kb=committed_kb, at_s=at_s, committed_rise_kb=rise_per_interval_kb(
-                          prev_kb, committed_kb, at_s - prev_at_s, self._interval_s()),
-                      kernel_reserved_kb=self.balloon.kernel_reserved_kb(fields, cur_kb),
-                      maxmem_kb=maxmem_kb, mem_available_kb=fields.get("MemAvailable"),
-                      run_need_kb=run_kb(fields.get("Mapped", 0), min_free_kb))
-
-    def _min_free_kb(self, memtotal_kb: int) -> int:
-        try:
-            text = _read_text(self.files.min_free_kbytes, 64)
-        except OSError:
-            text = ""
-        value = parse_bounded_int(text, 0, meminfo_mod.MAX_KB)
-        return kernel_min_free_kb(memtotal_kb) if value is None else value
+    def _merge(self) -> None:
+        self.settings = merge(self.config, self.link.overrides or Overrides())
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
-        cfg, o = self.config, self._overrides or Overrides()
-        self_ballooning = self._self_ballooning()
-        down = o.down_hysteresis if o.down_hysteresis is not None else cfg.down_hysteresis
-        up = o.up_hysteresis if o.up_hysteresis is not None else cfg.up_hysteresis
+        st = self.settings
         decision = decide(
-            self_ballooning=self_ballooning, directed_target_kb=o.target_kb,
-            cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
-            kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb,
-            min_mem_mb=cfg.min_mem_mb, down_hysteresis=down, up_hysteresis=up,
-            self_reserve_pct=cfg.self_reserve_pct, boot_kb=self.maxmem.boot_kb(s.maxmem_kb),
+            st, cur_kb=s.cur_kb, committed_as_kb=s.committed_kb,
+            kernel_reserved_kb=s.kernel_reserved_kb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
             committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
-            mem_available_kb=s.mem_available_kb, pressure=pressure,
-            floor_mb=o.min_mb, ceiling_mb=o.max_mb)
+            mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
-        self._log_policy(self_ballooning, self._interval_s(), decision.min_bytes // MIB,
-                         s.maxmem_kb, down, up)
+        self._log_policy(decision.min_bytes // MIB, s)
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
-                self._rearm(BALLOON_WRITE)
+                self.once.over(BALLOON_WRITE)
             except BalloonError as exc:
-                self._once(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+                self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
                            s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
                            decision.min_bytes // KIB,
-                           "self" if self_ballooning else "directed",
+                           "self" if st.self_ballooning else "directed",
                            ", pressure" if pressure else "")
         return decision
 
-    def _optional_text(self, enabled: bool, path: str) -> str | None:
-        if not enabled:
-            return None
-        try:
-            text = _read_text(path)
-        except OSError as exc:
-            self._once(NOT_PUBLISHING + path, logging.WARNING, f"not publishing {path}: {exc}")
-            return None
-        self._rearm(NOT_PUBLISHING + path)
-        return text
-
-    def _publish(self, decision: Decision, sensed: Sensed,
-                 memory_dir: dict[str, str] | None) -> None:
-        if self.xenstore is None or memory_dir is None:
-            # unreachable a moment ago: a write would only wait for its timeout too
-            return
-        if self._publish_dir == FALLBACK_DIR and self._should_reprobe(memory_dir):
-            self._publish_dir = PRIMARY_DIR
-        try:
-            self._send(self._publish_dir, decision, sensed)
-        except XenstoreWriteFailed:
-            if self._publish_dir == FALLBACK_DIR:
-                self._publish_nowhere()
-                return
-            self._publish_dir = FALLBACK_DIR
-            self._fallback_since_tick = self.ticks
-            self._fallback_seen = self._seen_under(memory_dir)
-            self._once(MEMORY_READONLY, logging.INFO,
-                       f"xenstore: memory/ is read-only for this guest "
-                       f"(xl's default); publishing under {FALLBACK_DIR}/")
-            try:
-                self._send(FALLBACK_DIR, decision, sensed)
-            except XenstoreWriteFailed:
-                self._publish_nowhere()
-            except XenstoreUnavailable as exc:
-                self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
-        except XenstoreUnavailable as exc:
-            self._once(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
-
-    def _send(self, directory: str, decision: Decision, sensed: Sensed) -> None:
-        """Publish under ``directory`` what dom0 does not have yet: selftarget
-        when it changed; meminfo, vmstat and uptime when a number dom0 reads
-        from them moved (publish.stats_due), or every XENBALLOON_PUBLISH_MAX_S."""
-        cfg = self.config
-        now_s = self._clock()
-        vmstat_text = self._optional_text(cfg.send_vmstat, self.files.vmstat)
-        numbers = watched_numbers(
-            sensed.meminfo_fields if cfg.send_meminfo else None,
-            None if vmstat_text is None else watched_vmstat(vmstat_text), self._page_kb)
-        new_dir = directory != self._stats_dir
-        why = stats_due(None if new_dir else self._stats_numbers, self._stats_at_s, numbers,
-                        now_s, cfg.publish_threshold_mb * 1024, cfg.publish_max_s)
-        tgt_kb = None if decision.tgt_bytes is None else decision.tgt_bytes // KIB
-        send_tgt = tgt_kb is not None and (why is not None or tgt_kb != self._selftarget_kb)
-        outputs = build_outputs(
-            selftarget_kb=tgt_kb if send_tgt else None,
-            meminfo_text=sensed.meminfo_text if why and cfg.send_meminfo else None,
-            vmstat_text=vmstat_text if why else None,
-            uptime_text=self._optional_text(cfg.send_uptime, self.files.uptime) if why else None)
-        if outputs:
-            self._write(directory, outputs)
-            self.log.debug("published %s under %s/ (%s)", ", ".join(outputs), directory,
-                           why or "selftarget changed")
-        if send_tgt:
-            self._selftarget_kb = tgt_kb
-        if why is not None:
-            self._stats_numbers, self._stats_at_s, self._stats_dir = numbers, now_s, directory
-
-    def _seen_under(self, memory_dir: dict[str, str]) -> frozenset[str]:
-        """Which of the keys we publish are under memory/ (dom0 handing them over)."""
-        cfg = self.config
-        sent = {"selftarget": True, "meminfo": cfg.send_meminfo, "vmstat": cfg.send_vmstat,
-                "uptime": cfg.send_uptime}
-        return frozenset(k for k in PUBLISHED if sent[k] and k in memory_dir)
-
-    def _publish_nowhere(self) -> None:
-        self._once(PUBLISH_NOWHERE, logging.ERROR,
-                   f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
-
-    def _should_reprobe(self, memory_dir: dict[str, str]) -> bool:
-        seen = self._seen_under(memory_dir)
-        if seen != self._fallback_seen:
-            self._fallback_seen = seen
-            self._handover_retries = HANDOVER_RETRIES if seen else 0
-        if self._handover_retries > 0:
-            self._handover_retries -= 1
-            return True
-        return self.ticks - self._fallback_since_tick >= REPROBE_TICKS
-
-    def _write(self, directory: str, outputs: dict[str, str]) -> None:
-        assert self.xenstore is not None
-        self.xenstore.write_many({f"{directory}/{k}": v for k, v in outputs.items()})
-        self._rearm(XS_WRITE)
-        self._rearm(PUBLISH_NOWHERE)
-        if directory == PRIMARY_DIR and self._fallback_since_tick:
-            self._fallback_since_tick = 0
-            self._rearm(MEMORY_READONLY)
-            self.log.info("xenstore: memory/ is writable again; publishing there")
+    def _log_policy(self, min_mb: int, s: Sensed) -> None:
+        """The policy in force, at start and whenever it changes (a reload,
+        dom0's overrides, a new high-water mark)."""
+        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
+                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
+                          balloon=self.balloon.name)
+        if policy != self._policy:
+            self._policy = policy
+            self.log.info("%s", policy)

@@ -549,7 +549,6 @@ class Host:
         """xenballoon-monitor's table, read as dom0 over the wire like the real one."""
         from ..dom0 import monitor
         from ..dom0.hostinfo import FreeMemory
-        from ..dom0.reader import XenstoreBatch
         from ..dom0.table import render_text
         from ..xenstore import XenstoreError
         from ..xenstore.native import NativeXenstore
@@ -559,7 +558,7 @@ class Host:
             self.monitor_xs = NativeXenstore(socket_path=self.xsd.dom0_socket)
         free = FreeMemory(self.host_free_kb() // 1024, "sim")
         try:
-            snap = monitor.refresh(XenstoreBatch(self.monitor_xs), None)
+            snap = monitor.refresh(self.monitor_xs, None)
         except XenstoreError as exc:
             return f"xenballoon-monitor: cannot read xenstore: {exc}\n"
         return render_text(snap.rows, free, snap.missing)

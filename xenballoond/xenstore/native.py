@@ -460,6 +460,15 @@ class NativeXenstore:
         return {p: self._children(v, p) if v is not None else self._directory_part(p, 0)
                 for p, v in self._existing(Op.DIRECTORY, paths).items()}
 
+    def read_upto(self, paths: Sequence[str]) -> tuple[dict[str, str], builtins.list[str]]:
+        """read_existing: every path is tried, none is left untried."""
+        return self.read_existing(paths), []
+
+    def list_upto(self, paths: Sequence[str]
+                  ) -> tuple[dict[str, builtins.list[str]], builtins.list[str]]:
+        """list_existing: every path is tried, none is left untried."""
+        return self.list_existing(paths), []
+
     def _existing(self, op: Op, paths: Sequence[str]) -> dict[str, bytes | None]:
         """Each distinct path's reply payload; missing and unreadable paths left
         out; None for a directory too big for one reply (E2BIG)."""

@@ -1,0 +1,57 @@
+"""The settings in force: the config with dom0's overrides merged, once."""
+from __future__ import annotations
+
+from ..record import frozen
+from .policy import choose_interval_s, headroom_kb
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
+if TYPE_CHECKING:
+    from ..config import Config
+    from .overrides import Overrides
+
+
+@frozen
+class Effective:
+    """What a tick decides with: each value is dom0's (memory/) where it set
+    one, else the config's."""
+
+    self_ballooning: bool
+    interval_s: int
+    directed_target_kb: int | None  # memory/target
+    min_mem_mb: int  # XENBALLOON_MINMEM, 0: from the high-water mark
+    down_hysteresis: int
+    up_hysteresis: int
+    self_reserve_pct: int = 0
+    floor_mb: int | None = None  # memory/minmem
+    ceiling_mb: int | None = None  # memory/softmaxmem
+
+
+def merge(config: Config, o: Overrides) -> Effective:
+    self_ballooning = config.self_ballooning if o.selfballoon is None else o.selfballoon
+    return Effective(
+        self_ballooning=self_ballooning,
+        interval_s=choose_interval_s(self_ballooning, config.self_interval_s,
+                                     config.interval_s, o.interval_s),
+        directed_target_kb=o.target_kb,
+        min_mem_mb=config.min_mem_mb,
+        down_hysteresis=(config.down_hysteresis if o.down_hysteresis is None
+                         else o.down_hysteresis),
+        up_hysteresis=config.up_hysteresis if o.up_hysteresis is None else o.up_hysteresis,
+        self_reserve_pct=config.self_reserve_pct,
+        floor_mb=o.min_mb,
+        ceiling_mb=o.max_mb)
+
+
+def describe(s: Effective, *, min_mb: int, maxmem_kb: int, boot_kb: int, xenstore: str,
+             balloon: str) -> str:
+    """The policy line logged at start and whenever it changes."""
+    if s.self_ballooning:
+        mode = (f"self-ballooning (reserve {s.self_reserve_pct}% of {boot_kb} kB "
+                f"booted with = {headroom_kb(boot_kb, s.self_reserve_pct)} kB)")
+    else:
+        mode = "directed (memory/target)"
+    minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if s.min_mem_mb else
+               f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
+    return (f"policy: {mode}, minimum {minimum}, hysteresis down {s.down_hysteresis} "
+            f"up {s.up_hysteresis}, every {s.interval_s} s, xenstore {xenstore}, "
+            f"balloon {balloon}")
