@@ -40,9 +40,6 @@ mkdir -p debs ex
 for deb in debs/*.deb; do dpkg-deb -x "$deb" ex; done
 zcat ex/boot/xen-4.17-amd64.gz > xen
 cp "ex/boot/vmlinuz-$KVER" vmlinuz
-# the kernel's symbols, for xenctx when a guest hangs (dom0_driver.py diagnose_guest)
-mkdir -p dom0root/guest
-cp "ex/boot/System.map-$KVER" dom0root/guest/System.map
 depmod -b "$PWD/ex" "$KVER"
 mods=ex/lib/modules/$KVER
 # the .ko files a module needs, in load order

@@ -144,6 +144,18 @@ def test_boot(xen: harness.Run) -> None:
     check(s, s.num("boot_cur_kb") == 384 * MIB_KB, "the balloon starts at 384 MiB")
 
 
+def test_diagnosis_of_a_guest_works(xen: harness.Run) -> None:
+    """The diagnosis a guest that stops answering gets (dom0_driver.diagnose_guest), run on
+    the live guest: its tools work before a hang needs them."""
+    s = scenario(xen, "diagnose")
+    check(s, s.figures["diag_state"] not in ("", "none") and s.figures["diag_vcpu"] != "none",
+          "xl list and xl vcpu-list give the domain's and its vCPU's state")
+    check(s, s.num("xenctx_rc") == 0 and s.figures["diag_frames"] != "none",
+          "xenctx shows the vCPU's stack with the kernel's symbols (System.map)")
+    check(s, s.num("debugkeys_rc") == 0 and s.num("dmesg_rc") == 0, "xl debug-keys q and xl dmesg ran")
+    check(s, s.num("diag_console_silent_s") >= 0, "how long the console has been silent")
+
+
 # Paths that appear beside any package's install and purge, none of them the packages': apt's
 # caches and logs, dpkg's log, and the guest's syslog and busybox init's files (syslogd's PID
 # file, utmp, /var/log/messages, where the daemon logs).

@@ -42,7 +42,10 @@ GROW_TOUCH_MB = 64
 BALLOON_SYSFS = "/sys/devices/system/xen_memory/xen_memory0"
 MAXMEM_MB = 768                 # guest.cfg's maxmem
 SAVE_FILE = "/var/lib/xen/e2e-guest.save"
-SYSTEM_MAP = "/guest/System.map"  # the kernel's symbols, for xenctx (build-base.sh)
+# The kernel's symbols for xenctx: dom0's own /proc/kallsyms, copied when needed.  The guest runs
+# the same kernel image, and a PV kernel is not relocated (no KASLR under Xen PV), so dom0's
+# addresses are the guest's.  (Debian's System.map is a placeholder naming the -dbg package.)
+SYSTEM_MAP = "/run/e2e-kallsyms"
 RAMP_RATES = (16, 32, 64, 128)  # MB/s
 RAMP_START_MB = 400
 RAMP_TOTAL_MB = 576             # maxmem less 192 MiB: the kernel's reservation, the 10% headroom
@@ -184,7 +187,11 @@ def xen_log_count(word):
 def vcpu_list(name=GUEST):
     """[(vcpu, state, seconds of CPU)] of a domain, from `xl vcpu-list`."""
     out = []
-    for ln in run(["xl", "vcpu-list", name]).stdout.splitlines()[1:]:
+    try:
+        text = run(["xl", "vcpu-list", name]).stdout
+    except (OSError, subprocess.SubprocessError):
+        return out
+    for ln in text.splitlines()[1:]:
         parts = ln.split()  # Name ID VCPU CPU State Time(s) Affinity...
         if len(parts) >= 6 and parts[1].isdigit():
             try:
@@ -198,13 +205,28 @@ def diagnose_guest(why, name=GUEST):
     """What a guest that stopped answering was doing, from dom0 alone: its state and whether
     its vCPU still gets CPU time (`xl vcpu-list`, 3 s apart), how long its console has been
     silent, where its vCPU stands (xenctx with the kernel's symbols) and Xen's own view
-    (`xl debug-keys q`, `xl dmesg`).  Everything goes to the log; returns a one-line verdict:
-    a guest whose vCPU takes no CPU time and whose console is silent is stuck in its kernel or
-    below it, whatever its processes (the daemon among them) were doing."""
+    (`xl debug-keys q`, `xl dmesg`).  Everything goes to the log; returns (a one-line
+    verdict, the figures).  A diagnosis never raises: it runs where something already failed."""
     say("DIAG %s: %s" % (name, why))
-    dom = xl_domains().get(name)
+    fig = {}
+
+    def tool(argv, key):
+        try:
+            p = run(argv, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            fig[key + "_rc"] = "error:%s" % type(exc).__name__
+            say("DIAG %s -> %s" % (" ".join(argv), exc))
+            return ""
+        fig[key + "_rc"] = p.returncode
+        say("DIAG %s -> rc=%d\n%s%s" % (" ".join(argv), p.returncode, p.stdout[-6000:], p.stderr[-1000:]))
+        return p.stdout
+
+    try:
+        dom = xl_domains().get(name)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return "xl list failed: %s" % exc, fig
     if dom is None:
-        return "no domain %s" % name
+        return "no domain %s" % name, fig
     domid, mb, state = dom
     first = vcpu_list(name)
     time.sleep(3)
@@ -212,18 +234,25 @@ def diagnose_guest(why, name=GUEST):
     moved = [round(b[2] - a[2], 2) for a, b in zip(first, second)]
     silent_s = time.monotonic() - LAST_CONSOLE[0]
     ctx = ["/usr/lib/xen-4.17/bin/xenctx", "-S", "-C"]
-    if os.path.exists(SYSTEM_MAP):
+    try:
+        with open("/proc/kallsyms") as src, open(SYSTEM_MAP, "w") as dst:
+            dst.writelines(ln for ln in src if "[" not in ln)  # the kernel's, not the modules'
         ctx += ["-s", SYSTEM_MAP]
-    for argv in (ctx + [str(domid)], ["xl", "debug-keys", "q"]):
-        p = run(argv, timeout=60)
-        say("DIAG %s -> rc=%d\n%s%s" % (" ".join(argv), p.returncode, p.stdout[-6000:], p.stderr[-1000:]))
-    say("DIAG xl dmesg (end):\n" + "\n".join(run(["xl", "dmesg"]).stdout.splitlines()[-80:]))
-    verdict = ("state %s, %d MiB, vCPU %s, CPU time over 3 s %s, console silent %.0f s"
-               % (state, mb, ",".join(v[1] for v in second) or "?", moved, silent_s))
-    if second and all(m == 0 for m in moved):
-        verdict = "guest stuck (its vCPU took no CPU time in 3 s): " + verdict
+    except OSError as exc:
+        say("DIAG no symbols for xenctx: %s" % exc)
+    stack = tool(ctx + [str(domid)], "xenctx")
+    tool(["xl", "debug-keys", "q"], "debugkeys")
+    dmesg = tool(["xl", "dmesg"], "dmesg")
+    say("DIAG xl dmesg (end):\n" + "\n".join(dmesg.splitlines()[-80:]))
+    # the kernel functions on the vCPU's stack, innermost first ("ffffffff81... <name+0x1a/0x30>")
+    frames = [w.strip("<>").split("+")[0] for w in stack.split() if "+0x" in w]
+    fig.update(diag_state=state, diag_mb=mb, diag_vcpu=",".join(v[1] for v in second) or "none",
+               diag_cpu_s_in_3s=",".join(str(m) for m in moved) or "none",
+               diag_console_silent_s=round(silent_s, 1), diag_frames=",".join(frames[:6]) or "none")
+    verdict = ("state %s, %d MiB, vCPU %s, CPU time in 3 s %s, console silent %.0f s, stack %s"
+               % (state, mb, fig["diag_vcpu"], fig["diag_cpu_s_in_3s"], silent_s, fig["diag_frames"]))
     emit("E2E DIAG name=%s %s" % (name, fmt(verdict)))
-    return verdict
+    return verdict, fig
 
 
 XS_SOCKETS = ("/var/run/xenstored/socket", "/run/xenstored/socket")
@@ -375,7 +404,7 @@ class Guest:
             time.sleep(0.2)
         self.dead = "%s %s" % (op, args)
         raise RuntimeError("guest agent did not answer %s %s within %ss; %s" % (
-            op, args, timeout_s + 30, diagnose_guest("the agent did not answer")))
+            op, args, timeout_s + 30, diagnose_guest("the agent did not answer")[0]))
 
     def sh(self, cmd, timeout_s=60):
         res = self.call("sh", timeout_s=timeout_s, cmd=cmd)
@@ -527,6 +556,12 @@ class Driver:
                target_perms=memory_perm[0].split("(")[-1].rstrip(")") if memory_perm else "",
                boot_cur_kb=self.boot_snap["cur_kb"], boot_memtotal_kb=self.boot_snap["memtotal_kb"],
                boot_committed_kb=self.boot_snap["committed_kb"], boot_memfree_kb=self.boot_snap["memfree_kb"])
+
+    def s_diagnose(self, name):
+        """The diagnosis a hung guest gets (diagnose_guest), run once on this live guest, so
+        that its tools are known to work before a hang needs them."""
+        verdict, fig = diagnose_guest("a check of the diagnosis on a live guest")
+        result(name, bool(fig), verdict=verdict, **fig)
 
     def s_install(self, name):
         """What the boot installed from this run's .debs, offline: the guest's packages (init2)
@@ -1026,7 +1061,7 @@ class Driver:
         figures.update(save_rc=rc, save_s=secs, save_err=last_error(out) if rc else "",
                        save_file_mb=os.path.getsize(SAVE_FILE) >> 20 if os.path.exists(SAVE_FILE) else None)
         if rc != 0:
-            raise RuntimeError("xl save failed: %s; %s" % (last_error(out), diagnose_guest("xl save failed")))
+            raise RuntimeError("xl save failed: %s; %s" % (last_error(out), diagnose_guest("xl save failed")[0]))
         rc, secs, out = xl("restore", SAVE_FILE, timeout=600)
         over = xen_log_count("Over-allocation")
         figures.update(restore_rc=rc, restore_s=secs, over_allocation=over,
@@ -1103,7 +1138,7 @@ class Driver:
             rc, save_s, out = xl("save", GUEST, SAVE_FILE, timeout=600)
             if rc != 0:
                 verdict = "cycle %d: xl save rc=%d %s; %s" % (i, rc, last_error(out),
-                                                           diagnose_guest("xl save failed"))
+                                                           diagnose_guest("xl save failed")[0])
                 break
             rc, restore_s, out = xl("restore", SAVE_FILE, timeout=600)
             os.unlink(SAVE_FILE)
@@ -1260,7 +1295,7 @@ class Driver:
         say("driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
         stop = threading.Event()
         threading.Thread(target=console_tail, args=(stop,), daemon=True).start()
-        plan = [("boot", self.s_boot), ("install", self.s_install), ("self_shrink", self.s_self_shrink),
+        plan = [("boot", self.s_boot), ("diagnose", self.s_diagnose), ("install", self.s_install), ("self_shrink", self.s_self_shrink),
                 ("publish_data", self.s_publish_data), ("monitor", self.s_monitor),
                 ("interval", self.s_interval), ("grow", self.s_grow), ("hysteresis", self.s_hysteresis),
                 ("selfballoon", self.s_selfballoon), ("publish_memory", self.s_publish_memory),
