@@ -65,4 +65,6 @@ def test_a_failed_tick_waits_the_interval_in_force_while_self_ballooning(tmp_pat
     make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216)
     conf = ("XENBALLOON_SELF=1\nXENBALLOON_SELF_INTERVAL=1\nXENBALLOON_INTERVAL=3600\n"
             "XENBALLOON_XENSTORE=native\n")
-    assert failed_ticks(root, conf, 3.5) >= 3
+    # the bug waited the hour after the first failure: 1 failed tick; the interval in force (1 s)
+    # gives about 3 in 3.5 s, and at least 2 however slowly the machine runs the child
+    assert failed_ticks(root, conf, 3.5) >= 2
