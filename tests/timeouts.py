@@ -1,7 +1,7 @@
 """What a test that ran past its time limit was waiting for, in the failure itself.
 
 pytest.ini gives every test a limit (pytest-timeout, signal method).  When it trips, the
-failure says where the test stood, e.g. ``waiting at tests/fifo.py:31 in _read: with
+failure says where the test stood, e.g. ``waiting at tests/fifo.py:29 in _read: with
 open(self.path) as f:  # blocks until a writer opens the FIFO``: the innermost line of this
 repository's code, and the library call below it, if any, that was blocking.
 """
