@@ -154,6 +154,9 @@ def test_diagnosis_of_a_guest_works(xen: harness.Run) -> None:
           "xenctx shows the vCPU's stack with the kernel's symbols (System.map)")
     check(s, s.num("debugkeys_rc") == 0 and s.num("dmesg_rc") == 0, "xl debug-keys q and xl dmesg ran")
     check(s, s.num("diag_console_silent_s") >= 0, "how long the console has been silent")
+    check(s, s.num("debugkeys_e_rc") == 0, "xl debug-keys e (the event channels) ran")
+    check(s, s.num("diag_sysrq_seen") == 1,
+          "the guest's kernel answered SysRq w typed on its console (its list of blocked tasks)")
 
 
 # Paths that appear beside any package's install and purge, none of them the packages': apt's

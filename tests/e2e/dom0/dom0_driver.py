@@ -12,8 +12,10 @@ for traces.  The expectations (minimum target, hysteresis ratios, ...) are worke
 host by tests/e2e/test_real_xen.py from these figures.  Standard library only.
 """
 import base64
+import collections
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -246,6 +248,12 @@ def diagnose_guest(why, name=GUEST, report=True):
     if os.path.exists(SYSTEM_MAP):
         os.unlink(SYSTEM_MAP)
     tool(["xl", "debug-keys", "q"], "debugkeys")
+    # every event channel's pending and masked bits: a guest blocked with a port pending but no
+    # upcall pending lost an event; one with none pending waits for something nobody sends
+    tool(["xl", "debug-keys", "e"], "debugkeys_e")
+    blocked = console_sysrq(domid)
+    fig.update(diag_sysrq_seen=int(blocked is not None),
+               diag_blocked=";".join(blocked) if blocked else "none")
     dmesg = tool(["xl", "dmesg"], "dmesg")
     say("DIAG xl dmesg (end):\n" + "\n".join(dmesg.splitlines()[-80:]))
     # the kernel functions on the vCPU's stack, innermost first ("ffffffff81... <name+0x1a/0x30>")
@@ -253,11 +261,81 @@ def diagnose_guest(why, name=GUEST, report=True):
     fig.update(diag_state=state, diag_mb=mb, diag_vcpu=",".join(v[1] for v in second) or "none",
                diag_cpu_s_in_3s=",".join(str(m) for m in moved) or "none",
                diag_console_silent_s=round(silent_s, 1), diag_frames=",".join(frames[:6]) or "none")
-    verdict = ("state %s, %d MiB, vCPU %s, CPU time in 3 s %s, console silent %.0f s, stack %s"
-               % (state, mb, fig["diag_vcpu"], fig["diag_cpu_s_in_3s"], silent_s, fig["diag_frames"]))
+    verdict = ("state %s, %d MiB, vCPU %s, CPU time in 3 s %s, console silent %.0f s, stack %s, "
+               "blocked tasks %s"
+               % (state, mb, fig["diag_vcpu"], fig["diag_cpu_s_in_3s"], silent_s, fig["diag_frames"],
+                  fig["diag_blocked"] if blocked is not None else "unknown (no answer to SysRq)"))
     if report:
         emit("E2E DIAG name=%s %s" % (name, fmt(verdict)))
     return verdict, fig
+
+
+# Frames of a blocked task's stack that only say it sleeps: the diagnosis names what it waits in.
+SLEEP_FRAMES = ("__schedule", "schedule", "schedule_timeout", "schedule_preempt_disabled",
+                "io_schedule", "__mutex_lock", "mutex_lock", "__wait_for_common", "wait_for_completion",
+                "__flush_work", "__refrigerator", "__switch_to", "__switch_to_asm", "ret_from_fork",
+                "kthread", "preempt_schedule_common", "do_nanosleep", "hrtimer_nanosleep")
+
+
+TASK_LINE = re.compile(r"\btask:(\S+)\s+state:\S")
+FRAME_LINE = re.compile(r"^(?:\[[ 0-9.]+\])?\s+(?:\?\s+)?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+")
+
+
+def console_sysrq(domid, wait_s=8.0):
+    """The guest kernel's own list of its blocked tasks (SysRq w), typed on its console as
+    hvc_console takes it (^O then the key; the guests boot with sysrq_always_enabled): the
+    console log level is raised first (9) so that the list reaches the console, and put back
+    to quiet's (4) after.  Returns ["task:frame<frame<frame", ...] (empty: none blocked), or
+    None when the console printed no "Show Blocked State" within wait_s."""
+    tty = xs_read("/local/domain/%d/console/tty" % domid)
+    if not tty:
+        say("DIAG no console tty for domain %d" % domid)
+        return None
+    mark = CONSOLE_SEQ[0]
+    try:
+        fd = os.open(tty, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            for key in (b"9", b"w"):
+                os.write(fd, b"\x0f" + key)
+                time.sleep(0.5)
+            deadline = time.monotonic() + wait_s
+            last = (CONSOLE_SEQ[0], time.monotonic())
+            # until the console has been quiet for 1.5 s after the header, or wait_s
+            while time.monotonic() < deadline:
+                time.sleep(0.25)
+                if CONSOLE_SEQ[0] != last[0]:
+                    last = (CONSOLE_SEQ[0], time.monotonic())
+                elif (time.monotonic() - last[1] > 1.5
+                      and any("Show Blocked State" in t for n, t in list(CONSOLE_LINES) if n > mark)):
+                    break
+            os.write(fd, b"\x0f4")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        say("DIAG SysRq on %s: %s" % (tty, exc))
+        return None
+    blocked = blocked_tasks([t for n, t in list(CONSOLE_LINES) if n > mark])
+    if blocked is None:
+        say("DIAG SysRq w on %s: no answer on the console in %.0f s" % (tty, wait_s))
+    return blocked
+
+
+def blocked_tasks(lines):
+    """["task:frame<frame<...", ...] from the console lines of a SysRq w (Linux 6.1's
+    sched_show_task: "task:NAME state:D ..." then "Call Trace:" and " frame+0x1a/0x30"), at
+    most 5 frames each, innermost first, the frames that only say it sleeps left out; None
+    when the lines hold no "Show Blocked State"."""
+    if not any("Show Blocked State" in t for t in lines):
+        return None
+    tasks = []
+    for t in lines:
+        task = TASK_LINE.search(t)
+        frame = FRAME_LINE.search(t)
+        if task:
+            tasks.append([task.group(1), []])
+        elif tasks and frame and frame.group(1) not in SLEEP_FRAMES and len(tasks[-1][1]) < 5:
+            tasks[-1][1].append(frame.group(1))
+    return ["%s:%s" % (task, "<".join(frames) or "?") for task, frames in tasks]
 
 
 XS_SOCKETS = ("/var/run/xenstored/socket", "/run/xenstored/socket")
@@ -331,6 +409,9 @@ class XsWire:
 # When the guest console last printed a line (time.monotonic()): diagnose_guest() says how long
 # it has been silent.
 LAST_CONSOLE = [time.monotonic()]
+# The console's recent lines, numbered: console_sysrq() collects what the guest printed after a key.
+CONSOLE_LINES = collections.deque(maxlen=4000)
+CONSOLE_SEQ = [0]
 
 
 def console_tail(stop):
@@ -355,7 +436,10 @@ def console_tail(stop):
             while b"\n" in f_buf[1]:
                 line, f_buf[1] = f_buf[1].split(b"\n", 1)
                 LAST_CONSOLE[0] = time.monotonic()
-                emit("GC: " + line.decode("utf-8", "replace").replace("\r", ""))
+                text = line.decode("utf-8", "replace").replace("\r", "")
+                CONSOLE_SEQ[0] += 1
+                CONSOLE_LINES.append((CONSOLE_SEQ[0], text))
+                emit("GC: " + text)
         if idle:
             time.sleep(0.2)
 
