@@ -9,6 +9,15 @@ go through the file descriptor with poll(), so every request has a deadline.
 The connection is opened on first use and kept.  If xenstored goes away the
 next request fails with XenstoreUnavailable, and the one after that reconnects
 (a request that finds its kept connection dead is retried once on a fresh one).
+
+A device is not a socket in two ways that matter (Linux's xenbus_dev_frontend.c):
+- it takes one message per write(): the bytes after the first message of a
+  write are dropped, so pipelined requests each get their own write();
+- a transaction still open when the device is closed (a timeout, the daemon
+  killed) is ended by the kernel, which then counts one xenstore user too few
+  (Linux 6.1's xs_request_exit), and every later xl save or migration of the
+  guest waits in xs_suspend() for good.  Over a device, write_many() therefore
+  writes its keys without a transaction, one request each, pipelined.
 """
 from __future__ import annotations
 
@@ -39,6 +48,12 @@ TRANSACTION_RETRIES = 8
 # and C xenstored's quota of outstanding requests per connection is 20.
 PIPELINE_DEPTH = 16
 EVENTS_MAX = 256  # events kept between two calls of events(); more are one change anyway
+
+
+def write_units(messages: Sequence[bytes], device: bool) -> builtins.list[bytes]:
+    """What each write() carries: one message on a device (the kernel keeps the
+    first message of a write and drops the rest), all of them on a socket."""
+    return list(messages) if device else [b"".join(messages)]
 
 
 class _Dead(Exception):
@@ -82,6 +97,7 @@ class NativeXenstore:
         self.reconnects = 0
         self._fd: int | None = None
         self._sock: socket | None = None
+        self.device = False  # the connection is a device (see the module's docstring)
         self._decoder = wire.Decoder()
         self._req_id = 0
         self._lock = threading.RLock()
@@ -118,10 +134,11 @@ class NativeXenstore:
                     except OSError:
                         sock.close()
                         raise
-                    self._sock, self._fd = sock, sock.fileno()
+                    self._sock, self._fd, self.device = sock, sock.fileno(), False
                 else:
                     self._sock = None
                     self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+                    self.device = True
             except OSError as exc:
                 errors.append(f"{path}: {exc.strerror or exc}")
                 continue
@@ -176,23 +193,25 @@ class NativeXenstore:
                     raise _Dead("poll error")
                 return
 
-    def _exchange(self, data: bytes, req_ids: builtins.list[int]) -> dict[int, wire.Message]:
-        """Send ``data`` (one or more requests back to back) and wait for the
-        reply to each of ``req_ids``, in whatever order they come."""
+    def _exchange(self, messages: builtins.list[bytes], req_ids: builtins.list[int]
+                  ) -> dict[int, wire.Message]:
+        """Send the encoded requests back to back and wait for the reply to each
+        of ``req_ids``, in whatever order they come."""
         assert self._fd is not None
         fd = self._fd
         deadline = time.monotonic() + self.timeout_s
-        view = memoryview(data)
-        while view:
-            self._wait(fd, select.POLLOUT, deadline)
-            try:
-                sent = os.write(fd, view)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:  # EPIPE, ECONNRESET: xenstored went away
-                raise _Dead(str(exc)) from exc
-            view = view[sent:]
-            self.bytes_sent += sent
+        for chunk in write_units(messages, self.device):
+            view = memoryview(chunk)
+            while view:
+                self._wait(fd, select.POLLOUT, deadline)
+                try:
+                    sent = os.write(fd, view)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:  # EPIPE, ECONNRESET: xenstored went away
+                    raise _Dead(str(exc)) from exc
+                view = view[sent:]
+                self.bytes_sent += sent
         waiting = set(req_ids)
         replies: dict[int, wire.Message] = {}
         while waiting:
@@ -268,15 +287,15 @@ class NativeXenstore:
                 if attempt == 2:
                     self.reconnects += 1
             ids = []
-            data = bytearray()
+            messages = []
             for op, payload, _ in requests:
                 self._req_id = (self._req_id + 1) & wire.U32_MAX
                 ids.append(self._req_id)
-                data += wire.encode(op, payload, self._req_id, tx_id)
+                messages.append(wire.encode(op, payload, self._req_id, tx_id))
             self.requests += len(requests)
             self.round_trips += 1
             try:
-                replies = self._exchange(bytes(data), ids)
+                replies = self._exchange(messages, ids)
             except TimeoutError:
                 self._disconnect()  # the stream is out of step now
                 what = requests[0][2] or requests[0][0].name
@@ -486,7 +505,10 @@ class NativeXenstore:
         return found
 
     def write_many(self, items: Mapping[str, str]) -> None:
-        """One transaction: all items or none; retried while xenstored says EAGAIN."""
+        """One transaction: all items or none; retried while xenstored says EAGAIN.
+        Over a device, one write each, pipelined, with no transaction (see the
+        module's docstring): a reader may see some keys new and some old for the
+        moment between two replies."""
         if not items:
             return
         encoded = []
@@ -502,6 +524,14 @@ class NativeXenstore:
                                      f"{wire.PAYLOAD_MAX_BYTES}-byte message limit")
             encoded.append((key, payload))
         with self._lock:
+            if self._fd is None:
+                self._connect()  # a device or a socket: write_many depends on which
+            if self.device:
+                for reply in self._talk_many([(Op.WRITE, payload, f"write {key}")
+                                              for key, payload in encoded]):
+                    if isinstance(reply, XenstoreRequestError):
+                        raise self._as_write_error(reply)
+                return
             for _ in range(TRANSACTION_RETRIES):
                 try:
                     if self._write_once(encoded):
