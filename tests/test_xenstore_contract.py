@@ -14,14 +14,15 @@ from typing import Callable
 
 import pytest
 
+from tests.daemonproc import wait_until
 from tests.needs import XENSTORE_CLIENTS, tool_mark
 from tests.xsfixtures import GUEST_MAXMEM_KB, GUEST_MEMORY_KB, XsHost, sim_xenstored  # noqa: F401
 from xenballoond.xenstore.interface import Xenstore
 from xenballoond.xenstore import (XenstoreDenied, XenstoreError, XenstoreNotFound,
                                   XenstoreTooBig, XenstoreUnavailable, XenstoreWriteFailed)
-from xenballoond.xenstore.cli import CliXenstore
+from xenballoond.xenstore.cli import UNFINISHED_MAX, CliXenstore
 from xenballoond.xenstore import wire
-from xenballoond.xenstore.native import PIPELINE_DEPTH, NativeXenstore
+from xenballoond.xenstore.native import PIPELINE_DEPTH, NativeXenstore, write_units
 
 
 Factory = Callable[..., Xenstore]
@@ -534,3 +535,62 @@ def test_native_speaks_through_a_device_node_too(sim_xenstored: XsHost) -> None:
         upstream.close()
         os.close(master)
         os.close(slave)
+
+
+# --- never leave a transaction to the guest's kernel (Linux 6.1 xs_suspend hang) ----------
+
+@tool_mark(*XENSTORE_CLIENTS)
+def test_cli_leaves_a_client_that_timed_out_to_finish_its_transaction(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    """xenstore-write of two keys holds a transaction: killed, the guest's kernel would end it
+    and count a xenstore user too few, and no xl save could suspend the guest again."""
+    srv = sim_xenstored.server
+    xs = CliXenstore(timeout_s=0.5, env=sim_xenstored.env(1))
+    with srv.stalled():
+        with pytest.raises(XenstoreUnavailable, match="left to finish"):
+            xs.write_many({"data/a": "1", "data/b": "2"})
+        assert xs.unfinished() == 1
+    wait_until(lambda: srv.exists(f"{GUEST_HOME}/data/b") and xs.unfinished() == 0, 10,
+               "the timed-out xenstore-write to commit its transaction and be reaped")
+    assert (srv.read(f"{GUEST_HOME}/data/a"), srv.read(f"{GUEST_HOME}/data/b")) == ("1", "2")
+
+
+@tool_mark(*XENSTORE_CLIENTS)
+def test_cli_runs_no_more_clients_while_too_many_are_unfinished(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    srv = sim_xenstored.server
+    xs = CliXenstore(timeout_s=0.3, env=sim_xenstored.env(1))
+    with srv.stalled():
+        for _ in range(UNFINISHED_MAX):
+            with pytest.raises(XenstoreUnavailable, match="timed out"):
+                xs.read("memory/target")
+        spawned = xs.processes_spawned
+        with pytest.raises(XenstoreUnavailable, match="still running"):
+            xs.read("memory/target")
+        assert xs.processes_spawned == spawned
+    wait_until(lambda: xs.unfinished() == 0, 10, "the unfinished clients to end once xenstored answers")
+    assert xs.read("memory/target") == str(GUEST_MEMORY_KB)
+
+
+def test_write_units_one_message_per_write_on_a_device() -> None:
+    """Linux's /dev/xen/xenbus acts on the first message of a write() and drops the rest."""
+    msgs = [wire.encode(wire.Op.READ, b"a\0", 1, 0), wire.encode(wire.Op.READ, b"b\0", 2, 0)]
+    assert write_units(msgs, device=True) == msgs
+    assert write_units(msgs, device=False) == [msgs[0] + msgs[1]]
+
+
+def test_native_over_a_device_writes_each_key_with_no_transaction(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    """A transaction open when the device is closed (a timeout, the daemon killed) would be
+    ended by the kernel, which counts it wrongly: over a device, no transaction at all."""
+    srv = sim_xenstored.server
+    xs = NativeXenstore(socket_path=sim_xenstored.guest_socket)
+    assert xs.available() and xs.device is False
+    xs.device = True  # what _connect() finds for /dev/xen/xenbus; the server is the socket
+    served0 = srv.requests_served
+    xs.write_many({f"data/k{i}": str(i) for i in range(3)})
+    assert srv.requests_served - served0 == 3  # three writes: no start, no commit
+    assert [srv.read(f"{GUEST_HOME}/data/k{i}") for i in range(3)] == ["0", "1", "2"]
+    with pytest.raises(XenstoreDenied):
+        xs.write_many({"data/first": "1", "memory/selftarget": "2"})
+    assert srv.read(f"{GUEST_HOME}/data/first") == "1"  # not all or nothing over a device

@@ -10,11 +10,20 @@ missing path, printing what they had: read_upto/list_upto return the paths
 after it untried, read_existing/list_existing run again for them.
 
 The clients cannot watch: watch() sets nothing, fileno() is None, events() [].
+
+A client that times out is never killed: it is left to finish and reaped by a
+later call.  Killed inside its transaction (xenstore-write of several keys,
+xenstore-read of several paths), it would leave the guest's kernel to end that
+transaction, which Linux 6.1 counts wrongly (xs_request_exit: one xenstore user
+too few), and every later xl save or migration of the guest would wait in
+xs_suspend() for good.  At most UNFINISHED_MAX such clients run at once; beyond
+that a call fails at once, spawning nothing.
 """
 from __future__ import annotations
 
 import builtins  # the type, where a method named list hides it
 import re
+import subprocess
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -26,6 +35,7 @@ from . import (XenstoreError, XenstoreNotFound, XenstoreUnavailable, XenstoreWri
                escape, unescape)
 
 TOOLS = ("xenstore-ls", "xenstore-list", "xenstore-read", "xenstore-write", "xenstore-exists")
+UNFINISHED_MAX = 4  # clients that timed out and still run (see above)
 # Bytes of arguments per batch process: well under Linux's ARG_MAX (2 MiB with
 # the usual 8 MiB stack), so 1000 guests still take one process per step.
 ARGV_BUDGET_BYTES = 512 * 1024
@@ -62,6 +72,7 @@ class CliXenstore:
         self.processes_spawned = 0
         self.requests = 0
         self._exe: dict[str, str | None] = {}
+        self._unfinished: builtins.list[subprocess.Popen[str]] = []
 
     def _tool(self, name: str) -> str:
         if name not in self._exe:
@@ -78,13 +89,23 @@ class CliXenstore:
         """Run one client; its exit status is the caller's to judge (see
         error_for).  Raise XenstoreUnavailable if it cannot run or times out."""
         argv = [self._tool(tool), *args]
+        if self.unfinished() >= UNFINISHED_MAX:
+            raise XenstoreUnavailable(f"{tool} not run: {UNFINISHED_MAX} xenstore clients that "
+                                      f"timed out are still running")
         self.processes_spawned += 1
         self.requests += requests
         try:
-            return proc.run(argv, self.timeout_s, env=self.env, check=False)
+            return proc.run(argv, self.timeout_s, env=self.env, check=False,
+                            on_timeout=self._unfinished.append)
         except proc.CommandError as exc:
-            what = f"timed out after {self.timeout_s}s" if exc.returncode is None else str(exc)
+            what = (f"timed out after {self.timeout_s}s (left to finish)"
+                    if exc.returncode is None else str(exc))
             raise XenstoreUnavailable(f"{tool} {what}") from exc
+
+    def unfinished(self) -> int:
+        """How many clients that timed out still run (those that ended are reaped)."""
+        self._unfinished = [c for c in self._unfinished if c.poll() is None]
+        return len(self._unfinished)
 
     def _run(self, tool: str, args: list[str]) -> str:
         res = self.run_tool(tool, args)
