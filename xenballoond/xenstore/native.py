@@ -13,6 +13,9 @@ next request fails with XenstoreUnavailable, and the one after that reconnects
 A device is not a socket in two ways that matter (Linux's xenbus_dev_frontend.c):
 - it takes one message per write(): the bytes after the first message of a
   write are dropped, so pipelined requests each get their own write();
+- its poll() reports POLLIN only, never POLLOUT (xenbus_file_poll): a write
+  is always taken at once, and waiting for POLLOUT waited for the deadline
+  unless something happened to be readable;
 - a transaction still open when the device is closed (a timeout, the daemon
   killed) is ended by the kernel, which then counts one xenstore user too few
   (Linux 6.1's xs_request_exit), and every later xl save or migration of the
@@ -203,7 +206,8 @@ class NativeXenstore:
         for chunk in write_units(messages, self.device):
             view = memoryview(chunk)
             while view:
-                self._wait(fd, select.POLLOUT, deadline)
+                if not self.device:  # the device's poll() never says POLLOUT: a write always goes
+                    self._wait(fd, select.POLLOUT, deadline)
                 try:
                     sent = os.write(fd, view)
                 except (BlockingIOError, InterruptedError):

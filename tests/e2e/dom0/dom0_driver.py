@@ -1109,7 +1109,10 @@ class Driver:
         with open(GUEST_CFG) as f, open(cfg, "w") as out:
             for line in f:
                 out.write("memory = %d\n" % MAXMEM_MB if line.startswith("memory") else line)
-        rc, secs, out = xl("restore", cfg, save_file, timeout=600)
+        try:
+            rc, secs, out = xl("restore", cfg, save_file, timeout=600)
+        finally:
+            os.unlink(cfg)  # purge_dom0 checks that nothing is left in /run
         if rc == 0:
             self.g.rebind(xl_domid())
             return "restore_with_memory_%d" % MAXMEM_MB
