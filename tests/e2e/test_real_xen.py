@@ -150,8 +150,12 @@ def test_diagnosis_of_a_guest_works(xen: harness.Run) -> None:
     s = scenario(xen, "diagnose")
     check(s, s.figures["diag_state"] not in ("", "none") and s.figures["diag_vcpu"] != "none",
           "xl list and xl vcpu-list give the domain's and its vCPU's state")
-    check(s, s.num("xenctx_rc") == 0 and s.figures["diag_frames"] != "none",
-          "xenctx shows the vCPU's stack with the kernel's symbols (System.map)")
+    # A live guest's vCPU may be running a program when xenctx looks (run 21 of stop 27: rip
+    # 0000560b9041dd20): then there is no kernel stack, and the registers are what it shows.
+    check(s, s.num("xenctx_rc") == 0 and s.figures["diag_mode"] in ("kernel", "user"),
+          "xenctx shows the vCPU's registers")
+    check(s, s.figures["diag_mode"] == "user" or s.figures["diag_frames"] != "none",
+          "in the kernel, xenctx shows the vCPU's stack with the kernel's symbols (System.map)")
     check(s, s.num("debugkeys_rc") == 0 and s.num("dmesg_rc") == 0, "xl debug-keys q and xl dmesg ran")
     check(s, s.num("diag_console_silent_s") >= 0, "how long the console has been silent")
     check(s, s.num("debugkeys_e_rc") == 0, "xl debug-keys e (the event channels) ran")

@@ -258,6 +258,10 @@ def diagnose_guest(why, name=GUEST, report=True):
     say("DIAG xl dmesg (end):\n" + "\n".join(dmesg.splitlines()[-80:]))
     # the kernel functions on the vCPU's stack, innermost first ("ffffffff81... <name+0x1a/0x30>")
     frames = [w.strip("<>").split("+")[0] for w in stack.split() if "+0x" in w]
+    # where the vCPU was when xenctx looked: a user-mode rip has no kernel stack to show
+    rip = re.search(r"^rip: ([0-9a-f]+)", stack, re.M)
+    fig["diag_mode"] = ("none" if rip is None else
+                        "kernel" if int(rip.group(1), 16) >= 0xffff800000000000 else "user")
     fig.update(diag_state=state, diag_mb=mb, diag_vcpu=",".join(v[1] for v in second) or "none",
                diag_cpu_s_in_3s=",".join(str(m) for m in moved) or "none",
                diag_console_silent_s=round(silent_s, 1), diag_frames=",".join(frames[:6]) or "none")
