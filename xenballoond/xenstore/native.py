@@ -10,7 +10,7 @@ The connection is opened on first use and kept.  If xenstored goes away the
 next request fails with XenstoreUnavailable, and the one after that reconnects
 (a request that finds its kept connection dead is retried once on a fresh one).
 
-A device is not a socket in two ways that matter (Linux's xenbus_dev_frontend.c):
+A device is not a socket in three ways that matter (Linux's xenbus_dev_frontend.c):
 - it takes one message per write(): the bytes after the first message of a
   write are dropped, so pipelined requests each get their own write();
 - its poll() reports POLLIN only, never POLLOUT (xenbus_file_poll): a write
