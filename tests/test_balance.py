@@ -435,6 +435,64 @@ def test_balance_properties(guests: list[GuestState], host: HostState,
     assert ups == sorted(ups)
 
 
+
+# --- balance() on a host read while balloons moved (HostState.unsure_kb) -------
+
+# Two guests of static-max 1572864 kB (1536 MiB), min 229376, need 303104
+# (145818 + 10% of 1572864 = 157286), targets 983040 in place, no pool, steps
+# of 64 MiB: level k gives k * 65536 each.  free + sizes - the 65536 reserve:
+UNSURE = BalanceParams(pool_kb=0)
+
+
+def unsure_guests(cur_kb: int, last_target_kb: int) -> list[GuestState]:
+    return [guest(d, cur_kb, 145818, static_max_kb=1572864, min_kb=229376,
+                  last_target_kb=last_target_kb) for d in (1, 2)]
+
+
+UNSURE_GOLDEN = {
+    # the real host's reading: 782336 free + 2 * 552960 - 65536 = 1822720, 13
+    # steps (851968 each); read sure, both come down by 131072, 262144 in all
+    "read sure: lowered": (unsure_guests(552960, 983040), 782336, 0,
+                           [(1, 851968), (2, 851968)]),
+    # unsure by the 163840 the balloons took while xl info ran: the highest
+    # reading (1986560, 15 steps, 983040 each) keeps the targets: no move
+    "unsure: kept": (unsure_guests(552960, 983040), 782336, 163840, []),
+    # a host truly short: 100000 + 1105920 - 65536 = 1140384; the highest
+    # reading, 1190384, gives 9 steps (589824); every reading agrees on a
+    # decrease, so it is made, to the highest reading's target
+    "unsure, short: lowered to the highest reading": (
+        unsure_guests(552960, 983040), 100000, 50000, [(1, 589824), (2, 589824)]),
+    # idle guests at 393216 on a host with room: free 1265664 + 786432 - 65536 =
+    # 1986560 would give 15 steps; the lowest reading (-65536: 1921024) gives
+    # 14, 917504 each: every reading agrees on that much of the raise
+    "unsure, room: raised to the lowest reading": (
+        unsure_guests(393216, 393216), 1265664, 65536, [(1, 917504), (2, 917504)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSURE_GOLDEN))
+def test_balance_on_an_unsure_reading_golden(case: str) -> None:
+    guests, free_kb, unsure_kb, expected = UNSURE_GOLDEN[case]
+    assert targets(balance(guests, HostState(free_kb, 65536, unsure_kb), UNSURE)) == expected
+
+
+@settings(max_examples=250, deadline=None)
+@given(guests_strategy(), HOSTS, st.integers(1, 10 ** 7) | KB, PARAMS)
+def test_an_unsure_reading_moves_a_target_only_as_far_as_every_reading_agrees(
+        guests: list[GuestState], host: HostState, unsure_kb: int, params: BalanceParams) -> None:
+    unsure_kb = max(unsure_kb, 1)
+    low = ideal_targets(guests, HostState(host.free_kb - unsure_kb, host.host_reserve_kb), params)
+    high = ideal_targets(guests, HostState(host.free_kb + unsure_kb, host.host_reserve_kb), params)
+    by_id = {g.domid: g for g in guests}
+    for m in balance(guests, HostState(host.free_kb, host.host_reserve_kb, unsure_kb), params):
+        ref_kb = _ref_kb(by_id[m.domid])
+        agreed = sorted([low[m.domid][0], high[m.domid][0]])
+        if m.tgt_kb < ref_kb:
+            assert m.tgt_kb >= agreed[1]
+        else:
+            assert m.tgt_kb <= agreed[0]
+
+
 @settings(max_examples=250, deadline=None)
 @given(guests_strategy(), HOSTS, PARAMS)
 def test_ideal_targets_fit(guests: list[GuestState], host: HostState,

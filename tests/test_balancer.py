@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests.daemonproc import wait_until
-from tests.repo import python_env
-from xenballoond.dom0 import balance, balancer, guests
+from tests.repo import REPO, python_env
+from xenballoond.dom0 import act, balance, balancer, guests
 from xenballoond.dom0 import settings as balancer_settings
 from xenballoond.dom0.balancer import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
@@ -544,3 +544,72 @@ def test_a_guest_that_just_grew_is_not_given_its_growth_again(host, monkeypatch)
         b.xs.close()
     assert [kb for d, kb in h.requests[len(first):] if d == 1] == []
     assert h.guest_state(2)["need_kb"] == 200 * MIB + 60 * MIB + 1536 * MIB // 10
+
+
+GROWING_XL = """#!{python}
+# xl for one test: every list or info is one step later in a balloon's growth,
+# (80 MiB per run: on the real host under TCG both grew 316 MiB in 3.7 s)
+import os, sys
+sys.path.insert(0, {repo!r})
+from xenballoond.sim import fake_xl
+args = sys.argv[1:]
+if args in (["list"], ["info"]):
+    path = os.path.join(os.environ["XBSIM_XL_DIR"], "steps")
+    step = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as f:
+        f.write(str(step + 1))
+    cur_kb = min({start_kb} + step * {step_kb}, {end_kb})
+    state = {{"total_kb": {total_kb}, "free_kb": {host_kb} - 2 * cur_kb,
+              "domains": [{{"domid": 0, "name": "Domain-0", "mem_kb": {dom0_kb}}}]
+              + [{{"domid": d, "name": f"guest{{d}}", "mem_kb": cur_kb}} for d in (1, 2)]}}
+    sys.stdout.write(fake_xl.render_list(state) if args == ["list"] else fake_xl.render_info(state))
+    sys.exit(0)
+sys.exit(fake_xl.main(args))
+"""
+
+
+def test_a_balloon_growing_while_dom0_reads_the_host_moves_no_target(host, monkeypatch):
+    """Seen on the real host (run of stop 28, balancer scenario): both guests were growing to
+    the 983040 kB dom0 had just given them; `xl list` saw them at one size, `xl info` ran a
+    moment later when they had taken another 160 MiB of free memory, so free + sizes came out
+    160 MiB short, and the balancer lowered both to 851968 kB, to raise them again once the
+    balloons held still.  By hand: free + sizes is 2004 MiB whatever the balloons do; less
+    the 64 MiB reserve, 1986560 kB; no pool, steps of 64 MiB of the 1536 MiB static-max:
+    15 steps, 983040 kB each, the targets they have.  Read 160 MiB short: 1822720 kB, 13
+    steps, 851968 each, a 256 MiB surplus move (over the 150 MiB one must be)."""
+    h = host(4096, {1: (400, 1536), 2: (400, 1536)})
+    host_kb = 2004 * MIB
+    with open(h.xl, "w") as f:
+        f.write(GROWING_XL.format(python=sys.executable, repo=REPO, start_kb=400 * MIB, step_kb=80 * MIB,
+                                  end_kb=960 * MIB, total_kb=4096 * MIB, host_kb=host_kb,
+                                  dom0_kb=1024 * MIB))
+    h.write_conf("XENBALLOON_BALANCER_POOL_MB=0\n")
+    h.opt_in(1, 2)
+    for d in (1, 2):
+        h.xsd.write(f"/local/domain/{d}/memory/target", str(983040))
+    monkeypatch.setenv("XENSTORED_PATH", h.xsd.dom0_socket)
+    monkeypatch.setenv("XBSIM_XL_DIR", h.dom0)
+    root = Root(h.dom0)
+    config, _, _ = balancer_settings.load(root, h.conf)
+    b = balancer.build(config, root)
+    try:
+        h.publish(1, 100, memtotal_kb=340 * MIB)
+        h.publish(2, 100, memtotal_kb=340 * MIB)
+        b.tick(time.monotonic(), lambda s: bool(time.sleep(0.05)))
+        h.applied()
+    finally:
+        b.xs.close()
+    assert h.requests == []
+    assert h.state()["unsure_kb"] == 2 * 2 * 80 * MIB  # two guests, two steps apart
+
+
+def test_moved_kb_is_what_the_sizes_changed_by_between_two_listings():
+    before = act.parse_xl_list("Name ID Mem VCPUs State Time(s)\n"
+                               "Domain-0 0 2048 1 r----- 9.0\nguest-a 5 384 1 -b---- 1.0\n"
+                               "gone 7 100 1 -b---- 1.0\n")
+    after = act.parse_xl_list("Name ID Mem VCPUs State Time(s)\n"
+                              "Domain-0 0 2048 1 r----- 9.1\nguest-a 5 416 1 -b---- 1.1\n"
+                              "new 8 64 1 -b---- 0.1\n")
+    # 32 MiB grown, 100 MiB gone, 64 MiB new, by hand
+    assert act.moved_kb(before, after) == (32 + 100 + 64) * MIB
+    assert act.moved_kb(after, after) == 0

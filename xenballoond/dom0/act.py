@@ -49,6 +49,15 @@ def parse_xl_list(text: str) -> list[Domain]:
     return domains
 
 
+def moved_kb(before: Sequence[Domain], after: Sequence[Domain]) -> int:
+    """What the domains' sizes changed by between two listings (a domain in
+    one only counts whole): how far free memory read between them may be off
+    from the sizes."""
+    was = {d.domid: d.cur_kb for d in before}
+    now = {d.domid: d.cur_kb for d in after}
+    return sum(abs(now.get(domid, 0) - was.get(domid, 0)) for domid in was.keys() | now.keys())
+
+
 class XlError(Exception):
     pass
 

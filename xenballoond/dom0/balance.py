@@ -75,6 +75,12 @@ the guests' present targets no longer fit.  A small decrease left alone
 would keep memory a larger increase counts on: when the targets left in
 place would no longer fit, the small decreases are made after all.
 
+A host read while balloons moved (``HostState.unsure_kb``): free memory and
+the sizes were sampled at different moments, so avail_kb is known only within
+that much.  A guest's target then moves only as far as every reading in the
+range agrees: up to the lowest reading's target, down to the highest's, and
+not at all when its target in place lies between them.
+
 Moves come decreases first, then increases (squeezed's two phases): the daemon
 should write the increases only once the decreases have freed the memory.
 """
@@ -117,10 +123,15 @@ class GuestState:
 class HostState:
     """``free_kb``: free host memory (``xl info free_memory``).
     ``host_reserve_kb``: what the balancer must always leave free (Xen's own
-    allocations, memory promised to a guest being built)."""
+    allocations, memory promised to a guest being built).
+    ``unsure_kb``: how far ``free_kb`` plus what the guests hold may be off,
+    because balloons moved while dom0 read them: what the domains' sizes
+    changed by between the ``xl list`` before and the one after ``xl info``
+    (the free memory and the sizes were sampled at different moments)."""
 
     free_kb: int
     host_reserve_kb: int
+    unsure_kb: int = 0
 
 
 @dataclass(frozen=True)
@@ -303,11 +314,12 @@ def balance(guests: Sequence[GuestState], host: HostState,
     A guest not in the list keeps the target it has; held guests are never in
     it.  See the module docstring for the rules.
     """
-    ideal = ideal_targets(guests, host, params)
+    ideal = (ideal_targets(guests, host, params) if host.unsure_kb <= 0
+             else _agreed_targets(guests, host, params))
     if not ideal:
         return []
     bal = [g for g in guests if g.domid in ideal]
-    avail = available_kb(guests, host)
+    avail = available_kb(guests, host) + max(host.unsure_kb, 0)
     limit_kb = max(avail, sum(g.min_kb for g in bal))
     refs = {g.domid: _ref_kb(g) for g in bal}
     needs = {g.domid: need_kb(g, params.headroom_pct, params.rise_horizon_s) for g in bal}
@@ -344,6 +356,29 @@ def balance(guests: Sequence[GuestState], host: HostState,
     order = sorted(kept, key=lambda d: (kept[d] > refs[d], d))
     return [Move(d, kept[d], ideal[d][1], refs[d] < min(needs[d], kept[d]))
             for d in order]
+
+
+def _agreed_targets(guests: Sequence[GuestState], host: HostState,
+                    params: BalanceParams) -> dict[int, tuple[int, str]]:
+    """ideal_targets() for a host whose reading is unsure by ``unsure_kb``:
+    a guest's target moves only as far as every reading in that range agrees
+    (up to the lowest ideal, down to the highest); in between it stays.  A
+    balloon still growing when ``xl list`` ran and grown by the time ``xl
+    info`` ran makes the host look that much poorer: the guests would be
+    lowered, and raised again once the balloons held still."""
+    lo = ideal_targets(guests, HostState(host.free_kb - host.unsure_kb, host.host_reserve_kb),
+                       params)
+    hi = ideal_targets(guests, HostState(host.free_kb + host.unsure_kb, host.host_reserve_kb),
+                       params)
+    out: dict[int, tuple[int, str]] = {}
+    for g in guests:
+        if g.domid not in lo:
+            continue
+        ref_kb = _ref_kb(g)
+        (lo_kb, lo_why), (hi_kb, hi_why) = sorted([lo[g.domid], hi[g.domid]])
+        out[g.domid] = ((lo_kb, lo_why) if ref_kb < lo_kb else (hi_kb, hi_why) if ref_kb > hi_kb
+                        else (ref_kb, f"kept: the host read unsure by {host.unsure_kb} kB"))
+    return out
 
 
 def _take_proportionally(want_kb: int, gives_kb: Sequence[int]) -> list[int]:

@@ -1,6 +1,7 @@
 """``xenballoon-balancer``: dom0's memory balancer (issue 11).
 
-Each tick: ``xl list`` and ``xl info`` (act.Xl), every guest's published
+Each tick: ``xl list``, ``xl info`` and ``xl list`` again (act.Xl; what the
+sizes moved in between is how unsure free + sizes is), every guest's published
 stats and the keys dom0 keeps in its memory/ (reader.py, three or four
 batched passes), guests.py turns them into balance.GuestState records,
 balance.balance() decides, act.apply_moves() writes the targets with
@@ -118,8 +119,13 @@ class Balancer:
     def look(self, now_s: float) -> Snapshot:
         """Read the host and build every guest's record.  Raises act.XlError
         or XenstoreError when dom0 cannot see the host."""
-        domains = [d for d in self.xl.list_domains() if d.domid != 0]
+        # The sizes are read before and after the free memory: a balloon that
+        # moves in between would make free + sizes wrong by what it moved.
+        before = self.xl.list_domains()
         free_kb = self.xl.free_kb()
+        listed = self.xl.list_domains()
+        unsure_kb = act.moved_kb(before, listed)
+        domains = [d for d in listed if d.domid != 0]
         listings, _ = list_guests(self.xs, list_domids(self.xs))
         values = read_values(self.xs, listings)
         values.update(self.xs.read_existing([
@@ -146,7 +152,7 @@ class Balancer:
         present = [v.state.domid for v in views]
         self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
-        return Snapshot(views, HostState(free_kb, self.reserve_kb),
+        return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
                         [v.state.domid for v in views if v.wants_directed])
 
     def _log_statuses(self, snap: Snapshot) -> None:
@@ -214,7 +220,7 @@ class Balancer:
         doc = {
             "written_at": time.time(), "pid": os.getpid(), "paused": paused,
             "free_kb": snap.host.free_kb, "host_reserve_kb": snap.host.host_reserve_kb,
-            "interval_s": self.config.interval_s,
+            "unsure_kb": snap.host.unsure_kb, "interval_s": self.config.interval_s,
             "guests": [{
                 "domid": v.state.domid, "name": v.state.name, "status": v.status,
                 "cur_kb": v.state.cur_kb, "static_max_kb": v.state.static_max_kb,
