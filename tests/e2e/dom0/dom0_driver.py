@@ -1720,13 +1720,15 @@ class TwoGuests:
         published Committed_AS meanwhile.  A's need at each moment, as the balancer's rule has
         it, is Committed_AS + the kernel's reservation (as measured at rest before) + the
         headroom, at most static-max: how long A's target stayed below it, and how long after
-        the last rise of Committed_AS the target covered it."""
+        the last rise of Committed_AS the target covered it (within MIN_GUEST_MOVE_MB, the
+        rule's hysteresis for a raise below need)."""
         fig = self.fig
         fig["busy_t0_s"] = self.t()  # on the clock of the balancer's log lines
         asked = a.ask("ramp", rate_mb_s=BAL_RAMP_MB_S, chunk_mb=16, total_mb=BAL_RAMP_MB, hold_s=3,
                       timeout_s=BAL_RAMP_LIMIT_S)
         t_ask = time.monotonic()
         pct = dict(BAL_SETTINGS)["XENBALLOON_BALANCER_HEADROOM_PCT"]
+        move_kb = dict(BAL_SETTINGS)["XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB"] * MIB_KB
         static_max_kb = int(fig["a_static_max_kb"])
         reserved_kb = before["a_mb"] * MIB_KB - before["a_memtotal_kb"]
         trace, res = [], None
@@ -1756,8 +1758,11 @@ class TwoGuests:
                     short_max = max(short_max, t - short_since)
                 else:
                     short_since = None
-                    if last_rise is not None and covered is None:
-                        covered = t
+                # covered as the rule has it: a raise below need smaller than
+                # MIN_GUEST_MOVE_MB is left alone (branch run 4: A's target stayed 2754 kB
+                # under its need at the end, no write due)
+                if tgt >= need - move_kb and last_rise is not None and covered is None:
+                    covered = t
             last_t = t
             time.sleep(0.5)
         if res is None:
