@@ -36,6 +36,7 @@ from .procs import Child, await_logged, stop_all
 from . import vm_model
 from .fake_xl import STATE as XL_STATE, read_requests as read_xl_requests
 from .stall import StallModel
+from .timeline import GuestSample, Timeline
 from .workload import (WORKLOADS, Workload, make_ramp_workload, make_turns_workload,
                        make_workload)
 
@@ -237,6 +238,7 @@ class Host:
         self.dom0_root: str | None = None
         self._xl_offset = 0
         self.free_kb_seconds = 0.0
+        self.timeline = Timeline()
 
     # --- setup / shutdown ------------------------------------------------
 
@@ -381,6 +383,7 @@ class Host:
         step = 0
         next_dom0_s = DOM0_PERIOD_S
         next_table_s = 0.0
+        self._sample()
         while not self.stop.is_set():
             t_s = (step + 1) * o.tick_s
             if t_s > o.duration_s + 1e-9:
@@ -405,6 +408,7 @@ class Host:
                                           vm_model.under_pressure(g.vm, g.driver.memtotal_kb),
                                           o.tick_s)
             self.free_kb_seconds += self.host_free_kb() * o.tick_s
+            self._sample()
             self._write_xl_state()
             if self.balancer is not None and self.balancer.exited() is not None:
                 self._event(f"xenballoon-balancer exited with status {self.balancer.exited()}")
@@ -510,6 +514,19 @@ class Host:
                                          "target_kb": r.target_kb, "memtotal_kb": r.memtotal_kb,
                                          "committed_kb": r.committed_kb}) + "\n")
 
+    def _sample(self) -> None:
+        assert self.xsd is not None
+        samples = []
+        for g in self.guests:
+            raw = self.xsd.get(f"/local/domain/{g.domid}/memory/target") or ""
+            samples.append(GuestSample(
+                domid=g.domid, name=g.name, current_kb=g.driver.current_kb,
+                target_kb=g.driver.target_kb, committed_kb=g.demand.committed_kb,
+                dom0_target_kb=int(raw) if raw.isdigit() else None,
+                swapped_out_pages=g.swapped_out_pages, swapped_in_pages=g.swapped_in_pages,
+                oom_kills=g.vm.counters.oom_kill))
+        self.timeline.record(self.t_s, self.host_free_kb(), samples)
+
     def _event(self, text: str, quiet: bool = False) -> None:
         if self.trace is not None:
             self.trace.write(json.dumps({"t_s": round(self.t_s, 3), "dom0": text}) + "\n")
@@ -589,7 +606,10 @@ class Host:
             simulated_s=self.t_s, wall_s=self.wall_s, interrupted=interrupted,
             rows=self.rows(), dom0_actions=self.dom0_actions, max_lag_s=self.max_lag_s,
             work_dir=self.dir if self.opts.keep else None, cpu_s=self.cpu_s,
-            host_free_avg_kb=int(self.free_kb_seconds / self.t_s) if self.t_s else None)
+            host_free_avg_kb=int(self.free_kb_seconds / self.t_s) if self.t_s else None,
+            workload=self.opts.workload,
+            timeline=self.timeline.as_json({g.domid: g.uncovered_spells_s(self.t_s)
+                                            for g in self.guests}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
