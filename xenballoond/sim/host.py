@@ -83,6 +83,7 @@ class Options:
     balancer: str | None = None  # a program run instead of xenballoon-balancer (bench)
     ramp_mb_s: int = 64
     swap_mb: int = SWAP_TOTAL_KB // 1024
+    plot: str | None = None
 
 
 def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -157,7 +158,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "from xenstore; default) or sim (the simulator's own view: "
                         "MemTotal against Committed_AS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live table")
+    p.add_argument("--plot", metavar="FILE",
+                   help="at the end, draw the run into FILE (.svg or .png): per guest its "
+                        "size, balloon target, Committed_AS and dom0's target over time, "
+                        "swap and OOM kills marked; the host's free memory (needs "
+                        "matplotlib: pip install '.[plot]')")
     a = p.parse_args(argv)
+    if a.plot is not None:
+        from .plot.draw import file_format
+        try:
+            file_format(a.plot)
+        except ValueError as exc:
+            p.error(f"--plot: {exc}")
     if a.swap_mb < 0:
         p.error(f"--swap-mb must be >= 0, not {a.swap_mb}")
     if a.maxmem_mb < a.memory_mb:
@@ -171,7 +183,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
                    reserve_pct=a.reserve_pct, host_mb=a.host_mb, workload=a.workload,
-                   balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb)
+                   balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb,
+                   plot=a.plot)
 
 
 DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
@@ -614,6 +627,13 @@ class Host:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.plot is not None:
+        from .plot.draw import PlotUnavailable, require_matplotlib
+        try:
+            require_matplotlib()  # now, not after the run
+        except PlotUnavailable as exc:
+            print(f"xenballoon-sim: --plot: {exc}", file=sys.stderr)
+            return EXIT_FAIL
     stop = threading.Event()
     received: list[int] = []
 
@@ -645,7 +665,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(report.summary_text(summary))
     sys.stdout.flush()
+    if opts.plot is not None and not write_plot(summary, opts.plot, opts.json):
+        return EXIT_FAIL
     return EXIT_INTERRUPTED if received else EXIT_OK
+
+
+def write_plot(summary: dict[str, object], path: str, quiet: bool) -> bool:
+    """Draw the run into ``path``; False (and why, on stderr) if it could not be."""
+    from .plot import draw, series
+    try:
+        draw.draw(series.run_figure(summary), path)
+    except (OSError, ValueError) as exc:
+        print(f"xenballoon-sim: cannot plot to {path}: {exc}", file=sys.stderr)
+        return False
+    if not quiet:
+        print(f"xenballoon-sim: plotted to {path}", file=sys.stderr)
+    return True
 
 
 if __name__ == "__main__":
