@@ -9,6 +9,8 @@ in ``test``): without it these tests skip, which CI=true makes a failure.
 """
 from __future__ import annotations
 
+import argparse
+import copy
 import json
 import os
 import re
@@ -173,6 +175,44 @@ def test_a_png_is_a_picture_of_the_figures_size(run, tmp_path) -> None:
         assert image.size == (round(draw.PANEL_W_IN * draw.PNG_DPI),
                               round((draw.PANEL_H_IN * 3 + 0.8) * draw.PNG_DPI))
         image.verify()
+
+
+def test_the_bench_draws_each_policy_from_its_own_run(run, tmp_path) -> None:
+    """bench_balance.plot: one column per policy, each drawn from that policy's summary
+    (here the same run, its host's free memory shifted by the column's index)."""
+    from bench import bench_balance
+    summary, _ = run
+    summaries = {}
+    for i, policy in enumerate(bench_balance.POLICIES):
+        s = copy.deepcopy(summary)
+        s["timeline"]["host_free_kb"] = [kb + i * 100 * MIB for kb in s["timeline"]["host_free_kb"]]
+        summaries[(policy, 7)] = s
+    path = tmp_path / "bench.svg"
+    opts = argparse.Namespace(guests=2, duration=6.0, host_mb=3584)
+    bench_balance.plot(summaries, 7, opts, str(path))
+    root = ET.parse(path).getroot()
+    for i, slug in enumerate(("self-2008", "self-ours", "qmemman", "ours")):
+        xy = drawn(root, f"{slug}-host", f"{slug}-host-free")
+        want = [kb / MIB for kb in summaries[(bench_balance.POLICIES[i], 7)]["timeline"][
+            "host_free_kb"]]
+        assert close([y for _, y in xy], want), slug
+        for d in (1, 2):
+            assert {f"{slug}-dom{d}-{q}" for q in LINES} <= set(by_id(root))
+
+
+def test_bench_plot_runs_the_four_policies_into_one_file(tmp_path) -> None:
+    needs_matplotlib()
+    path = tmp_path / "bench.svg"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_balance.py"), "-d", "2",
+                        "-g", "1", "-s", "1", "-j", "4", "--host-mb", "1536", "--no-cpu",
+                        "--plot", str(path)], env=python_env(), capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"plotted seed 1 to {path}" in r.stdout
+    root = ET.parse(path).getroot()
+    for slug in ("self-2008", "self-ours", "qmemman", "ours"):
+        assert {f"{slug}-dom1-{q}" for q in LINES} | {f"{slug}-host-free"} <= set(by_id(root))
+        assert len(drawn(root, f"{slug}-dom1", f"{slug}-dom1-size")) == 21  # t = 0, 0.1, ... 2
 
 
 def test_a_plot_file_is_svg_or_png_by_its_name(tmp_path) -> None:

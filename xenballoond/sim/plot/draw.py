@@ -19,6 +19,7 @@ from .series import Figure, Panel
 INSTALL_HINT = "pip install '.[plot]'"
 FORMATS = {".svg": "svg", ".png": "png"}
 PANEL_W_IN, PANEL_H_IN = 7.0, 2.4
+COMPARED_PANEL_W_IN = 4.5  # several columns: narrower, to be seen side by side
 PNG_DPI = 100
 
 # quantity -> matplotlib style
@@ -95,7 +96,8 @@ def draw(figure: Figure, path: str) -> None:
             "svg.fonttype": "none",  # text stays text: small files, labels a parser can read
             "svg.hashsalt": "xenballoon",  # the same run gives the same file
             "font.size": 8}):
-        fig = MplFigure(figsize=(PANEL_W_IN * n_cols, PANEL_H_IN * n_rows + 0.8),
+        panel_w_in = PANEL_W_IN if n_cols == 1 else COMPARED_PANEL_W_IN
+        fig = MplFigure(figsize=(panel_w_in * n_cols, PANEL_H_IN * n_rows + 0.8),
                         layout="constrained")
         axes = fig.subplots(n_rows, n_cols, squeeze=False)
         for i, row in enumerate(figure.rows):
