@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -213,6 +214,40 @@ def test_bench_plot_runs_the_four_policies_into_one_file(tmp_path) -> None:
     for slug in ("self-2008", "self-ours", "qmemman", "ours"):
         assert {f"{slug}-dom1-{q}" for q in LINES} | {f"{slug}-host-free"} <= set(by_id(root))
         assert len(drawn(root, f"{slug}-dom1", f"{slug}-dom1-size")) == 21  # t = 0, 0.1, ... 2
+
+
+def readme_picture_command() -> list[str]:
+    """The command the README gives for its picture, split as a shell would."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    found = re.search(r"```sh\n(xenballoon-sim [^\n]*--plot (\S+))\n```", readme)
+    assert found, "README.md: no xenballoon-sim ... --plot FILE command"
+    assert f"]({found.group(2)})" in readme  # and the picture shown
+    return shlex.split(found.group(1))
+
+
+def test_the_readme_picture_is_committed_small_and_from_its_command() -> None:
+    argv = readme_picture_command()
+    path = os.path.join(REPO, argv[-1])
+    assert os.path.getsize(path) < 200_000
+    guests = int(argv[argv.index("-g") + 1])
+    ids = by_id(ET.parse(path).getroot())
+    assert {f"dom{d}-{q}" for d in range(1, guests + 1) for q in LINES} | {"host-free"} <= set(ids)
+    assert f"dom{guests + 1}-size" not in ids
+
+
+def test_the_readme_picture_command_still_draws(tmp_path) -> None:
+    """The README's command as it stands, only shorter (-d 2) and into a temporary file."""
+    needs_matplotlib()
+    argv = readme_picture_command()[1:]
+    argv[argv.index("-d") + 1] = "2"
+    out = tmp_path / "picture.svg"
+    argv[-1] = str(out)
+    proc = sim(*argv)
+    assert proc.returncode == 0, proc.stderr
+    ids = by_id(ET.parse(out).getroot())
+    guests = int(argv[argv.index("-g") + 1])
+    assert {f"dom{d}-{q}" for d in range(1, guests + 1) for q in LINES} | {"host-free"} <= set(ids)
 
 
 def test_a_plot_file_is_svg_or_png_by_its_name(tmp_path) -> None:
