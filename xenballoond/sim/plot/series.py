@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 KIB_PER_MIB = 1024
@@ -93,11 +93,6 @@ def _y_max_mib(panels: Sequence[Panel]) -> float:
     return float(max(1, math.ceil(top / Y_STEP_MIB + 0.05)) * Y_STEP_MIB)
 
 
-def _with_y_max(panel: Panel, y_max_mib: float) -> Panel:
-    return Panel(panel.gid, panel.title, panel.lines, panel.marks, panel.spans,
-                 panel.t_max_s, y_max_mib)
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -118,7 +113,7 @@ def _guest_title(guest: Mapping[str, Any]) -> str:
 
 
 def guest_panel(t_s: Sequence[float], guest: Mapping[str, Any], prefix: str = "") -> Panel:
-    """One guest's panel; its y axis still to be set (``figure`` shares it)."""
+    """One guest's panel; its y axis is set with the others' (``_grid``)."""
     gid = f"{prefix}dom{guest['domid']}"
     lines = tuple(Line(f"{gid}-{quantity}", quantity, label, tuple(t_s),
                        tuple(_mib(v) for v in guest[key]))
@@ -146,8 +141,8 @@ def run_columns(summary: Mapping[str, Any], prefix: str = "") -> list[Panel]:
             + [host_panel(t_s, timeline["host_free_kb"], prefix)])
 
 
-def _grid(columns: Sequence[Sequence[Panel]], titles: Sequence[str] | None) -> tuple[
-        tuple[Panel, ...], ...]:
+def _grid(columns: Sequence[Sequence[Panel]],
+          titles: Sequence[str] | None) -> tuple[tuple[Panel, ...], ...]:
     """Columns into rows, every guest panel on one y scale, every host panel on another,
     so that sizes compare across guests and runs at a glance."""
     if len({len(c) for c in columns}) != 1:
@@ -158,10 +153,10 @@ def _grid(columns: Sequence[Sequence[Panel]], titles: Sequence[str] | None) -> t
     for i in range(len(columns[0])):
         row = []
         for j, column in enumerate(columns):
-            panel = _with_y_max(column[i], host_max if i == len(column) - 1 else guests_max)
+            panel = replace(column[i],
+                            y_max_mib=host_max if i == len(column) - 1 else guests_max)
             if titles is not None:
-                panel = Panel(panel.gid, f"{titles[j]} | {panel.title}", panel.lines,
-                              panel.marks, panel.spans, panel.t_max_s, panel.y_max_mib)
+                panel = replace(panel, title=f"{titles[j]} | {panel.title}")
             row.append(panel)
         rows.append(tuple(row))
     return tuple(rows)
