@@ -27,9 +27,13 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["xenballoond", "xenballoond.*"]),
     install_requires=["python-daemon>=2.3", "lockfile>=0.12"],
-    # pytest-timeout: no test can hang (pytest.ini's limit); pytest-randomly: a new order every run
+    # pytest-timeout: no test can hang (pytest.ini's limit); pytest-randomly: a new order every run;
+    # plot: xenballoon-sim --plot and bench_balance.py --plot (3.7: a legend outside the axes),
+    # never needed by the daemons; the tests draw too, so test has it
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2.1", "pytest-randomly>=3.12",
-                             "hypothesis>=6", "wheel", "mypy>=1.8", "prometheus_client>=0.16"]},
+                             "hypothesis>=6", "wheel", "mypy>=1.8", "prometheus_client>=0.16",
+                             "matplotlib>=3.7"],
+                    "plot": ["matplotlib>=3.7"]},
     entry_points={
         "console_scripts": [
             "xenballoond = xenballoond.guest.cli:main",

@@ -1,6 +1,7 @@
 """Balancing policies on the simulated host, same seeded workloads, same run.
 
     python3 bench/bench_balance.py [-d 60] [-g 3] [--host-mb 3584] [-s 1,2,3] [-j 4]
+                                   [--plot FILE] [--no-cpu]
 
 Runs ``xenballoon-sim -w turns`` (the guests take turns being busy, the busy
 one needing more than its memory=) on a host with less memory than the sum
@@ -22,6 +23,9 @@ second (one pass per second: stats parsing, the guest records with the rise
 tracker, and the policy; not the simulator or the I/O) with 100 and 500
 simulated guests.  The four policies of a seed run at the same time (-j), so
 they share the machine's load; the simulator reports its step lag.
+
+``--plot FILE`` draws the four policies of the first seed side by side
+(xenballoon-sim --plot's panels, one column per policy, one scale per row).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ sys.path.insert(0, BENCH)
 import qmemman_ref  # noqa: E402
 from xenballoond.dom0 import balance, guests  # noqa: E402
 from xenballoond.dom0.stats import Published, make_row  # noqa: E402
+from xenballoond.sim.plot import draw, series  # noqa: E402
 
 MIB = 1024
 
@@ -115,6 +120,14 @@ def table(summaries: dict[tuple[str, int], dict], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(summaries: dict[tuple[str, int], dict], seed: int, opts: argparse.Namespace,
+         path: str) -> None:
+    """The policies of one seed side by side, into ``path``."""
+    title = (f"bench_balance.py: xenballoon-sim -w turns -g {opts.guests} -d {opts.duration:g} "
+             f"-s {seed} --host-mb {opts.host_mb} --tick 0.1, one column per policy")
+    draw.draw(series.compare_figure([(p, summaries[(p, seed)]) for p in POLICIES], title), path)
+
+
 def synthetic_host(n: int, t: int) -> list[tuple[guests.Domain, guests.Dom0Keys, Published]]:
     out = []
     for d in range(1, n + 1):
@@ -142,7 +155,7 @@ def policy_cpu_per_pass(n: int, policy=balance.balance, passes: int = 20) -> flo
     return (time.process_time() - start) / passes
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-d", "--duration", type=float, default=60.0)
     ap.add_argument("-g", "--guests", type=int, default=3)
@@ -154,14 +167,31 @@ def main() -> int:
                     help="simulations at a time (default 4: the four policies of one seed)")
     ap.add_argument("--xenstore", choices=("cli", "native"), default="native")
     ap.add_argument("--no-sim", action="store_true", help="only the CPU figures")
-    opts = ap.parse_args()
+    ap.add_argument("--no-cpu", action="store_true", help="no CPU figures")
+    ap.add_argument("--plot", metavar="FILE",
+                    help="draw the policies of the first seed side by side into FILE (.svg or "
+                         f".png; needs matplotlib: {draw.INSTALL_HINT})")
+    opts = ap.parse_args(argv)
     opts.seeds = [int(x) for x in opts.seeds.split(",") if x.strip()]
+    if opts.plot is not None:
+        if opts.no_sim:
+            ap.error("--plot draws the simulations: not with --no-sim")
+        try:
+            draw.file_format(opts.plot)
+            draw.require_matplotlib()  # now, not after the runs
+        except (ValueError, draw.PlotUnavailable) as exc:
+            ap.error(f"--plot: {exc}")
     if not opts.no_sim:
         summaries = run_policies(opts)
         print(f"xenballoon-sim -w turns -g {opts.guests} -d {opts.duration:g} "
               f"-s {','.join(map(str, opts.seeds))} --host-mb {opts.host_mb} --tick 0.1 "
               f"(memory=1024 MiB, maxmem=2048 MiB); means over the seeds")
         sys.stdout.write(table(summaries, opts.seeds))
+        if opts.plot is not None:
+            plot(summaries, opts.seeds[0], opts, opts.plot)
+            print(f"plotted seed {opts.seeds[0]} to {opts.plot}")
+    if opts.no_cpu:
+        return 0
     for n in (100, 500):
         for name, policy in (("ours", balance.balance), ("qmemman", qmemman_ref.balance)):
             cpu_s = policy_cpu_per_pass(n, policy)

@@ -293,6 +293,7 @@ def test_deb_library_and_dom0_packages(debs) -> None:
     assert "/usr/lib/python3/dist-packages/xenballoond/dom0/prometheus.py" in dom0
     assert "/usr/lib/python3/dist-packages/xenballoond/dom0/monitor.py" in dom0
     assert "/usr/share/man/man1/xenballoon-monitor.1.gz" in dom0
+    assert "/usr/share/xenballoon-dom0/grafana/xenballoon-monitor.json" in dom0
     for path in ("/usr/bin/xenballoon-balancer", "/etc/default/xenballoon-balancer.conf",
                  "/etc/init.d/xenballoon-balancer", "/lib/systemd/system/xenballoon-balancer.service",
                  "/usr/lib/python3/dist-packages/xenballoond/dom0/balancer.py",

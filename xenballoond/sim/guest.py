@@ -76,6 +76,7 @@ class GuestStats:
     dom0_target_sets: int = 0  # xl mem-set by dom0 (the simulator's or the balancer)
     uncovered_since_s: float | None = None  # the target has been below Committed_AS since
     cover_delays_s: list[float] = field(default_factory=list)  # each such spell, once over
+    uncovered_spells_s: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
     watch_targets: int = 0  # memory/target changes the kernel followed
     pswpin0: int = 0
     pswpout0: int = 0
@@ -248,6 +249,7 @@ class SimGuest:
                 s.uncovered_since_s = t_s
         elif s.uncovered_since_s is not None:
             s.cover_delays_s.append(t_s - s.uncovered_since_s)
+            s.uncovered_spells_s.append((s.uncovered_since_s, t_s))
             s.uncovered_since_s = None
         s.seconds += dt_s
         s.kb_seconds += d.current_kb * dt_s
@@ -258,6 +260,13 @@ class SimGuest:
             s.worst_deficit_kb = max(s.worst_deficit_kb, deficit_kb)
 
     # --- figures ---------------------------------------------------------
+
+    def uncovered_spells_s(self, now_s: float) -> list[tuple[float, float]]:
+        """Each spell of the target below Committed_AS, (start, end); one still
+        open ends at ``now_s``."""
+        s = self.stats
+        open_spell = [] if s.uncovered_since_s is None else [(s.uncovered_since_s, now_s)]
+        return s.uncovered_spells_s + open_spell
 
     @property
     def swapped_in_pages(self) -> int:

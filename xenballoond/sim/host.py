@@ -36,6 +36,7 @@ from .procs import Child, await_logged, stop_all
 from . import vm_model
 from .fake_xl import STATE as XL_STATE, read_requests as read_xl_requests
 from .stall import StallModel
+from .timeline import GuestSample, Timeline
 from .workload import (WORKLOADS, Workload, make_ramp_workload, make_turns_workload,
                        make_workload)
 
@@ -82,6 +83,7 @@ class Options:
     balancer: str | None = None  # a program run instead of xenballoon-balancer (bench)
     ramp_mb_s: int = 64
     swap_mb: int = SWAP_TOTAL_KB // 1024
+    plot: str | None = None
 
 
 def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]:
@@ -156,7 +158,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "from xenstore; default) or sim (the simulator's own view: "
                         "MemTotal against Committed_AS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live table")
+    p.add_argument("--plot", metavar="FILE",
+                   help="at the end, draw the run into FILE (.svg or .png): per guest its "
+                        "size, balloon target, Committed_AS and dom0's target over time, "
+                        "swap and OOM kills marked; the host's free memory (needs "
+                        "matplotlib: pip install '.[plot]')")
     a = p.parse_args(argv)
+    if a.plot is not None:
+        from .plot.draw import file_format
+        try:
+            file_format(a.plot)
+        except ValueError as exc:
+            p.error(f"--plot: {exc}")
     if a.swap_mb < 0:
         p.error(f"--swap-mb must be >= 0, not {a.swap_mb}")
     if a.maxmem_mb < a.memory_mb:
@@ -170,7 +183,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    balloon=a.balloon, xenstore=xenstore, keep=a.keep or a.work_dir is not None,
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
                    reserve_pct=a.reserve_pct, host_mb=a.host_mb, workload=a.workload,
-                   balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb)
+                   balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb,
+                   plot=a.plot)
 
 
 DAEMON_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin",
@@ -237,6 +251,7 @@ class Host:
         self.dom0_root: str | None = None
         self._xl_offset = 0
         self.free_kb_seconds = 0.0
+        self.timeline = Timeline()
 
     # --- setup / shutdown ------------------------------------------------
 
@@ -381,6 +396,7 @@ class Host:
         step = 0
         next_dom0_s = DOM0_PERIOD_S
         next_table_s = 0.0
+        self._sample()
         while not self.stop.is_set():
             t_s = (step + 1) * o.tick_s
             if t_s > o.duration_s + 1e-9:
@@ -405,6 +421,7 @@ class Host:
                                           vm_model.under_pressure(g.vm, g.driver.memtotal_kb),
                                           o.tick_s)
             self.free_kb_seconds += self.host_free_kb() * o.tick_s
+            self._sample()
             self._write_xl_state()
             if self.balancer is not None and self.balancer.exited() is not None:
                 self._event(f"xenballoon-balancer exited with status {self.balancer.exited()}")
@@ -510,6 +527,19 @@ class Host:
                                          "target_kb": r.target_kb, "memtotal_kb": r.memtotal_kb,
                                          "committed_kb": r.committed_kb}) + "\n")
 
+    def _sample(self) -> None:
+        assert self.xsd is not None
+        samples = []
+        for g in self.guests:
+            raw = self.xsd.get(f"/local/domain/{g.domid}/memory/target") or ""
+            samples.append(GuestSample(
+                domid=g.domid, name=g.name, current_kb=g.driver.current_kb,
+                target_kb=g.driver.target_kb, committed_kb=g.demand.committed_kb,
+                dom0_target_kb=int(raw) if raw.isdigit() else None,
+                swapped_out_pages=g.swapped_out_pages, swapped_in_pages=g.swapped_in_pages,
+                oom_kills=g.vm.counters.oom_kill))
+        self.timeline.record(self.t_s, self.host_free_kb(), samples)
+
     def _event(self, text: str, quiet: bool = False) -> None:
         if self.trace is not None:
             self.trace.write(json.dumps({"t_s": round(self.t_s, 3), "dom0": text}) + "\n")
@@ -589,11 +619,21 @@ class Host:
             simulated_s=self.t_s, wall_s=self.wall_s, interrupted=interrupted,
             rows=self.rows(), dom0_actions=self.dom0_actions, max_lag_s=self.max_lag_s,
             work_dir=self.dir if self.opts.keep else None, cpu_s=self.cpu_s,
-            host_free_avg_kb=int(self.free_kb_seconds / self.t_s) if self.t_s else None)
+            host_free_avg_kb=int(self.free_kb_seconds / self.t_s) if self.t_s else None,
+            workload=self.opts.workload,
+            timeline=self.timeline.as_json({g.domid: g.uncovered_spells_s(self.t_s)
+                                            for g in self.guests}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.plot is not None:
+        from .plot.draw import PlotUnavailable, require_matplotlib
+        try:
+            require_matplotlib()  # now, not after the run
+        except PlotUnavailable as exc:
+            print(f"xenballoon-sim: --plot: {exc}", file=sys.stderr)
+            return EXIT_FAIL
     stop = threading.Event()
     received: list[int] = []
 
@@ -625,7 +665,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(report.summary_text(summary))
     sys.stdout.flush()
+    if opts.plot is not None and not write_plot(summary, opts.plot, opts.json):
+        return EXIT_FAIL
     return EXIT_INTERRUPTED if received else EXIT_OK
+
+
+def write_plot(summary: dict[str, object], path: str, quiet: bool) -> bool:
+    """Draw the run into ``path``; False (and why, on stderr) if it could not be."""
+    from .plot import draw, series
+    try:
+        draw.draw(series.run_figure(summary), path)
+    except (OSError, ValueError) as exc:
+        print(f"xenballoon-sim: cannot plot to {path}: {exc}", file=sys.stderr)
+        return False
+    if not quiet:
+        print(f"xenballoon-sim: plotted to {path}", file=sys.stderr)
+    return True
 
 
 if __name__ == "__main__":

@@ -65,14 +65,16 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
             interrupted: bool, rows: Sequence[GuestRow], dom0_actions: dict[str, int],
             max_lag_s: float, work_dir: str | None,
             cpu_s: dict[str, float | None] | None = None,
-            host_free_avg_kb: int | None = None) -> dict[str, object]:
-    """The machine-readable summary (``--json`` prints exactly this)."""
+            host_free_avg_kb: int | None = None, workload: str | None = None,
+            timeline: dict[str, object] | None = None) -> dict[str, object]:
+    """The machine-readable summary (``--json`` prints exactly this).  ``timeline``:
+    the run step by step (sim/timeline.py), what ``--plot`` draws."""
     given_kb = sum(r.boot_kb - r.current_kb for r in rows)
     avg_given_kb = sum(r.boot_kb - r.avg_kb for r in rows)
     below_s = sum(r.below_committed_s for r in rows)
     restarts = sum(r.daemon_restarts for r in rows)
     return {
-        "mode": mode, "seed": seed, "tick_s": tick_s, "guests": len(rows),
+        "mode": mode, "workload": workload, "seed": seed, "tick_s": tick_s, "guests": len(rows),
         "simulated_s": round(simulated_s, 3), "wall_s": round(wall_s, 3),
         "interrupted": interrupted,
         "given_back_mib": _mib(given_kb),
@@ -99,6 +101,7 @@ def summary(*, mode: str, seed: int, tick_s: float, simulated_s: float, wall_s: 
         "per_guest": [dict(asdict(r), below_committed_s=round(r.below_committed_s, 3),
                            cover_delays_s=list(r.cover_delays_s))
                       for r in rows],
+        "timeline": timeline,
     }
 
 
