@@ -85,6 +85,53 @@ def test_directed_takes_dom0_target_at_once(guest, xs, backend):
     assert xs.read(f"{HOME}/data/xenballoon/uptime") == "1234.56 1100.20"
     assert len(xs.read(f"{HOME}/data/xenballoon/vmstat").encode()) <= 2048
     assert not xs.exists(f"{HOME}/memory/selftarget")
+    # the mode, so that dom0 knows memory/target is the input here (never copied back)
+    assert xs.read(f"{HOME}/data/xenballoon/mode") == "directed"
+
+
+def test_self_ballooning_publishes_its_mode_for_dom0s_follower(guest, xs, backend):
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend=backend)
+    b.tick()
+    assert xs.read(f"{HOME}/data/xenballoon/mode") == "self"
+    assert int(xs.read(f"{HOME}/data/xenballoon/selftarget")) == balloon_target_bytes(guest) // 1024
+
+
+def test_mode_goes_under_data_even_when_dom0_handed_memory_over(guest, xs):
+    """dom0 hands over the 2008 keys only (xenstore-chmod): the mode, in the guest's
+    own data/xenballoon/, must not cost them their place under memory/."""
+    for key in ("selftarget", "meminfo", "vmstat", "uptime"):
+        xs.write(f"{HOME}/memory/{key}", "0")
+        xs.set_perms(f"{HOME}/memory/{key}", [f"n{DOMID}"])
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="native")
+    b.tick()
+    assert b.publisher.state == "primary"
+    assert xs.read(f"{HOME}/memory/selftarget") != "0"
+    assert xs.read(f"{HOME}/data/xenballoon/mode") == "self"
+    assert not xs.exists(f"{HOME}/memory/mode")
+
+
+def test_memory_target_is_no_input_while_self_ballooning(guest, xs):
+    """dom0's follower copies our selftarget into memory/target: that write is
+    no change of dom0's keys (no early tick, which would step the hysteresis
+    ahead of its interval), only a touch; directed, it is the input."""
+    xs.write(f"{HOME}/memory/target", "300000")
+    b = ballooner(guest, "XENBALLOON_SELF=true\n", backend="native")
+    b.link.watch_wanted = True
+    b.tick()
+    b.tick()
+    b.link.take_events()  # the watch's first event
+    b.link.take_target_touch()
+    xs.write(f"{HOME}/memory/target", xs.read(f"{HOME}/data/xenballoon/selftarget"))
+    assert not wait_for_watch(b, 1.0)
+    assert b.link.take_target_touch()
+    assert not b.link.take_target_touch()  # taken once
+    xs.write(f"{HOME}/memory/selfballoon", "0")  # dom0 directs it: a change
+    assert wait_for_watch(b)
+    b.tick()
+    assert b.link.target_is_input
+    xs.write(f"{HOME}/memory/target", "280000")
+    assert wait_for_watch(b)
+    assert not b.link.take_target_touch()
 
 
 @CLIENTS
@@ -108,8 +155,8 @@ def test_cli_idle_tick_is_one_process_and_publishes_every_max_s(guest, xs):
 
 def test_native_idle_ticks_send_under_one_request_a_second(guest, xs):
     """Watched, not read: an idle guest's ticks send nothing but the
-    publication every XENBALLOON_PUBLISH_MAX_S (10 s): one transaction of four
-    writes, six requests."""
+    publication every XENBALLOON_PUBLISH_MAX_S (10 s): one transaction of five
+    writes (the 2008 four and the mode), seven requests."""
     clock = Clock()
     xs.write(f"{HOME}/memory/target", "300000")
     b = ballooner(guest, backend="native", clock=clock)  # directed
@@ -124,11 +171,11 @@ def test_native_idle_ticks_send_under_one_request_a_second(guest, xs):
         before = b.xenstore.requests
         b.tick()
         per_tick.append(b.xenstore.requests - before)
-    assert sorted(per_tick) == [0] * 27 + [6] * 3, per_tick
-    assert b.xenstore.requests - requests == 18  # 0.6 a second
+    assert sorted(per_tick) == [0] * 27 + [7] * 3, per_tick
+    assert b.xenstore.requests - requests == 21  # 0.7 a second
     # the replies only (16-byte headers, OKs, a transaction id); our writes go
     # under data/xenballoon/, outside the watch on memory/
-    assert b.xenstore.bytes_received - rx < 3 * 6 * 24
+    assert b.xenstore.bytes_received - rx < 3 * 7 * 24
     assert balloon_target_bytes(guest) == 300000 * 1024
 
 
@@ -176,10 +223,10 @@ def test_own_writes_under_memory_are_not_dom0s_changes(guest, xs):
     clock.now_s += 10
     served = xs.requests_served
     b.tick()  # publishes again (10 s): our events come back on the watch
-    assert xs.requests_served - served == 6
+    assert xs.requests_served - served == 7  # the four under memory/, the mode under data/
     assert not wait_for_watch(b, 0.5)
     b.tick()
-    assert xs.requests_served - served == 6  # and were not taken for dom0's
+    assert xs.requests_served - served == 7  # and were not taken for dom0's
 
 
 def test_watch_is_set_again_after_xenstored_restarts(guest, xs):
@@ -386,6 +433,36 @@ def test_daemon_takes_dom0_target_long_before_its_interval(guest, xs):
         _, err = p.communicate(timeout=30)
     assert "dom0 changed memory/: ticking early" in err
     assert err.count("ticking early") == 1, err
+
+
+def test_daemon_puts_its_target_back_when_dom0_writes_memory_target(guest, xs):
+    """Self-ballooning, ticking every hour: dom0 writes memory/target and the
+    kernel applies it (here the test plays the kernel, first); the daemon puts
+    its own target back when its watch fires, without a tick."""
+    conf = os.path.join(guest, "etc/sysconfig/xenballoon.conf")
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write("XENBALLOON_XENSTORE=native\nXENBALLOON_SELF=true\n"
+                "XENBALLOON_SELF_INTERVAL=3600\n")
+    p = dp.start("--root", guest, "-f", "--debug",
+                 extra_env={"XENSTORED_PATH": xs.socket_path(DOMID)})
+    try:
+        dp.wait_for_output(p, "published", timeout=30)
+        ours = balloon_target_bytes(guest)
+        assert xs.get(f"{HOME}/data/xenballoon/mode") == "self"
+        with open(os.path.join(guest, SYSFS.lstrip("/"), "target"), "w") as f:
+            f.write(f"{ours - 50 * MIB}\n")  # the kernel took dom0's (late) value
+        xs.write(f"{HOME}/memory/target", str((ours - 50 * MIB) // 1024))
+        dp.wait_for_output(p, "putting the balloon target back", timeout=30)
+        dp.wait_until(lambda: balloon_target_bytes(guest) == ours, timeout=30,
+                      what="the daemon's own target back, long before its next tick (1 h)")
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    err = dp.rest_of_stderr(p)
+    assert "ticking early" not in err, err
+    # stopped cleanly: dom0's follower must no longer copy a selftarget nobody keeps
+    assert xs.get(f"{HOME}/data/xenballoon/mode") == "directed"
 
 
 class Records(logging.Handler):

@@ -8,7 +8,13 @@ PRIMARY_DIR = "memory"
 FALLBACK_DIR = "data/xenballoon"
 # What it publishes there.
 SELFTARGET, MEMINFO, VMSTAT, UPTIME = "selftarget", "meminfo", "vmstat", "uptime"
-PUBLISHED = (SELFTARGET, MEMINFO, VMSTAT, UPTIME)
+# Whether the target the guest sets is its own: MODE_SELF while it
+# self-ballooons, MODE_DIRECTED while it follows memory/target.  dom0's
+# follower copies a self-ballooning guest's selftarget into memory/target
+# (dom0/follow.py), so that xl save, restore and migrate rebuild it whole.
+MODE = "mode"
+MODE_SELF, MODE_DIRECTED = "self", "directed"
+PUBLISHED = (SELFTARGET, MEMINFO, VMSTAT, UPTIME, MODE)
 
 # What dom0 writes in memory/ for the daemon (the original's overrides).
 TARGET = "target"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..keys import PRIMARY_DIR, PUBLISHED
+from ..keys import PRIMARY_DIR, PUBLISHED, TARGET
 from .overrides import KEYS, Overrides, parse_overrides
 from ..xenstore import XenstoreError, XenstoreUnavailable
 
@@ -23,6 +23,7 @@ WATCH = "xenstore-watch"
 # every tick.
 WATCH_TOKEN = "xenballoond"
 _OWN_KEYS = frozenset(f"{PRIMARY_DIR}/{k}" for k in PUBLISHED)
+_TARGET_KEY = f"{PRIMARY_DIR}/{TARGET}"
 
 
 class Dom0Link:
@@ -38,6 +39,10 @@ class Dom0Link:
         self.watch_wanted = False
         # Set after each publication: our own writes under memory/ are no change.
         self.publishing_in_memory = True
+        # Set by the ticker: False while self-ballooning, when memory/target is
+        # no input; a write of it then only sets target_touched.
+        self.target_is_input = True
+        self.target_touched = False
         self._watching = False
         self._registered = False  # the watch's first event is still to come
         self._changed = True  # memory/ may differ from what was last read
@@ -80,7 +85,9 @@ class Dom0Link:
         of dom0's keys (any event but our own writes under memory/: the
         path is xenstored's text, anything unexpected in it is a change).
         A broken connection is closed by the backend: the next read
-        reconnects and sets the watch again, which fires it."""
+        reconnects and sets the watch again, which fires it.
+        memory/target, while it is no input (self-ballooning), is no change
+        either: it sets target_touched (take_target_touch)."""
         if not self._watching or self.xenstore is None:
             return False
         changed = False
@@ -92,11 +99,18 @@ class Dom0Link:
                 continue
             relative = path.split("/", 4)[-1] if path.startswith("/local/domain/") else path
             ours = self.publishing_in_memory and relative in _OWN_KEYS
-            if not ours:
+            if relative == _TARGET_KEY and not self.target_is_input:
+                self.target_touched = True
+            elif not ours:
                 changed = True
         if changed:
             self._changed = True
         return changed
+
+    def take_target_touch(self) -> bool:
+        """Whether memory/target was written, while no input, since the last call."""
+        touched, self.target_touched = self.target_touched, False
+        return touched
 
     def refresh(self) -> bool:
         """Read dom0's keys again, unless the watch on memory/ is live and has

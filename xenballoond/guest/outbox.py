@@ -27,14 +27,15 @@ class Parcel:
     outputs: dict[str, str]
     why: str | None
     selftarget_kb: int | None  # the selftarget sent, None if not
+    mode: str | None  # the mode sent, None if not
     numbers: dict[str, int]
     at_s: float
 
 
 class Outbox:
-    """selftarget is sent when it changed; meminfo, vmstat and uptime when a
-    number dom0 reads from them moved (publish.stats_due), or every
-    XENBALLOON_PUBLISH_MAX_S, and all again under a new directory."""
+    """selftarget and mode are sent when they changed; meminfo, vmstat and
+    uptime when a number dom0 reads from them moved (publish.stats_due), or
+    every XENBALLOON_PUBLISH_MAX_S, and all again under a new directory."""
 
     def __init__(self, config: Config, sensor: Sensor, clock: Callable[[], float]) -> None:
         self.config = config
@@ -45,20 +46,28 @@ class Outbox:
         self._stats_at_s: float | None = None
         self._stats_dir: str | None = None
         self._selftarget_kb: int | None = None
+        self._mode: str | None = None
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
         self._stats_at_s = None  # what is sent may have changed: everything again
 
+    @property
+    def mode_sent(self) -> str | None:
+        """The mode dom0 was last sent (None: none yet)."""
+        return self._mode
+
     def keys_sent(self) -> frozenset[str]:
         """Which of the keys in keys.PUBLISHED this config sends."""
         cfg = self.config
         sent = {"selftarget": True, "meminfo": cfg.send_meminfo, "vmstat": cfg.send_vmstat,
-                "uptime": cfg.send_uptime}
+                "uptime": cfg.send_uptime, "mode": True}
         return frozenset(k for k in PUBLISHED if sent[k])
 
-    def compose(self, directory: str, decision: Decision, sensed: Sensed) -> Parcel:
-        """What dom0 does not have yet (reads vmstat, and uptime when due)."""
+    def compose(self, directory: str, decision: Decision, sensed: Sensed,
+                mode: str) -> Parcel:
+        """What dom0 does not have yet (reads vmstat, and uptime when due).
+        ``mode``: keys.MODE_SELF or keys.MODE_DIRECTED, the mode in force."""
         cfg, files = self.config, self._sensor.files
         now_s = self._clock()
         vmstat_text = self._sensor.optional_text(cfg.send_vmstat, files.vmstat)
@@ -70,18 +79,22 @@ class Outbox:
                         now_s, cfg.publish_threshold_mb * 1024, cfg.publish_max_s)
         tgt_kb = None if decision.tgt_bytes is None else decision.tgt_bytes // KIB
         send_tgt = tgt_kb is not None and (why is not None or tgt_kb != self._selftarget_kb)
+        send_mode = why is not None or mode != self._mode
         outputs = build_outputs(
-            selftarget_kb=tgt_kb if send_tgt else None,
+            selftarget_kb=tgt_kb if send_tgt else None, mode=mode if send_mode else None,
             meminfo_text=sensed.meminfo_text if why and cfg.send_meminfo else None,
             vmstat_text=vmstat_text if why else None,
             uptime_text=self._sensor.optional_text(cfg.send_uptime, files.uptime)
             if why else None)
-        return Parcel(directory, outputs, why, tgt_kb if send_tgt else None, numbers, now_s)
+        return Parcel(directory, outputs, why, tgt_kb if send_tgt else None,
+                      mode if send_mode else None, numbers, now_s)
 
     def sent(self, parcel: Parcel) -> None:
         """The parcel was written (or was empty): dom0 has it."""
         if parcel.selftarget_kb is not None:
             self._selftarget_kb = parcel.selftarget_kb
+        if parcel.mode is not None:
+            self._mode = parcel.mode
         if parcel.why is not None:
             self._stats_numbers, self._stats_at_s = parcel.numbers, parcel.at_s
             self._stats_dir = parcel.directory

@@ -8,7 +8,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Iterable, Mapping
 
-from ..keys import MEMINFO, SELFTARGET, UPTIME, VMSTAT
+from ..keys import MEMINFO, MODE, SELFTARGET, UPTIME, VMSTAT
 from ..xenstore import GUEST_NODE_MAX_BYTES
 
 # The lines the monitor and a dom0 balancer read, kept when the whole text
@@ -52,12 +52,16 @@ def fit_to_node(text: str, keep: Iterable[str], max_bytes: int = GUEST_NODE_MAX_
 
 
 def build_outputs(*, selftarget_kb: int | None, meminfo_text: str | None,
-                  vmstat_text: str | None, uptime_text: str | None) -> dict[str, str]:
+                  vmstat_text: str | None, uptime_text: str | None,
+                  mode: str | None = None) -> dict[str, str]:
     """The values to publish, by key name (relative to the chosen directory).
-    A None argument means "do not send" (its XENBALLOON_SEND_* is 0)."""
+    A None argument means "do not send" (its XENBALLOON_SEND_* is 0, or it
+    has not changed)."""
     out: dict[str, str] = {}
     if selftarget_kb is not None:
         out[SELFTARGET] = str(selftarget_kb)
+    if mode is not None:
+        out[MODE] = mode
     if meminfo_text is not None:
         out[MEMINFO] = fit_to_node(meminfo_text, MEMINFO_KEEP)
     if vmstat_text is not None:

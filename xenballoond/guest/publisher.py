@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..keys import FALLBACK_DIR, PRIMARY_DIR
+from ..keys import FALLBACK_DIR, MODE, PRIMARY_DIR
 from ..xenstore import XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -45,23 +45,23 @@ class Publisher:
         self._handover_retries = 0
 
     def publish(self, xs: Xenstore | None, decision: Decision, sensed: Sensed,
-                memory_dir: dict[str, str] | None, tick: int) -> None:
+                memory_dir: dict[str, str] | None, tick: int, mode: str) -> None:
         """Publish what dom0 does not have yet; ``memory_dir``: memory/ as
         read this tick (None: xenstore was unreachable a moment ago, and a
-        write would only wait for its timeout too)."""
+        write would only wait for its timeout too); ``mode``: keys.MODE_*."""
         if xs is None or memory_dir is None:
             return
         if self.state != PRIMARY and self._should_reprobe(memory_dir, tick):
             self._change(PRIMARY)  # FALLBACK/NOWHERE -> PRIMARY: try memory/ again
         try:
-            self._send(xs, decision, sensed)
+            self._send(xs, decision, sensed, mode)
         except XenstoreWriteFailed:
             if self.state != PRIMARY:
                 self._change(NOWHERE)  # FALLBACK/NOWHERE -> NOWHERE
                 return
             self._change(FALLBACK, tick, memory_dir)  # PRIMARY -> FALLBACK
             try:
-                self._send(xs, decision, sensed)
+                self._send(xs, decision, sensed, mode)
             except XenstoreWriteFailed:
                 self._change(NOWHERE)  # FALLBACK -> NOWHERE
             except XenstoreUnavailable as exc:
@@ -82,11 +82,14 @@ class Publisher:
             self._once.say(PUBLISH_NOWHERE, logging.ERROR,
                            f"xenstore: cannot write {FALLBACK_DIR}/ either; not publishing")
 
-    def _send(self, xs: Xenstore, decision: Decision, sensed: Sensed) -> None:
+    def _send(self, xs: Xenstore, decision: Decision, sensed: Sensed, mode: str) -> None:
         directory = DIRECTORY[self.state]
-        parcel = self.outbox.compose(directory, decision, sensed)
+        parcel = self.outbox.compose(directory, decision, sensed, mode)
         if parcel.outputs:
-            xs.write_many({f"{directory}/{k}": v for k, v in parcel.outputs.items()})
+            # mode always under data/xenballoon/, the guest's own: dom0 hands over
+            # the 2008 keys in memory/, and a refused mode would cost them all
+            xs.write_many({f"{FALLBACK_DIR if k == MODE else directory}/{k}": v
+                           for k, v in parcel.outputs.items()})
             self._written()
             self._log.debug("published %s under %s/ (%s)", ", ".join(parcel.outputs),
                             directory, parcel.why or "selftarget changed")

@@ -24,21 +24,31 @@ if TYPE_CHECKING:
 # Why wait() returned early.
 PRESSURE = "pressure"  # memory got tight: tick now, as under pressure
 WATCH = "watch"  # dom0 changed a key in memory/: tick now, to take it
+TARGET = "target"  # self-ballooning, dom0 wrote memory/target: put ours back, no tick
 # Watch-triggered ticks come at most this often, whatever dom0 writes.
 WATCH_MIN_GAP_S = 0.05
+# What keeps a self-ballooning guest through a save, said once at start.
+SAVE_NOTE = ("self-ballooning: xl save, xl restore, xl migrate and a host's shutdown "
+             "(xendomains) rebuild this guest at its memory/target + 1 MiB; dom0's "
+             "xenballoon-balancer copies this daemon's target there (XENBALLOON_BALANCER_FOLLOW, "
+             "on by default). Without it, a guest grown above memory/target is lost: run "
+             "'xenballoon-balancer prepare-save GUEST' in dom0 before each")
 
 
 def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = None,
          wake: Wake | None = None, link: Dom0Link | None = None) -> str:
     """Wait ``seconds``, less if a signal comes, or memory gets tight
     (``pressure``: the PSI trigger, or a sample against ``wake``), or dom0
-    changes its keys (``link``'s watch on memory/).  Return PRESSURE or
-    WATCH for those, "" otherwise."""
+    changes its keys (``link``'s watch on memory/), or writes memory/target
+    while it is no input.  Return PRESSURE, WATCH or TARGET for those, ""
+    otherwise."""
     start_s = time.monotonic()
     deadline = start_s + seconds
     if link is not None and link.take_events():
         _hold(control, start_s + WATCH_MIN_GAP_S)
         return WATCH
+    if link is not None and link.take_target_touch():
+        return TARGET
     poller = select.poll()
     poller.register(control.wake_fd(), select.POLLIN)
     psi_fd = pressure.register(poller) if pressure is not None else None
@@ -65,6 +75,8 @@ def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = 
                 if link.take_events():
                     _hold(control, start_s + WATCH_MIN_GAP_S)
                     return WATCH
+                if link.take_target_touch():
+                    return TARGET
                 if link.fileno() != xs_fd:  # the connection broke: ticks read memory/
                     poller.unregister(fd)
                     xs_fd = None
@@ -82,6 +94,8 @@ def _hold(control: LoopControl, until_s: float) -> None:
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         log: logging.Logger, pressure: PressureWatch | None = None) -> None:
     log.info("started: %s", ballooner.summary())
+    if ballooner.config.self_ballooning:
+        log.info("%s", SAVE_NOTE)
     resident.keep(log)
     if pressure is not None:
         pressure.open()
@@ -91,22 +105,31 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
     link = ballooner.link
     link.watch_wanted = True  # the native backend watches memory/ instead of reading it
     woken = ""
+    next_tick_s = 0.0  # monotonic
     while not control.stop:
-        try:
-            interval_s = ballooner.tick(pressure=woken == PRESSURE)
-        except Exception:  # one bad tick must not end ballooning
-            log.exception("tick failed")
-            interval_s = ballooner.interval_s()
+        if woken == TARGET:
+            ballooner.reassert()  # and wait out the interval: no tick
+        else:
+            try:
+                interval_s = ballooner.tick(pressure=woken == PRESSURE)
+            except Exception:  # one bad tick must not end ballooning
+                log.exception("tick failed")
+                interval_s = ballooner.interval_s()
+            next_tick_s = time.monotonic() + interval_s
         woken = ""
         if not control.stop and not control.reload:
-            woken = wait(control, interval_s, pressure, ballooner.wake, link)
+            woken = wait(control, max(next_tick_s - time.monotonic(), 0.0), pressure,
+                         ballooner.wake, link)
             if woken == PRESSURE:
                 log.debug("memory pressure: ticking early")
             elif woken == WATCH:
                 log.debug("dom0 changed memory/: ticking early")
+            elif woken == TARGET:
+                log.debug("dom0 wrote memory/target: putting the balloon target back")
         if control.reload:
             control.reload = False
             reload()
     if pressure is not None:
         pressure.close()
+    ballooner.sign_off()
     log.info("stopping")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
+from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF
+from ..xenstore import XenstoreError
 from .balloon import BalloonError
 from .effective import describe, merge
 from .link import Dom0Link
@@ -48,7 +50,9 @@ class Ballooner:
         self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
         self.publisher = Publisher(Outbox(config, self.sensor, clock), self.once, log)
         self.settings = merge(config, Overrides())
+        self.link.target_is_input = not self.settings.self_ballooning
         self.ticks = 0
+        self.last_tgt_bytes: int | None = None  # the balloon target this daemon last wrote
         self.wake: Wake | None = None  # when the loop should tick early
         self._policy = ""  # the policy line last logged
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
@@ -117,7 +121,8 @@ class Ballooner:
                 decision = self._act(sensed, pressure)
         if sensed is not None and decision is not None:
             self.publisher.publish(self.link.xenstore, decision, sensed, self.link.memory_dir,
-                                   self.ticks)
+                                   self.ticks,
+                                   MODE_SELF if self.settings.self_ballooning else MODE_DIRECTED)
             self.link.publishing_in_memory = self.publisher.state == PRIMARY
         return self.settings.interval_s
 
@@ -130,6 +135,34 @@ class Ballooner:
 
     def _merge(self) -> None:
         self.settings = merge(self.config, self.link.overrides or Overrides())
+        self.link.target_is_input = not self.settings.self_ballooning
+
+    def sign_off(self) -> None:
+        """At a clean stop, after self-ballooning: mode "directed", so that dom0's
+        follower stops copying a selftarget nobody keeps (the kernel alone
+        follows memory/target now).  A daemon killed leaves "self"; dom0 then
+        stops following once its uptime no longer advances."""
+        xs = self.link.xenstore
+        if xs is None or self.publisher.outbox.mode_sent != MODE_SELF:
+            return
+        try:
+            xs.write_many({f"{FALLBACK_DIR}/{MODE}": MODE_DIRECTED})
+        except XenstoreError as exc:
+            self.log.debug("xenstore: cannot sign off (%s)", exc)
+
+    def reassert(self) -> None:
+        """Self-ballooning, dom0 wrote memory/target (its follower copying
+        our selftarget there, a moment late, or anyone else): the kernel
+        applies every write of it, so put back the target this daemon last
+        set.  No new decision: a tick for each of those writes would step the
+        hysteresis once more each time."""
+        if self.last_tgt_bytes is None or not self.settings.self_ballooning:
+            return
+        try:
+            self.balloon.set_target_bytes(self.last_tgt_bytes)
+            self.once.over(BALLOON_WRITE)
+        except BalloonError as exc:
+            self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
@@ -144,6 +177,7 @@ class Ballooner:
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
+                self.last_tgt_bytes = decision.tgt_bytes
                 self.once.over(BALLOON_WRITE)
             except BalloonError as exc:
                 self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
