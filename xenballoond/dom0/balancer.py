@@ -38,11 +38,11 @@ from ..service import LoopControl
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
-from . import act, guests as guests_mod, saving, settings
+from . import act, follow, guests as guests_mod, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
                       balance, free_plan, is_balanced, need_kb)
 from .reader import list_domids, list_guests, published, read_values
-from .stats import make_row
+from .stats import Published, make_row
 
 PROG = "xenballoon-balancer"
 DEFAULT_PIDFILE = "/var/run/xenballoon-balancer.pid"
@@ -76,6 +76,7 @@ class Snapshot:
     views: list[guests_mod.GuestView]
     host: HostState
     directed_missing: list[int] = field(default_factory=list)
+    follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
 
     @property
     def states(self) -> list[GuestState]:
@@ -93,6 +94,7 @@ class Balancer:
         self.xl, self.xs = xl, xs
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
+        self.following: set[int] = set()  # domids whose memory/target was copied
         self.reconfigure(config)
 
     def static_max_kb(self, domid: int) -> Optional[int]:
@@ -133,6 +135,7 @@ class Balancer:
             if ls.memory is not None and k in ls.memory]))
         pubs = {ls.domid: published(ls, values) for ls in listings}
         views = []
+        follows = []
         for d in domains:
             pub = pubs.get(d.domid)
             if pub is None:
@@ -146,14 +149,55 @@ class Balancer:
                 (log.warning if change[0] else log.info)(
                     "dom %d %s: %s: %s", d.domid, d.name,
                     "uncooperative" if change[0] else "cooperative", change[1])
-            views.append(self.history.view(
+            view = self.history.view(
                 d, keys, make_row(pub), pub.uptime, now_s, listed=self.config.guests,
-                marked_uncooperative=self.cooperation.is_marked(d.domid)))
+                marked_uncooperative=self.cooperation.is_marked(d.domid))
+            views.append(view)
+            # a daemon that stopped publishing (killed: its mode stays "self") is not
+            # followed, or dom0's own xl mem-set would be undone with its old selftarget
+            if self.config.follow and view.fresh:
+                f = self._follow(d, keys, pub)
+                if f is not None:
+                    follows.append(f)
         present = [v.state.domid for v in views]
         self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
+        self.following &= set(present)
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
-                        [v.state.domid for v in views if v.wants_directed])
+                        [v.state.domid for v in views if v.wants_directed], follows)
+
+    @staticmethod
+    def _follow(d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
+                pub: Published) -> Optional[follow.Follow]:
+        """The write that makes a self-ballooning guest's memory/target true, if any."""
+        if not follow.is_self(pub.mode):
+            return None
+        self_kb = follow.self_target_kb(pub.selftarget)
+        if self_kb is None:
+            return None
+        old_kb = guests_mod.kb(keys.target)
+        new_kb = follow.follow_kb(self_kb, old_kb, d.cur_kb, guests_mod.kb(keys.static_max) or None)
+        return None if new_kb is None else follow.Follow(d.domid, d.name, old_kb, new_kb)
+
+    def write_follows(self, snap: Snapshot) -> None:
+        """memory/target := each self-ballooning guest's selftarget (follow.py)."""
+        if not snap.follows:
+            return
+        try:
+            self.xs.write_many({f"/local/domain/{f.domid}/memory/target": str(f.new_kb)
+                                for f in snap.follows})
+        except XenstoreError as exc:
+            log.error("cannot write memory/target of self-ballooning guests: %s", exc)
+            return
+        for f in snap.follows:
+            if f.domid not in self.following:
+                self.following.add(f.domid)
+                log.info("dom %d %s: self-ballooning: memory/target follows its selftarget "
+                         "(%s -> %d kB), so xl save, restore and migrate rebuild it whole",
+                         f.domid, f.name, f.old_kb, f.new_kb)
+            else:
+                log.debug("dom %d %s: memory/target %s -> %d kB (its selftarget)",
+                          f.domid, f.name, f.old_kb, f.new_kb)
 
     def _log_statuses(self, snap: Snapshot) -> None:
         for v in snap.views:
@@ -182,6 +226,8 @@ class Balancer:
             log.error("cannot read the host, no change: %s", exc)
             return
         self._log_statuses(snap)
+        # paused or not: a stale memory/target loses the guest at the next xl save
+        self.write_follows(snap)
         paused = self.paused()
         written: dict[int, int] = {}
         if not paused:

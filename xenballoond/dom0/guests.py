@@ -88,6 +88,7 @@ class GuestView:
     status: str
     opted_in: bool
     wants_directed: bool  # opted in and memory/selfballoon absent: write 0
+    fresh: bool = True  # its published uptime advances: its daemon runs
 
 
 def forget_all_but(domids: Iterable[int], *tables: MutableMapping[int, Any]) -> None:
@@ -214,7 +215,7 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
         last_target_kb=target_kb, reserved_kb=reserved_kb,
         rise_kb_per_s=min(max(rise_kb_per_s, 0), MAX_KB) if status == BALANCED else 0)
     return GuestView(state, status, is_opted_in,
-                     wants_directed=is_opted_in and keys.selfballoon is None)
+                     wants_directed=is_opted_in and keys.selfballoon is None, fresh=fresh)
 
 
 class Reservations:

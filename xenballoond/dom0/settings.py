@@ -33,6 +33,7 @@ class BalancerConfig:
     stale_intervals: int = 5
     guest_publish_s: int = DEFAULT_PUBLISH_MAX_S  # the guests' XENBALLOON_PUBLISH_MAX_S
     guests: tuple[str, ...] = ()
+    follow: bool = True  # copy self-ballooning guests' selftarget into memory/target
     xl: str = "xl"
     xenstore_backend: str = "cli"
     command_timeout_s: int = 10
@@ -60,6 +61,7 @@ SPECS: tuple[Spec, ...] = (
          MAX_STALE_INTERVALS),
     Spec("XENBALLOON_BALANCER_GUEST_PUBLISH_S", "guest_publish_s", "int", 1, MAX_INTERVAL_S),
     Spec("XENBALLOON_BALANCE_GUESTS", "guests", "words"),
+    Spec("XENBALLOON_BALANCER_FOLLOW", "follow", "bool"),
     Spec("XENBALLOON_BALANCER_XL", "xl", "command"),
     Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
     Spec("XENBALLOON_BALANCER_COMMAND_TIMEOUT_S", "command_timeout_s", "int", 1,

@@ -53,6 +53,7 @@ class Published:
     meminfo: Optional[str] = None
     vmstat: Optional[str] = None
     uptime: Optional[str] = None
+    mode: Optional[str] = None  # keys.MODE_SELF or MODE_DIRECTED, if the guest is honest
     vcpus: Optional[int] = None
 
     @property

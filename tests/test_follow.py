@@ -1,0 +1,200 @@
+"""dom0 copies a self-ballooning guest's selftarget into memory/target (issue 20).
+
+The rule (dom0/follow.py) by hand-worked cases and properties; then the real
+balancer, as a process, against the simulated xenstored and the simulator's
+xl: what it writes, and what it never writes."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from hypothesis import given, strategies as st
+
+from tests.daemonproc import wait_until
+from tests.test_balancer import BalancerHost
+from xenballoond.dom0.follow import follow_kb, is_self, self_target_kb
+
+MIB = 1024
+SMAX = 768 * MIB
+
+
+# --- the rule ------------------------------------------------------------------
+
+@pytest.mark.parametrize("selftarget, target, cur, smax, expected", [
+    # grown above its target (the issue: 357 MiB held against 256): up at once
+    (357 * MIB, 256 * MIB, 300 * MIB, SMAX, 357 * MIB),
+    # up at once even before the balloon got there: the guest will hold it
+    (400 * MIB, 256 * MIB, 256 * MIB, SMAX, 400 * MIB),
+    # the same: nothing to write
+    (400 * MIB, 400 * MIB, 400 * MIB, SMAX, None),
+    # down: not while the guest still holds more than the new target
+    (300 * MIB, 400 * MIB, 400 * MIB, SMAX, None),
+    (300 * MIB, 400 * MIB, 300 * MIB + 1, SMAX, None),
+    # down once it holds no more (xl list's whole MiB: target + 1 MiB covers it)
+    (300 * MIB, 400 * MIB, 300 * MIB, SMAX, 300 * MIB),
+    (300 * MIB, 400 * MIB, 290 * MIB, SMAX, 300 * MIB),
+    # never above static-max: libxl refuses a target above it
+    (10 ** 9, 256 * MIB, 300 * MIB, SMAX, SMAX),
+    (SMAX, SMAX, SMAX, SMAX, None),
+    # a target above static-max (set by hand) comes down to it once the guest fits
+    (SMAX + 5 * MIB, SMAX + 10 * MIB, 700 * MIB, SMAX, SMAX),
+    # no memory/target or no static-max: being built or torn down, no stray node
+    (400 * MIB, None, 300 * MIB, SMAX, None),
+    (400 * MIB, 256 * MIB, 300 * MIB, None, None),
+])
+def test_follow_kb_by_hand(selftarget, target, cur, smax, expected):
+    assert follow_kb(selftarget, target, cur, smax) == expected
+
+
+sizes = st.integers(min_value=1, max_value=1 << 40)
+
+
+@given(selftarget=sizes, target=sizes, cur=st.integers(min_value=0, max_value=1 << 40),
+       smax=sizes)
+def test_follow_kb_keeps_the_guest_restorable(selftarget, target, cur, smax):
+    """Never above static-max; never lowered below what the guest holds; and a
+    guest whose selftarget is above its target gets it (up to static-max)."""
+    new = follow_kb(selftarget, target, cur, smax)
+    if new is not None:
+        assert new <= smax
+        assert new != target
+        if new < target:
+            assert cur <= new
+    if min(selftarget, smax) > target:
+        assert new == min(selftarget, smax)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("409600", 409600), (" 409600\n", 409600), ("1", 1), (str(1 << 40), 1 << 40),
+    ("0", None), ("-5", None), ("", None), ("4e5", None), ("409600 kB", None),
+    (str((1 << 40) + 1), None), ("9" * 40, None), ("\\n409600", None), ("0x10", None),
+    ("٤٠٩٦٠٠", None), (None, None),
+])
+def test_selftarget_is_a_bounded_integer(text, expected):
+    assert self_target_kb(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("self", True), ("self\n", True), (" self ", True), ("directed", False), ("SELF", False),
+    ("selfish", False), ("", False), ("1", False), ("self\\n", False), (None, False),
+])
+def test_only_the_exact_word_self_is_followed(text, expected):
+    assert is_self(text) is expected
+
+
+@given(st.text(max_size=64))
+def test_hostile_text_never_breaks_the_parsers(text):
+    value = self_target_kb(text)
+    assert value is None or 1 <= value <= 1 << 40
+    assert is_self(text) is (text.strip() == "self")
+
+
+# --- the balancer ----------------------------------------------------------------
+
+@pytest.fixture
+def host(tmp_path):
+    made: list[BalancerHost] = []
+
+    def make(**sizes_mb: tuple[int, int]) -> BalancerHost:
+        h = BalancerHost(str(tmp_path), 4096, {int(d[1:]): s for d, s in sizes_mb.items()})
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def publish(h: BalancerHost, domid: int, *, selftarget: str, mode: str, held_mb: int) -> None:
+    """The guest's daemon publishes; the guest holds held_mb (xl list)."""
+    h.cur_kb[domid] = held_mb * MIB
+    h.publish(domid, 200)
+    home = f"/local/domain/{domid}/data/xenballoon"
+    h.xsd.write(f"{home}/selftarget", selftarget, domid=domid)
+    h.xsd.write(f"{home}/mode", mode, domid=domid)
+
+
+def once(h: BalancerHost) -> None:
+    proc = h.run("--once")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_grown_self_ballooning_guest_gets_its_target_without_xl(host):
+    h = host(d1=(256, 768), d2=(256, 768))
+    publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
+    publish(h, 2, selftarget=str(357 * MIB), mode="directed", held_mb=256)
+    once(h)
+    assert h.target_kb(1) == 357 * MIB
+    assert h.target_kb(2) == 256 * MIB  # directed: dom0's target is the input, never touched
+    assert h.requests == []  # a xenstore write: no xl mem-set, the hypervisor's limit stays
+
+
+def test_down_only_once_the_guest_holds_no_more(host):
+    h = host(d1=(400, 768))
+    publish(h, 1, selftarget=str(300 * MIB), mode="self", held_mb=400)
+    once(h)
+    assert h.target_kb(1) == 400 * MIB
+    publish(h, 1, selftarget=str(300 * MIB), mode="self", held_mb=300)
+    once(h)
+    assert h.target_kb(1) == 300 * MIB
+
+
+def test_static_max_bounds_what_a_guest_claims(host):
+    h = host(d1=(256, 768))
+    publish(h, 1, selftarget=str(1 << 40), mode="self", held_mb=300)
+    once(h)
+    assert h.target_kb(1) == 768 * MIB
+
+
+@pytest.mark.parametrize("selftarget, mode", [
+    ("garbage", "self"), ("-1", "self"), ("", "self"), (str(400 * MIB), "Self"),
+    (str(400 * MIB), "self; rm -rf /"), (str(400 * MIB), "x" * 2000),
+])
+def test_hostile_keys_are_not_followed(host, selftarget, mode):
+    h = host(d1=(256, 768))
+    publish(h, 1, selftarget=selftarget, mode=mode, held_mb=256)
+    once(h)
+    assert h.target_kb(1) == 256 * MIB
+
+
+def test_follow_off_leaves_memory_target_alone(host):
+    h = host(d1=(256, 768))
+    h.write_conf("XENBALLOON_BALANCER_FOLLOW=false\n")
+    publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
+    once(h)
+    assert h.target_kb(1) == 256 * MIB
+
+
+def test_paused_balancer_still_follows(host):
+    """The pause is for making room (free, xl create); a stale memory/target would lose
+    the guest at the next xl save whatever the pause."""
+    h = host(d1=(256, 768))
+    assert h.run("pause").returncode == 0
+    publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
+    once(h)
+    assert h.target_kb(1) == 357 * MIB
+
+
+def test_a_daemon_that_stopped_publishing_is_no_longer_followed(host):
+    """Killed, a daemon leaves mode "self" and its last selftarget behind: once its
+    uptime stands still, dom0's own xl mem-set must not be undone with it."""
+    h = host(d1=(256, 768))
+    h.write_conf("XENBALLOON_BALANCER_GUEST_PUBLISH_S=1\nXENBALLOON_BALANCER_STALE_INTERVALS=1\n")
+    proc = subprocess.Popen(h.argv("-f"), env=h.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
+        wait_until(lambda: h.target_kb(1) == 357 * MIB, what="memory/target to follow")
+        crashed_at = time.time()  # the daemon publishes no more from here
+        wait_until(lambda: h.state()["written_at"] > crashed_at + 3, timeout=60,
+                   what="passes for 3 s after the last publication (stale after 2 s)")
+        h.xsd.write("/local/domain/1/memory/target", str(256 * MIB))  # xl mem-set 256m
+        seen = h.state()["written_at"]
+        for _ in range(2):  # two more passes
+            wait_until(lambda: h.state()["written_at"] > seen, timeout=60, what="a pass")
+            seen = h.state()["written_at"]
+        assert h.target_kb(1) == 256 * MIB
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -1,0 +1,73 @@
+"""dom0 keeps a self-ballooning guest's ``memory/target`` true (issue 20).
+
+libxl saves, restores and migrates a domain with ``memory/target`` as its
+size: the rebuilt domain may hold at most that + 1 MiB (LIBXL_MAXMEM_CONSTANT),
+and a guest that held more is lost ("Over-allocation").  A self-ballooning
+guest sets its own balloon target, and the guest may not write
+``memory/target`` (xl keeps memory/ read-only to it), so dom0 copies the
+target the guest publishes (``selftarget``, while its ``mode`` is "self")
+into ``memory/target``:
+
+* up at once: the guest is growing to its selftarget, and the rebuilt domain
+  must have room for every page it may hold by then;
+* down only once the guest holds no more than its new selftarget (``xl
+  list``), so that ``memory/target`` + 1 MiB covers what it holds throughout;
+* never above its static-max (libxl refuses a target above it).
+
+The kernel's balloon driver applies every write of ``memory/target``; the
+guest's daemon, told by its watch, puts its own target back at once
+(guest/runloop.py, TARGET), so a copy that arrives late costs a moment, not
+a step.  A plain xenstore write, as ``libxl_set_memory_target(enforce=0)``:
+the hypervisor's limit for the domain stays where the administrator set it.
+
+Everything here is pure: numbers in, numbers out.  Guest text is hostile:
+only bounded integers and the exact word "self" are taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..keys import MODE_SELF
+from ..numbers import parse_bounded_int
+
+MAX_KB = 1 << 40  # a petabyte in kB: larger is garbage
+
+
+@dataclass(frozen=True)
+class Follow:
+    """One write of a guest's memory/target: from ``old_kb`` to ``new_kb``."""
+
+    domid: int
+    name: str
+    old_kb: Optional[int]
+    new_kb: int
+
+
+def is_self(mode: Optional[str]) -> bool:
+    """The guest says it sets its own target (keys.MODE_SELF, exactly)."""
+    return mode is not None and mode.strip() == MODE_SELF
+
+
+def self_target_kb(text: Optional[str]) -> Optional[int]:
+    """The guest's published selftarget (kB), or None if absent or not a sane number."""
+    return None if text is None else parse_bounded_int(text, 1, MAX_KB)
+
+
+def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
+              static_max_kb: Optional[int]) -> Optional[int]:
+    """What memory/target should become, or None to leave it.
+
+    ``cur_kb``: what the domain holds (``xl list``, whole MiB, so at most
+    1023 kB below the truth): a lower target is written only when the guest
+    holds no more than it, then target + 1 MiB covers every page it holds.
+    A domain without memory/target or static-max is being built or torn
+    down (libxl writes both first): a write would leave a stray node."""
+    if target_kb is None or static_max_kb is None:
+        return None
+    want_kb = min(selftarget_kb, static_max_kb)
+    if want_kb > target_kb:
+        return want_kb
+    if want_kb < target_kb and cur_kb <= want_kb:
+        return want_kb
+    return None
