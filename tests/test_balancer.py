@@ -25,7 +25,7 @@ from xenballoond.dom0 import settings as balancer_settings
 from xenballoond.dom0.balancer import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
 from xenballoond.paths import Root
-from xenballoond.sim.fake_xl import REQUESTS, STATE, read_requests
+from xenballoond.sim.fake_xl import REQUESTS, RESTORES, STATE, read_requests
 from xenballoond.sim.guest import write_atomic
 from xenballoond.sim.xenstored import SimXenstored
 
@@ -50,11 +50,15 @@ class BalancerHost:
         self.stuck: set[int] = set()  # guests that never give memory back
         self.requests: list[tuple[int, int]] = []
         self.uptime = {d: 100.0 for d in sizes_mb}
+        self.names = {d: f"guest{d}" for d in sizes_mb}
+        self.restored: list[dict] = []  # each `xl restore` the host played, as fake_xl sent it
+        self.unpaused: list[int] = []
         self.xsd = SimXenstored(os.path.join(top, "xs"))
         for d, (mem, maxmem) in sizes_mb.items():
             self.xsd.add_domain(d, f"guest{d}", mem * MIB, maxmem * MIB)
         self.xsd.start()
         self._offset = 0
+        self._restores_offset = 0
         self._stop = threading.Event()
         self.write_conf()
         self._write_state()
@@ -72,7 +76,7 @@ class BalancerHost:
     def _write_state(self) -> None:
         doc = {"total_kb": self.host_kb, "free_kb": self.free_kb(),
                "domains": [{"domid": 0, "name": "Domain-0", "mem_kb": 1024 * MIB}]
-               + [{"domid": d, "name": f"guest{d}", "mem_kb": kb}
+               + [{"domid": d, "name": self.names[d], "mem_kb": kb}
                   for d, kb in sorted(self.cur_kb.items())]}
         write_atomic(os.path.join(self.dom0, STATE), json.dumps(doc))
 
@@ -85,8 +89,30 @@ class BalancerHost:
                 if d in self.stuck and tgt_kb < self.cur_kb[d]:
                     continue
                 self.cur_kb[d] = min(tgt_kb, self.cur_kb[d] + max(self.free_kb(), 0))
+            self._play_restores()
             self._write_state()
             self._offset = offset  # after: applied() waits for this
+
+    def _play_restores(self) -> None:
+        """fake_xl's `xl restore` (a new domain, holding what the stream says, with libxl's
+        memory/target and static-max) and `xl unpause`."""
+        path = os.path.join(self.dom0, RESTORES)
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as f:
+            f.seek(self._restores_offset)
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        self._restores_offset += len(complete)
+        for line in complete.decode().splitlines():
+            event = json.loads(line)
+            if "unpause" in event:
+                self.unpaused.append(event["unpause"])
+                continue
+            d = max(self.cur_kb, default=0) + 1
+            self.names[d], self.cur_kb[d], self.uptime[d] = event["name"], event["held_kb"], 1.0
+            self.xsd.add_domain(d, event["name"], event["target_kb"], event["max_kb"])
+            self.restored.append(event)
 
     def publish(self, domid: int, committed_mb: int, *, advance: bool = True,
                 committed_text: str | None = None, memtotal_kb: int | None = None) -> None:

@@ -93,6 +93,9 @@ class Xl:
     def mem_max(self, domid: int, max_kb: int) -> None:
         self._run("mem-max", str(domid), f"{max_kb}k")
 
+    def unpause(self, domid: int) -> None:
+        self._run("unpause", str(domid))
+
 
 def ref_kb(g: GuestState) -> int:
     """The target in place (balance._ref_kb): the last one, else what it holds."""

@@ -38,7 +38,7 @@ from ..service import LoopControl
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
-from . import act, follow, guests as guests_mod, saving, settings
+from . import act, follow, guests as guests_mod, restoring, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
                       balance, free_plan, is_balanced, need_kb)
 from .reader import list_domids, list_guests, published, read_values
@@ -455,15 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
         "dom0's memory balancer: moves memory between the guests whose xenballoond runs in "
         "directed mode and that the administrator opted in.",
         epilog="Commands: free SIZE (make SIZE free for a new guest, then stay paused), "
-               "pause, resume, prepare-save GUEST, after-restore GUEST.  Exit status: 0 ok, "
-               "1 failed or already running, 2 bad config or usage.",
+               "pause, resume, prepare-save GUEST, after-restore GUEST, restore FILE (after "
+               "a failed xl restore).  Exit status: 0 ok, 1 failed or already running, 2 bad "
+               "config or usage.",
         config_help="config file (default: /etc/sysconfig/xenballoon-balancer.conf, "
                     "then /etc/default/xenballoon-balancer.conf)",
         once_help="run exactly one balancing pass in the foreground and exit",
         root_help="resolve every OS path (/etc, /var/run, xenstored's socket) under DIR",
         debug_help="log more", pidfile=DEFAULT_PIDFILE)
     sub = p.add_subparsers(dest="command",
-                           metavar="{free,pause,resume,prepare-save,after-restore}")
+                           metavar="{free,pause,resume,prepare-save,after-restore,restore}")
     f = sub.add_parser("free", help="make SIZE free for a new guest, then stay paused")
     f.add_argument("size", metavar="SIZE", help="e.g. 1024M, 2G, 524288k (no suffix: MiB)")
     f.add_argument("--timeout", metavar="SEC", type=float, default=60.0,
@@ -476,6 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "static-max again")):
         s = sub.add_parser(name, help=text)
         s.add_argument("domain", metavar="DOMAIN", help="the guest's name or domid")
+    r = sub.add_parser("restore", help="after an xl restore failed (the guest held more than "
+                       "its saved memory/target): restore FILE with room for it")
+    r.add_argument("file", metavar="FILE", help="the file xl save wrote (left intact)")
+    r.add_argument("--memory", metavar="SIZE",
+                   help="room to build the domain with (default: its saved maxmem)")
+    r.add_argument("--timeout", metavar="SEC", type=float, default=600.0,
+                   help="give up after SEC seconds (default 600)")
     return p
 
 
@@ -487,8 +495,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             args.size_kb = parse_size_kb(args.size)
         except ValueError as exc:
             p.error(str(exc))
-        if not 0 < args.timeout <= 86400:
-            p.error("--timeout must be between 0 and 86400 seconds")
+    if args.command == "restore":
+        args.memory_kb = None
+        if args.memory is not None:
+            try:
+                args.memory_kb = parse_size_kb(args.memory)
+            except ValueError as exc:
+                p.error(f"--memory: {exc}")
+            if not 0 < args.memory_kb <= guests_mod.MAX_KB:
+                p.error(f"--memory: {args.memory!r} is not a guest's size")
+    if args.command in ("free", "restore") and not 0 < args.timeout <= 86400:
+        p.error("--timeout must be between 0 and 86400 seconds")
     return args
 
 
@@ -523,6 +540,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ok, message = saving.prepare_save(balancer.xl, args.domain)
         else:
             ok, message = saving.after_restore(balancer.xl, args.domain, balancer.static_max_kb)
+        print(f"{PROG}: {message}", file=sys.stdout if ok else sys.stderr)
+        return EXIT_OK if ok else EXIT_FAIL
+    if args.command == "restore":
+        ok, message = restoring.restore(balancer.xl, balancer.xs, args.file, args.memory_kb,
+                                        args.timeout)
         print(f"{PROG}: {message}", file=sys.stdout if ok else sys.stderr)
         return EXIT_OK if ok else EXIT_FAIL
     stop = threading.Event()

@@ -6,6 +6,12 @@ this program answers ``xl list`` and ``xl info`` from it.  ``xl mem-set`` is
 appended to ``xl-requests`` (one line each, O_APPEND, so lines never
 interleave); the host applies it on its next step as libxl does: maxmem =
 target + 1 MiB, then memory/target.  The directory is $XBSIM_XL_DIR.
+
+``xl restore [-p] FILE`` and ``xl unpause DOMID`` go to ``xl-restores``, a
+JSON document a line, for a host that plays them (tests/test_balancer.py's);
+the simulator's does not.  The simulated save file is xl's header
+(dom0/savefile.py) and a stream whose length in bytes is the kB the guest
+held: more than the saved target + 1 MiB fails as libxl's rebuild does.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from typing import Any, Optional, Sequence
 
 STATE = "xl-state.json"
 REQUESTS = "xl-requests"
+RESTORES = "xl-restores"
+RESTORE_WAIT_S = 10.0  # how long a restore waits for the host to show the domain
 _SIZE = re.compile(r"([0-9]{1,15})([bkmgt]?)", re.ASCII | re.IGNORECASE)
 _TO_KB = {"b": -10, "k": 0, "": 10, "m": 10, "g": 20, "t": 30}
 
@@ -88,14 +96,59 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if domid not in {d["domid"] for d in state["domains"]} or kb is None:
             print(f"xl (xenballoon-sim): bad mem-set {args[1:]}", file=sys.stderr)
             return 1
-        fd = os.open(os.path.join(directory, REQUESTS),
-                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"mem-set {domid} {kb}\n".encode())
-        finally:
-            os.close(fd)
+        _append(directory, REQUESTS, f"mem-set {domid} {kb}")
+        return 0
+    if len(args) in (2, 3) and args[0] == "restore" and args[1:-1] in ([], ["-p"]):
+        return _restore(directory, args[-1], paused=args[1:-1] == ["-p"])
+    if len(args) == 2 and args[0] == "unpause" and args[1].isdigit():
+        _append(directory, RESTORES, json.dumps({"unpause": int(args[1])}))
         return 0
     print(f"xl (xenballoon-sim): not simulated: {' '.join(args)}", file=sys.stderr)
+    return 1
+
+
+def _append(directory: str, name: str, line: str) -> None:
+    fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _restore(directory: str, path: str, paused: bool) -> int:
+    import hashlib
+    import time
+
+    from ..dom0.savefile import SaveFileError, read_header
+    try:
+        with open(path, "rb") as f:
+            header = read_header(f.read)
+            stream = f.read()
+        name = header.name
+        target_kb = header.memory_kb("target_memkb")
+        max_kb = header.memory_kb("max_memkb")
+    except (OSError, SaveFileError) as exc:
+        print(f"xl (xenballoon-sim): cannot restore {path}: {exc}", file=sys.stderr)
+        return 1
+    held_kb = len(stream)
+    if held_kb > target_kb + 1024:
+        print(f"(XEN) Over-allocation for the new domain: {held_kb // 4 + 1} > "
+              f"{(target_kb + 1024) // 4}\nlibxl: error: cannot (re-)build domain: -3",
+              file=sys.stderr)
+        return 1
+    _append(directory, RESTORES, json.dumps({
+        "name": name, "held_kb": held_kb, "target_kb": target_kb, "max_kb": max_kb,
+        "paused": paused, "stream_sha256": hashlib.sha256(stream).hexdigest()}))
+    deadline = time.monotonic() + RESTORE_WAIT_S
+    while time.monotonic() < deadline:  # xl returns once the domain is built
+        try:
+            with open(os.path.join(directory, STATE), encoding="utf-8") as f:
+                if any(d["name"] == name for d in json.load(f)["domains"]):
+                    return 0
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    print(f"xl (xenballoon-sim): this host does not play restores ({name})", file=sys.stderr)
     return 1
 
 
