@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 from .. import logsetup, service
 from ..config import ConfigError
@@ -56,6 +56,9 @@ MAX_SETTLE_S = 5.0
 
 log = logging.getLogger(PROG)
 
+if TYPE_CHECKING:
+    from .xenctrl import XenCtrl
+
 
 # The guests' default XENBALLOON_INTERVAL: how old their published stats may be.
 GUEST_INTERVAL_S = 1
@@ -77,6 +80,7 @@ class Snapshot:
     host: HostState
     directed_missing: list[int] = field(default_factory=list)
     follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
+    incoming: list[tuple[int, str, int]] = field(default_factory=list)  # (domid, name, max kB)
 
     @property
     def states(self) -> list[GuestState]:
@@ -95,6 +99,9 @@ class Balancer:
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.following: set[int] = set()  # domids whose memory/target was copied
+        self.raised: set[int] = set()  # incoming domains given their static-max
+        self._xc: Optional["XenCtrl"] = None
+        self._xc_error = ""
         self.reconfigure(config)
 
     def static_max_kb(self, domid: int) -> Optional[int]:
@@ -136,6 +143,14 @@ class Balancer:
         pubs = {ls.domid: published(ls, values) for ls in listings}
         views = []
         follows = []
+        incoming = []
+        for d in domains:
+            if self.config.follow and d.domid not in self.raised:
+                keys = guests_mod.dom0_keys(values, d.domid)
+                max_kb = follow.incoming_max_kb(d.name, guests_mod.kb(keys.target),
+                                                guests_mod.kb(keys.static_max) or None)
+                if max_kb is not None:
+                    incoming.append((d.domid, d.name, max_kb))
         for d in domains:
             pub = pubs.get(d.domid)
             if pub is None:
@@ -163,8 +178,30 @@ class Balancer:
         self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
         self.following &= set(present)
+        self.raised &= {d.domid for d in domains}
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
-                        [v.state.domid for v in views if v.wants_directed], follows)
+                        [v.state.domid for v in views if v.wants_directed], follows, incoming)
+
+    def raise_incoming(self, snap: Snapshot) -> None:
+        """Give each domain xl migrate-receive is building its static-max as its limit
+        (follow.incoming_max_kb), through libxenctrl: libxl cannot touch it yet."""
+        if not snap.incoming:
+            return
+        from .xenctrl import XenCtrl, XenCtrlError  # ctypes: only when a migration comes in
+        for domid, name, max_kb in snap.incoming:
+            try:
+                if self._xc is None:
+                    self._xc = XenCtrl()
+                self._xc.set_max_kb(domid, max_kb)
+            except XenCtrlError as exc:
+                if str(exc) != self._xc_error:
+                    self._xc_error = str(exc)
+                    log.error("dom %d %s: cannot raise its limit for the migration: %s",
+                              domid, name, exc)
+                continue
+            self.raised.add(domid)
+            log.info("dom %d %s: incoming: limit raised to its static-max (%d kB), so that "
+                     "a guest growing during the pre-copy fits", domid, name, max_kb)
 
     @staticmethod
     def _follow(d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
@@ -228,6 +265,7 @@ class Balancer:
         self._log_statuses(snap)
         # paused or not: a stale memory/target loses the guest at the next xl save
         self.write_follows(snap)
+        self.raise_incoming(snap)
         paused = self.paused()
         written: dict[int, int] = {}
         if not paused:

@@ -32,6 +32,9 @@ from ..keys import MODE_SELF
 from ..numbers import parse_bounded_int
 
 MAX_KB = 1 << 40  # a petabyte in kB: larger is garbage
+# xl migrate-receive builds the incoming domain under this suffix (xl_vmcontrol.c)
+INCOMING = "--incoming"
+LIBXL_MAXMEM_KB = 1024  # LIBXL_MAXMEM_CONSTANT: libxl's limit is the target + this
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,19 @@ def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
     if want_kb < target_kb and cur_kb <= want_kb:
         return want_kb
     return None
+
+
+def incoming_max_kb(name: str, target_kb: Optional[int],
+                    static_max_kb: Optional[int]) -> Optional[int]:
+    """The hypervisor limit for a domain ``xl migrate-receive`` is building, or None.
+
+    libxl builds it with the target read when the migration began + 1 MiB,
+    while the guest runs on at the sender for the whole pre-copy: a
+    self-ballooning guest that grows meanwhile would be refused its pages
+    here.  Its static-max (+ libxl's 1 MiB) is what the administrator allows
+    it; a directed guest never holds more than its target anyway."""
+    if not name.endswith(INCOMING) or target_kb is None or static_max_kb is None:
+        return None
+    if static_max_kb <= target_kb:
+        return None
+    return static_max_kb + LIBXL_MAXMEM_KB
