@@ -15,6 +15,18 @@
 set -eu
 OUT=$1
 SRC=${XENBALLOON_E2E_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+# Xen 4.17.5, bookworm's main archive, hypervisor and tools alike: its hypervisor is built with
+# CONFIG_SHADOW_PAGING=y, which a PV guest's live migration needs (log-dirty mode); the security
+# update 4.17.7 is built without it.  Every Xen package of the dom0 and the guest is pinned, so
+# that no library comes from the other version.
+XV=${XENBALLOON_E2E_XEN_VERSION:-4.17.5+72-g01140da4e8-1}
+XEN_PKGS=""
+for p in xen-utils-4.17 xen-utils-common xenstore-utils libxenmisc4.17 libxencall1 libxenevtchn1 \
+         libxenforeignmemory1 libxengnttab1 libxentoollog1 libxenstore4 libxendevicemodel1 \
+         libxenhypfs1 libxentoolcore1; do
+  XEN_PKGS="$XEN_PKGS,$p=$XV"
+done
+GUEST_XEN_PKGS="xenstore-utils=$XV,libxenstore4=$XV,libxentoolcore1=$XV"
 KVER=${KVER:-$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: linux-image-\(.*\)/\1/p' | head -1)}
 [ -n "$KVER" ] || { echo "build-base: cannot find the kernel version (run apt-get update?)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -28,16 +40,23 @@ tidy='rm -rf "$1"/etc/apt/sources.list* "$1"/var/cache/apt/* "$1"/var/lib/apt/li
 rm -rf dom0root guestroot debs ex
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include=xen-utils-4.17,xenstore-utils,busybox,python3,kmod,procps,apt,python3-daemon \
+  --include="busybox,python3,kmod,procps,apt,python3-daemon$XEN_PKGS" \
   bookworm dom0root "$SRC"
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include=xenstore-utils,busybox,python3,procps,kmod,apt,python3-daemon,python3-lockfile \
+  --include="busybox,python3,procps,kmod,apt,python3-daemon,python3-lockfile,$GUEST_XEN_PKGS" \
   bookworm guestroot "$SRC"
 T1=$(date +%s)
 mkdir -p debs ex
-(cd debs && apt-get download "linux-image-$KVER" xen-hypervisor-4.17-amd64)
+(cd debs && apt-get download "linux-image-$KVER" "xen-hypervisor-4.17-amd64=$XV")
 for deb in debs/*.deb; do dpkg-deb -x "$deb" ex; done
+grep -q '^CONFIG_SHADOW_PAGING=y' ex/boot/xen-4.17-amd64.config ||
+  { echo "build-base: Xen $XV is built without CONFIG_SHADOW_PAGING: no PV live migration" >&2; exit 1; }
+for v in "$(dpkg-query --admindir=dom0root/var/lib/dpkg -W -f='${Version}' xen-utils-4.17)" \
+         "$(dpkg-query --admindir=guestroot/var/lib/dpkg -W -f='${Version}' xenstore-utils)"; do
+  [ "$v" = "$XV" ] || { echo "build-base: Xen tools $v, not $XV" >&2; exit 1; }
+done
+echo "$XV" > XEN_VERSION
 zcat ex/boot/xen-4.17-amd64.gz > xen
 cp "ex/boot/vmlinuz-$KVER" vmlinuz
 depmod -b "$PWD/ex" "$KVER"

@@ -40,7 +40,7 @@ if REPO not in sys.path:  # run as a script: tests/debbuild.py is the repository
 from tests import debbuild  # noqa: E402
 
 BUILD_SCRIPT = os.path.join(HERE, "build-base.sh")
-BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER")
+BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER", "XEN_VERSION")
 # what each side installs (tests/e2e/e2e-pkg), and where the .debs wait for it
 GUEST_PACKAGES = ("xenballoond", "python3-xenballoond")
 DOM0_PACKAGES = ("xenballoon-dom0", "python3-xenballoond")
