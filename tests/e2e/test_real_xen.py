@@ -136,6 +136,10 @@ def step_ratios(targets: list[int], final_kb: int, above_kb: int = 6 * MIB_KB) -
 
 def test_boot(xen: harness.Run) -> None:
     s = scenario(xen, "boot")
+    # bookworm's Xen 4.17.5, hypervisor and tools (tests/e2e/build-base.sh): shadow paging
+    check(s, s.figures["xen_version"].startswith("4.17.5") and
+          s.figures["xen_tools"].startswith("4.17.5"),
+          "the host runs bookworm's Xen 4.17.5, hypervisor and tools alike")
     check(s, s.num("xl_mem_mb") == 384, "xl list shows the configured memory=384")
     check(s, s.num("static_max_kb") == 768 * MIB_KB, "memory/static-max is maxmem=768")
     check(s, s.num("memory_target_kb") == 384 * MIB_KB, "memory/target is memory=384")
@@ -512,20 +516,84 @@ def test_save_directed_restores(xen: harness.Run) -> None:
     moved_guest(scenario(xen, "save_directed"), "restore_rc")
 
 
+def test_follower_runs_with_the_package_defaults(xen: harness.Run) -> None:
+    """Issue 20: dom0's service as installed (no guest opted in) runs from the ramps on."""
+    s = scenario(xen, "follower")
+    check(s, s.figures["alive"] == "1", "xenballoon-balancer -f with the package's config runs")
+
+
 def test_save_self_setup(xen: harness.Run) -> None:
     s = scenario(xen, "save_self")
+    check(s, s.figures["guest_backend"] == "XENBALLOON_XENSTORE=native",
+          "the guest's daemon runs the native backend (/dev/xen/xenbus)")
+    check(s, s.figures["follower_alive"] == "1", "dom0's follower ran throughout")
     check(s, s.num("grown_cur_kb") > 512 * MIB_KB + 8 * MIB_KB,
-          "the self-ballooning guest grew above its memory/target (512 MiB) before the save")
+          "the self-ballooning guest grew above the memory/target dom0 set (512 MiB)")
+    check(s, s.num("follow_n") >= 1 and s.num("follow_missed") == 0,
+          "dom0 copied every rise of the guest's selftarget into memory/target")
     check(s, s.num("save_rc") == 0, "xl save succeeds")
 
 
 def test_save_self_restores(xen: harness.Run) -> None:
+    """Issue 20: a plain xl save and xl restore, no prepare-save: dom0's follower kept
+    memory/target true."""
     s = scenario(xen, "save_self")
-    check(s, s.num("prepare_rc") == 0, "xenballoon-balancer prepare-save succeeded")
     check(s, s.num("pre_memory_target_kb") + MIB_KB >= s.num("pre_cur_kb"),
           "memory/target covered what the guest held when it was saved")
-    moved_guest(s, "restore_rc", within_target=False)
-    check(s, s.num("after_restore_rc") == 0, "xenballoon-balancer after-restore succeeded")
+    moved_guest(s, "restore_rc")
+
+
+def test_xendomains_stop_and_start_keep_a_grown_self_ballooning_guest(xen: harness.Run) -> None:
+    """Issue 20: Debian's /etc/init.d/xendomains stop then start, as at a host's shutdown and
+    boot, with two guests, one self-ballooning above the memory/target dom0 set (512 MiB)."""
+    s = scenario(xen, "xendomains")
+    check(s, s.figures["follower_alive"] == "1", "dom0's follower was running")
+    check(s, s.num("pre_cur_kb") > 512 * MIB_KB + 8 * MIB_KB,
+          "the self-ballooning guest held more than the 512 MiB dom0 set when the host stopped")
+    check(s, s.num("pre_memory_target_kb") + MIB_KB >= s.num("pre_cur_kb"),
+          "memory/target covered what it held (dom0's follower)")
+    check(s, s.num("stop_rc") == 0 and s.figures["saved"] == "guest_guest-c" and s.figures["left"] == "",
+          "xendomains stop saved both guests and left none running")
+    check(s, s.num("start_rc") == 0 and s.figures["guest_back"] == "1" and s.figures["c_back"] == "1"
+          and s.figures["save_dir_left"] == "" and "recovered" not in s.figures,
+          "xendomains start restored both (and removed their save files)")
+    check(s, s.num("over_allocation") == 0, "Xen logged no Over-allocation")
+    check(s, s.figures["alive"] == "1" and s.figures["daemon_alive"] == "1", "guest and daemon alive")
+    check(s, s.figures["publish_dir"] != "none" and s.num("publish_n") >= 2,
+          "the daemon publishes under the new domain's path, tick after tick")
+
+
+def test_a_failed_restore_is_recovered_with_one_command(xen: harness.Run) -> None:
+    """Issue 20: memory/target made stale on purpose (dom0's follower stopped, 128 MiB
+    written): the plain xl restore fails and the guest is gone; `xenballoon-balancer restore
+    FILE` brings it back from the intact save file."""
+    s = scenario(xen, "restore_recover")
+    check(s, s.num("pre_cur_kb") > s.num("pre_memory_target_kb") + MIB_KB,
+          "the guest held more than memory/target + 1 MiB when it was saved")
+    check(s, s.num("save_rc") == 0, "xl save succeeds")
+    check(s, s.num("restore_rc") != 0 and s.num("over_allocation") >= 1 and s.figures["gone"] == "1",
+          "the plain xl restore failed with Over-allocation and the guest was gone")
+    check(s, s.num("recover_rc") == 0 and s.figures["file_kept"] == "1" and "recovered" not in s.figures,
+          "xenballoon-balancer restore FILE brought it back from the intact file")
+    check(s, s.num("new_domid") != s.num("old_domid"), "it is a new domain")
+    check(s, s.figures["alive"] == "1" and s.figures["daemon_alive"] == "1", "guest and daemon alive")
+    check(s, s.num("cur_kb") <= s.num("memory_target_kb") + MIB_KB,
+          "memory/target covers what it holds (the command set it, paused)")
+    check(s, s.figures["publish_dir"] != "none" and s.num("publish_n") >= 2,
+          "the daemon publishes under the new domain's path, tick after tick")
+
+
+def test_migrate_a_self_ballooning_guest_while_it_grows(xen: harness.Run) -> None:
+    """Issue 20: a localhost xl migrate of a self-ballooning guest whose ramp goes on through
+    the pre-copy; dom0 raised the incoming domain's limit to its static-max."""
+    s = scenario(xen, "migrate_self")
+    check(s, s.figures["logdirty_unsupported"] == "0", "the hypervisor has log-dirty mode for PV")
+    check(s, s.num("cur_kb") > s.num("pre_memory_target_kb") + MIB_KB,
+          "the guest grew above the memory/target the migration began with (+ 1 MiB)")
+    check(s, s.figures["raised"] == "1", "dom0 raised the incoming domain's limit")
+    check(s, s.figures["ramp_ok"] == "1" and s.num("oom_kill") == 0,
+          "the guest's ramp went through, no OOM kill")
+    moved_guest(s, "migrate_rc")
 
 
 def test_migrate(xen: harness.Run) -> None:

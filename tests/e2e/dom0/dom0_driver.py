@@ -54,6 +54,12 @@ RAMP_TOTAL_MB = 576             # maxmem less 192 MiB: the kernel's reservation,
 SAVE_AFTER_MEMSET_S = 4         # xl save / xl migrate this long after xl mem-set
 SAVE_SELF_MAP_MB = 480          # self target ~ 480 + Committed_AS + reservation + headroom > 512
 SAVE_SELF_TOUCH_MB = 400
+FOLLOW_SAMPLE_S = 0.05          # how often dom0 samples selftarget and memory/target (issue 20)
+XENDOMAINS_SAVE = "/var/lib/xen/save"  # Debian's /etc/default/xendomains
+MIGRATE_SELF_FROM_MB = 384      # where migrate_self's guest starts growing from
+MIGRATE_RAMP_MB, MIGRATE_RAMP_MB_S = 256, 8  # 32 s of growth: longer than the pre-copy
+MIGRATE_AFTER_ALLOC_S = 1.5
+RECOVER_TARGET_MB = 128         # under the guest's minimum (minmb() of 768 MiB: 200): it holds more
 MEMSET_TIMEOUT_S = 90
 PUBLISH_DIRS = ("data/xenballoon", "memory")
 TICK_OFFSET_S = 0.5             # xl mem-set this long after dom0 saw the daemon publish
@@ -565,10 +571,60 @@ def trace_targets(trace):
     return out
 
 
+class FollowTrace:
+    """Issue 20: dom0's follower copying the guest's selftarget into memory/target, sampled
+    from dom0 (one `xenstore-read -p` of both keys every FOLLOW_SAMPLE_S): [t, selftarget,
+    memory/target] at each change."""
+
+    def __init__(self, g):
+        self.g = g
+        self.trace = []
+        self.stop_ev = threading.Event()
+        self.t0 = time.monotonic()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        paths = [self.g.key("data/xenballoon/selftarget"), self.g.key("memory/target")]
+        while not self.stop_ev.wait(FOLLOW_SAMPLE_S):
+            values = xs_read_many(paths)
+            now = (values.get(paths[0]), values.get(paths[1]))
+            if not self.trace or tuple(self.trace[-1][1:]) != now:
+                self.trace.append([round(time.monotonic() - self.t0, 2), now[0], now[1]])
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(10)
+        return self.trace
+
+
+def follow_lags(trace):
+    """From a FollowTrace: for each selftarget that rose above memory/target, the seconds
+    until memory/target showed it ([lags], how many never did while it stood)."""
+    lags, missed = [], 0
+    for i, (t, selftarget, target) in enumerate(trace):
+        if selftarget is None or (i and trace[i - 1][1] == selftarget):
+            continue  # not a new selftarget
+        if target is not None and selftarget.isdigit() and target.isdigit() \
+                and int(selftarget) <= int(target):
+            continue  # not a rise above memory/target: followed once the guest shrank
+        for t2, s2, tgt2 in trace[i:]:
+            if s2 != selftarget:
+                missed += 1
+                break
+            if tgt2 == selftarget:
+                lags.append(round(t2 - t, 2))
+                break
+        else:
+            missed += 1
+    return lags, missed
+
+
 class Driver:
     def __init__(self):
         self.g = None
         self.boot_snap = None
+        self.follower = None  # the dom0 service with its defaults (issue 20), while it runs
 
     # -- plumbing ---------------------------------------------------------------------------
     def scenario(self, name, fn):
@@ -656,8 +712,12 @@ class Driver:
         create_s, self.boot_snap, perms = self.create_guest()
         domid = self.g.domid
         memory_perm = [ln for ln in perms.splitlines() if ln.strip().startswith("target")]
+        info = dict(ln.split(":", 1) for ln in run(["xl", "info"]).stdout.splitlines() if ":" in ln)
+        tools = run(["dpkg-query", "-W", "-f=${Version}", "xen-utils-4.17"]).stdout.strip()
         result(name, True, domid=domid, create_s=create_s, agent_ready_s=time.monotonic() - t0,
-               xl_mem_mb=xl_mem_mb(), static_max_kb=self.g.read("memory/static-max"),
+               xen_version="%s%s" % (info.get("xen_major", "").strip() + "." + info.get("xen_minor", "").strip(),
+                                     info.get("xen_extra", "").strip()),
+               xen_tools=tools, xl_mem_mb=xl_mem_mb(), static_max_kb=self.g.read("memory/static-max"),
                memory_target_kb=self.g.read("memory/target"),
                target_perms=memory_perm[0].split("(")[-1].rstrip(")") if memory_perm else "",
                boot_cur_kb=self.boot_snap["cur_kb"], boot_memtotal_kb=self.boot_snap["memtotal_kb"],
@@ -1223,21 +1283,143 @@ class Driver:
         self.save_restore(name, figures)
         result(name, True, **figures)
 
+    def s_follower(self, name):
+        """Issue 20: dom0's service as the package installs it (its defaults: no guest opted
+        in, XENBALLOON_BALANCER_FOLLOW on), running from here to the balancer scenario; and
+        the guest's daemon on the native backend from here on (/dev/xen/xenbus)."""
+        self.stop_follower()
+        self.follower = BalancerProcess(time.monotonic(), conf=None, extra=["--debug"])
+        time.sleep(2)
+        self.conf_set(XENBALLOON_XENSTORE="native")
+        result(name, self.follower.alive(), alive=self.follower.alive(),
+               log=" | ".join(line for _t, line in self.follower.lines[:3]))
+
+    def stop_follower(self):
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+
     def s_save_self(self, name):
-        """Issue 15: a self-ballooning guest that grew above memory/target (512 MiB, maxmem
-        768 MiB, as `memory=512 maxmem=768` would make it): xl save, xl restore."""
+        """Issue 20: a self-ballooning guest (native backend) grows above the memory/target
+        dom0 set (512 MiB; maxmem 768 MiB, `xl mem-max` done) with dom0's follower running:
+        a plain xl save and xl restore, no prepare-save."""
         g = self.g
         self.release()
         self.stop_daemon()
         self.set_memory(512, lift_cap=True)
         self.restart_daemon(self_on=True, down=10)
+        trace = FollowTrace(g)
         a = g.call("alloc", timeout_s=120, mb=SAVE_SELF_MAP_MB, touch_mb=SAVE_SELF_TOUCH_MB,
                    settle_s=40, window_s=3)
         w = g.wait(until="settle", window_s=3, tol_kb=2048, timeout_s=60)
+        time.sleep(2)
+        lags, missed = follow_lags(trace.stop())
+        data(name, "follow_trace", trace.trace)
+        lags.sort()
         figures = {"alloc_ok": a["ok"], "grown_cur_kb": w["snap"]["cur_kb"],
-                   "grown_committed_kb": w["snap"]["committed_kb"]}
-        self.save_restore(name, figures, prepare=True)
+                   "grown_committed_kb": w["snap"]["committed_kb"],
+                   "follower_alive": self.follower is not None and self.follower.alive(),
+                   "guest_backend": g.sh("grep ^XENBALLOON_XENSTORE= %s" % CONF)["out"].strip(),
+                   "follow_n": len(lags), "follow_missed": missed,
+                   "follow_median_s": lags[len(lags) // 2] if lags else None,
+                   "follow_worst_s": lags[-1] if lags else None}
+        self.save_restore(name, figures)
+        result(name, True, **figures)  # still holding its allocation: xendomains saves it grown
+
+    def s_xendomains(self, name):
+        """Issue 20: Debian's own /etc/init.d/xendomains stop, then start (what a host's shutdown
+        and its boot run: xl save of every guest into /var/lib/xen/save, then xl restore), with
+        two guests: "guest", self-ballooning and grown above the memory/target dom0 set
+        (save_self leaves it so), and guest-c, no daemon; dom0's follower running."""
+        g = self.g
+        old = g.domid
+        t0 = time.monotonic()
+        rc, secs, out = xl("create", BAL_C_CFG, timeout=180)
+        if rc != 0:
+            raise RuntimeError("xl create %s: %s" % (BAL_C, last_error(out)))
+        c_old = xl_domains()[BAL_C][0]
+        # xl save needs a kernel that answers the suspend request: Linux writes
+        # control/feature-suspend once it watches control/shutdown
+        while xs_read("/local/domain/%d/control/feature-suspend" % c_old) is None:
+            if time.monotonic() - t0 > 180:
+                raise RuntimeError("%s never booted (no control/feature-suspend)" % BAL_C)
+            time.sleep(0.5)
+        pre = g.snap()
+        figures = {"c_boot_s": time.monotonic() - t0, "c_old_domid": c_old,
+                   "pre_cur_kb": pre["cur_kb"], "pre_xl_mb": xl_list_mb(),
+                   "pre_memory_target_kb": g.read("memory/target"),
+                   "follower_alive": self.follower is not None and self.follower.alive()}
+        run(["xl", "dmesg", "-c"])
+        t0 = time.monotonic()
+        r = run(["/etc/init.d/xendomains", "stop"], timeout=900)
+        figures.update(stop_rc=r.returncode, stop_s=time.monotonic() - t0,
+                       stop_out=" | ".join((r.stdout + r.stderr).split("\n")[-4:]),
+                       saved=" ".join(sorted(os.listdir(XENDOMAINS_SAVE)))
+                       if os.path.isdir(XENDOMAINS_SAVE) else "",
+                       left=" ".join(n for n in xl_domains() if n != "Domain-0"))
+        t0 = time.monotonic()
+        r = run(["/etc/init.d/xendomains", "start"], timeout=900)
+        doms = xl_domains()
+        figures.update(start_rc=r.returncode, start_s=time.monotonic() - t0,
+                       start_out=" | ".join((r.stdout + r.stderr).split("\n")[-4:]),
+                       over_allocation=xen_log_count("Over-allocation"),
+                       save_dir_left=" ".join(sorted(os.listdir(XENDOMAINS_SAVE)))
+                       if os.path.isdir(XENDOMAINS_SAVE) else "",
+                       c_back=BAL_C in doms, guest_back=GUEST in doms)
+        left = os.path.join(XENDOMAINS_SAVE, GUEST)
+        if GUEST not in doms and os.path.exists(left):  # lost: bring it back for what follows
+            r = run(["xenballoon-balancer", "restore", left], timeout=600)
+            figures["recovered"] = "balancer_restore_rc_%d" % r.returncode
+        if BAL_C in doms:
+            run(["xl", "destroy", BAL_C], timeout=120)
+        for f in os.listdir(XENDOMAINS_SAVE) if os.path.isdir(XENDOMAINS_SAVE) else ():
+            os.unlink(os.path.join(XENDOMAINS_SAVE, f))
+        self.after_move(name, figures, old)
         self.release()
+        result(name, True, **figures)
+
+    def s_restore_recover(self, name):
+        """Issue 20: a restore made to fail on purpose, then recovered with one command.  With
+        dom0's follower stopped, memory/target is set to RECOVER_TARGET_MB, under the guest's
+        own minimum: its kernel takes it, its daemon (self-ballooning) puts its own target back
+        at once, and the guest goes on holding more.  xl save, then xl restore fails
+        (Over-allocation) and the guest is gone; `xenballoon-balancer restore FILE` brings it
+        back from the intact file."""
+        g = self.g
+        old = g.domid
+        self.stop_follower()
+        pre_cur = g.snap()["cur_kb"]
+        xs_write(g.key("memory/target"), str(RECOVER_TARGET_MB * MIB_KB))
+        time.sleep(2)
+        pre = g.snap()
+        figures = {"pre_cur_kb": pre["cur_kb"], "pre_cur_before_kb": pre_cur,
+                   "pre_memory_target_kb": g.read("memory/target")}
+        run(["xl", "dmesg", "-c"])
+        rc, secs, out = xl("save", GUEST, SAVE_FILE, timeout=600)
+        figures.update(save_rc=rc, save_s=secs)
+        if rc != 0:
+            raise RuntimeError("xl save failed: %s; %s" % (last_error(out),
+                                                          diagnose_guest("xl save failed")[0]))
+        rc, secs, out = xl("restore", SAVE_FILE, timeout=600)
+        figures.update(restore_rc=rc, restore_s=secs, over_allocation=xen_log_count("Over-allocation"),
+                       restore_err=last_error(out) if rc else "",
+                       gone=xl_list_mb() is None)
+        if rc == 0:  # not the failure this scenario is about: nothing to recover
+            self.after_move(name, figures, old)
+            os.unlink(SAVE_FILE)
+            result(name, True, **figures)
+            return
+        t0 = time.monotonic()
+        r = run(["xenballoon-balancer", "restore", SAVE_FILE], timeout=600)
+        figures.update(recover_rc=r.returncode, recover_s=time.monotonic() - t0,
+                       recover_out=(r.stdout + r.stderr).strip()[:300],
+                       file_kept=os.path.exists(SAVE_FILE))
+        if r.returncode != 0:
+            run(["xl", "destroy", GUEST])
+            figures["recovered"] = self.recover(SAVE_FILE)
+        os.unlink(SAVE_FILE)
+        self.after_move(name, figures, old)
+        self.follower = BalancerProcess(time.monotonic(), conf=None)
         result(name, True, **figures)
 
     def s_save_loop(self, name):
@@ -1308,6 +1490,43 @@ class Driver:
         figures, since_s = self.memset_directed(name)
         figures["memset_to_migrate_s"] = since_s
         self.migrate(name, figures)
+        result(name, True, **figures)
+
+    def s_migrate_self(self, name):
+        """Issue 20: a self-ballooning guest (native backend, dom0's follower running) migrated
+        to localhost while it allocates, so that it grows during the pre-copy: the receiver is
+        built with the memory/target read when the migration began (+ 1 MiB), and dom0 raises
+        the incoming domain's limit to its static-max (libxenctrl)."""
+        g = self.g
+        old = g.domid
+        self.release()
+        self.stop_daemon()
+        self.set_memory(MIGRATE_SELF_FROM_MB, lift_cap=True)
+        self.restart_daemon(self_on=True, down=10)
+        time.sleep(3)  # the daemon's first ticks, and the follower's copy of its target
+        # a ramp: Committed_AS, the self target and the balloon rise chunk by chunk, the
+        # follower a pass behind, for the whole pre-copy
+        asked = g.ask("ramp", rate_mb_s=MIGRATE_RAMP_MB_S, chunk_mb=16, total_mb=MIGRATE_RAMP_MB,
+                      hold_s=3, timeout_s=MIGRATE_RAMP_MB / MIGRATE_RAMP_MB_S + 120)
+        time.sleep(MIGRATE_AFTER_ALLOC_S)  # growing, as in the issue (1.5 s before)
+        figures = {"from_mb": MIGRATE_SELF_FROM_MB, "pre_xl_mb": xl_list_mb(),
+                   "pre_memory_target_kb": g.read("memory/target"),
+                   "pre_selftarget_kb": g.read("data/xenballoon/selftarget")}
+        run(["xl", "dmesg", "-c"])
+        rc, secs, out = xl("migrate", "-s", "", GUEST, "xl migrate-receive -e", timeout=600)
+        figures.update(migrate_rc=rc, migrate_s=secs, over_allocation=xen_log_count("Over-allocation"),
+                       rebuild_failed="cannot (re-)build domain" in out,
+                       logdirty_unsupported="Failed to enable logdirty" in out,
+                       migrate_err=last_error(out) if rc else "",
+                       raised=any("incoming: limit raised" in line
+                                  for _t, line in (self.follower.lines if self.follower else [])))
+        g.rebind(xl_domid())
+        a = g.answer(asked)
+        snap = a.get("snap") or {}
+        figures.update(ramp_ok=a["ok"], ramp_chunks=a.get("chunks"), oom_kill=a.get("oom_kill"),
+                       grown_cur_kb=snap.get("cur_kb"))
+        self.after_move(name, figures, old)
+        self.release()
         result(name, True, **figures)
 
     def s_migrate_settled(self, name):
@@ -1424,6 +1643,8 @@ class Driver:
                 ("interval", self.s_interval), ("grow", self.s_grow), ("hysteresis", self.s_hysteresis),
                 ("selfballoon", self.s_selfballoon), ("publish_memory", self.s_publish_memory),
                 ("stop", self.s_stop), ("directed", self.s_directed)]
+        # issue 20: dom0's follower runs from here on, and the guest's daemon is native
+        plan.append(("follower", self.s_follower))
         # issue 14: a ramp at each rate; the suite keeps 64 MB/s without swap
         for rate in RAMP_RATES:
             plan.append(("ramp%d" % rate, lambda n, r=rate: self.ramp(n, r, swap=False)))
@@ -1431,10 +1652,13 @@ class Driver:
         # issue 10 item 6, then issue 15
         plan += [("memset_kernel", self.s_memset_kernel), ("memset_daemon", self.s_memset_daemon),
                  ("save_directed", self.s_save_directed), ("save_self", self.s_save_self),
+                 ("xendomains", self.s_xendomains), ("restore_recover", self.s_restore_recover),
+                 ("migrate_self", self.s_migrate_self),
                  ("migrate", self.s_migrate), ("migrate_settled", self.s_migrate_settled),
                  ("save_loop", self.s_save_loop)]
         # issue 13: the guest package's purge, once no scenario needs "guest" (the balancer's
         # guests boot from its disk and install the package again, as "guest" did)
+        plan += [("follower_stop", lambda n: (self.stop_follower(), result(n, True)))]
         plan += [("purge", self.s_purge)]
         # issue 11: two balanced guests and the balancer, then a third guest (destroys "guest")
         plan.append(("balancer", lambda n: TwoGuests(self).play(n)))
@@ -1535,12 +1759,14 @@ def try_answer(g, asked):
 
 
 class BalancerProcess:
-    """`xenballoon-balancer -f` in dom0; its log lines, stamped with the scenario's clock."""
+    """`xenballoon-balancer -f` in dom0; its log lines, stamped with the scenario's clock.
+    ``conf``: its config file (None: the package's, /etc/default/xenballoon-balancer.conf)."""
 
-    def __init__(self, t0):
+    def __init__(self, t0, conf=BAL_CONF, extra=()):
         self.t0 = t0
         self.lines = []
-        self.p = subprocess.Popen(["xenballoon-balancer", "-c", BAL_CONF, "-f", "-p", BAL_PIDFILE],
+        self.p = subprocess.Popen(["xenballoon-balancer"] + (["-c", conf] if conf else [])
+                                  + ["-f", "-p", BAL_PIDFILE] + list(extra),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, universal_newlines=True, errors="replace")
         self.reader = threading.Thread(target=self._read, daemon=True)
