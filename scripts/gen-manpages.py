@@ -298,6 +298,14 @@ def page_balancer(parser: argparse.ArgumentParser) -> str:
         "held.",
         "free SIZE pauses balancing and asks the guests above their need to give memory "
         "back until SIZE is free, for xl create; resume balances again.",
+        "With no guest opted in it still keeps memory/target true for every guest that "
+        "self-balloons (XENBALLOON_BALANCER_FOLLOW): it copies the target the guest's "
+        "xenballoond sets into memory/target, up at once, down once the guest holds no more, "
+        "so that xl save, xl restore, xl migrate and xendomains rebuild the guest whole.",
+        "restore FILE [--memory SIZE] brings back a guest whose xl restore failed because it "
+        "held more than its saved memory/target: it restores the intact save file with room "
+        "for its saved maxmem (or SIZE), sets memory/target to what the guest holds, and "
+        "unpauses it.",
         parser.epilog or "",
     ])
     lines += options(parser)
