@@ -216,3 +216,20 @@ def test_help_names_the_command():
     proc = subprocess.run([sys.executable, "-m", "xenballoond.dom0.balancer", "--help"],
                           env=python_env(), capture_output=True, text=True, timeout=60)
     assert "restore FILE" in proc.stdout
+
+
+@pytest.mark.parametrize("script, said", [
+    ("exit 3", "rc 3"),  # fails before it opens the stream: the command must not wait for good
+    ("head -c 100 \"$3\" >/dev/null; echo 'xl: error: truncated' >&2; exit 1", "truncated"),
+])
+def test_an_xl_that_stops_early_is_reported(host, tmp_path, script, said):
+    """A list that works, a restore that fails at once or after reading a little."""
+    path = str(tmp_path / "guest7.save")
+    save_file(path, 400 * MIB)
+    xl_path = tmp_path / "xl-early"
+    xl_path.write_text(f"#!/bin/sh\nif [ \"$1\" = restore ]; then {script}; fi\nexec {host.xl} \"$@\"\n")
+    xl_path.chmod(0o755)
+    host.write_conf(f"XENBALLOON_BALANCER_XL={xl_path}\n")
+    proc = host.run("restore", path, "--timeout", "60")
+    assert proc.returncode == 1 and said in proc.stderr, proc.stderr
+    assert host.restored == [] and "Traceback" not in proc.stderr

@@ -54,7 +54,8 @@ RAMP_TOTAL_MB = 576             # maxmem less 192 MiB: the kernel's reservation,
 SAVE_AFTER_MEMSET_S = 4         # xl save / xl migrate this long after xl mem-set
 SAVE_SELF_MAP_MB = 480          # self target ~ 480 + Committed_AS + reservation + headroom > 512
 SAVE_SELF_TOUCH_MB = 400
-FOLLOW_SAMPLE_S = 0.05          # how often dom0 samples selftarget and memory/target (issue 20)
+FOLLOW_SAMPLE_S = 0.25          # how often dom0 samples selftarget and memory/target (issue 20):
+#                                 each is an xenstore-read process in the emulated dom0
 XENDOMAINS_SAVE = "/var/lib/xen/save"  # Debian's /etc/default/xendomains
 MIGRATE_SELF_FROM_MB = 384      # where migrate_self's guest starts growing from
 MIGRATE_RAMP_MB, MIGRATE_RAMP_MB_S = 256, 8  # 32 s of growth: longer than the pre-copy
