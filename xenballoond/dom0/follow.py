@@ -12,6 +12,9 @@ into ``memory/target``:
   must have room for every page it may hold by then;
 * down only once the guest holds no more than its new selftarget (``xl
   list``), so that ``memory/target`` + 1 MiB covers what it holds throughout;
+* never below what the guest holds: a selftarget below it is one the guest
+  has already left behind (it grew on since it published it), and the
+  kernel, applying it, would take pages back from a guest that needs them;
 * never above its static-max (libxl refuses a target above it).
 
 The kernel's balloon driver applies every write of ``memory/target``; the
@@ -69,9 +72,7 @@ def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
     if target_kb is None or static_max_kb is None:
         return None
     want_kb = min(selftarget_kb, static_max_kb)
-    if want_kb > target_kb:
-        return want_kb
-    if want_kb < target_kb and cur_kb <= want_kb:
+    if want_kb != target_kb and cur_kb <= want_kb:
         return want_kb
     return None
 
