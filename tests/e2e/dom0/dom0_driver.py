@@ -713,11 +713,13 @@ class Driver:
         create_s, self.boot_snap, perms = self.create_guest()
         domid = self.g.domid
         memory_perm = [ln for ln in perms.splitlines() if ln.strip().startswith("target")]
-        info = dict(ln.split(":", 1) for ln in run(["xl", "info"]).stdout.splitlines() if ":" in ln)
+        # "xen_major              : 4": the names are padded
+        info = {k.strip(): v.strip() for k, v in
+                (ln.split(":", 1) for ln in run(["xl", "info"]).stdout.splitlines() if ":" in ln)}
         tools = run(["dpkg-query", "-W", "-f=${Version}", "xen-utils-4.17"]).stdout.strip()
         result(name, True, domid=domid, create_s=create_s, agent_ready_s=time.monotonic() - t0,
-               xen_version="%s%s" % (info.get("xen_major", "").strip() + "." + info.get("xen_minor", "").strip(),
-                                     info.get("xen_extra", "").strip()),
+               xen_version="%s.%s%s" % (info.get("xen_major", ""), info.get("xen_minor", ""),
+                                        info.get("xen_extra", "")),
                xen_tools=tools, xl_mem_mb=xl_mem_mb(), static_max_kb=self.g.read("memory/static-max"),
                memory_target_kb=self.g.read("memory/target"),
                target_perms=memory_perm[0].split("(")[-1].rstrip(")") if memory_perm else "",
