@@ -1289,11 +1289,12 @@ class Driver:
     def s_follower(self, name):
         """Issue 20: dom0's service as the package installs it (its defaults: no guest opted
         in, XENBALLOON_BALANCER_FOLLOW on), running from here to the balancer scenario; and
-        the guest's daemon on the native backend from here on (/dev/xen/xenbus)."""
+        the guest's daemon on the backend E2E_GUEST_XENSTORE names (default cli: native over
+        a real /dev/xen/xenbus left xenstored answering nobody, see README) from here on."""
         self.stop_follower()
         self.follower = BalancerProcess(time.monotonic(), conf=None, extra=["--debug"])
         time.sleep(2)
-        self.conf_set(XENBALLOON_XENSTORE="native")
+        self.conf_set(XENBALLOON_XENSTORE=os.environ.get("E2E_GUEST_XENSTORE", "cli"))
         result(name, self.follower.alive(), alive=self.follower.alive(),
                log=" | ".join(line for _t, line in self.follower.lines[:3]))
 
@@ -1303,7 +1304,7 @@ class Driver:
             self.follower = None
 
     def s_save_self(self, name):
-        """Issue 20: a self-ballooning guest (native backend) grows above the memory/target
+        """Issue 20: a self-ballooning guest (E2E_GUEST_XENSTORE's backend) grows above the memory/target
         dom0 set (512 MiB; maxmem 768 MiB, `xl mem-max` done) with dom0's follower running:
         a plain xl save and xl restore, no prepare-save."""
         g = self.g
@@ -1496,7 +1497,7 @@ class Driver:
         result(name, True, **figures)
 
     def s_migrate_self(self, name):
-        """Issue 20: a self-ballooning guest (native backend, dom0's follower running) migrated
+        """Issue 20: a self-ballooning guest (E2E_GUEST_XENSTORE's backend, dom0's follower running) migrated
         to localhost while it allocates, so that it grows during the pre-copy: the receiver is
         built with the memory/target read when the migration began (+ 1 MiB), and dom0 raises
         the incoming domain's limit to its static-max (libxenctrl)."""
@@ -1646,7 +1647,7 @@ class Driver:
                 ("interval", self.s_interval), ("grow", self.s_grow), ("hysteresis", self.s_hysteresis),
                 ("selfballoon", self.s_selfballoon), ("publish_memory", self.s_publish_memory),
                 ("stop", self.s_stop), ("directed", self.s_directed)]
-        # issue 20: dom0's follower runs from here on, and the guest's daemon is native
+        # issue 20: dom0's follower runs from here on, and the guest's daemon runs E2E_GUEST_XENSTORE's backend
         plan.append(("follower", self.s_follower))
         # issue 14: a ramp at each rate; the suite keeps 64 MB/s without swap
         for rate in RAMP_RATES:
