@@ -12,9 +12,14 @@ into ``memory/target``:
   must have room for every page it may hold by then;
 * down only once the guest holds no more than its new selftarget (``xl
   list``), so that ``memory/target`` + 1 MiB covers what it holds throughout;
-* never below what the guest holds: a selftarget below it is one the guest
-  has already left behind (it grew on since it published it), and the
-  kernel, applying it, would take pages back from a guest that needs them;
+* never below what the guest holds (``xl list``): a selftarget below it is
+  one the guest has already left behind (it grew on since it published it),
+  and the kernel, applying it, would take pages back from a guest that needs
+  them; and a target below it is raised to it, whatever the selftarget.
+  After a live migration the new domain may hold more than its balloon
+  counts (the branch's run 4: 407 MiB in ``xl list``, the guest's balloon
+  392 MiB, memory/target left at 348 MiB): the next save would rebuild it
+  too small;
 * never above its static-max (libxl refuses a target above it).
 
 The kernel's balloon driver applies every write of ``memory/target``; the
@@ -71,8 +76,11 @@ def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
     down (libxl writes both first): a write would leave a stray node."""
     if target_kb is None or static_max_kb is None:
         return None
+    hold_kb = min(max(selftarget_kb, cur_kb), static_max_kb)
+    if hold_kb > target_kb and cur_kb <= static_max_kb:
+        return hold_kb  # up at once, to what it wants or holds, whichever is more
     want_kb = min(selftarget_kb, static_max_kb)
-    if want_kb != target_kb and cur_kb <= want_kb:
+    if want_kb < target_kb and cur_kb <= want_kb:
         return want_kb
     return None
 
