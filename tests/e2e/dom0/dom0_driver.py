@@ -54,6 +54,7 @@ RAMP_TOTAL_MB = 576             # maxmem less 192 MiB: the kernel's reservation,
 SAVE_AFTER_MEMSET_S = 4         # xl save / xl migrate this long after xl mem-set
 SAVE_SELF_MAP_MB = 480          # self target ~ 480 + Committed_AS + reservation + headroom > 512
 SAVE_SELF_TOUCH_MB = 400
+INCOMING_SAMPLE_S = 0.5         # how often dom0 looks at the domain a migration builds
 FOLLOW_SAMPLE_S = 0.25          # how often dom0 samples selftarget and memory/target (issue 20):
 #                                 each is an xenstore-read process in the emulated dom0
 XENDOMAINS_SAVE = "/var/lib/xen/save"  # Debian's /etc/default/xendomains
@@ -629,6 +630,51 @@ class FollowTrace:
 # A selftarget that stood less than this may come and go between two passes of the 1 s
 # follower (and the xenstore-read of its sampler): not a miss if memory/target never showed it
 FOLLOW_BRIEF_S = 2.0
+
+
+class IncomingProbe:
+    """Issue 20: what dom0 can know of the domain `xl migrate-receive` builds, and when: every
+    INCOMING_SAMPLE_S, the seconds (from the start) at which NAME--incoming first showed in `xl
+    list`, first had memory/static-max and memory/target in xenstore, and first had libxl's
+    stored config (/var/lib/xen/userdata-d.DOMID.*), and its size at each change.  The
+    balancer's raise of its limit reads memory/: if libxl writes those only after the stream
+    (libxl__build_post), the raise comes too late to matter."""
+
+    def __init__(self, name):
+        self.name = name + "--incoming"
+        self.t0 = time.monotonic()
+        self.seen = {}
+        self.sizes = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _mark(self, what):
+        self.seen.setdefault(what, round(time.monotonic() - self.t0, 2))
+
+    def _run(self):
+        while not self.stop_ev.wait(INCOMING_SAMPLE_S):
+            dom = xl_domains().get(self.name)
+            if dom is None:
+                continue
+            domid, mb = dom[0], dom[1]
+            self._mark("listed_s")
+            if not self.sizes or self.sizes[-1][1] != mb:
+                self.sizes.append([round(time.monotonic() - self.t0, 2), mb])
+            keys = xs_read_many(["/local/domain/%d/memory/static-max" % domid,
+                                 "/local/domain/%d/memory/target" % domid])
+            if len(keys) == 2:
+                self._mark("keys_s")
+            try:
+                if any(f.startswith("userdata-d.%d." % domid) for f in os.listdir("/var/lib/xen")):
+                    self._mark("userdata_s")
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(10)
+        return {"incoming_" + k: v for k, v in self.seen.items()}
 
 
 def follow_lags(trace, static_max_kb):
@@ -1562,7 +1608,10 @@ class Driver:
                    "pre_memory_target_kb": g.read("memory/target"),
                    "pre_selftarget_kb": g.read("data/xenballoon/selftarget")}
         run(["xl", "dmesg", "-c"])
+        probe = IncomingProbe(GUEST)
         rc, secs, out = xl("migrate", "-s", "", GUEST, "xl migrate-receive -e", timeout=600)
+        figures.update(probe.stop())
+        data(name, "incoming_sizes", probe.sizes)
         figures.update(migrate_rc=rc, migrate_s=secs, **over_allocation_figures(),
                        rebuild_failed="cannot (re-)build domain" in out,
                        logdirty_unsupported="Failed to enable logdirty" in out,
