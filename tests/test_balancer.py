@@ -48,7 +48,8 @@ class BalancerHost:
         self.host_kb = host_mb * MIB
         self.cur_kb = {d: mem * MIB for d, (mem, _) in sizes_mb.items()}
         self.stuck: set[int] = set()  # guests that never give memory back
-        self.requests: list[tuple[int, int]] = []
+        self.requests: list[tuple[int, int]] = []  # xl mem-set (domid, kB)
+        self.mem_max: list[tuple[int, int]] = []  # xl mem-max (domid, kB)
         self.uptime = {d: 100.0 for d in sizes_mb}
         self.names = {d: f"guest{d}" for d in sizes_mb}
         self.restored: list[dict] = []  # each `xl restore` the host played, as fake_xl sent it
@@ -83,7 +84,12 @@ class BalancerHost:
     def _hypervisor(self) -> None:
         while not self._stop.wait(0.02):
             requests, offset = read_requests(self.dom0, self._offset)
-            for d, tgt_kb in requests:
+            for verb, d, kb in requests:
+                if verb == "mem-max":  # libxl: the limit, then memory/static-max
+                    self.mem_max.append((d, kb))
+                    self.xsd.write(f"/local/domain/{d}/memory/static-max", str(kb))
+                    continue
+                tgt_kb = kb
                 self.requests.append((d, tgt_kb))
                 self.xsd.write(f"/local/domain/{d}/memory/target", str(tgt_kb))
                 if d in self.stuck and tgt_kb < self.cur_kb[d]:
@@ -162,7 +168,7 @@ class BalancerHost:
         """Wait until the hypervisor thread applied every xl mem-set written so far."""
         path = os.path.join(self.dom0, REQUESTS)
         wait_until(lambda: not os.path.exists(path) or self._offset >= os.path.getsize(path),
-                   what="the hypervisor thread to apply every mem-set")
+                   what="the hypervisor thread to apply every mem-set and mem-max")
 
     def close(self) -> None:
         self._stop.set()

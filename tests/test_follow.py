@@ -13,7 +13,8 @@ from hypothesis import given, strategies as st
 
 from tests.daemonproc import wait_until
 from tests.test_balancer import BalancerHost
-from xenballoond.dom0.follow import follow_kb, incoming_max_kb, is_self, self_target_kb
+from xenballoond.dom0.follow import (built_max_kb, follow_kb, incoming_max_kb, is_self,
+                                     self_target_kb)
 
 MIB = 1024
 SMAX = 768 * MIB
@@ -139,7 +140,36 @@ def test_a_grown_self_ballooning_guest_gets_its_target_without_xl(host):
     once(h)
     assert h.target_kb(1) == 357 * MIB
     assert h.target_kb(2) == 256 * MIB  # directed: dom0's target is the input, never touched
-    assert h.requests == []  # a xenstore write: no xl mem-set, the hypervisor's limit stays
+    assert h.requests == []  # a xenstore write: no xl mem-set
+    # its limit once becomes its static-max (xl create or restore left target + 1 MiB)
+    assert h.mem_max == [(1, 768 * MIB)]
+
+
+def test_a_self_ballooning_guest_is_given_its_static_max_once(host):
+    """xl create, restore and migrate build a domain limited to its target + 1 MiB: a
+    self-ballooning guest gets its static-max, once, so an administrator's later
+    xl mem-set or mem-max stands; a directed guest, and one whose static-max is not a
+    number, get nothing."""
+    h = host(d1=(256, 768), d2=(256, 768), d3=(256, 1024))
+    publish(h, 1, selftarget=str(300 * MIB), mode="self", held_mb=256)
+    publish(h, 2, selftarget=str(300 * MIB), mode="directed", held_mb=256)
+    publish(h, 3, selftarget=str(300 * MIB), mode="self ", held_mb=256)
+    h.xsd.write("/local/domain/3/memory/static-max", "garbage")
+    once(h)
+    assert sorted(h.mem_max) == [(1, 768 * MIB)]
+    proc = subprocess.Popen(h.argv("-f"), env=h.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: h.mem_max.count((1, 768 * MIB)) == 2,
+                   what="a new balancer process to give dom 1 its limit again")
+        seen = h.state()["written_at"]
+        for _ in range(2):  # two more passes
+            wait_until(lambda: h.state()["written_at"] > seen, timeout=60, what="a pass")
+            seen = h.state()["written_at"]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert sorted(h.mem_max) == [(1, 768 * MIB)] * 2, err
 
 
 def test_down_only_once_the_guest_holds_no_more(host):
@@ -214,15 +244,37 @@ def test_a_daemon_that_stopped_publishing_is_no_longer_followed(host):
 
 # --- a migration coming in ----------------------------------------------------------
 
-@pytest.mark.parametrize("name, target, smax, expected", [
-    ("guest--incoming", 320 * MIB, SMAX, SMAX + 1024),  # static-max + libxl's 1 MiB
-    ("guest--incoming", SMAX, SMAX, None),  # nothing to raise
-    ("guest", 320 * MIB, SMAX, None),  # not a migration
-    ("guest--incoming-not", 320 * MIB, SMAX, None),
-    ("guest--incoming", None, SMAX, None), ("guest--incoming", 320 * MIB, None, None),
+@pytest.mark.parametrize("name, max_kb, cur, free, expected", [
+    # run 5: built with 342148 kB + 1 MiB, 0 held yet, 1.5 GiB free: all of it may come
+    ("guest--incoming", 343172, 0, 1536 * MIB, 1536 * MIB),
+    ("guest--incoming", 343172, 200 * MIB, 1536 * MIB, 1736 * MIB),
+    # never lower than libxl's limit, even on a full host
+    ("guest--incoming", 343172, 100 * MIB, 0, None),
+    ("guest--incoming", 343172, 100 * MIB, -5 * MIB, None),
+    ("guest--incoming", 343172, 343172, 0, None),
+    ("guest", 343172, 0, 1536 * MIB, None),  # not a migration
+    ("guest--incoming-not", 343172, 0, 1536 * MIB, None),
+    ("guest--migratedaway", 343172, 0, 1536 * MIB, None),  # the sender's side
 ])
-def test_incoming_max_by_hand(name, target, smax, expected):
-    assert incoming_max_kb(name, target, smax) == expected
+def test_incoming_max_by_hand(name, max_kb, cur, free, expected):
+    assert incoming_max_kb(name, max_kb, cur, free) == expected
+
+
+@given(max_kb=sizes, cur=st.integers(min_value=0, max_value=1 << 40),
+       free=st.integers(min_value=-(1 << 40), max_value=1 << 40))
+def test_incoming_max_never_lowers_and_never_passes_the_host(max_kb, cur, free):
+    new = incoming_max_kb("g--incoming", max_kb, cur, free)
+    if new is not None:
+        assert max_kb < new <= cur + max(free, 0)
+
+
+@pytest.mark.parametrize("saved, cur, expected", [
+    (343172, 300 * MIB, 343172),  # it fits libxl's limit: that again
+    (343172, 410 * MIB, 410 * MIB + 1024),  # run 5's guest grew to 410 MiB in the pre-copy
+    (343172, 343172 - 1024, 343172),
+])
+def test_built_max_by_hand(saved, cur, expected):
+    assert built_max_kb(saved, cur) == expected
 
 
 def test_an_incoming_domain_without_libxenctrl_is_logged_not_fatal(host):

@@ -80,7 +80,11 @@ class Snapshot:
     host: HostState
     directed_missing: list[int] = field(default_factory=list)
     follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
-    incoming: list[tuple[int, str, int]] = field(default_factory=list)  # (domid, name, max kB)
+    # domains xl migrate-receive is building, and raised ones it has built
+    incoming: list[guests_mod.Domain] = field(default_factory=list)
+    built: list[guests_mod.Domain] = field(default_factory=list)
+    # self-ballooning guests not yet given their static-max as hypervisor limit: (domid, name, kB)
+    limits: list[tuple[int, str, int]] = field(default_factory=list)
 
     @property
     def states(self) -> list[GuestState]:
@@ -99,7 +103,9 @@ class Balancer:
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.following: set[int] = set()  # domids whose memory/target was copied
-        self.raised: set[int] = set()  # incoming domains given their static-max
+        # incoming domains whose limit was raised, and the limit libxl gave them (kB)
+        self.raised: dict[int, int] = {}
+        self.limited: set[int] = set()  # self-ballooning domains given their static-max
         self._xc: Optional["XenCtrl"] = None
         self._xc_error = ""
         self.reconfigure(config)
@@ -143,14 +149,13 @@ class Balancer:
         pubs = {ls.domid: published(ls, values) for ls in listings}
         views = []
         follows = []
-        incoming = []
-        for d in domains:
-            if self.config.follow and d.domid not in self.raised:
-                keys = guests_mod.dom0_keys(values, d.domid)
-                max_kb = follow.incoming_max_kb(d.name, guests_mod.kb(keys.target),
-                                                guests_mod.kb(keys.static_max) or None)
-                if max_kb is not None:
-                    incoming.append((d.domid, d.name, max_kb))
+        incoming, built, limits = [], [], []
+        for d in domains if self.config.follow else ():
+            if d.name.endswith(follow.INCOMING):
+                if d.domid not in self.raised:
+                    incoming.append(d)
+            elif d.domid in self.raised and guests_mod.dom0_keys(values, d.domid).static_max:
+                built.append(d)  # libxl wrote memory/ after the stream: built
         for d in domains:
             pub = pubs.get(d.domid)
             if pub is None:
@@ -174,34 +179,78 @@ class Balancer:
                 f = self._follow(d, keys, pub)
                 if f is not None:
                     follows.append(f)
+                smax_kb = guests_mod.kb(keys.static_max)
+                if (follow.is_self(pub.mode) and smax_kb and d.domid not in self.limited
+                        and d.domid not in self.raised):
+                    limits.append((d.domid, d.name, smax_kb))
         present = [v.state.domid for v in views]
         self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
         self.following &= set(present)
-        self.raised &= {d.domid for d in domains}
+        alive = {d.domid for d in domains}
+        self.raised = {k: v for k, v in self.raised.items() if k in alive}
+        self.limited &= alive
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
-                        [v.state.domid for v in views if v.wants_directed], follows, incoming)
+                        [v.state.domid for v in views if v.wants_directed], follows,
+                        incoming, built, limits)
+
+    def _xenctrl(self) -> "XenCtrl":
+        from .xenctrl import XenCtrl  # ctypes: only when a migration comes in
+        if self._xc is None:
+            self._xc = XenCtrl()
+        return self._xc
+
+    def _xc_failed(self, d: guests_mod.Domain, what: str, exc: Exception) -> None:
+        if str(exc) != self._xc_error:  # said once, not every pass
+            self._xc_error = str(exc)
+            log.error("dom %d %s: cannot %s: %s", d.domid, d.name, what, exc)
 
     def raise_incoming(self, snap: Snapshot) -> None:
-        """Give each domain xl migrate-receive is building its static-max as its limit
-        (follow.incoming_max_kb), through libxenctrl: libxl cannot touch it yet."""
-        if not snap.incoming:
+        """Each domain xl migrate-receive is building gets what this host could give
+        it as its limit (follow.incoming_max_kb), through libxenctrl: libxl cannot
+        touch it yet; once built, it gets libxl's limit back (follow.built_max_kb)."""
+        if not snap.incoming and not snap.built:
             return
-        from .xenctrl import XenCtrl, XenCtrlError  # ctypes: only when a migration comes in
-        for domid, name, max_kb in snap.incoming:
+        from .xenctrl import XenCtrlError
+        for d in snap.incoming:
             try:
-                if self._xc is None:
-                    self._xc = XenCtrl()
-                self._xc.set_max_kb(domid, max_kb)
+                xc = self._xenctrl()
+                saved_kb = xc.max_kb(d.domid)
+                max_kb = follow.incoming_max_kb(d.name, saved_kb, d.cur_kb, snap.host.free_kb)
+                if max_kb is not None:
+                    xc.set_max_kb(d.domid, max_kb)
             except XenCtrlError as exc:
-                if str(exc) != self._xc_error:
-                    self._xc_error = str(exc)
-                    log.error("dom %d %s: cannot raise its limit for the migration: %s",
-                              domid, name, exc)
+                self._xc_failed(d, "raise its limit for the migration", exc)
                 continue
-            self.raised.add(domid)
-            log.info("dom %d %s: incoming: limit raised to its static-max (%d kB), so that "
-                     "a guest growing during the pre-copy fits", domid, name, max_kb)
+            self.raised[d.domid] = saved_kb
+            log.info("dom %d %s: incoming: limit raised %d -> %s kB (what this host could "
+                     "give it), so that a guest growing during the pre-copy fits",
+                     d.domid, d.name, saved_kb, max_kb)
+        for d in snap.built:
+            max_kb = follow.built_max_kb(self.raised.pop(d.domid), d.cur_kb)
+            try:
+                self._xenctrl().set_max_kb(d.domid, max_kb)
+            except XenCtrlError as exc:
+                self._xc_failed(d, "set its limit back after the migration", exc)
+                continue
+            log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds + 1 MiB)",
+                     d.domid, d.name, max_kb)
+
+    def give_limits(self, snap: Snapshot) -> None:
+        """Once per domain, a self-ballooning guest's hypervisor limit becomes its
+        static-max (``xl mem-max``): xl create, restore and migrate build a domain
+        with its target + 1 MiB as limit, and a self-ballooning guest's room to grow
+        is its maxmem (2008's xm gave it that).  Once: an administrator's later
+        ``xl mem-set`` or ``mem-max`` stands."""
+        for domid, name, smax_kb in snap.limits:
+            self.limited.add(domid)
+            try:
+                self.xl.mem_max(domid, smax_kb)
+            except act.XlError as exc:
+                log.error("dom %d %s: xl mem-max %d kB failed: %s", domid, name, smax_kb, exc)
+                continue
+            log.info("dom %d %s: self-ballooning: its limit is its static-max (%d kB): "
+                     "room to grow after xl create, restore or migrate", domid, name, smax_kb)
 
     @staticmethod
     def _follow(d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
@@ -266,6 +315,7 @@ class Balancer:
         # paused or not: a stale memory/target loses the guest at the next xl save
         self.write_follows(snap)
         self.raise_incoming(snap)
+        self.give_limits(snap)
         paused = self.paused()
         written: dict[int, int] = {}
         if not paused:

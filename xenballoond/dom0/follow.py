@@ -85,17 +85,25 @@ def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
     return None
 
 
-def incoming_max_kb(name: str, target_kb: Optional[int],
-                    static_max_kb: Optional[int]) -> Optional[int]:
+def incoming_max_kb(name: str, max_kb: int, cur_kb: int, free_kb: int) -> Optional[int]:
     """The hypervisor limit for a domain ``xl migrate-receive`` is building, or None.
 
-    libxl builds it with the target read when the migration began + 1 MiB,
-    while the guest runs on at the sender for the whole pre-copy: a
-    self-ballooning guest that grows meanwhile would be refused its pages
-    here.  Its static-max (+ libxl's 1 MiB) is what the administrator allows
-    it; a directed guest never holds more than its target anyway."""
-    if not name.endswith(INCOMING) or target_kb is None or static_max_kb is None:
+    libxl builds it with the target read when the migration began + 1 MiB
+    (``max_kb``), while the guest runs on at the sender for the whole
+    pre-copy: a self-ballooning guest that grows meanwhile would be refused
+    its pages here ("Over-allocation").  Neither its static-max nor its
+    target is in xenstore yet (libxl writes them after the stream), so the
+    limit is what this host could give it: what it holds and all the free
+    memory.  Only the stream fills the domain while it is built, and the
+    sender's own limit bounds the stream; never lower than libxl's."""
+    if not name.endswith(INCOMING):
         return None
-    if static_max_kb <= target_kb:
-        return None
-    return static_max_kb + LIBXL_MAXMEM_KB
+    want_kb = cur_kb + max(free_kb, 0)
+    return want_kb if want_kb > max_kb else None
+
+
+def built_max_kb(saved_max_kb: int, cur_kb: int) -> int:
+    """The limit of a domain raised while it came in, once built: libxl's
+    again, or what the domain holds + 1 MiB if it grew past that during the
+    pre-copy (``cur_kb``: xl list, whole MiB, so at most 1023 kB short)."""
+    return max(saved_max_kb, cur_kb + LIBXL_MAXMEM_KB)

@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 from typing import Optional
 
 SONAMES = ("libxenctrl.so.4.17",)
+# struct xen_domctl_getdomaininfo (public/domctl.h), stable since Xen 4.1: domid_t
+# domain, uint16_t pad1, uint32_t flags, uint64_t tot_pages, uint64_t max_pages, ...;
+# the buffer is larger than the whole struct on any version
+INFO = struct.Struct("<HHIQQ")
+INFO_BUFFER_BYTES = 4096
+PAGE_KB = 4
 
 
 class XenCtrlError(OSError):
     pass
+
+
+def parse_max_kb(info: bytes, domid: int) -> int:
+    """max_pages of ``domid`` in kB, from the first xc_domaininfo_t in ``info``."""
+    domain, _pad, _flags, _tot_pages, max_pages = INFO.unpack_from(info)
+    if domain != domid:  # no such domain: the list starts at the next one
+        raise XenCtrlError(0, f"no domain {domid}")
+    return max_pages * PAGE_KB
 
 
 class XenCtrl:
@@ -40,6 +55,9 @@ class XenCtrl:
         lib.xc_interface_close.argtypes = [ctypes.c_void_p]
         lib.xc_domain_setmaxmem.restype = ctypes.c_int
         lib.xc_domain_setmaxmem.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64]
+        lib.xc_domain_getinfolist.restype = ctypes.c_int
+        lib.xc_domain_getinfolist.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint,
+                                              ctypes.c_void_p]
         self._lib = lib
         self._xch: Optional[int] = lib.xc_interface_open(None, None, 0)
         if not self._xch:
@@ -54,6 +72,17 @@ class XenCtrl:
             err = ctypes.get_errno()
             raise XenCtrlError(err, f"xc_domain_setmaxmem(d{domid}, {max_kb} kB): "
                                     f"{os.strerror(err)}")
+
+    def max_kb(self, domid: int) -> int:
+        """The domain's limit in the hypervisor (kB), from xc_domain_getinfolist."""
+        if self._xch is None:
+            raise XenCtrlError(0, "closed")
+        buf = ctypes.create_string_buffer(INFO_BUFFER_BYTES)
+        n = self._lib.xc_domain_getinfolist(self._xch, domid, 1, buf)
+        if n < 0:
+            err = ctypes.get_errno()
+            raise XenCtrlError(err, f"xc_domain_getinfolist(d{domid}): {os.strerror(err)}")
+        return parse_max_kb(buf.raw, domid)
 
     def close(self) -> None:
         if self._xch is not None:

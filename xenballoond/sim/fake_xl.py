@@ -2,10 +2,11 @@
 
 A real ``xl`` needs a hypervisor, so the simulated host writes what xl would
 report to ``xl-state.json`` beside this program's wrapper every step, and
-this program answers ``xl list`` and ``xl info`` from it.  ``xl mem-set`` is
-appended to ``xl-requests`` (one line each, O_APPEND, so lines never
-interleave); the host applies it on its next step as libxl does: maxmem =
-target + 1 MiB, then memory/target.  The directory is $XBSIM_XL_DIR.
+this program answers ``xl list`` and ``xl info`` from it.  ``xl mem-set`` and
+``xl mem-max`` are appended to ``xl-requests`` (one line each, O_APPEND, so
+lines never interleave); the host applies them on its next step as libxl
+does: maxmem = target + 1 MiB, then memory/target; or maxmem = static-max +
+1 MiB, then memory/static-max.  The directory is $XBSIM_XL_DIR.
 
 ``xl restore [-p] FILE`` and ``xl unpause DOMID`` go to ``xl-restores``, a
 JSON document a line, for a host that plays them (tests/test_balancer.py's);
@@ -39,9 +40,9 @@ def parse_mem_kb(text: str) -> Optional[int]:
     return value >> -shift if shift < 0 else value << shift
 
 
-def read_requests(directory: str, offset: int) -> tuple[list[tuple[int, int]], int]:
-    """The ``xl mem-set`` requests appended since ``offset`` bytes, as (domid,
-    target kB), and the offset after the last whole line read."""
+def read_requests(directory: str, offset: int) -> tuple[list[tuple[str, int, int]], int]:
+    """The ``xl mem-set`` and ``mem-max`` requests appended since ``offset``
+    bytes, as (verb, domid, kB), and the offset after the last whole line read."""
     try:
         with open(os.path.join(directory, REQUESTS), "rb") as f:
             f.seek(offset)
@@ -51,8 +52,8 @@ def read_requests(directory: str, offset: int) -> tuple[list[tuple[int, int]], i
     complete = data[:data.rfind(b"\n") + 1]
     requests = []
     for line in complete.decode().splitlines():
-        _, domid, kb = line.split()
-        requests.append((int(domid), int(kb)))
+        verb, domid, kb = line.split()
+        requests.append((verb, int(domid), int(kb)))
     return requests, offset + len(complete)
 
 
@@ -89,14 +90,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args == ["info"]:
         sys.stdout.write(render_info(state))
         return 0
-    if len(args) == 3 and args[0] == "mem-set":
+    if len(args) == 3 and args[0] in ("mem-set", "mem-max"):
         by_name = {d["name"]: d["domid"] for d in state["domains"]}
         domid = by_name.get(args[1], int(args[1]) if args[1].isdigit() else None)
         kb = parse_mem_kb(args[2])
         if domid not in {d["domid"] for d in state["domains"]} or kb is None:
-            print(f"xl (xenballoon-sim): bad mem-set {args[1:]}", file=sys.stderr)
+            print(f"xl (xenballoon-sim): bad {args[0]} {args[1:]}", file=sys.stderr)
             return 1
-        _append(directory, REQUESTS, f"mem-set {domid} {kb}")
+        _append(directory, REQUESTS, f"{args[0]} {domid} {kb}")
         return 0
     if len(args) in (2, 3) and args[0] == "restore" and args[1:-1] in ([], ["-p"]):
         return _restore(directory, args[-1], paused=args[1:-1] == ["-p"])

@@ -348,8 +348,9 @@ class Host:
         if self.dom0_root is None:
             return
         requests, self._xl_offset = read_xl_requests(self.dom0_root, self._xl_offset)
-        for domid, kb in requests:
-            self._apply(dom0_mod.MemSet(domid, kb))
+        for verb, domid, kb in requests:
+            self._apply(dom0_mod.MemSet(domid, kb) if verb == "mem-set"
+                        else dom0_mod.MemMax(domid, kb))
 
     def _workload(self, index: int, memory_kb: int, maxmem_kb: int) -> Workload:
         o = self.opts

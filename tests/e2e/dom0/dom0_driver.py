@@ -1321,6 +1321,9 @@ class Driver:
                        memory_target_kb=g.read("memory/target"), xl_mem_mb=xl_list_mb(),
                        static_max_kb=g.read("memory/static-max"), oom_kill=snap["oom_kill"],
                        daemon_alive=any(p["state"] != "Z" for p in procs))
+        if self.follower is not None:  # dom0 gave the new domain its static-max as its limit
+            figures["limit_given"] = self.follower.said(
+                "dom %d %s: self-ballooning: its limit is its static-max" % (g.domid, GUEST))
 
     def save_restore(self, name, figures, prepare=False):
         """xl save, then xl restore, with their times and what Xen said; recovers the guest
@@ -1616,8 +1619,10 @@ class Driver:
                        rebuild_failed="cannot (re-)build domain" in out,
                        logdirty_unsupported="Failed to enable logdirty" in out,
                        migrate_err=last_error(out) if rc else "",
-                       raised=any("incoming: limit raised" in line
-                                  for _t, line in (self.follower.lines if self.follower else [])))
+                       raised=self.follower is not None
+                       and self.follower.said("incoming: limit raised"),
+                       built_limit=self.follower is not None
+                       and self.follower.said("migrated in: limit"))
         g.rebind(xl_domid())
         a = g.answer(asked)
         snap = a.get("snap") or {}
@@ -1892,6 +1897,9 @@ class BalancerProcess:
                 self.p.wait()
         self.reader.join(5)
         return self.p.returncode
+
+    def said(self, text):
+        return any(text in line for _t, line in self.lines)
 
     def target_writes(self):
         """[t, domid, name, from_kb, to_kb, holds_kb, reason] for each target it logged."""
