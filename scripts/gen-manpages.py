@@ -301,7 +301,11 @@ def page_balancer(parser: argparse.ArgumentParser) -> str:
         "With no guest opted in it still keeps memory/target true for every guest that "
         "self-balloons (XENBALLOON_BALANCER_FOLLOW): it copies the target the guest's "
         "xenballoond sets into memory/target, up at once, down once the guest holds no more, "
-        "so that xl save, xl restore, xl migrate and xendomains rebuild the guest whole.",
+        "so that xl save, xl restore, xl migrate and xendomains rebuild the guest whole; "
+        "gives such a guest its static-max as its hypervisor limit, once per domain (xl "
+        "create, restore and migrate leave it at its target + 1 MiB); and lets a domain "
+        "xl migrate-receive builds hold what the host could give it until it is built, so "
+        "that a guest growing during the pre-copy fits.",
         "restore FILE [--memory SIZE] brings back a guest whose xl restore failed because it "
         "held more than its saved memory/target: it restores the intact save file with room "
         "for its saved maxmem (or SIZE), sets memory/target to what the guest holds, and "

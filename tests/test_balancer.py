@@ -145,6 +145,14 @@ class BalancerHost:
         with open(os.path.join(self.dom0, "var/run/xenballoon-balancer.json")) as f:
             return json.load(f)
 
+    def written_at(self) -> float:
+        """When the balancer last wrote its state file; 0 before its first pass ended (it
+        writes the file last: a pass's xenstore writes and xl runs come before)."""
+        try:
+            return float(self.state()["written_at"])
+        except FileNotFoundError:
+            return 0.0
+
     def guest_state(self, domid: int) -> dict:
         return next(g for g in self.state()["guests"] if g["domid"] == domid)
 

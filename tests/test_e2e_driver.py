@@ -51,5 +51,9 @@ def test_follow_lags_by_hand():
     # a rise that stood 3 s and was never shown: missed
     trace = [[0.0, "600000", "500000"], [3.0, "600000", "500000"], [3.5, "400000", "500000"]]
     assert dom0_driver.follow_lags(trace, static_max) == ([], 1, 0)
+    # run 6: the guest held 786432 kB, its selftarget 770810: memory/target 786432 covers it
+    trace = [[1.32, "457357", "524288"], [3.51, "770810", "524288"], [3.88, "770810", "786432"],
+             [6.02, "756749", "770810"]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([0.37], 0, 0)
     # garbage selftarget: skipped
     assert dom0_driver.follow_lags([[0.0, "x1", "500000"]], static_max) == ([], 0, 0)

@@ -162,10 +162,10 @@ def test_a_self_ballooning_guest_is_given_its_static_max_once(host):
     try:
         wait_until(lambda: h.mem_max.count((1, 768 * MIB)) == 2,
                    what="a new balancer process to give dom 1 its limit again")
-        seen = h.state()["written_at"]
+        seen = h.written_at()
         for _ in range(2):  # two more passes
-            wait_until(lambda: h.state()["written_at"] > seen, timeout=60, what="a pass")
-            seen = h.state()["written_at"]
+            wait_until(lambda: h.written_at() > seen, timeout=60, what="a pass")
+            seen = h.written_at()
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=30)
@@ -229,13 +229,13 @@ def test_a_daemon_that_stopped_publishing_is_no_longer_followed(host):
         publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
         wait_until(lambda: h.target_kb(1) == 357 * MIB, what="memory/target to follow")
         crashed_at = time.time()  # the daemon publishes no more from here
-        wait_until(lambda: h.state()["written_at"] > crashed_at + 3, timeout=60,
+        wait_until(lambda: h.written_at() > crashed_at + 3, timeout=60,
                    what="passes for 3 s after the last publication (stale after 2 s)")
         h.xsd.write("/local/domain/1/memory/target", str(256 * MIB))  # xl mem-set 256m
-        seen = h.state()["written_at"]
+        seen = h.written_at()
         for _ in range(2):  # two more passes
-            wait_until(lambda: h.state()["written_at"] > seen, timeout=60, what="a pass")
-            seen = h.state()["written_at"]
+            wait_until(lambda: h.written_at() > seen, timeout=60, what="a pass")
+            seen = h.written_at()
         assert h.target_kb(1) == 256 * MIB
     finally:
         proc.terminate()

@@ -541,6 +541,8 @@ def test_save_self_restores(xen: harness.Run) -> None:
     check(s, s.num("pre_memory_target_kb") + MIB_KB >= s.num("pre_cur_kb"),
           "memory/target covered what the guest held when it was saved")
     moved_guest(s, "restore_rc")
+    check(s, s.figures.get("limit_given") == "1",
+          "dom0 gave the restored self-ballooning guest its static-max as its limit")
 
 
 def test_xendomains_stop_and_start_keep_a_grown_self_ballooning_guest(xen: harness.Run) -> None:
@@ -591,6 +593,8 @@ def test_migrate_a_self_ballooning_guest_while_it_grows(xen: harness.Run) -> Non
     check(s, s.num("cur_kb") > s.num("pre_memory_target_kb") + MIB_KB,
           "the guest grew above the memory/target the migration began with (+ 1 MiB)")
     check(s, s.figures["raised"] == "1", "dom0 raised the incoming domain's limit")
+    check(s, s.figures["built_limit"] == "1" and s.figures.get("limit_given") == "1",
+          "once built, dom0 set its limit back, then gave it its static-max (self-ballooning)")
     check(s, s.figures["ramp_ok"] == "1" and s.num("oom_kill") == 0,
           "the guest's ramp went through, no OOM kill")
     moved_guest(s, "migrate_rc")

@@ -534,6 +534,16 @@ class Guest:
         raise RuntimeError("guest agent did not answer %s %s within %ss; %s" % (
             op, args, timeout_s + 30, diagnose_guest("the agent did not answer")[0]))
 
+    def answer_moved(self, asked):
+        """answer() for an op asked before the guest moved to another domain (xl migrate):
+        an answer written before the last suspend went with the old domain's xenstore, so
+        the agent is asked for its kept result of that seq (it answers once the op is done)."""
+        seq, op, args = asked
+        res = self.read("data/e2e/res")
+        if res and res.split(" ", 1)[0] == seq:
+            return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
+        return self.call("result", seq=seq, timeout_s=float(args.get("timeout_s", 60)))
+
     def sh(self, cmd, timeout_s=60):
         res = self.call("sh", timeout_s=timeout_s, cmd=cmd)
         say("guest$ %s -> rc=%s %s" % (cmd, res.get("rc"), res.get("out", "").strip().replace("\n", " | ")[-300:]))
@@ -679,7 +689,9 @@ class IncomingProbe:
 
 def follow_lags(trace, static_max_kb):
     """From a FollowTrace: for each selftarget that rose above memory/target, the seconds
-    until memory/target showed it, capped at static-max as the follower writes it: ([lags],
+    until memory/target covered it (capped at static-max as the follower writes it; more
+    when the guest held more, as in the branch's run 6: 786432 kB held, selftarget 770810,
+    memory/target 786432 until the guest shrank): ([lags],
     how many stood FOLLOW_BRIEF_S or more and were never shown, how many stood less and were
     not shown).  In the branch's run 4 a selftarget of 1105141 kB (static-max 786432) stood
     1.5 s and was counted a miss twice over: never equal, and too brief."""
@@ -697,9 +709,9 @@ def follow_lags(trace, static_max_kb):
             if s2 != selftarget:
                 until = t2
                 break
-            if tgt2 == want:
-                lags.append(round(t2 - t, 2))
-                break
+            if tgt2 is not None and tgt2.isdigit() and int(tgt2) >= int(want):
+                lags.append(round(t2 - t, 2))  # covered: the follower writes what the guest
+                break  # holds when that is more (follow.follow_kb)
         else:
             until = trace[-1][0]
             if until - t < FOLLOW_BRIEF_S:
@@ -1624,7 +1636,7 @@ class Driver:
                        built_limit=self.follower is not None
                        and self.follower.said("migrated in: limit"))
         g.rebind(xl_domid())
-        a = g.answer(asked)
+        a = g.answer_moved(asked)
         snap = a.get("snap") or {}
         figures.update(ramp_ok=a["ok"], ramp_chunks=a.get("chunks"), oom_kill=a.get("oom_kill"),
                        grown_cur_kb=snap.get("cur_kb"))

@@ -432,8 +432,21 @@ def op_procs(args):
     return {"ok": True, "procs": found}
 
 
+# each op's result, by seq, for "result": an answer written just before a migration's
+# last suspend is in the old domain's xenstore, gone with it
+RESULTS = {}
+RESULTS_KEPT = 16
+
+
+def op_result(args):
+    kept = RESULTS.get(str(args.get("seq")))
+    if kept is None:
+        return {"ok": False, "error": "no result for seq %s" % args.get("seq")}
+    return json.loads(kept)
+
+
 OPS = {"wait": op_wait, "alloc": op_alloc, "ramp": op_ramp, "free": op_free, "sh": op_sh, "snap": op_snap,
-       "file": op_file, "procs": op_procs}
+       "file": op_file, "procs": op_procs, "result": op_result}
 
 
 def encode(result):
@@ -466,6 +479,9 @@ def handle(value, done):
         result = OPS[op](args)
     except Exception as exc:  # report it to dom0 rather than die: the run must go on
         result = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+    RESULTS[seq] = json.dumps(result)
+    for old in sorted(RESULTS, key=int)[:-RESULTS_KEPT]:
+        del RESULTS[old]
     print("E2E-AGENT seq=%s op=%s %s" % (seq, op, json.dumps(result, separators=(",", ":"))), flush=True)
     rc, out = xs("xenstore-write", RES_KEY, "%s %s" % (seq, encode(result)))
     if rc != 0:
