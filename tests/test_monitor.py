@@ -308,6 +308,7 @@ def test_listing_prefers_memory_per_key() -> None:
         "meminfo": "/local/domain/5/memory/meminfo",
         "vmstat": "/local/domain/5/data/xenballoon/vmstat",
         "uptime": "/local/domain/5/data/xenballoon/uptime",
+        "mode": "/local/domain/5/data/xenballoon/mode",
     }
     assert Listing(5, memory=frozenset({"uptime"})).stat_paths() == {
         "uptime": "/local/domain/5/memory/uptime"}
@@ -475,7 +476,8 @@ def test_processes_per_refresh_do_not_grow_with_guests(xl_bin: Path) -> None:
                 host.server.write_many({dom(d, "data/xenballoon/meminfo"): MEMINFO,
                                         dom(d, "data/xenballoon/vmstat"): VMSTAT_TRIMMED,
                                         dom(d, "data/xenballoon/uptime"): "5.00 1.00",
-                                        dom(d, "data/xenballoon/selftarget"): "1000"}, domid=d)
+                                        dom(d, "data/xenballoon/selftarget"): "1000",
+                                        dom(d, "data/xenballoon/mode"): "self"}, domid=d)
                 add_cpus(host, d, ["online"])
             snap, batch, free, connections = cli_refresh(host, xl_bin)
             assert len(snap.rows) == guests and all(r.mem_kb == 2014464 for r in snap.rows)
