@@ -534,7 +534,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a variable for dom0's driver, on dom0's kernel command line "
                          "(e.g. E2E_SAVE_LOOP=20); repeatable")
+    ap.add_argument("--build-base", action="store_true",
+                    help="only build the base images into the cache (if not there), then exit: "
+                         ".ci/run does it while the unit tests run")
     args = ap.parse_args(argv)
+    if args.build_base:
+        base, secs = ensure_base(cache_dir())
+        log(f"base images in {base} ({secs:.0f} s spent building)")
+        return 0
     miss = missing_tools()
     if miss:
         print("missing host tools: " + ", ".join(miss), file=sys.stderr)
