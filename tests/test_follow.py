@@ -13,8 +13,8 @@ from hypothesis import given, strategies as st
 
 from tests.daemonproc import wait_until
 from tests.test_balancer import BalancerHost
-from xenballoond.dom0.follow import (built_max_kb, follow_kb, incoming_max_kb, is_self,
-                                     self_target_kb)
+from xenballoond.dom0.follow import (AHEAD_MAX_S, ahead_kb, built_max_kb, follow_kb,
+                                     incoming_max_kb, is_self, self_target_kb)
 
 MIB = 1024
 SMAX = 768 * MIB
@@ -76,6 +76,25 @@ def test_follow_kb_keeps_the_guest_restorable(selftarget, target, cur, smax):
         assert new == min(selftarget, smax)
     if target < cur <= smax:  # never left below what the guest holds
         assert new is not None and new >= cur
+
+
+@pytest.mark.parametrize("selftarget, prev, now, expected", [
+    (448512, (10.0, 382976), 12.0, 65536),  # CI run 39's ramp64: one pass's rise, again
+    (448512, None, 12.0, 0),  # no earlier look
+    (382976, (10.0, 448512), 12.0, 0),  # falling: nothing ahead
+    (448512, (10.0, 448512), 12.0, 0),  # standing
+    (448512, (10.0, 382976), 10.0 + AHEAD_MAX_S, 65536),
+    (448512, (10.0, 382976), 10.0 + AHEAD_MAX_S + 0.1, 0),  # too long ago to say
+    (448512, (12.0, 382976), 12.0, 0), (448512, (13.0, 382976), 12.0, 0),  # clock garbage
+])
+def test_ahead_by_hand(selftarget, prev, now, expected):
+    assert ahead_kb(selftarget, prev, now) == expected
+
+
+@given(selftarget=sizes, then_kb=sizes, then_s=st.floats(-1e6, 1e6), dt=st.floats(-100, 100))
+def test_ahead_is_a_rise_never_negative(selftarget, then_kb, then_s, dt):
+    a = ahead_kb(selftarget, (then_s, then_kb), then_s + dt)
+    assert 0 <= a <= max(selftarget - then_kb, 0)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -206,6 +225,28 @@ def test_follow_off_leaves_memory_target_alone(host):
     publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)
     once(h)
     assert h.target_kb(1) == 256 * MIB
+
+
+def test_a_rising_selftarget_is_copied_ahead_by_its_last_rise(host):
+    """While the guest grows, dom0's copy would be behind its balloon (and pull it back):
+    memory/target goes one pass's rise ahead, then down to the selftarget once the guest
+    stands and holds no more."""
+    h = host(d1=(256, 768))
+    proc = subprocess.Popen(h.argv("-f"), env=h.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        publish(h, 1, selftarget=str(400 * MIB), mode="self", held_mb=400)
+        wait_until(lambda: h.target_kb(1) == 400 * MIB, what="memory/target 400 MiB")
+        publish(h, 1, selftarget=str(480 * MIB), mode="self", held_mb=400)
+        wait_until(lambda: h.target_kb(1) == 560 * MIB, timeout=30,
+                   what="memory/target 480 MiB + the 80 MiB it rose since the last look")
+        publish(h, 1, selftarget=str(480 * MIB), mode="self", held_mb=480)
+        wait_until(lambda: h.target_kb(1) == 480 * MIB, timeout=30,
+                   what="memory/target back to the standing selftarget")
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
 
 
 def test_paused_balancer_still_follows(host):

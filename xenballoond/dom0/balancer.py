@@ -106,6 +106,8 @@ class Balancer:
         # incoming domains whose limit was raised, and the limit libxl gave them (kB)
         self.raised: dict[int, int] = {}
         self.limited: set[int] = set()  # self-ballooning domains given their static-max
+        # each self-ballooning guest's selftarget at dom0's last look: (when, kB)
+        self.selftargets: dict[int, tuple[float, int]] = {}
         self._xc: Optional["XenCtrl"] = None
         self._xc_error = ""
         self.reconfigure(config)
@@ -176,7 +178,7 @@ class Balancer:
             # a daemon that stopped publishing (killed: its mode stays "self") is not
             # followed, or dom0's own xl mem-set would be undone with its old selftarget
             if self.config.follow and view.fresh:
-                f = self._follow(d, keys, pub)
+                f = self._follow(d, keys, pub, now_s)
                 if f is not None:
                     follows.append(f)
                 smax_kb = guests_mod.kb(keys.static_max)
@@ -190,6 +192,7 @@ class Balancer:
         alive = {d.domid for d in domains}
         self.raised = {k: v for k, v in self.raised.items() if k in alive}
         self.limited &= alive
+        self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
                         [v.state.domid for v in views if v.wants_directed], follows,
                         incoming, built, limits)
@@ -252,17 +255,20 @@ class Balancer:
             log.info("dom %d %s: self-ballooning: its limit is its static-max (%d kB): "
                      "room to grow after xl create, restore or migrate", domid, name, smax_kb)
 
-    @staticmethod
-    def _follow(d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
-                pub: Published) -> Optional[follow.Follow]:
+    def _follow(self, d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
+                pub: Published, now_s: float) -> Optional[follow.Follow]:
         """The write that makes a self-ballooning guest's memory/target true, if any."""
         if not follow.is_self(pub.mode):
+            self.selftargets.pop(d.domid, None)
             return None
         self_kb = follow.self_target_kb(pub.selftarget)
         if self_kb is None:
             return None
+        ahead_kb = follow.ahead_kb(self_kb, self.selftargets.get(d.domid), now_s)
+        self.selftargets[d.domid] = (now_s, self_kb)
         old_kb = guests_mod.kb(keys.target)
-        new_kb = follow.follow_kb(self_kb, old_kb, d.cur_kb, guests_mod.kb(keys.static_max) or None)
+        new_kb = follow.follow_kb(self_kb + ahead_kb, old_kb, d.cur_kb,
+                                  guests_mod.kb(keys.static_max) or None)
         return None if new_kb is None else follow.Follow(d.domid, d.name, old_kb, new_kb)
 
     def write_follows(self, snap: Snapshot) -> None:

@@ -20,7 +20,10 @@ into ``memory/target``:
   counts (the branch's run 4: 407 MiB in ``xl list``, the guest's balloon
   392 MiB, memory/target left at 348 MiB): the next save would rebuild it
   too small;
-* never above its static-max (libxl refuses a target above it).
+* never above its static-max (libxl refuses a target above it);
+* while the selftarget rises, ahead of it by its last rise (ahead_kb): a
+  copy of a selftarget the balloon has already passed would pull the
+  kernel's balloon back.
 
 The kernel's balloon driver applies every write of ``memory/target``; the
 guest's daemon, told by its watch, puts its own target back at once
@@ -43,6 +46,7 @@ MAX_KB = 1 << 40  # a petabyte in kB: larger is garbage
 # xl migrate-receive builds the incoming domain under this suffix (xl_vmcontrol.c)
 INCOMING = "--incoming"
 LIBXL_MAXMEM_KB = 1024  # LIBXL_MAXMEM_CONSTANT: libxl's limit is the target + this
+AHEAD_MAX_S = 10.0  # a rise measured over a longer gap between looks says nothing of now
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,27 @@ def follow_kb(selftarget_kb: int, target_kb: Optional[int], cur_kb: int,
     if want_kb < target_kb and cur_kb <= want_kb:
         return want_kb
     return None
+
+
+def ahead_kb(selftarget_kb: int, prev: Optional[tuple[float, int]], now_s: float) -> int:
+    """How far above the guest's selftarget to write memory/target: what it rose
+    since dom0's last look (``prev``: when, and the selftarget then), if that
+    look was at most AHEAD_MAX_S ago, else nothing.
+
+    A selftarget read by dom0 is already behind the guest's balloon while the
+    guest grows (published a tick ago), and the kernel applies every write of
+    memory/target: a copy below the balloon's target takes pages back from a
+    guest that needs them until the daemon puts its own target back (a tick
+    with the cli backend).  On the real host a 64 MB/s ramp was OOM-killed so.
+    One more pass of the same rise keeps the write at or above the balloon,
+    and covers what the guest may hold until the next write, which is what
+    a save between two passes needs."""
+    if prev is None:
+        return 0
+    then_s, then_kb = prev
+    if not 0 < now_s - then_s <= AHEAD_MAX_S:
+        return 0
+    return max(selftarget_kb - then_kb, 0)
 
 
 def incoming_max_kb(name: str, max_kb: int, cur_kb: int, free_kb: int) -> Optional[int]:

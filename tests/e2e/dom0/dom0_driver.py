@@ -628,7 +628,12 @@ class FollowTrace:
         self.thread.start()
 
     def _run(self):
-        paths = [self.g.key("data/xenballoon/selftarget"), self.g.key("memory/target")]
+        # memory/selftarget where dom0 handed memory/ over (publish_memory), as dom0's reader
+        # prefers it; else data/xenballoon/ (CI run 39 sampled the stale data/ copy)
+        # (one read: xenstore-read stops at the first path that is absent)
+        primary = self.g.key("memory/selftarget")
+        paths = [primary if xs_read(primary) is not None
+                 else self.g.key("data/xenballoon/selftarget"), self.g.key("memory/target")]
         while not self.stop_ev.wait(FOLLOW_SAMPLE_S):
             values = xs_read_many(paths)
             now = (values.get(paths[0]), values.get(paths[1]))
@@ -644,6 +649,7 @@ class FollowTrace:
 # A selftarget that stood less than this may come and go between two passes of the 1 s
 # follower (and the xenstore-read of its sampler): not a miss if memory/target never showed it
 FOLLOW_BRIEF_S = 2.0
+FOLLOW_COVER_S = 15  # after a move: how long the follower has to cover what the guest holds
 
 
 class IncomingProbe:
@@ -1375,9 +1381,25 @@ class Driver:
                        memory_target_kb=g.read("memory/target"), xl_mem_mb=xl_list_mb(),
                        static_max_kb=g.read("memory/static-max"), oom_kill=snap["oom_kill"],
                        daemon_alive=any(p["state"] != "Z" for p in procs))
-        if self.follower is not None:  # dom0 gave the new domain its static-max as its limit
+        if self.follower is not None:
+            figures["target_covers_s"] = self.target_covers(FOLLOW_COVER_S)
+            # dom0 gave the new domain its static-max as its limit
             figures["limit_given"] = self.follower.said(
                 "dom %d %s: self-ballooning: its limit is its static-max" % (g.domid, GUEST))
+
+    def target_covers(self, timeout_s):
+        """Seconds until memory/target + 1 MiB covers what the guest holds (xl list), or
+        None: after a move a self-ballooning guest may grow past the target it was rebuilt
+        with, and dom0's follower copies its selftarget a pass later."""
+        t0 = time.monotonic()
+        while True:
+            held_mb, target = xl_list_mb(), self.g.read("memory/target")
+            if held_mb is not None and target and target.isdigit() and \
+                    held_mb * MIB_KB <= int(target) + MIB_KB:
+                return round(time.monotonic() - t0, 2)
+            if time.monotonic() - t0 > timeout_s:
+                return None
+            time.sleep(0.5)
 
     def save_restore(self, name, figures, prepare=False):
         """xl save, then xl restore, with their times and what Xen said; recovers the guest
@@ -1678,7 +1700,8 @@ class Driver:
         g.rebind(xl_domid())
         a = g.answer_moved(asked)
         snap = a.get("snap") or {}
-        figures.update(ramp_ok=a["ok"], ramp_chunks=a.get("chunks"), oom_kill=a.get("oom_kill"),
+        figures.update(ramp_ok=a["ok"], ramp_chunks=a.get("chunks"),
+                       ramp_oom_kill=a.get("oom_kill"),  # during the ramp (after_move's: since boot)
                        grown_cur_kb=snap.get("cur_kb"))
         self.after_move(name, figures, old)
         self.release()
