@@ -358,18 +358,6 @@ def test_grow_on_allocation(xen: harness.Run) -> None:
     xl_shows_the_guest(s)
 
 
-def test_hysteresis_overrides(xen: harness.Run) -> None:
-    s = scenario(xen, "hysteresis")
-    down = step_ratios(s.data["down_targets"], s.num("low_cur_kb"))
-    check(s, len(down) >= 2 and 0.6 <= statistics.median(down) <= 0.9,
-          f"memory/downhysteresis=4: 3/4 of the distance left each tick: {down}")
-    # the way up is an allocation: Committed_AS rises, so the daemon grows at once whatever
-    # memory/uphysteresis (2) says (issue 14), and steps down again once it stops rising
-    up = s.data["up_targets"]
-    check(s, max(up[:3]) >= s.num("high_cur_kb") - 6 * MIB_KB,
-          f"while Committed_AS rises the target covers it at once, not 1/2 a tick: {up[:6]}")
-
-
 def test_selfballoon_override(xen: harness.Run) -> None:
     s = scenario(xen, "selfballoon")
     check(s, s.figures["off_reached"] == "1",
