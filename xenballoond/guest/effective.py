@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..record import frozen
-from .policy import choose_interval_s, headroom_kb
+from .policy import choose_interval_s
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -41,17 +41,3 @@ def merge(config: Config, o: Overrides) -> Effective:
         floor_mb=o.min_mb,
         ceiling_mb=o.max_mb)
 
-
-def describe(s: Effective, *, min_mb: int, maxmem_kb: int, boot_kb: int, xenstore: str,
-             balloon: str) -> str:
-    """The policy line logged at start and whenever it changes."""
-    if s.self_ballooning:
-        mode = (f"self-ballooning (reserve {s.self_reserve_pct}% of {boot_kb} kB "
-                f"booted with = {headroom_kb(boot_kb, s.self_reserve_pct)} kB)")
-    else:
-        mode = "directed (memory/target)"
-    minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if s.min_mem_mb else
-               f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
-    return (f"policy: {mode}, minimum {minimum}, hysteresis down {s.down_hysteresis} "
-            f"up {s.up_hysteresis}, every {s.interval_s} s, xenstore {xenstore}, "
-            f"balloon {balloon}")

@@ -4,7 +4,8 @@ Ported from the original's main ``while true`` loop.  The collaborators are
 handed in (composition root: cli.py); nothing here knows the OS paths.  The
 parts, one job each: OnceLog (once.py), Dom0Link (link.py: dom0's keys and
 the watch), Sensor (sensor.py), Effective (effective.py: the settings in
-force), decide() (policy.py), Publisher and Outbox (publisher.py, outbox.py).
+force), decide() (policy.py), PolicyLine (policyline.py: the policy logged
+when it changes), Publisher and Outbox (publisher.py, outbox.py).
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import time
 from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF
 from ..xenstore import XenstoreError
 from .balloon import BalloonError
-from .effective import describe, merge
+from .effective import merge
 from .link import Dom0Link
 from .once import OnceLog
 from .outbox import Outbox
 from .overrides import Overrides
 from .policy import KIB, MIB, decide
+from .policyline import PolicyLine
 from .publisher import PRIMARY, Publisher
 from .sensor import Sensor
 
@@ -49,12 +51,12 @@ class Ballooner:
         self.link = Dom0Link(xenstore, self.once)
         self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
         self.publisher = Publisher(Outbox(config, self.sensor, clock), self.once, log)
+        self.policy_line = PolicyLine(log)
         self.settings = merge(config, Overrides())
         self.link.target_is_input = not self.settings.self_ballooning
         self.ticks = 0
         self.last_tgt_bytes: int | None = None  # the balloon target this daemon last wrote
         self.wake: Wake | None = None  # when the loop should tick early
-        self._policy = ""  # the policy line last logged
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
         self._clock = clock
 
@@ -173,7 +175,10 @@ class Ballooner:
             committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
             mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
-        self._log_policy(decision.min_bytes // MIB, s)
+        self.policy_line.show(st, min_mb=decision.min_bytes // MIB, maxmem_kb=s.maxmem_kb,
+                              boot_kb=s.boot_kb, balloon=self.balloon.name,
+                              xenstore=("off" if self.xenstore is None
+                                        else self.config.xenstore_backend))
         if decision.tgt_bytes is not None:
             try:
                 self.balloon.set_target_bytes(decision.tgt_bytes)
@@ -188,12 +193,3 @@ class Ballooner:
                            ", pressure" if pressure else "")
         return decision
 
-    def _log_policy(self, min_mb: int, s: Sensed) -> None:
-        """The policy in force, at start and whenever it changes (a reload,
-        dom0's overrides, a new high-water mark)."""
-        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
-                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
-                          balloon=self.balloon.name)
-        if policy != self._policy:
-            self._policy = policy
-            self.log.info("%s", policy)
