@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..record import frozen
-from .policy import choose_interval_s
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -24,6 +23,15 @@ class Effective:
     self_reserve_pct: int = 0
     floor_mb: int | None = None  # memory/minmem
     ceiling_mb: int | None = None  # memory/softmaxmem
+
+
+def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
+                      override_s: int | None) -> int:
+    """The main loop's sleep: XENBALLOON_SELF_INTERVAL or XENBALLOON_INTERVAL,
+    unless dom0's memory/interval says otherwise."""
+    if override_s is not None:
+        return override_s
+    return self_interval_s if self_ballooning else directed_interval_s
 
 
 def merge(config: Config, o: Overrides) -> Effective:
