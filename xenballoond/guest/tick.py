@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF
-from ..xenstore import XenstoreError
+from ..keys import MODE_DIRECTED, MODE_SELF
 from .balloon import BalloonError
 from .effective import merge
 from .link import Dom0Link
@@ -140,17 +139,8 @@ class Ballooner:
         self.link.target_is_input = not self.settings.self_ballooning
 
     def sign_off(self) -> None:
-        """At a clean stop, after self-ballooning: mode "directed", so that dom0's
-        follower stops copying a selftarget nobody keeps (the kernel alone
-        follows memory/target now).  A daemon killed leaves "self"; dom0 then
-        stops following once its uptime no longer advances."""
-        xs = self.link.xenstore
-        if xs is None or self.publisher.outbox.mode_sent != MODE_SELF:
-            return
-        try:
-            xs.write_many({f"{FALLBACK_DIR}/{MODE}": MODE_DIRECTED})
-        except XenstoreError as exc:
-            self.log.debug("xenstore: cannot sign off (%s)", exc)
+        """At a clean stop: the publisher's last word (Publisher.sign_off)."""
+        self.publisher.sign_off(self.link.xenstore)
 
     def reassert(self) -> None:
         """Self-ballooning, dom0 wrote memory/target (its follower copying
