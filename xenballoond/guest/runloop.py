@@ -94,7 +94,7 @@ def _hold(control: LoopControl, until_s: float) -> None:
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         log: logging.Logger, pressure: PressureWatch | None = None) -> None:
     log.info("started: %s", ballooner.summary())
-    if ballooner.config.self_ballooning:
+    if ballooner.self_ballooning():
         log.info("%s", SAVE_NOTE)
     resident.keep(log)
     if pressure is not None:

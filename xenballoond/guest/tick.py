@@ -79,6 +79,10 @@ class Ballooner:
         """The interval in force: the mode's, unless dom0's memory/interval."""
         return self.settings.interval_s
 
+    def self_ballooning(self) -> bool:
+        """The mode in force: the config's, unless dom0's memory/selfballoon."""
+        return self.settings.self_ballooning
+
     def summary(self) -> str:
         return (f"{self.balloon.name} balloon, self-ballooning "
                 f"{'on' if self.config.self_ballooning else 'off'}, xenstore "
