@@ -154,11 +154,7 @@ class Ballooner:
         hysteresis once more each time."""
         if self.last_tgt_bytes is None or not self.settings.self_ballooning:
             return
-        try:
-            self.balloon.set_target_bytes(self.last_tgt_bytes)
-            self.once.over(BALLOON_WRITE)
-        except BalloonError as exc:
-            self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+        self._set_target(self.last_tgt_bytes)
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
@@ -174,12 +170,7 @@ class Ballooner:
                               xenstore=("off" if self.xenstore is None
                                         else self.config.xenstore_backend))
         if decision.tgt_bytes is not None:
-            try:
-                self.balloon.set_target_bytes(decision.tgt_bytes)
-                self.last_tgt_bytes = decision.tgt_bytes
-                self.once.over(BALLOON_WRITE)
-            except BalloonError as exc:
-                self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+            self._set_target(decision.tgt_bytes)
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
                            s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
                            decision.min_bytes // KIB,
@@ -187,3 +178,11 @@ class Ballooner:
                            ", pressure" if pressure else "")
         return decision
 
+    def _set_target(self, tgt_bytes: int) -> None:
+        """Write the balloon target; a failure is logged once while it lasts."""
+        try:
+            self.balloon.set_target_bytes(tgt_bytes)
+            self.last_tgt_bytes = tgt_bytes
+            self.once.over(BALLOON_WRITE)
+        except BalloonError as exc:
+            self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
