@@ -35,7 +35,7 @@ def parse_max_kb(info: bytes, domid: int) -> int:
     domain, _pad, _flags, _tot_pages, max_pages = INFO.unpack_from(info)
     if domain != domid:  # no such domain: the list starts at the next one
         raise XenCtrlError(0, f"no domain {domid}")
-    return max_pages * PAGE_KB
+    return int(max_pages) * PAGE_KB  # unpack_from() gives Any
 
 
 class XenCtrl:
