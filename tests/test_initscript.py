@@ -723,7 +723,9 @@ def test_unit_settings(kind):
     assert values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
     assert values("Service", "Restart") == ["on-failure"]
     assert values("Service", "RestartPreventExitStatus") == ["2"]
-    assert values("Service", "Type") == ["simple"]
+    assert values("Service", "Type") == ["notify"]
+    [watchdog] = values("Service", "WatchdogSec")
+    assert int(watchdog) >= 60  # a tick or pass of xl and xenstore calls, each up to 10 s
     assert values("Install", "WantedBy") == ["multi-user.target"]
 
 

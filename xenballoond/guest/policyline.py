@@ -31,12 +31,12 @@ class PolicyLine:
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
-        self._last = ""
+        self.last = ""  # the line in force, "" before the first tick decided one
 
     def show(self, s: Effective, *, min_mb: int, maxmem_kb: int, boot_kb: int, xenstore: str,
              balloon: str) -> None:
         line = describe(s, min_mb=min_mb, maxmem_kb=maxmem_kb, boot_kb=boot_kb,
                         xenstore=xenstore, balloon=balloon)
-        if line != self._last:
-            self._last = line
+        if line != self.last:
+            self.last = line
             self._log.info("%s", line)
