@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests.daemonproc import wait_until
+from tests.notifysock import NotifySocket
 from tests.repo import REPO, python_env
 from xenballoond.dom0 import act, balance, balancer, guests
 from xenballoond.dom0 import settings as balancer_settings
@@ -385,6 +386,36 @@ def test_daemon_marks_a_guest_that_does_not_shrink_and_stale_stats(host):
     assert "dom 2 guest2: uncooperative: freed 0 of" in err
     assert "reload refused, keeping the running config" in err or "reloaded" in err
     assert "stopping" in err
+
+
+def test_under_systemd_ready_after_the_first_pass_and_the_watchdog_pinged_while_waiting(host):
+    """Type=notify (issue 22), on an abstract socket: READY=1 once the first pass
+    wrote its state, the policy as STATUS=, WATCHDOG=1 while a day-long interval
+    waits (WATCHDOG_USEC 0.2 s: every 0.1 s at least), STOPPING=1 at SIGTERM."""
+    h = host(2400, {1: (1024, 2048), 2: (1024, 2048)})
+    h.opt_in(1, 2)
+    h.publish(1, 1500)
+    h.publish(2, 150)
+    h.write_conf("XENBALLOON_BALANCER_INTERVAL=86400\n")
+    sock = NotifySocket(abstract=True)
+    try:
+        proc = subprocess.Popen(h.argv("-f"), env={**h.env(), **sock.env(watchdog_usec=200000)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = sock.wait_for("READY", "1", what="READY=1 after the first pass")
+            assert os.path.exists(os.path.join(h.dom0, "var/run/xenballoon-balancer.json"))
+            assert ready["STATUS"].startswith("balancing: every 86400 s, host reserve 64 MiB")
+            assert ready.get("WATCHDOG") == "1"
+            sock.count("WATCHDOG", "1", 20, timeout=60,
+                       what="20 WATCHDOG=1 between two passes a day apart")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        sock.wait_for("STOPPING", "1", what="STOPPING=1 at SIGTERM")
+        assert "cannot notify" not in err
+    finally:
+        sock.close()
 
 
 def test_check_config_and_bad_config(tmp_path):

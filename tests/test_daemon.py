@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests import daemonproc as dp
+from tests.notifysock import NotifySocket
 from tests.guestroot import balloon_target_bytes, make_guest, set_current_kb, set_meminfo, write
 from xenballoond.guest.policy import MIB
 
@@ -316,6 +317,75 @@ def test_foreground_stops_on_sigint_and_logs_to_stderr(guest):
     err = p.stderr.read()
     assert "target 375216 kB" in err and "stopping" in err
     assert not os.path.exists(pidfile(guest))
+
+
+# --- under systemd: Type=notify and the watchdog (issue 22) ----------------------
+
+
+@pytest.fixture
+def notify_socket():
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+def test_under_systemd_ready_after_the_first_tick_with_the_policy_as_status(guest, notify_socket):
+    p = dp.start("--root", guest, "-f", extra_env=notify_socket.env())
+    try:
+        ready = notify_socket.wait_for("READY", "1", what="READY=1 after the first tick")
+        # the first tick is done when READY=1 comes: its target is written
+        assert balloon_target_bytes(guest) == 384221184
+        assert ready["STATUS"].startswith("policy: self-ballooning (reserve 0%")
+        assert "every 1 s" in ready["STATUS"]
+        assert "WATCHDOG" not in ready  # no WATCHDOG_USEC: systemd asked for no pings
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    notify_socket.wait_for("STOPPING", "1", what="STOPPING=1 at SIGTERM")
+    assert "cannot notify" not in p.stderr.read()
+
+
+def test_watchdog_pings_while_a_long_interval_waits(guest, notify_socket):
+    """WATCHDOG_USEC 0.2 s, the interval a day: the loop pings while it waits
+    (every 0.1 s at least); a loop that pinged once a tick would send one."""
+    write(os.path.join(guest, "etc/sysconfig/xenballoon.conf"),
+          SELF_CONF.replace("INTERVAL=1", "INTERVAL=86400"))
+    p = dp.start("--root", guest, "-f", extra_env=notify_socket.env(watchdog_usec=200000))
+    try:
+        ready = notify_socket.wait_for("READY", "1", what="READY=1 after the first tick")
+        assert ready.get("WATCHDOG") == "1" and "every 86400 s" in ready["STATUS"]
+        notify_socket.count("WATCHDOG", "1", 20, timeout=60,
+                            what="20 WATCHDOG=1 between two ticks a day apart")
+        assert balloon_target_bytes(guest) == 384221184  # ... and only the one tick
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+
+
+def test_watchdog_pings_are_for_the_process_systemd_named(guest, notify_socket):
+    """WATCHDOG_PID of another process: the watchdog is not ours (sd_watchdog_enabled)."""
+    env = {**notify_socket.env(watchdog_usec=200000), "WATCHDOG_PID": "1"}
+    p = dp.start("--root", guest, "-f", extra_env=env)
+    try:
+        ready = notify_socket.wait_for("READY", "1", what="READY=1 after the first tick")
+        assert "WATCHDOG" not in ready
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    notify_socket.wait_for("STOPPING", "1", what="STOPPING=1 at SIGTERM")
+    assert not any("WATCHDOG" in m for m in notify_socket.messages)
+
+
+def test_a_notify_socket_nobody_reads_does_not_stall_the_loop(guest, notify_socket):
+    """Once the socket's queue is full a message is dropped, said once, and
+    the loop goes on: SIGTERM still stops it."""
+    p = dp.start("--root", guest, "-f", extra_env=notify_socket.env(watchdog_usec=20000))
+    try:
+        dp.wait_for_output(p, "cannot notify systemd", timeout=120)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    assert "cannot notify systemd" not in dp.rest_of_stderr(p)  # once
 
 
 def test_foreground_refuses_when_daemon_runs(guest):

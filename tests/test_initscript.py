@@ -258,6 +258,7 @@ class Guest(Service):
     NAME, CONF_NAME = "xenballoond", "xenballoon.conf"
     SCRIPT, UNIT = SCRIPT, UNIT  # the module's
     IN_DOM0, NOT_HERE = False, "this is domain 0"
+    EXPOSURE_MAX = 2.0  # issue 22's aim for systemd-analyze security
     BAD_START = ("XENBALLOON_SELF", "maybe")
     BAD_RELOAD = "XENBALLOON_INTERVAL=0"
 
@@ -278,6 +279,7 @@ class Dom0(Service):
     NAME, CONF_NAME = "xenballoon-balancer", "xenballoon-balancer.conf"
     SCRIPT, UNIT = BAL_SCRIPT, BAL_UNIT
     IN_DOM0, NOT_HERE = True, "not domain 0"
+    EXPOSURE_MAX = 2.5  # it runs xl: the hypervisor's devices, /var/lib/xen
     BAD_START = ("XENBALLOON_BALANCER_INTERVAL", "soon")
     BAD_RELOAD = "XENBALLOON_BALANCER_HEADROOM_PCT=101"
 
@@ -723,7 +725,9 @@ def test_unit_settings(kind):
     assert values("Service", "ExecReload")[-1] == "/bin/kill -HUP $MAINPID"
     assert values("Service", "Restart") == ["on-failure"]
     assert values("Service", "RestartPreventExitStatus") == ["2"]
-    assert values("Service", "Type") == ["simple"]
+    assert values("Service", "Type") == ["notify"]
+    [watchdog] = values("Service", "WatchdogSec")
+    assert int(watchdog) >= 60  # a tick or pass of xl and xenstore calls, each up to 10 s
     assert values("Install", "WantedBy") == ["multi-user.target"]
 
 
@@ -735,11 +739,55 @@ def test_unit_of_the_guest_needs_xen_and_a_balloon_driver():
 
 def test_unit_verifies(request, tmp_path, kind):
     needs_tool("systemd-analyze")
-    program = request.getfixturevalue(KINDS[kind][1])
+    unit = unit_for_analyze(tmp_path, kind, request.getfixturevalue(KINDS[kind][1]))
+    r = REAPER.run(["systemd-analyze", "verify", "--man=no", unit])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def unit_for_analyze(tmp_path, kind, program: str) -> str:
+    """The unit, its program where this test's is (as the packages substitute theirs)."""
     unit = tmp_path / os.path.basename(kind.UNIT)
     unit.write_text(open(kind.UNIT).read().replace(f"/usr/local/bin/{kind.NAME}", program))
-    r = REAPER.run(["systemd-analyze", "verify", "--man=no", str(unit)])
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return str(unit)
+
+
+def test_unit_exposure(request, tmp_path, kind):
+    """Issue 22: systemd-analyze rates the sandbox (9.6 UNSAFE before it)."""
+    needs_tool("systemd-analyze")
+    unit = unit_for_analyze(tmp_path, kind, request.getfixturevalue(KINDS[kind][1]))
+    r = REAPER.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit])
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= kind.EXPOSURE_MAX, r.stdout
+
+
+def rw_paths(unit: str) -> list[str]:
+    """ReadWritePaths=, "-" (ignored when missing) taken off, /var/run as /run."""
+    paths = [p.lstrip("-") for v in unit_values_of(unit)("Service", "ReadWritePaths")
+             for p in v.split()]
+    return ["/run" + p[len("/var/run"):] if p.startswith("/var/run") else p for p in paths]
+
+
+def writable(path: str, unit: str) -> bool:
+    path = "/run" + path[len("/var/run"):] if path.startswith("/var/run") else path
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in rw_paths(unit))
+
+
+def test_unit_lets_the_daemons_write_what_they_write():
+    """ProtectSystem=strict, and ReadWritePaths= for every path the code writes."""
+    from xenballoond import paths
+    from xenballoond.config import Config
+    from xenballoond.dom0 import balancer
+    for unit in (UNIT, BAL_UNIT):
+        assert unit_values_of(unit)("Service", "ProtectSystem") == ["strict"]
+    for path in (paths.SYSFS_BALLOON_DIR + "/target", paths.PROC_XEN_BALLOON,
+                 paths.DEFAULT_PIDFILE, Config().maxmem_file, Config().maxmem_file + ".boot"):
+        assert writable(path, UNIT), path
+    for path in (balancer.DEFAULT_PIDFILE, balancer.PAUSE_FLAG, balancer.STATE_FILE,
+                 balancer.ACT_LOCK, "/var/lib/xen/userdata-l.1.x.domain-userdata-lock",
+                 "/run/xenstored/socket"):
+        assert writable(path, BAL_UNIT), path
+    assert not writable("/etc/sysconfig/xenballoon.conf", UNIT)
 
 
 def exec_condition(root: str, unit: str = UNIT) -> list[str]:

@@ -281,6 +281,31 @@ def test_deb_guest_package(debs) -> None:
     assert conf == (REPO / "etc" / "xenballoon.conf").read_text()
 
 
+def installed_unit(program: str, bindir: str) -> str:
+    """initscripts/PROGRAM.service, the unit the tests run through systemd-analyze,
+    with the program where the package installs it: what every package must ship."""
+    text = (REPO / "initscripts" / f"{program}.service").read_text()
+    return text.replace(f"/usr/local/bin/{program}", f"{bindir}/{program}")
+
+
+def deb_member(deb: Path, member: str) -> str:
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True,
+                          check=True, timeout=120).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(data)) as tar:
+        f = tar.extractfile("." + member)
+        assert f is not None, member
+        return f.read().decode()
+
+
+@pytest.mark.parametrize("package, program", [("xenballoond", "xenballoond"),
+                                              ("xenballoon-dom0", "xenballoon-balancer")])
+def test_deb_ships_the_tested_unit(debs, package, program) -> None:
+    """Issue 22: the unit in the .deb is the source tree's, byte for byte, but for
+    the program's path (/usr/bin)."""
+    shipped = deb_member(debs[package], f"/lib/systemd/system/{program}.service")
+    assert shipped == installed_unit(program, "/usr/bin")
+
+
 def test_deb_library_and_dom0_packages(debs) -> None:
     lib = deb_files(debs["python3-xenballoond"])
     assert "/usr/lib/python3/dist-packages/xenballoond/config.py" in lib
@@ -366,6 +391,18 @@ def test_rpm_guest_package(rpms) -> None:
     assert "/etc/rc.d/init.d/xenballoond" in sysv
     assert not any("systemd" in f for f in sysv)
     assert "chkconfig --add xenballoond" in rpm_query(rpms["sysv"], "--scripts")
+
+
+def test_rpm_ships_the_tested_unit(rpms) -> None:
+    """Issue 22: the RPM's unit is the source tree's, but for the program's path."""
+    need(("rpm2cpio", "rpm"), ("cpio", "cpio"))
+    rpm = rpms["systemd"]
+    cpio = subprocess.run(["rpm2cpio", str(rpm)], capture_output=True, check=True,
+                          timeout=120).stdout
+    out = subprocess.run(["cpio", "-i", "--quiet", "--to-stdout",
+                          "./usr/lib/systemd/system/xenballoond.service"], input=cpio,
+                         capture_output=True, check=True, timeout=120).stdout.decode()
+    assert out == installed_unit("xenballoond", "/usr/bin")
 
 
 def test_rpmlint_finds_no_errors(rpms) -> None:

@@ -60,7 +60,11 @@ def failed_ticks(root: str, conf: str, run_s: float) -> int:
 
 def test_a_failed_tick_waits_the_interval_in_force_while_self_ballooning(tmp_path):
     """Self-ballooning every second, a failed tick must not wait
-    XENBALLOON_INTERVAL (directed mode's, an hour here) before the next."""
+    XENBALLOON_INTERVAL (directed mode's, an hour here) before the next.
+    The 2008 main loop (tests/original/xenballoond, lines 183-203) slept the
+    interval in force whatever the balloon write did: interval=
+    $XENBALLOON_SELF_INTERVAL right after balloon_to_target, whose failed
+    echo to /proc/xen/balloon bash goes past, then memory/interval over it."""
     root = str(tmp_path)
     make_guest(root, memtotal_kb=380000, committed_kb=200000, current_kb=393216)
     conf = ("XENBALLOON_SELF=1\nXENBALLOON_SELF_INTERVAL=1\nXENBALLOON_INTERVAL=3600\n"

@@ -594,3 +594,103 @@ def test_native_over_a_device_writes_each_key_with_no_transaction(
     with pytest.raises(XenstoreDenied):
         xs.write_many({"data/first": "1", "memory/selftarget": "2"})
     assert srv.read(f"{GUEST_HOME}/data/first") == "1"  # not all or nothing over a device
+
+
+# --- a device reads a request's payload after write() returns (Linux's xenbus_dev_frontend) ----
+
+class KernelLikeDevice:
+    """A pty standing in for a guest's /dev/xen/xenbus that does what Linux's
+    xenbus_dev_frontend.c does with a request: xenbus_file_write() copies the
+    message into the file's one buffer (u->u.buffer) and returns;
+    xenbus_dev_request_and_reply() keeps a copy of the header but only a pointer
+    to the payload in that buffer, which the kernel's xenbus thread copies to the
+    ring when it runs.  On a one-vCPU guest that is once the writer stops
+    writing: here, once the pty has been quiet for IDLE_S."""
+
+    IDLE_S = 0.02
+
+    def __init__(self, upstream_path: str) -> None:
+        import os
+        import pty
+        import tty
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.upstream.connect(upstream_path)
+        self.buffer = bytearray(wire.PAYLOAD_MAX_BYTES)  # u->u.buffer, header included
+        self.queued: list[bytes] = []  # headers of requests not yet on the ring
+        self.partial = bytearray()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _take(self, data: bytes) -> None:
+        self.partial += data
+        while len(self.partial) >= wire.HEADER_BYTES:
+            length = int.from_bytes(self.partial[12:16], "little")
+            end = wire.HEADER_BYTES + length
+            if len(self.partial) < end:
+                return
+            self.buffer[:end] = self.partial[:end]  # the next write() lands where the last one was
+            self.queued.append(bytes(self.partial[:wire.HEADER_BYTES]))
+            del self.partial[:end]
+
+    def _flush(self) -> None:
+        """The xenbus thread: each queued header, and its length of the buffer as it is now."""
+        for header in self.queued:
+            length = int.from_bytes(header[12:16], "little")
+            payload = self.buffer[wire.HEADER_BYTES:wire.HEADER_BYTES + length]
+            self.upstream.sendall(header + bytes(payload))
+        self.queued.clear()
+
+    def _pump(self) -> None:
+        import os
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.master, self.upstream.fileno()], [], [],
+                                        self.IDLE_S)
+            if not ready:
+                self._flush()
+            for fd in ready:
+                try:
+                    data = (os.read(self.master, 65536) if fd == self.master
+                            else self.upstream.recv(65536))
+                except OSError:
+                    return
+                if not data:
+                    return
+                if fd == self.master:
+                    self._take(data)
+                else:
+                    os.write(self.master, data)
+
+    def close(self) -> None:
+        import os
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "timed out waiting for the device thread to stop"
+        self.upstream.close()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def test_native_over_a_device_sends_each_request_after_the_last_reply(
+        sim_xenstored: XsHost) -> None:  # noqa: F811
+    """Requests written back to back on a device all went out with the last one's payload
+    (the kernel reads a payload from its one buffer after write() has returned): keys written
+    with each other's values, reads answered for another path or EINVAL.  One request in
+    flight: every key and value arrives as sent."""
+    srv = sim_xenstored.server
+    dev = KernelLikeDevice(sim_xenstored.guest_socket)
+    try:
+        xs = NativeXenstore(socket_path=dev.path)
+        items = {f"data/k{i}": str(i) * (1 + 7 * i) for i in range(6)}
+        xs.write_many(items)
+        assert xs.device
+        assert {k: srv.read(f"{GUEST_HOME}/{k}") for k in items} == items
+        assert xs.read_existing(list(items)) == items
+        assert xs.snapshot("data") == {k.split("/", 1)[1]: v for k, v in items.items()}
+        assert xs.round_trips == xs.requests  # one request at a time
+        xs.close()
+    finally:
+        dev.close()

@@ -520,6 +520,14 @@ class Reloader:
         log.info("reloaded %s", path or "defaults (no config file)")
 
 
+def status_line(b: Balancer) -> str:
+    """The policy in force, for systemd's STATUS=."""
+    c = b.config
+    return (f"{'paused' if b.paused() else 'balancing'}: every {c.interval_s} s, host reserve "
+            f"{c.host_reserve_mb} MiB, pool {c.pool_mb} MiB, headroom {c.headroom_pct}%, "
+            f"opted in by config: {' '.join(c.guests) or 'none'}")
+
+
 def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
     c = b.config
     log.info("started: interval %d s, host reserve %d MiB, pool %d MiB, headroom %d%%, "
@@ -530,11 +538,18 @@ def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
         control.wait(seconds)
         return control.stop
 
+    ready = False
     while not control.stop:
         try:
             b.tick(time.monotonic(), wait)
         except Exception:  # one bad tick must not end balancing
             log.exception("tick failed")
+        # under systemd (Type=notify): ready after the first pass, STATUS= the policy
+        if ready:
+            control.status(status_line(b))
+        else:
+            control.ready(status_line(b))
+            ready = True
         if not control.stop and not control.reload:
             control.wait(b.config.interval_s)
         if control.reload:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..record import frozen
-from .policy import choose_interval_s, headroom_kb
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -26,6 +25,15 @@ class Effective:
     ceiling_mb: int | None = None  # memory/softmaxmem
 
 
+def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
+                      override_s: int | None) -> int:
+    """The main loop's sleep: XENBALLOON_SELF_INTERVAL or XENBALLOON_INTERVAL,
+    unless dom0's memory/interval says otherwise."""
+    if override_s is not None:
+        return override_s
+    return self_interval_s if self_ballooning else directed_interval_s
+
+
 def merge(config: Config, o: Overrides) -> Effective:
     self_ballooning = config.self_ballooning if o.selfballoon is None else o.selfballoon
     return Effective(
@@ -41,17 +49,3 @@ def merge(config: Config, o: Overrides) -> Effective:
         floor_mb=o.min_mb,
         ceiling_mb=o.max_mb)
 
-
-def describe(s: Effective, *, min_mb: int, maxmem_kb: int, boot_kb: int, xenstore: str,
-             balloon: str) -> str:
-    """The policy line logged at start and whenever it changes."""
-    if s.self_ballooning:
-        mode = (f"self-ballooning (reserve {s.self_reserve_pct}% of {boot_kb} kB "
-                f"booted with = {headroom_kb(boot_kb, s.self_reserve_pct)} kB)")
-    else:
-        mode = "directed (memory/target)"
-    minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if s.min_mem_mb else
-               f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
-    return (f"policy: {mode}, minimum {minimum}, hysteresis down {s.down_hysteresis} "
-            f"up {s.up_hysteresis}, every {s.interval_s} s, xenstore {xenstore}, "
-            f"balloon {balloon}")

@@ -74,15 +74,6 @@ class Decision:
     wake: Wake | None = None  # self-ballooning with headroom: when to tick early
 
 
-def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
-               override_s: int | None) -> int:
-    """The main loop's sleep: XENBALLOON_SELF_INTERVAL or XENBALLOON_INTERVAL,
-    unless dom0's memory/interval says otherwise."""
-    if override_s is not None:
-        return override_s
-    return self_interval_s if self_ballooning else directed_interval_s
-
-
 def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
     """XENBALLOON_SELF_RESERVE_PCT of the memory the guest booted with (not of
     the high-water mark, which only rises: one temporary ``xl mem-set`` up to

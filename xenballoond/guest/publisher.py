@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from ..keys import FALLBACK_DIR, MODE, PRIMARY_DIR
-from ..xenstore import XenstoreUnavailable, XenstoreWriteFailed
+from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF, PRIMARY_DIR
+from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
@@ -68,6 +68,18 @@ class Publisher:
                 self._once.say(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
         except XenstoreUnavailable as exc:
             self._once.say(XS_WRITE, logging.WARNING, f"xenstore: {exc}")
+
+    def sign_off(self, xs: Xenstore | None) -> None:
+        """At a clean stop, after self-ballooning: mode "directed", so that dom0's
+        follower stops copying a selftarget nobody keeps (the kernel alone
+        follows memory/target now).  A daemon killed leaves "self"; dom0 then
+        stops following once its uptime no longer advances."""
+        if xs is None or self.outbox.mode_sent != MODE_SELF:
+            return
+        try:
+            xs.write_many({f"{FALLBACK_DIR}/{MODE}": MODE_DIRECTED})
+        except XenstoreError as exc:
+            self._log.debug("xenstore: cannot sign off (%s)", exc)
 
     def _change(self, new_state: str, tick: int = 0,
                 memory_dir: dict[str, str] | None = None) -> None:

@@ -6,6 +6,12 @@ on the real host a swapless guest's daemon went 8 s between two ticks while
 its guest ran out.  So the daemon locks its pages (mlockall, as it faults
 them in: about 12 MiB) and asks the OOM killer to pick another process: it is
 the one that can give the guest memory.
+
+Under systemd the unit does both before the start (LimitMEMLOCK=infinity,
+OOMScoreAdjust=-1000), with no CAP_IPC_LOCK: mlockall() then fits the limit,
+and writing -1000 again is allowed (it is the floor systemd set), so nothing
+is logged.  Started otherwise (SysV, by hand), root's capabilities do it, or
+the warning says why not.
 """
 from __future__ import annotations
 

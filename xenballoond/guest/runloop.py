@@ -57,10 +57,11 @@ def wait(control: LoopControl, seconds: float, pressure: PressureWatch | None = 
         poller.register(xs_fd, select.POLLIN)
     sampling = pressure is not None and wake is not None
     while True:
+        control.alive()
         left_s = deadline - time.monotonic()
         if left_s <= 0:
             return ""
-        slice_s = min(left_s, SAMPLE_S) if sampling else left_s
+        slice_s = control.slice_s(min(left_s, SAMPLE_S) if sampling else left_s)
         for fd, events in poller.poll(slice_s * 1000):
             if fd == control.wake_fd():
                 control.drain()
@@ -94,7 +95,7 @@ def _hold(control: LoopControl, until_s: float) -> None:
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         log: logging.Logger, pressure: PressureWatch | None = None) -> None:
     log.info("started: %s", ballooner.summary())
-    if ballooner.config.self_ballooning:
+    if ballooner.self_ballooning():
         log.info("%s", SAVE_NOTE)
     resident.keep(log)
     if pressure is not None:
@@ -106,6 +107,7 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
     link.watch_wanted = True  # the native backend watches memory/ instead of reading it
     woken = ""
     next_tick_s = 0.0  # monotonic
+    ready = False
     while not control.stop:
         if woken == TARGET:
             ballooner.reassert()  # and wait out the interval: no tick
@@ -116,6 +118,14 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
                 log.exception("tick failed")
                 interval_s = ballooner.interval_s()
             next_tick_s = time.monotonic() + interval_s
+        # under systemd (Type=notify): ready after the first tick, failed or
+        # not (as a SysV start is: the next ticks retry); the policy in force
+        status = ballooner.policy_line.last or ballooner.summary()
+        if ready:
+            control.status(status)
+        else:
+            control.ready(status)
+            ready = True
         woken = ""
         if not control.stop and not control.reload:
             woken = wait(control, max(next_tick_s - time.monotonic(), 0.0), pressure,

@@ -4,22 +4,23 @@ Ported from the original's main ``while true`` loop.  The collaborators are
 handed in (composition root: cli.py); nothing here knows the OS paths.  The
 parts, one job each: OnceLog (once.py), Dom0Link (link.py: dom0's keys and
 the watch), Sensor (sensor.py), Effective (effective.py: the settings in
-force), decide() (policy.py), Publisher and Outbox (publisher.py, outbox.py).
+force), decide() (policy.py), PolicyLine (policyline.py: the policy logged
+when it changes), Publisher and Outbox (publisher.py, outbox.py).
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF
-from ..xenstore import XenstoreError
+from ..keys import MODE_DIRECTED, MODE_SELF
 from .balloon import BalloonError
-from .effective import describe, merge
+from .effective import merge
 from .link import Dom0Link
 from .once import OnceLog
 from .outbox import Outbox
 from .overrides import Overrides
 from .policy import KIB, MIB, decide
+from .policyline import PolicyLine
 from .publisher import PRIMARY, Publisher
 from .sensor import Sensor
 
@@ -49,12 +50,12 @@ class Ballooner:
         self.link = Dom0Link(xenstore, self.once)
         self.sensor = Sensor(files, balloon, maxmem, self.once, clock)
         self.publisher = Publisher(Outbox(config, self.sensor, clock), self.once, log)
+        self.policy_line = PolicyLine(log)
         self.settings = merge(config, Overrides())
         self.link.target_is_input = not self.settings.self_ballooning
         self.ticks = 0
         self.last_tgt_bytes: int | None = None  # the balloon target this daemon last wrote
         self.wake: Wake | None = None  # when the loop should tick early
-        self._policy = ""  # the policy line last logged
         self._xenstore_at_s = float("-inf")  # monotonic time of the last xenstore exchange
         self._clock = clock
 
@@ -77,6 +78,10 @@ class Ballooner:
     def interval_s(self) -> int:
         """The interval in force: the mode's, unless dom0's memory/interval."""
         return self.settings.interval_s
+
+    def self_ballooning(self) -> bool:
+        """The mode in force: the config's, unless dom0's memory/selfballoon."""
+        return self.settings.self_ballooning
 
     def summary(self) -> str:
         return (f"{self.balloon.name} balloon, self-ballooning "
@@ -138,17 +143,8 @@ class Ballooner:
         self.link.target_is_input = not self.settings.self_ballooning
 
     def sign_off(self) -> None:
-        """At a clean stop, after self-ballooning: mode "directed", so that dom0's
-        follower stops copying a selftarget nobody keeps (the kernel alone
-        follows memory/target now).  A daemon killed leaves "self"; dom0 then
-        stops following once its uptime no longer advances."""
-        xs = self.link.xenstore
-        if xs is None or self.publisher.outbox.mode_sent != MODE_SELF:
-            return
-        try:
-            xs.write_many({f"{FALLBACK_DIR}/{MODE}": MODE_DIRECTED})
-        except XenstoreError as exc:
-            self.log.debug("xenstore: cannot sign off (%s)", exc)
+        """At a clean stop: the publisher's last word (Publisher.sign_off)."""
+        self.publisher.sign_off(self.link.xenstore)
 
     def reassert(self) -> None:
         """Self-ballooning, dom0 wrote memory/target (its follower copying
@@ -158,11 +154,7 @@ class Ballooner:
         hysteresis once more each time."""
         if self.last_tgt_bytes is None or not self.settings.self_ballooning:
             return
-        try:
-            self.balloon.set_target_bytes(self.last_tgt_bytes)
-            self.once.over(BALLOON_WRITE)
-        except BalloonError as exc:
-            self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+        self._set_target(self.last_tgt_bytes)
 
     def _act(self, s: Sensed, pressure: bool) -> Decision:
         """Decide with dom0's keys as last read, and write the balloon target."""
@@ -173,14 +165,12 @@ class Ballooner:
             committed_rise_kb=s.committed_rise_kb, run_need_kb=s.run_need_kb,
             mem_available_kb=s.mem_available_kb, pressure=pressure)
         self.wake = decision.wake
-        self._log_policy(decision.min_bytes // MIB, s)
+        self.policy_line.show(st, min_mb=decision.min_bytes // MIB, maxmem_kb=s.maxmem_kb,
+                              boot_kb=s.boot_kb, balloon=self.balloon.name,
+                              xenstore=("off" if self.xenstore is None
+                                        else self.config.xenstore_backend))
         if decision.tgt_bytes is not None:
-            try:
-                self.balloon.set_target_bytes(decision.tgt_bytes)
-                self.last_tgt_bytes = decision.tgt_bytes
-                self.once.over(BALLOON_WRITE)
-            except BalloonError as exc:
-                self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")
+            self._set_target(decision.tgt_bytes)
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",
                            s.cur_kb, s.committed_kb, decision.tgt_bytes // KIB,
                            decision.min_bytes // KIB,
@@ -188,12 +178,11 @@ class Ballooner:
                            ", pressure" if pressure else "")
         return decision
 
-    def _log_policy(self, min_mb: int, s: Sensed) -> None:
-        """The policy in force, at start and whenever it changes (a reload,
-        dom0's overrides, a new high-water mark)."""
-        policy = describe(self.settings, min_mb=min_mb, maxmem_kb=s.maxmem_kb, boot_kb=s.boot_kb,
-                          xenstore="off" if self.xenstore is None else self.config.xenstore_backend,
-                          balloon=self.balloon.name)
-        if policy != self._policy:
-            self._policy = policy
-            self.log.info("%s", policy)
+    def _set_target(self, tgt_bytes: int) -> None:
+        """Write the balloon target; a failure is logged once while it lasts."""
+        try:
+            self.balloon.set_target_bytes(tgt_bytes)
+            self.last_tgt_bytes = tgt_bytes
+            self.once.over(BALLOON_WRITE)
+        except BalloonError as exc:
+            self.once.say(BALLOON_WRITE, logging.ERROR, f"balloon: {exc}")

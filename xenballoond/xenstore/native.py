@@ -10,9 +10,17 @@ The connection is opened on first use and kept.  If xenstored goes away the
 next request fails with XenstoreUnavailable, and the one after that reconnects
 (a request that finds its kept connection dead is retried once on a fresh one).
 
-A device is not a socket in three ways that matter (Linux's xenbus_dev_frontend.c):
+A device is not a socket in four ways that matter (Linux's xenbus_dev_frontend.c):
 - it takes one message per write(): the bytes after the first message of a
-  write are dropped, so pipelined requests each get their own write();
+  write are dropped, so each request gets its own write();
+- it does not copy a request's payload: xenbus_dev_request_and_reply() queues
+  a pointer into the file's one message buffer, and the kernel's xenbus thread
+  copies it to the ring later, while write() has already returned and the next
+  write() overwrites that buffer.  A second request written before the first
+  is on the ring goes out with the first one's header and the second one's
+  bytes (on a one-vCPU guest, every request of a pipelined batch but the
+  last).  Over a device, the next request is therefore written only once the
+  reply to the one before has come: one request in flight per connection;
 - its poll() reports POLLIN only, never POLLOUT (xenbus_file_poll): a write
   is always taken at once, and waiting for POLLOUT waited for the deadline
   unless something happened to be readable;
@@ -20,7 +28,7 @@ A device is not a socket in three ways that matter (Linux's xenbus_dev_frontend.
   killed) is ended by the kernel, which then counts one xenstore user too few
   (Linux 6.1's xs_request_exit), and every later xl save or migration of the
   guest waits in xs_suspend() for good.  Over a device, write_many() therefore
-  writes its keys without a transaction, one request each, pipelined.
+  writes its keys without a transaction, one request each.
 """
 from __future__ import annotations
 
@@ -59,6 +67,17 @@ def write_units(messages: Sequence[bytes], device: bool) -> builtins.list[bytes]
     return list(messages) if device else [b"".join(messages)]
 
 
+def exchange_steps(messages: Sequence[bytes], req_ids: Sequence[int], device: bool
+                   ) -> builtins.list[tuple[bytes, builtins.list[int]]]:
+    """Each write() and the replies awaited before the next one: on a device, a
+    message and its own reply (the kernel reads a request's payload from its one
+    buffer after write() returns: the next write() must wait for the reply); on
+    a socket, every message at once, then every reply."""
+    if device:
+        return [(m, [r]) for m, r in zip(write_units(messages, True), req_ids)]
+    return [(u, list(req_ids)) for u in write_units(messages, False)]
+
+
 class _Dead(Exception):
     """The connection broke; the request may be retried on a new one."""
 
@@ -94,7 +113,7 @@ class NativeXenstore:
         self._root = root
         self.processes_spawned = 0
         self.requests = 0  # messages sent
-        self.round_trips = 0  # waits for xenstored: one per batch of pipelined requests
+        self.round_trips = 0  # waits for xenstored: one per batch (socket), per request (device)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.reconnects = 0
@@ -198,30 +217,36 @@ class NativeXenstore:
 
     def _exchange(self, messages: builtins.list[bytes], req_ids: builtins.list[int]
                   ) -> dict[int, wire.Message]:
-        """Send the encoded requests back to back and wait for the reply to each
-        of ``req_ids``, in whatever order they come."""
+        """Send the encoded requests and wait for the reply to each of
+        ``req_ids``, in whatever order they come: on a socket all back to back,
+        on a device one at a time (see the module's docstring).  Each write
+        and the replies it awaits have ``timeout_s``."""
         assert self._fd is not None
         fd = self._fd
-        deadline = time.monotonic() + self.timeout_s
-        for chunk in write_units(messages, self.device):
-            view = memoryview(chunk)
-            while view:
-                if not self.device:  # the device's poll() never says POLLOUT: a write always goes
-                    self._wait(fd, select.POLLOUT, deadline)
-                try:
-                    sent = os.write(fd, view)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:  # EPIPE, ECONNRESET: xenstored went away
-                    raise _Dead(str(exc)) from exc
-                view = view[sent:]
-                self.bytes_sent += sent
-        waiting = set(req_ids)
         replies: dict[int, wire.Message] = {}
-        while waiting:
-            self._wait(fd, select.POLLIN, deadline)
-            self._receive(fd, waiting, replies)
+        for chunk, awaited in exchange_steps(messages, req_ids, self.device):
+            deadline = time.monotonic() + self.timeout_s
+            self.round_trips += 1
+            self._send(fd, chunk, deadline)
+            waiting = set(awaited)
+            while waiting:
+                self._wait(fd, select.POLLIN, deadline)
+                self._receive(fd, waiting, replies)
         return replies
+
+    def _send(self, fd: int, chunk: bytes, deadline: float) -> None:
+        view = memoryview(chunk)
+        while view:
+            if not self.device:  # the device's poll() never says POLLOUT: a write always goes
+                self._wait(fd, select.POLLOUT, deadline)
+            try:
+                sent = os.write(fd, view)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:  # EPIPE, ECONNRESET: xenstored went away
+                raise _Dead(str(exc)) from exc
+            view = view[sent:]
+            self.bytes_sent += sent
 
     def _receive(self, fd: int, waiting: set[int], replies: dict[int, wire.Message]) -> bool:
         """Take what xenstored has sent: the replies awaited, and watch events
@@ -267,10 +292,11 @@ class NativeXenstore:
 
     def _talk_many(self, requests: Sequence[tuple[Op, bytes, str]], tx_id: int = 0
                    ) -> builtins.list[bytes | XenstoreRequestError]:
-        """Send the requests back to back, PIPELINE_DEPTH at a time, and return
-        each one's reply payload, or its XS_ERROR as an XenstoreRequestError
-        (not raised).  xenstored answers each request of a connection in turn;
-        the replies are matched by request id, as the protocol allows."""
+        """Send the requests, PIPELINE_DEPTH at a time (back to back on a socket,
+        one after another's reply on a device), and return each one's reply
+        payload, or its XS_ERROR as an XenstoreRequestError (not raised).
+        xenstored answers each request of a connection in turn; the replies
+        are matched by request id, as the protocol allows."""
         out: builtins.list[bytes | XenstoreRequestError] = []
         with self._lock:
             for start in range(0, len(requests), PIPELINE_DEPTH):
@@ -297,7 +323,6 @@ class NativeXenstore:
                 ids.append(self._req_id)
                 messages.append(wire.encode(op, payload, self._req_id, tx_id))
             self.requests += len(requests)
-            self.round_trips += 1
             try:
                 replies = self._exchange(messages, ids)
             except TimeoutError:
@@ -510,7 +535,7 @@ class NativeXenstore:
 
     def write_many(self, items: Mapping[str, str]) -> None:
         """One transaction: all items or none; retried while xenstored says EAGAIN.
-        Over a device, one write each, pipelined, with no transaction (see the
+        Over a device, one write each, one at a time, with no transaction (see the
         module's docstring): a reader may see some keys new and some old for the
         moment between two replies."""
         if not items:
