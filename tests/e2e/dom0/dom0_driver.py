@@ -1696,9 +1696,7 @@ class Driver:
                        logdirty_unsupported="Failed to enable logdirty" in out,
                        migrate_err=last_error(out) if rc else "",
                        raised=self.follower is not None
-                       and self.follower.said("incoming: limit raised"),
-                       built_limit=self.follower is not None
-                       and self.follower.said("migrated in: limit"))
+                       and self.follower.said("incoming: limit raised"))
         g.rebind(xl_domid())
         a = g.answer_moved(asked)
         snap = a.get("snap") or {}
@@ -1706,6 +1704,10 @@ class Driver:
                        ramp_oom_kill=a.get("oom_kill"),  # during the ramp (after_move's: since boot)
                        grown_cur_kb=snap.get("cur_kb"))
         self.after_move(name, figures, old)
+        # after after_move's waits: the follower's pass after the rename (run 8: 1.8 s after
+        # xl migrate returned)
+        figures["built_limit"] = self.follower is not None and self.follower.said(
+            "dom %d %s: migrated in: limit" % (g.domid, GUEST))
         self.release()
         result(name, True, **figures)
 
