@@ -457,12 +457,6 @@ def test_ramp_64_no_oom(xen: harness.Run) -> None:
     check(s, s.num("chunks") * 16 == s.num("total_mb"), "every chunk was allocated and touched")
 
 
-def test_memset_kernel_alone(xen: harness.Run) -> None:
-    s = scenario(xen, "memset_kernel")
-    check(s, s.figures["xl_reach_s"] != "none", "the kernel alone takes the guest to xl mem-set's 256 MiB")
-    check(s, s.num("max_target_after_kb") == s.num("want_kb"), "its only balloon target is dom0's")
-
-
 def test_memset_daemon_setup(xen: harness.Run) -> None:
     s = scenario(xen, "memset_daemon")
     check(s, s.figures["tick_seen_s"] != "none", "the daemon was publishing: its tick set the moment")
