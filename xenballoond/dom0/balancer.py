@@ -226,9 +226,13 @@ class Balancer:
                 self._xc_failed(d, "raise its limit for the migration", exc)
                 continue
             self.raised[d.domid] = saved_kb
-            log.info("dom %d %s: incoming: limit raised %d -> %s kB (what this host could "
-                     "give it), so that a guest growing during the pre-copy fits",
-                     d.domid, d.name, saved_kb, max_kb)
+            if max_kb is None:
+                log.info("dom %d %s: incoming: limit left at %d kB (the host has no more to "
+                         "give it)", d.domid, d.name, saved_kb)
+            else:
+                log.info("dom %d %s: incoming: limit raised %d -> %d kB (what this host could "
+                         "give it), so that a guest growing during the pre-copy fits",
+                         d.domid, d.name, saved_kb, max_kb)
         for d in snap.built:
             max_kb = follow.built_max_kb(self.raised.pop(d.domid), d.cur_kb)
             try:

@@ -535,9 +535,9 @@ class Guest:
         timeout_s = float(args.get("timeout_s", 60))
         deadline = time.monotonic() + timeout_s + 30
         while time.monotonic() < deadline:
-            res = self.read("data/e2e/res")
-            if res and res.split(" ", 1)[0] == seq:
-                return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
+            res = self.result_of(seq)
+            if res is not None:
+                return res
             time.sleep(0.2)
         self.dead = "%s %s" % (op, args)
         raise RuntimeError("guest agent did not answer %s %s within %ss; %s" % (
@@ -548,10 +548,17 @@ class Guest:
         an answer written before the last suspend went with the old domain's xenstore, so
         the agent is asked for its kept result of that seq (it answers once the op is done)."""
         seq, op, args = asked
+        res = self.result_of(seq)
+        if res is not None:
+            return res
+        return self.call("result", seq=seq, timeout_s=float(args.get("timeout_s", 60)))
+
+    def result_of(self, seq):
+        """The agent's answer to seq, if data/e2e/res holds it now."""
         res = self.read("data/e2e/res")
         if res and res.split(" ", 1)[0] == seq:
             return json.loads(zlib.decompress(base64.b64decode(res.split(" ", 1)[1])).decode())
-        return self.call("result", seq=seq, timeout_s=float(args.get("timeout_s", 60)))
+        return None
 
     def sh(self, cmd, timeout_s=60):
         res = self.call("sh", timeout_s=timeout_s, cmd=cmd)
