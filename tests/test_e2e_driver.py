@@ -41,19 +41,48 @@ def test_over_allocations_tells_the_toolstacks_from_a_guests_own():
 def test_follow_lags_by_hand():
     static_max = 786432
     # the branch's run 4 trace: 1105141 stood 1.51 s and memory/target never showed it
-    # (capped: it would be 786432); 617405 shown 0.81 s after it appeared
-    trace = [[0.4, "491929", "524288"], [1.16, "1105141", "491929"], [2.67, "617405", "491929"],
-             [3.48, "617405", "617405"], [3.79, "617401", "617405"], [15.41, "617377", "617377"]]
-    assert dom0_driver.follow_lags(trace, static_max) == ([0.81], 0, 1)
+    # (capped: it would be 786432); no pass ended meanwhile; 617405 shown 0.81 s after it appeared
+    trace = [[0.4, "491929", "524288", None], [1.16, "1105141", "491929", None],
+             [2.67, "617405", "491929", 2.1], [3.48, "617405", "617405", 3.3],
+             [3.79, "617401", "617405", 3.3], [15.41, "617377", "617377", 15.0]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([0.81], 0, 1, 3)
     # a selftarget above static-max shown capped: followed
-    trace = [[0.0, "900000", "500000"], [1.0, "900000", "786432"], [5.0, "900000", "786432"]]
-    assert dom0_driver.follow_lags(trace, static_max) == ([1.0], 0, 0)
-    # a rise that stood 3 s and was never shown: missed
-    trace = [[0.0, "600000", "500000"], [3.0, "600000", "500000"], [3.5, "400000", "500000"]]
-    assert dom0_driver.follow_lags(trace, static_max) == ([], 1, 0)
+    trace = [[0.0, "900000", "500000", None], [1.0, "900000", "786432", 0.9],
+             [5.0, "900000", "786432", 4.9]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([1.0], 0, 0, 2)
+    # a rise still there after the second pass end that followed it, never shown: missed
+    trace = [[0.0, "600000", "500000", None], [1.0, "600000", "500000", 0.9],
+             [2.5, "600000", "500000", 2.4], [3.5, "400000", "500000", 2.4]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([], 1, 0, 2)
+    # the same rise gone before the second pass end: brief, however long it stood (CI's run
+    # on 13ff318: passes 2.3-4.5 s apart, a rise that stood 2.27 s)
+    trace = [[0.0, "600000", "500000", None], [1.0, "600000", "500000", 0.9],
+             [3.5, "400000", "500000", 0.9], [4.0, "400000", "500000", 3.9]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([], 0, 1, 2)
+    # a pass end before the sighting does not count: that pass may have read the old value
+    trace = [[1.0, "600000", "500000", 0.9], [2.0, "600000", "500000", 1.9],
+             [2.5, "400000", "500000", 1.9]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([], 0, 1, 2)
+    # the CI trace on 13ff318 (1112073 then 769538 each gone before two pass ends; 754332
+    # covered 0.45 s after it was seen), with pass ends where its balancer log put them
+    trace = [[2.12, "463582", "524288", 1.5], [3.72, "1112073", "524288", 1.5],
+             [4.6, "1112073", "524288", 4.5], [5.13, "769538", "524288", 4.5],
+             [7.4, "754332", "524288", 4.5], [7.85, "754332", "786432", 7.8]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([0.45], 0, 2, 3)
     # run 6: the guest held 786432 kB, its selftarget 770810: memory/target 786432 covers it
-    trace = [[1.32, "457357", "524288"], [3.51, "770810", "524288"], [3.88, "770810", "786432"],
-             [6.02, "756749", "770810"]]
-    assert dom0_driver.follow_lags(trace, static_max) == ([0.37], 0, 0)
-    # garbage selftarget: skipped
-    assert dom0_driver.follow_lags([[0.0, "x1", "500000"]], static_max) == ([], 0, 0)
+    trace = [[1.32, "457357", "524288", None], [3.51, "770810", "524288", None],
+             [3.88, "770810", "786432", 3.8], [6.02, "756749", "770810", 5.9]]
+    assert dom0_driver.follow_lags(trace, static_max) == ([0.37], 0, 0, 2)
+    # garbage selftarget: skipped; a trace that ends on a rise: not judged
+    assert dom0_driver.follow_lags([[0.0, "x1", "500000", None]], static_max) == ([], 0, 0, 0)
+    assert dom0_driver.follow_lags([[0.0, "600000", "500000", 0.5]], static_max) == ([], 0, 0, 1)
+
+
+def test_target_raises_counts_each_rise_of_memory_target():
+    # the native run's trace, cut: raised to 620544 before the sampler saw the rise, then 777564
+    trace = [[0.69, "463001", "524288", -0.17], [3.26, "620635", "620544", 3.14],
+             [4.15, "620448", "620544", 3.14], [6.73, "620131", "777564", 6.43],
+             [9.71, "619764", "619872", 9.68], [10.0, "619764", None, 9.68],
+             [11.0, "619764", "x", 9.68], [12.0, "619700", "619872", 9.68]]
+    assert dom0_driver.target_raises(trace) == 2
+    assert dom0_driver.target_raises([]) == 0
