@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,20 @@ def cache_dir() -> str:
 def missing_tools() -> list[str]:
     """Host tools the suite needs, as 'command (package)' for each one absent."""
     return [f"{cmd} ({pkg})" for cmd, pkg in HOST_TOOLS.items() if shutil.which(cmd) is None]
+
+
+def why_not_run() -> str | None:
+    """Why this machine cannot play the real-Xen run, or None if it can."""
+    if os.environ.get("XENBALLOON_E2E", "1") == "0":
+        return "XENBALLOON_E2E=0"
+    if os.geteuid() != 0:  # first: an ordinary user's PATH lacks /usr/sbin's tools too
+        return "needs root: real-Xen e2e builds root file systems with mmdebstrap/chroot"
+    miss = missing_tools()
+    if miss:
+        return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
+                " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs dpkg-dev debhelper"
+                " dh-python fakeroot)")
+    return None
 
 
 # Each stage's limit, measured on this 2-core machine: the base build took 1-3 minutes, the
@@ -296,9 +311,11 @@ class HostLoad:
         return round(worst, 1)
 
 
-def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: str = "") -> dict:
+def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: str = "",
+             stop: threading.Event | None = None) -> dict:
     """Boot once under TCG; every console line is written to log_path prefixed with the
-    seconds since QEMU started.  Ends at E2E ALL_DONE, at power-off or at timeout_s."""
+    seconds since QEMU started.  Ends at E2E ALL_DONE, at power-off, at timeout_s or when
+    ``stop`` is set (the test session ended first: early.py)."""
     # -xsave: with three domains on QEMU's two CPUs (the balancer scenario), processes crashed
     # on corrupt memory in whichever domain shared a CPU with another (a heap "corrupted unsorted
     # chunks", general protection faults, an xz kernel image that would not decompress), in 3
@@ -322,6 +339,9 @@ def run_qemu(images: dict[str, str], log_path: str, timeout_s: float, dom0_env: 
             if el > timeout_s:
                 timed_out = True
                 f.write(f"[{el:7.1f}] HARNESS TIMEOUT after {timeout_s:.0f} s\n")
+                break
+            if stop is not None and stop.is_set():
+                f.write(f"[{el:7.1f}] HARNESS STOPPED: the test session ended first\n")
                 break
             load.sample()
             try:
@@ -482,7 +502,7 @@ def lines_that_matter(s: Scenario, limit: int = 80) -> str:
 # -- the whole run -------------------------------------------------------------------------
 
 def run_suite(only: str = "", timeout_s: float = QEMU_LIMIT_S, log_path: str | None = None,
-              dom0_env: tuple[str, ...] = ()) -> Run:
+              dom0_env: tuple[str, ...] = (), stop: threading.Event | None = None) -> Run:
     t0 = time.monotonic()
     cache = cache_dir()
     base, build_s = ensure_base(cache)
@@ -496,7 +516,7 @@ def run_suite(only: str = "", timeout_s: float = QEMU_LIMIT_S, log_path: str | N
         log_path = log_path or os.path.join(cache, "console.log")
         log(f"booting Xen + dom0 + guest under QEMU (TCG), console in {log_path}")
         env = (("E2E_ONLY=" + only.replace(",", "+"),) if only else ()) + dom0_env
-        q = run_qemu(images, log_path, timeout_s, " ".join(env))
+        q = run_qemu(images, log_path, timeout_s, " ".join(env), stop)
     run = parse_log(log_path)
     run.figures.update(q, base_build_s=build_s, debs_build_s=debs_s, assemble_s=assemble_s,
                        total_s=time.monotonic() - t0, base_dir=base)

@@ -22,7 +22,7 @@ from tests import bash_oracle
 
 from xenballoond import __version__
 
-from . import harness
+from . import early, harness
 
 MIB_KB = 1024
 FOLLOW_COVER_S = 15  # dom0_driver.FOLLOW_COVER_S
@@ -31,30 +31,18 @@ FOLLOW_COVER_S = 15  # dom0_driver.FOLLOW_COVER_S
 pytestmark = pytest.mark.timeout(harness.SUITE_LIMIT_S)
 
 
-def _why_not() -> str | None:
-    if os.environ.get("XENBALLOON_E2E", "1") == "0":
-        return "XENBALLOON_E2E=0"
-    if os.geteuid() != 0:  # first: an ordinary user's PATH lacks /usr/sbin's tools too
-        return "needs root: real-Xen e2e builds root file systems with mmdebstrap/chroot"
-    miss = harness.missing_tools()
-    if miss:
-        return ("real-Xen e2e needs host tools: " + ", ".join(miss) +
-                " (apt-get install qemu-system-x86 mmdebstrap cpio kmod e2fsprogs dpkg-dev debhelper"
-                " dh-python fakeroot)")
-    return None
-
-
 @pytest.fixture(scope="module")
 def xen() -> harness.Run:
     reuse = os.environ.get("XENBALLOON_E2E_LOG")
     if reuse:  # re-check a console log from an earlier run without booting again
         return harness.parse_log(reuse)
-    why = _why_not()
+    why = harness.why_not_run()
     if why is not None:
         if os.environ.get("CI") == "true" and why != "XENBALLOON_E2E=0":
             pytest.fail("CI=true but the real-Xen suite cannot run: " + why, pytrace=False)
         pytest.skip(why)
-    run = harness.run_suite()
+    # begun beside the unit tests when pytest had collected this module (early.py)
+    run = early.result() if early.started() else harness.run_suite()
     print("\n" + harness.write_report(run, os.path.join(harness.cache_dir(), "report.txt")))
     return run
 
