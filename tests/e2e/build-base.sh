@@ -98,10 +98,12 @@ n=10
 for m in xen-blkfront ext4; do
   for ko in $(needs $m); do cp "$ko" "$b/modules/$n-$(basename "$ko")"; n=$((n+1)); done
 done
-(cd dom0root && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > dom0.cpio.gz
+# dom0's root unpacked: the emulated dom0 took 33 s to gunzip its 131 MB (438 MB as cpio),
+# a third of its boot; QEMU loads the cpio as it is, and the kernel only copies it
+(cd dom0root && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > dom0.cpio
 (cd $b && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) > guest-boot.cpio.gz
 echo "$KVER" > KVER
 T2=$(date +%s)
 rm -rf debs ex guestboot
 echo "build-base: roots $((T1-T0)) s, images $((T2-T1)) s, kernel $KVER"
-du -sh dom0root guestroot dom0.cpio.gz guest-boot.cpio.gz
+du -sh dom0root guestroot dom0.cpio guest-boot.cpio.gz

@@ -41,7 +41,7 @@ if REPO not in sys.path:  # run as a script: tests/debbuild.py is the repository
 from tests import debbuild  # noqa: E402
 
 BUILD_SCRIPT = os.path.join(HERE, "build-base.sh")
-BASE_FILES = ("xen", "vmlinuz", "dom0.cpio.gz", "guest-boot.cpio.gz", "KVER", "XEN_VERSION")
+BASE_FILES = ("xen", "vmlinuz", "dom0.cpio", "guest-boot.cpio.gz", "KVER", "XEN_VERSION")
 # what each side installs (tests/e2e/e2e-pkg), and where the .debs wait for it
 GUEST_PACKAGES = ("xenballoond", "python3-xenballoond")
 DOM0_PACKAGES = ("xenballoon-dom0", "python3-xenballoond")
@@ -257,12 +257,13 @@ def assemble(base: str, debs: dict[str, str], run_dir: str) -> dict[str, str]:
     _put(d, "/guest/initrd.cpio", os.path.join(run_dir, "guest-initrd.cpio"))
     put_packages(d, debs, DOM0_PACKAGES)
     pack(d, os.path.join(run_dir, "dom0-overlay.cpio.gz"))
-    concat([os.path.join(base, "dom0.cpio.gz"), os.path.join(run_dir, "dom0-overlay.cpio.gz")],
-           os.path.join(run_dir, "dom0-initrd.gz"))
+    # the kernel unpacks an uncompressed archive and a gzipped one after it alike
+    concat([os.path.join(base, "dom0.cpio"), os.path.join(run_dir, "dom0-overlay.cpio.gz")],
+           os.path.join(run_dir, "dom0-initrd"))
     shutil.rmtree(g)
     shutil.rmtree(d)
     return {"xen": os.path.join(base, "xen"), "vmlinuz": os.path.join(base, "vmlinuz"),
-            "initrd": os.path.join(run_dir, "dom0-initrd.gz")}
+            "initrd": os.path.join(run_dir, "dom0-initrd")}
 
 
 class HostLoad:
