@@ -229,8 +229,10 @@ def page_daemon(parser: argparse.ArgumentParser) -> str:
     ])
     lines += section("NOTES", [
         "Detached, xenballoond logs to syslog (daemon facility); with -f, to standard error "
-        "(the systemd unit runs it so). The xenstore clients of xenstore-utils are used "
-        "unless the config says XENBALLOON_XENSTORE=native.",
+        "(the systemd unit runs it so). By default (XENBALLOON_XENSTORE=auto) xenballoond "
+        "speaks the xenstore protocol itself over /dev/xen/xenbus, and runs the clients of "
+        "xenstore-utils where that device is absent or the config says "
+        "XENBALLOON_XENSTORE=cli.",
     ])
     lines += [".SH SEE ALSO", "\\fBxenballoon.conf\\fR(5), \\fBxenballoon\\-monitor\\fR(1), "
               "\\fBxl\\fR(1)"]

@@ -85,7 +85,7 @@ XENBALLOON_SEND_UPTIME=1
 # The defaults, from the original conf's "## Default:" lines and the spec.
 DEFAULTS = dict(self_ballooning=False, self_interval_s=1, interval_s=1, down_hysteresis=10,
                 up_hysteresis=1, min_mem_mb=0, maxmem_file="/var/run/xenballoon-maxmem",
-                send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="cli",
+                send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="auto",
                 self_reserve_pct=10, publish_threshold_mb=30, publish_max_s=10)
 
 
@@ -153,7 +153,7 @@ def test_shipped_conf_is_valid_shell_with_the_same_values():
         "XENBALLOON_SELF=false", "XENBALLOON_SELF_INTERVAL=1", "XENBALLOON_INTERVAL=1",
         "XENBALLOON_AUTO_DOWNHYSTERESIS=10", "XENBALLOON_AUTO_UPHYSTERESIS=1", "XENBALLOON_MINMEM=0",
         "XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem", "XENBALLOON_SEND_MEMINFO=1",
-        "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=cli",
+        "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=auto",
         "XENBALLOON_SELF_RESERVE_PCT=10", "XENBALLOON_PUBLISH_THRESHOLD_MB=30",
         "XENBALLOON_PUBLISH_MAX_S=10"]
 
@@ -201,6 +201,7 @@ GOOD = [
     ("XENBALLOON_SEND_UPTIME", "0", "send_uptime", False),
     ("XENBALLOON_SEND_UPTIME", "1", "send_uptime", True),
     ("XENBALLOON_XENSTORE", "cli", "xenstore_backend", "cli"),
+    ("XENBALLOON_XENSTORE", "auto", "xenstore_backend", "auto"),
     ("XENBALLOON_XENSTORE", "native", "xenstore_backend", "native"),
     ("XENBALLOON_XENSTORE", "'native'", "xenstore_backend", "native"),
     ("XENBALLOON_SELF_RESERVE_PCT", "0", "self_reserve_pct", 0),
@@ -283,7 +284,7 @@ def test_boundary_messages():
         'test.conf:1: XENBALLOON_SEND_VMSTAT="2": must be 0 or 1'
     assert "octal" in str(error_of("XENBALLOON_MINMEM=010"))
     assert str(error_of("XENBALLOON_XENSTORE=xl")) == \
-        'test.conf:1: XENBALLOON_XENSTORE="xl": must be one of "cli", "native"'
+        'test.conf:1: XENBALLOON_XENSTORE="xl": must be one of "auto", "cli", "native"'
     assert str(error_of("XENBALLOON_MAXMEMFILE=tmp/x")) == \
         'test.conf:1: XENBALLOON_MAXMEMFILE="tmp/x": must be an absolute path'
 
@@ -499,7 +500,7 @@ def check_bounds(config: Config) -> None:
     assert "\x00" not in config.maxmem_file
     for flag in (config.send_meminfo, config.send_vmstat, config.send_uptime):
         assert isinstance(flag, bool)
-    assert config.xenstore_backend in ("cli", "native")
+    assert config.xenstore_backend in ("auto", "cli", "native")
 
 
 def outcome(text: str) -> None:
@@ -555,7 +556,7 @@ CONFIGS = st.builds(
     send_meminfo=st.booleans(),
     send_vmstat=st.booleans(),
     send_uptime=st.booleans(),
-    xenstore_backend=st.sampled_from(["cli", "native"]),
+    xenstore_backend=st.sampled_from(["auto", "cli", "native"]),
     self_reserve_pct=st.integers(0, 100),
     publish_threshold_mb=st.integers(0, 1024 * 1024),
     publish_max_s=st.integers(1, 86400),

@@ -42,7 +42,7 @@ DEFAULT_PUBLISH_MAX_S = 10
 # digits costs nothing (and never hits Python's int-string limit).
 _MAX_INT_DIGITS = 12
 
-XENSTORE_BACKENDS = ("cli", "native")
+XENSTORE_BACKENDS = ("auto", "cli", "native")  # xenstore/choose.py
 MAX_WORDS = 4096
 MAX_WORD_CHARS = 64
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % MAX_WORD_CHARS, re.ASCII)
@@ -86,7 +86,7 @@ class Config:
     send_meminfo: bool = True
     send_vmstat: bool = True
     send_uptime: bool = True
-    xenstore_backend: str = "cli"
+    xenstore_backend: str = "auto"  # native where /dev/xen/xenbus is, else cli
     self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
     publish_threshold_mb: int = 30  # republish the stats when a number dom0 reads moved more
     publish_max_s: int = DEFAULT_PUBLISH_MAX_S  # and at least this often

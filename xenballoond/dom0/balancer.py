@@ -37,6 +37,7 @@ from ..config import ConfigError
 from ..service import LoopControl
 from ..paths import Root
 from ..xenstore import XenstoreError
+from ..xenstore.choose import open_xenstore
 from ..xenstore.interface import Xenstore
 from . import act, follow, guests as guests_mod, restoring, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
@@ -489,13 +490,7 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
 
 def build(config: settings.BalancerConfig, root: Root) -> Balancer:
     xl = act.Xl(config.xl, config.command_timeout_s)
-    xs: Xenstore
-    if config.xenstore_backend == "native":
-        from ..xenstore.native import NativeXenstore
-        xs = NativeXenstore(timeout_s=config.command_timeout_s, root=root)
-    else:
-        from ..xenstore.cli import CliXenstore
-        xs = CliXenstore(timeout_s=config.command_timeout_s)
+    xs = open_xenstore(config.xenstore_backend, root, config.command_timeout_s)
     return Balancer(config, root, xl, xs)
 
 

@@ -24,6 +24,7 @@ from .table import balancer_json, balancer_lines, render_json, render_text
 from .reader import collect, parse_domid
 from ..paths import Root
 from ..xenstore import XenstoreError
+from ..xenstore.choose import open_xenstore
 from ..xenstore.interface import Xenstore
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -47,11 +48,7 @@ def refresh(xs: Xenstore, free_reader: Optional[FreeMemoryReader],
 
 def make_xenstore(backend: str, root: Root, timeout_s: float,
                env: Optional[Mapping[str, str]] = None) -> Xenstore:
-    if backend == "native":
-        from ..xenstore.native import NativeXenstore
-        return NativeXenstore(timeout_s=timeout_s, env=env, root=root)
-    from ..xenstore.cli import CliXenstore
-    return CliXenstore(timeout_s=timeout_s, env=env)
+    return open_xenstore(backend, root, timeout_s, env)
 
 
 def _domid_arg(text: str) -> int:

@@ -28,6 +28,7 @@ from .pressure import PressureWatch
 from .domain import is_dom0
 from .sensor import ProcFiles
 from .tick import Ballooner
+from ..xenstore.choose import open_xenstore
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -62,13 +63,9 @@ def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str
     return config, path, warnings
 
 
-def make_xenstore(config: Config, log: logging.Logger) -> Xenstore | None:
-    if config.xenstore_backend == "native":
-        from ..xenstore.native import NativeXenstore
-        return NativeXenstore()
-    from ..xenstore.cli import CliXenstore
-    xs = CliXenstore()
-    if not xs.available():
+def make_xenstore(config: Config, root: Root, log: logging.Logger) -> Xenstore | None:
+    xs = open_xenstore(config.xenstore_backend, root)
+    if xs.backend == "cli" and not xs.available():
         # as the original: without the tools there is no directed ballooning
         log.warning("missing xenstore-* tools on PATH, disabling directed ballooning "
                     "and publishing")
@@ -88,7 +85,7 @@ def build(config: Config, root: Root, log: logging.Logger,
         files=ProcFiles(root.path(PROC_MEMINFO), root.path(PROC_VMSTAT), root.path(PROC_UPTIME),
                         root.path(PROC_MIN_FREE_KBYTES)),
         maxmem=MaxmemFile(root.path(config.maxmem_file)),
-        xenstore=make_xenstore(config, log), log=log,
+        xenstore=make_xenstore(config, root, log), log=log,
         **({} if clock is None else {"clock": clock}))
 
 
@@ -109,7 +106,7 @@ class Reloader:
             self.log.warning("%s", w)
         xenstore = self.ballooner.xenstore
         if config.xenstore_backend != self.ballooner.config.xenstore_backend:
-            xenstore = make_xenstore(config, self.log)
+            xenstore = make_xenstore(config, self.root, self.log)
         self.ballooner.reconfigure(config, MaxmemFile(self.root.path(config.maxmem_file)),
                                    xenstore)
         self.log.info("reloaded %s", path or "defaults (no config file)")

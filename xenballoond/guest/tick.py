@@ -168,7 +168,7 @@ class Ballooner:
         self.policy_line.show(st, min_mb=decision.min_bytes // MIB, maxmem_kb=s.maxmem_kb,
                               boot_kb=s.boot_kb, balloon=self.balloon.name,
                               xenstore=("off" if self.xenstore is None
-                                        else self.config.xenstore_backend))
+                                        else self.xenstore.backend))
         if decision.tgt_bytes is not None:
             self._set_target(decision.tgt_bytes)
             self.log.debug("cur %d kB, committed %d kB, target %d kB (min %d kB, %s%s)",

@@ -62,6 +62,8 @@ def error_for(tool: str, res: proc.Result) -> XenstoreError:
 
 
 class CliXenstore:
+    backend = "cli"
+
     def __init__(self, timeout_s: float = 2.0, env: Mapping[str, str] | None = None,
                  path_env: str | None = None,
                  argv_budget_bytes: int = ARGV_BUDGET_BYTES) -> None:

@@ -14,6 +14,7 @@ class Xenstore(Protocol):
     """What the daemon, the monitor and the balancer need from xenstore.
     Every call has a timeout."""
 
+    backend: str  # "cli" or "native" (xenstore/choose.py)
     processes_spawned: int
     requests: int
 

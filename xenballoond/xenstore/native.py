@@ -105,6 +105,8 @@ class NativeXenstore:
     """The ``Xenstore`` protocol over one persistent connection.  Thread-safe
     (one batch of requests at a time)."""
 
+    backend = "native"
+
     def __init__(self, socket_path: str | None = None, timeout_s: float = 2.0,
                  env: Mapping[str, str] | None = None, root: Root = Root()) -> None:
         self.socket_path = socket_path
