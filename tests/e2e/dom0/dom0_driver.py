@@ -64,6 +64,7 @@ MIGRATE_AFTER_ALLOC_S = 1.5
 RECOVER_TARGET_MB = 128         # under the guest's minimum (minmb() of 768 MiB: 200): it holds more
 MEMSET_TIMEOUT_S = 90
 PUBLISH_DIRS = ("data/xenballoon", "memory")
+PUBLISH_ON_CHANGE_MAX_S = 10   # the package's XENBALLOON_PUBLISH_MAX_S: migrate_self publishes so
 TICK_OFFSET_S = 0.5             # xl mem-set this long after dom0 saw the daemon publish
 # played only when named (harness.py --only): the figures for the issues, not the suite's checks
 # Run only with --only, to keep .ci/run under its 25 minutes: save_directed (migrate plays
@@ -627,6 +628,12 @@ def trace_targets(trace):
 
 
 FOLLOWER_STATE = "/var/run/xenballoon-balancer.json"  # written at the end of each pass
+
+
+def want_backend():
+    """The guest daemon's backend this run asks for: E2E_GUEST_XENSTORE, else what the
+    package's default (auto) is on a guest with /dev/xen/xenbus."""
+    return os.environ.get("E2E_GUEST_XENSTORE") or "native"
 
 
 class FollowTrace:
@@ -1269,6 +1276,12 @@ class Driver:
         if res["rc"] != 0:
             raise RuntimeError("cannot edit %s: %s" % (CONF, res["out"]))
 
+    def daemon_backend(self):
+        """The xenstore client the guest's daemon runs: native keeps /dev/xen/xenbus open,
+        cli never opens it (its xenstore-* processes do, for a request each)."""
+        out = self.g.sh("readlink /proc/$(cat /var/run/xenballoond.pid)/fd/* | grep -c xenbus")
+        return "native" if out["out"].strip() not in ("", "0") else "cli"
+
     def restart_daemon(self, self_on, down, up=1):
         """Stop the daemon if it runs, clear dom0's overrides, then start it with
         XENBALLOON_SELF=self_on and the given hysteresis (interval 1 s, reserve 10%)."""
@@ -1502,12 +1515,13 @@ class Driver:
     def s_follower(self, name):
         """Issue 20: dom0's service as the package installs it (its defaults: no guest opted
         in, XENBALLOON_BALANCER_FOLLOW on), running from here to the balancer scenario; and
-        the guest's daemon on the backend E2E_GUEST_XENSTORE names (default cli: native over
-        a real /dev/xen/xenbus left xenstored answering nobody, see README) from here on."""
+        the guest's daemon, from here on, on the backend E2E_GUEST_XENSTORE names if given
+        (else the package's default, auto: native over the guest's /dev/xen/xenbus)."""
         self.stop_follower()
         self.follower = BalancerProcess(time.monotonic(), conf=None, extra=["--debug"])
         time.sleep(2)
-        self.conf_set(XENBALLOON_XENSTORE=os.environ.get("E2E_GUEST_XENSTORE", "cli"))
+        if os.environ.get("E2E_GUEST_XENSTORE"):
+            self.conf_set(XENBALLOON_XENSTORE=os.environ["E2E_GUEST_XENSTORE"])
         result(name, self.follower.alive(), alive=self.follower.alive(),
                log=" | ".join(line for _t, line in self.follower.lines[:3]))
 
@@ -1538,7 +1552,7 @@ class Driver:
         figures = {"alloc_ok": a["ok"], "grown_cur_kb": w["snap"]["cur_kb"],
                    "grown_committed_kb": w["snap"]["committed_kb"],
                    "follower_alive": self.follower is not None and self.follower.alive(),
-                   "guest_backend": g.sh("grep ^XENBALLOON_XENSTORE= %s" % CONF)["out"].strip(),
+                   "guest_backend": self.daemon_backend(), "want_backend": want_backend(),
                    "follow_n": len(lags), "follow_missed": missed, "follow_brief": brief,
                    "follow_passes": passes, "follow_raises": target_raises(trace.trace),
                    "follow_median_s": lags[len(lags) // 2] if lags else None,
@@ -1712,12 +1726,16 @@ class Driver:
         """Issue 20: a self-ballooning guest (E2E_GUEST_XENSTORE's backend, dom0's follower running) migrated
         to localhost while it allocates, so that it grows during the pre-copy: the receiver is
         built with the memory/target read when the migration began (+ 1 MiB), and dom0 raises
-        the incoming domain's limit to its static-max (libxenctrl)."""
+        the incoming domain's limit to its static-max (libxenctrl).  The daemon publishes
+        on change here (XENBALLOON_PUBLISH_MAX_S at the package's 10 s; every tick elsewhere:
+        the scenarios count ticks by the uptime it publishes): a new selftarget at once, the
+        stats when they move or 10 s on."""
         g = self.g
         old = g.domid
         self.release()
         self.stop_daemon()
         self.set_memory(MIGRATE_SELF_FROM_MB, lift_cap=True)
+        self.conf_set(XENBALLOON_PUBLISH_MAX_S=PUBLISH_ON_CHANGE_MAX_S)
         self.restart_daemon(self_on=True, down=10)
         time.sleep(3)  # the daemon's first ticks, and the follower's copy of its target
         # a ramp: Committed_AS, the self target and the balloon rise chunk by chunk, the
@@ -1726,6 +1744,8 @@ class Driver:
                       hold_s=3, timeout_s=MIGRATE_RAMP_MB / MIGRATE_RAMP_MB_S + 120)
         time.sleep(MIGRATE_AFTER_ALLOC_S)  # growing, as in the issue (1.5 s before)
         figures = {"from_mb": MIGRATE_SELF_FROM_MB, "pre_xl_mb": xl_list_mb(),
+                   "publish_max_s": PUBLISH_ON_CHANGE_MAX_S, "guest_backend": self.daemon_backend(),
+                   "want_backend": want_backend(),
                    "pre_memory_target_kb": g.read("memory/target"),
                    "pre_selftarget_kb": g.read("data/xenballoon/selftarget")}
         run(["xl", "dmesg", "-c"])
@@ -1751,6 +1771,7 @@ class Driver:
         figures["built_limit"] = self.follower is not None and self.follower.said(
             "dom %d %s: migrated in: limit" % (g.domid, GUEST))
         self.release()
+        self.conf_set(XENBALLOON_PUBLISH_MAX_S=1)  # read at the daemon's next start
         result(name, True, **figures)
 
     def s_migrate_settled(self, name):
