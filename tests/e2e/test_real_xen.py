@@ -541,6 +541,8 @@ def test_migrate_a_self_ballooning_guest_while_it_grows(xen: harness.Run) -> Non
     check(s, s.figures["guest_backend"] == s.figures["want_backend"],
           "the guest's daemon runs the backend the run chose (by default native)")
     check(s, s.num("publish_max_s") == 10, "the daemon publishes on change (the package's 10 s)")
+    check(s, s.figures["target_settled_s"] != "none",
+          "before it, memory/target came down to the guest's selftarget (dom0's follower)")
     check(s, s.figures["logdirty_unsupported"] == "0", "the hypervisor has log-dirty mode for PV")
     check(s, s.num("cur_kb") > s.num("pre_memory_target_kb") + MIB_KB,
           "the guest grew above the memory/target the migration began with (+ 1 MiB)")

@@ -60,7 +60,8 @@ FOLLOW_SAMPLE_S = 0.25          # how often dom0 samples selftarget and memory/t
 XENDOMAINS_SAVE = "/var/lib/xen/save"  # Debian's /etc/default/xendomains
 MIGRATE_SELF_FROM_MB = 384      # where migrate_self's guest starts growing from
 MIGRATE_RAMP_MB, MIGRATE_RAMP_MB_S = 256, 8  # 32 s of growth: longer than the pre-copy
-MIGRATE_AFTER_ALLOC_S = 1.5
+MIGRATE_RAMP_DELAY_S = 5       # the ramp begins this long after xl migrate (see migrate_self)
+MIGRATE_SETTLE_S = 60          # how long memory/target has to come down to the selftarget
 RECOVER_TARGET_MB = 128         # under the guest's minimum (minmb() of 768 MiB: 200): it holds more
 MEMSET_TIMEOUT_S = 90
 PUBLISH_DIRS = ("data/xenballoon", "memory")
@@ -1276,6 +1277,18 @@ class Driver:
         if res["rc"] != 0:
             raise RuntimeError("cannot edit %s: %s" % (CONF, res["out"]))
 
+    def wait_target_follows(self, timeout_s):
+        """Seconds until memory/target came down to within 2 MiB of the selftarget (the
+        follower writes it once the guest holds no more), or None."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            target, selftarget = self.g.read("memory/target"), self.selftarget()
+            if (target or "").isdigit() and (selftarget or "").isdigit() \
+                    and int(target) <= int(selftarget) + 2 * 1024:
+                return round(time.monotonic() - t0, 2)
+            time.sleep(0.5)
+        return None
+
     def daemon_backend(self):
         """The xenstore client the guest's daemon runs: native keeps /dev/xen/xenbus open,
         cli never opens it (its xenstore-* processes do, for a request each)."""
@@ -1736,15 +1749,21 @@ class Driver:
         self.stop_daemon()
         self.set_memory(MIGRATE_SELF_FROM_MB, lift_cap=True)
         self.conf_set(XENBALLOON_PUBLISH_MAX_S=PUBLISH_ON_CHANGE_MAX_S)
-        self.restart_daemon(self_on=True, down=10)
-        time.sleep(3)  # the daemon's first ticks, and the follower's copy of its target
-        # a ramp: Committed_AS, the self target and the balloon rise chunk by chunk, the
-        # follower a pass behind, for the whole pre-copy
+        self.restart_daemon(self_on=True, down=2)
+        # memory/target down to the selftarget first (the follower lowers it once the guest
+        # holds no more), then the ramp, begun MIGRATE_RAMP_DELAY_S after xl migrate, when
+        # libxl has read memory/target: all its growth comes in the pre-copy.  Begun 1.5 s
+        # before (as in the issue), it had dom0's follower, writing ahead of a rise, set
+        # memory/target above all the guest grew in the pre-copy (CI run 43: 463092 kB at the
+        # start, the guest never more than 426028), and the incoming limit was not needed.
+        settled_s = self.wait_target_follows(MIGRATE_SETTLE_S)
+        backend = self.daemon_backend()  # the agent is busy once the ramp is asked
         asked = g.ask("ramp", rate_mb_s=MIGRATE_RAMP_MB_S, chunk_mb=16, total_mb=MIGRATE_RAMP_MB,
-                      hold_s=3, timeout_s=MIGRATE_RAMP_MB / MIGRATE_RAMP_MB_S + 120)
-        time.sleep(MIGRATE_AFTER_ALLOC_S)  # growing, as in the issue (1.5 s before)
+                      hold_s=3, delay_s=MIGRATE_RAMP_DELAY_S,
+                      timeout_s=MIGRATE_RAMP_DELAY_S + MIGRATE_RAMP_MB / MIGRATE_RAMP_MB_S + 120)
         figures = {"from_mb": MIGRATE_SELF_FROM_MB, "pre_xl_mb": xl_list_mb(),
-                   "publish_max_s": PUBLISH_ON_CHANGE_MAX_S, "guest_backend": self.daemon_backend(),
+                   "target_settled_s": settled_s,
+                   "publish_max_s": PUBLISH_ON_CHANGE_MAX_S, "guest_backend": backend,
                    "want_backend": want_backend(),
                    "pre_memory_target_kb": g.read("memory/target"),
                    "pre_selftarget_kb": g.read("data/xenballoon/selftarget")}

@@ -316,6 +316,7 @@ def op_ramp(args):
         return {"ok": False, "error": "an allocation is already held"}
     rate, chunk_mb = float(args["rate_mb_s"]), int(args.get("chunk_mb", 16))
     total_mb, hold_s = int(args["total_mb"]), float(args.get("hold_s", 3))
+    time.sleep(float(args.get("delay_s", 0)))  # begin later than asked (migrate_self)
     timeout_s = float(args.get("timeout_s", 120))
     before = snapshot()
     seen = len(xs("dmesg", timeout=20)[1].splitlines())
