@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from .. import __version__
 from ..config import ConfigError, find_config, load_config
@@ -44,11 +44,6 @@ def refresh(xs: Xenstore, free_reader: Optional[FreeMemoryReader],
     pubs, missing = collect(xs, domids)
     free = free_reader.read() if free_reader is not None else FreeMemory(None, None, "not asked")
     return Snapshot([make_row(p) for p in pubs], missing, free)
-
-
-def make_xenstore(backend: str, root: Root, timeout_s: float,
-               env: Optional[Mapping[str, str]] = None) -> Xenstore:
-    return open_xenstore(backend, root, timeout_s, env)
 
 
 def _domid_arg(text: str) -> int:
@@ -113,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    xs = make_xenstore(backend, root, args.timeout)
+    xs = open_xenstore(backend, root, args.timeout)
     try:
         snap = refresh(xs, FreeMemoryReader(timeout_s=args.timeout), args.domain)
     except XenstoreError as exc:
