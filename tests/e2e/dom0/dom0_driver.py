@@ -1766,7 +1766,7 @@ class Driver:
                    "publish_max_s": PUBLISH_ON_CHANGE_MAX_S, "guest_backend": backend,
                    "want_backend": want_backend(),
                    "pre_memory_target_kb": g.read("memory/target"),
-                   "pre_selftarget_kb": g.read("data/xenballoon/selftarget")}
+                   "pre_selftarget_kb": self.selftarget()}
         run(["xl", "dmesg", "-c"])
         probe = IncomingProbe(GUEST)
         rc, secs, out = xl("migrate", "-s", "", GUEST, "xl migrate-receive -e", timeout=600)
