@@ -13,8 +13,12 @@ from hypothesis import given, strategies as st
 
 from tests.daemonproc import wait_until
 from tests.test_balancer import BalancerHost
+from xenballoond.dom0 import balancer
+from xenballoond.dom0 import settings as balancer_settings
 from xenballoond.dom0.follow import (AHEAD_MAX_S, ahead_kb, built_max_kb, follow_kb,
                                      incoming_max_kb, is_self, self_target_kb)
+from xenballoond.dom0.xenctrl import XenCtrlError
+from xenballoond.paths import Root
 
 MIB = 1024
 SMAX = 768 * MIB
@@ -316,6 +320,78 @@ def test_incoming_max_never_lowers_and_never_passes_the_host(max_kb, cur, free):
 ])
 def test_built_max_by_hand(saved, cur, expected):
     assert built_max_kb(saved, cur) == expected
+    # self-ballooning: its static-max, whatever it holds below it
+    assert built_max_kb(saved, cur, SMAX) == max(expected, SMAX)
+
+
+class Hypervisor:
+    """Each domain's limit as libxenctrl keeps it (the test plays the hypervisor)."""
+
+    def __init__(self, limits_kb: dict[int, int]) -> None:
+        self.limits_kb = dict(limits_kb)
+        self.set: list[tuple[int, int]] = []
+
+    def max_kb(self, domid: int) -> int:
+        if domid not in self.limits_kb:
+            raise XenCtrlError(0, f"no domain {domid}")
+        return self.limits_kb[domid]
+
+    def set_max_kb(self, domid: int, max_kb: int) -> None:
+        self.limits_kb[domid] = max_kb
+        self.set.append((domid, max_kb))
+
+
+@pytest.mark.parametrize("mode, built_kb", [
+    # run 45 on the real host: a limit at what it held (+ 1 MiB) until its daemon published
+    # again stalled the still-growing guest in reclaim, and the daemon with it, for 187 s
+    ("self", SMAX),
+    ("directed", 340 * MIB + 1024),  # what it holds + 1 MiB: it grew past libxl's 301 MiB
+])
+def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode, built_kb):
+    """A localhost xl migrate, played by hand: guest1 (dom 1) runs on while xl
+    migrate-receive builds guest1--incoming (dom 2, limited by libxl to the memory/target
+    the migration began with + 1 MiB), whose memory/ libxl writes after the stream; then
+    the sender is gone and dom 2 is renamed.  Once built, dom 2 gets its static-max at
+    once if its sender self-ballooned, before its own daemon has published anything."""
+    h = host(d1=(300, 768))
+    publish(h, 1, selftarget=str(300 * MIB), mode=mode, held_mb=300)
+    h.names[2] = "guest1--incoming"
+    h.cur_kb[2] = 0
+    h.xsd.add_domain(2, "guest1--incoming")
+    hv = Hypervisor({1: 300 * MIB + 1024, 2: 300 * MIB + 1024})
+    monkeypatch.setenv("XENSTORED_PATH", h.xsd.dom0_socket)
+    monkeypatch.setenv("XBSIM_XL_DIR", h.dom0)
+    root = Root(h.dom0)
+    config, _, _ = balancer_settings.load(root, h.conf)
+    b = balancer.build(config, root, xenctrl=lambda: hv)
+
+    def tick() -> None:
+        b.tick(time.monotonic(), lambda s: bool(time.sleep(0.05)))
+        h.applied()
+
+    try:
+        tick()
+        free_kb = 4096 * MIB - 300 * MIB  # the simulated host: 4 GiB, guest1 300 MiB of it
+        assert hv.set == [(2, free_kb)]  # all this host could give it
+        tick()  # still coming in: raised once
+        assert hv.set == [(2, free_kb)]
+        # the stream is done: libxl writes memory/, the sender goes, dom 2 takes its name
+        h.xsd.write("/local/domain/2/memory/static-max", str(SMAX))
+        h.xsd.write("/local/domain/2/memory/target", str(300 * MIB))
+        h.xsd.write("/local/domain/2/name", "guest1")
+        h.names[2] = "guest1"
+        h.cur_kb[2] = 340 * MIB  # it grew in the pre-copy
+        del h.cur_kb[1]
+        h.xsd.remove_domain(1)
+        tick()
+        tick()
+    finally:
+        b.xs.close()
+    assert hv.set == [(2, free_kb), (2, built_kb)]
+    if mode == "self":  # given at once; xl mem-max, libxl's way, only ever for the sender
+        assert h.mem_max == [(1, SMAX)]
+    else:
+        assert h.mem_max == []
 
 
 def test_an_incoming_domain_without_libxenctrl_is_logged_not_fatal(host):

@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 from .. import logsetup, service
 from ..config import ConfigError
@@ -57,8 +57,19 @@ MAX_SETTLE_S = 5.0
 
 log = logging.getLogger(PROG)
 
-if TYPE_CHECKING:
-    from .xenctrl import XenCtrl
+
+class Limits(Protocol):
+    """Each domain's memory limit in the hypervisor (xenctrl.XenCtrl on a real host);
+    its methods raise xenctrl.XenCtrlError."""
+
+    def max_kb(self, domid: int) -> int: ...
+
+    def set_max_kb(self, domid: int, max_kb: int) -> None: ...
+
+
+def open_xenctrl() -> Limits:
+    from .xenctrl import XenCtrl  # ctypes: only when a migration comes in
+    return XenCtrl()
 
 
 # The guests' default XENBALLOON_INTERVAL: how old their published stats may be.
@@ -81,9 +92,10 @@ class Snapshot:
     host: HostState
     directed_missing: list[int] = field(default_factory=list)
     follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
-    # domains xl migrate-receive is building, and raised ones it has built
-    incoming: list[guests_mod.Domain] = field(default_factory=list)
-    built: list[guests_mod.Domain] = field(default_factory=list)
+    # domains xl migrate-receive is building, each with whether its sender self-balloons,
+    # and raised ones it has built, each with its static-max (kB)
+    incoming: list[tuple[guests_mod.Domain, bool]] = field(default_factory=list)
+    built: list[tuple[guests_mod.Domain, int]] = field(default_factory=list)
     # self-ballooning guests not yet given their static-max as hypervisor limit: (domid, name, kB)
     limits: list[tuple[int, str, int]] = field(default_factory=list)
 
@@ -98,18 +110,20 @@ class Balancer:
     through the adapters it is handed."""
 
     def __init__(self, config: settings.BalancerConfig, root: Root, xl: act.Xl,
-                 xs: Xenstore) -> None:
+                 xs: Xenstore, xenctrl: Callable[[], Limits] = open_xenctrl) -> None:
         self.root = root
         self.xl, self.xs = xl, xs
+        self.open_xenctrl = xenctrl
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.following: set[int] = set()  # domids whose memory/target was copied
         # incoming domains whose limit was raised, and the limit libxl gave them (kB)
         self.raised: dict[int, int] = {}
+        self.raised_self: set[int] = set()  # of those, the ones whose sender self-balloons
         self.limited: set[int] = set()  # self-ballooning domains given their static-max
         # each self-ballooning guest's selftarget at dom0's last look: (when, kB)
         self.selftargets: dict[int, tuple[float, int]] = {}
-        self._xc: Optional["XenCtrl"] = None
+        self._xc: Optional[Limits] = None
         self._xc_error = ""
         self.reconfigure(config)
 
@@ -156,9 +170,12 @@ class Balancer:
         for d in domains if self.config.follow else ():
             if d.name.endswith(follow.INCOMING):
                 if d.domid not in self.raised:
-                    incoming.append(d)
-            elif d.domid in self.raised and guests_mod.dom0_keys(values, d.domid).static_max:
-                built.append(d)  # libxl wrote memory/ after the stream: built
+                    incoming.append((d, self._self_ballooning(
+                        d.name[:-len(follow.INCOMING)], domains, pubs)))
+            elif d.domid in self.raised:
+                smax_kb = guests_mod.kb(guests_mod.dom0_keys(values, d.domid).static_max)
+                if smax_kb:
+                    built.append((d, smax_kb))  # libxl wrote memory/ after the stream: built
         for d in domains:
             pub = pubs.get(d.domid)
             if pub is None:
@@ -192,16 +209,26 @@ class Balancer:
         self.following &= set(present)
         alive = {d.domid for d in domains}
         self.raised = {k: v for k, v in self.raised.items() if k in alive}
+        self.raised_self &= set(self.raised)
         self.limited &= alive
         self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
                         [v.state.domid for v in views if v.wants_directed], follows,
                         incoming, built, limits)
 
-    def _xenctrl(self) -> "XenCtrl":
-        from .xenctrl import XenCtrl  # ctypes: only when a migration comes in
+    def _self_ballooning(self, name: str, domains: Sequence[guests_mod.Domain],
+                         pubs: dict[int, Published]) -> bool:
+        """Whether the running domain ``name`` (a migration's sender) balloons itself:
+        its daemon says so, or dom0 gave it its static-max as limit for that."""
+        for d in domains:
+            if d.name == name:
+                pub = pubs.get(d.domid)
+                return d.domid in self.limited or (pub is not None and follow.is_self(pub.mode))
+        return False
+
+    def _xenctrl(self) -> Limits:
         if self._xc is None:
-            self._xc = XenCtrl()
+            self._xc = self.open_xenctrl()
         return self._xc
 
     def _xc_failed(self, d: guests_mod.Domain, what: str, exc: Exception) -> None:
@@ -212,11 +239,12 @@ class Balancer:
     def raise_incoming(self, snap: Snapshot) -> None:
         """Each domain xl migrate-receive is building gets what this host could give
         it as its limit (follow.incoming_max_kb), through libxenctrl: libxl cannot
-        touch it yet; once built, it gets libxl's limit back (follow.built_max_kb)."""
+        touch it yet; once built, it gets libxl's limit back, or its static-max if
+        it balloons itself (follow.built_max_kb)."""
         if not snap.incoming and not snap.built:
             return
         from .xenctrl import XenCtrlError
-        for d in snap.incoming:
+        for d, sender_self in snap.incoming:
             try:
                 xc = self._xenctrl()
                 saved_kb = xc.max_kb(d.domid)
@@ -227,6 +255,8 @@ class Balancer:
                 self._xc_failed(d, "raise its limit for the migration", exc)
                 continue
             self.raised[d.domid] = saved_kb
+            if sender_self:
+                self.raised_self.add(d.domid)
             if max_kb is None:
                 log.info("dom %d %s: incoming: limit left at %d kB (the host has no more to "
                          "give it)", d.domid, d.name, saved_kb)
@@ -234,15 +264,24 @@ class Balancer:
                 log.info("dom %d %s: incoming: limit raised %d -> %d kB (what this host could "
                          "give it), so that a guest growing during the pre-copy fits",
                          d.domid, d.name, saved_kb, max_kb)
-        for d in snap.built:
-            max_kb = follow.built_max_kb(self.raised.pop(d.domid), d.cur_kb)
+        for d, smax_kb in snap.built:
+            is_self = d.domid in self.raised_self
+            max_kb = follow.built_max_kb(self.raised.pop(d.domid), d.cur_kb,
+                                         smax_kb if is_self else None)
+            self.raised_self.discard(d.domid)
             try:
                 self._xenctrl().set_max_kb(d.domid, max_kb)
             except XenCtrlError as exc:
                 self._xc_failed(d, "set its limit back after the migration", exc)
                 continue
-            log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds + 1 MiB)",
-                     d.domid, d.name, max_kb)
+            if is_self:
+                self.limited.add(d.domid)  # give_limits' job, done
+                log.info("dom %d %s: migrated in: limit %d kB (self-ballooning: its "
+                         "static-max at once, as it grows on before its daemon publishes "
+                         "again)", d.domid, d.name, max_kb)
+            else:
+                log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds "
+                         "+ 1 MiB)", d.domid, d.name, max_kb)
 
     def give_limits(self, snap: Snapshot) -> None:
         """Once per domain, a self-ballooning guest's hypervisor limit becomes its
@@ -488,10 +527,11 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
 
 # --- building and running -------------------------------------------------------
 
-def build(config: settings.BalancerConfig, root: Root) -> Balancer:
+def build(config: settings.BalancerConfig, root: Root,
+          xenctrl: Callable[[], Limits] = open_xenctrl) -> Balancer:
     xl = act.Xl(config.xl, config.command_timeout_s)
     xs = open_xenstore(config.xenstore_backend, root, config.command_timeout_s)
-    return Balancer(config, root, xl, xs)
+    return Balancer(config, root, xl, xs, xenctrl)
 
 
 class Reloader:

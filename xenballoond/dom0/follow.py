@@ -127,8 +127,15 @@ def incoming_max_kb(name: str, max_kb: int, cur_kb: int, free_kb: int) -> Option
     return want_kb if want_kb > max_kb else None
 
 
-def built_max_kb(saved_max_kb: int, cur_kb: int) -> int:
+def built_max_kb(saved_max_kb: int, cur_kb: int, self_max_kb: Optional[int] = None) -> int:
     """The limit of a domain raised while it came in, once built: libxl's
     again, or what the domain holds + 1 MiB if it grew past that during the
-    pre-copy (``cur_kb``: xl list, whole MiB, so at most 1023 kB short)."""
-    return max(saved_max_kb, cur_kb + LIBXL_MAXMEM_KB)
+    pre-copy (``cur_kb``: xl list, whole MiB, so at most 1023 kB short).
+
+    ``self_max_kb``: the static-max of a guest whose sender self-ballooned,
+    given at once.  The guest runs on from where the pre-copy left it, still
+    growing, and its daemon publishes its mode under the new domid only a tick
+    or more later: a limit at what it holds stalled the guest in reclaim, its
+    daemon with it, and the publish that would have lifted the limit never
+    came (real host, run 45: the guest silent for 187 s)."""
+    return max(saved_max_kb, cur_kb + LIBXL_MAXMEM_KB, self_max_kb or 0)

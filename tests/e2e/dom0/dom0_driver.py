@@ -1786,9 +1786,11 @@ class Driver:
                        grown_cur_kb=snap.get("cur_kb"))
         self.after_move(name, figures, old)
         # after after_move's waits: the follower's pass after the rename (run 8: 1.8 s after
-        # xl migrate returned)
+        # xl migrate returned); its sender self-ballooned: its static-max at once (run 45:
+        # held at what it held + 1 MiB until its daemon published, the guest stalled)
         figures["built_limit"] = self.follower is not None and self.follower.said(
-            "dom %d %s: migrated in: limit" % (g.domid, GUEST))
+            "dom %d %s: migrated in: limit %s kB (self-ballooning"
+            % (g.domid, GUEST, figures["static_max_kb"]))
         self.release()
         self.conf_set(XENBALLOON_PUBLISH_MAX_S=1)  # read at the daemon's next start
         result(name, True, **figures)
