@@ -352,9 +352,14 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
     migrate-receive builds guest1--incoming (dom 2, limited by libxl to the memory/target
     the migration began with + 1 MiB), whose memory/ libxl writes after the stream; then
     the sender is gone and dom 2 is renamed.  Once built, dom 2 gets its static-max at
-    once if its sender self-ballooned, before its own daemon has published anything."""
+    once if its sender self-ballooned, before its own daemon has published anything; and
+    the keys dom0 wrote for its sender that libxl does not carry (the opt-in among them),
+    but for one the new domain already has."""
     h = host(d1=(300, 768))
     publish(h, 1, selftarget=str(300 * MIB), mode=mode, held_mb=300)
+    for key, value in (("balance", "1"), ("interval", "3"), ("minmem", "128"),
+                       ("uphysteresis", "")):
+        h.xsd.write(f"/local/domain/1/memory/{key}", value)
     h.names[2] = "guest1--incoming"
     h.cur_kb[2] = 0
     h.xsd.add_domain(2, "guest1--incoming")
@@ -378,6 +383,7 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
         # the stream is done: libxl writes memory/, the sender goes, dom 2 takes its name
         h.xsd.write("/local/domain/2/memory/static-max", str(SMAX))
         h.xsd.write("/local/domain/2/memory/target", str(300 * MIB))
+        h.xsd.write("/local/domain/2/memory/minmem", "150")  # already there: it stays
         h.xsd.write("/local/domain/2/name", "guest1")
         h.names[2] = "guest1"
         h.cur_kb[2] = 340 * MIB  # it grew in the pre-copy
@@ -385,8 +391,17 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
         h.xsd.remove_domain(1)
         tick()
         tick()
+        carried = b.xs.read_existing([f"/local/domain/2/memory/{k}" for k in
+                                      ("balance", "interval", "minmem", "uphysteresis",
+                                       "downhysteresis", "selfballoon")])
     finally:
         b.xs.close()
+    assert carried == {"/local/domain/2/memory/balance": "1",
+                       "/local/domain/2/memory/interval": "3",
+                       "/local/domain/2/memory/minmem": "150",
+                       "/local/domain/2/memory/uphysteresis": "",
+                       # the balancer's own, for the opted-in sender (make_directed)
+                       "/local/domain/2/memory/selfballoon": "0"}
     assert hv.set == [(2, free_kb), (2, built_kb)]
     if mode == "self":  # given at once; xl mem-max, libxl's way, only ever for the sender
         assert h.mem_max == [(1, SMAX)]
@@ -395,7 +410,8 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
 
 
 def test_an_incoming_domain_without_libxenctrl_is_logged_not_fatal(host):
-    """No libxenctrl here (no Xen): the raise fails, said once, and the pass goes on."""
+    """No libxenctrl here (no Xen): the raise fails, said once, and the pass goes on; the
+    keys are carried all the same (test_a_migrated_guest_..., with the hypervisor)."""
     h = host(d1=(256, 768), d2=(320, 768))
     h.names[2] = "guest1--incoming"
     publish(h, 1, selftarget=str(357 * MIB), mode="self", held_mb=357)

@@ -85,6 +85,15 @@ def params_of(config: settings.BalancerConfig) -> BalanceParams:
 
 
 @dataclass
+class Arrival:
+    """A domain ``xl migrate-receive`` is building, as dom0 first saw it."""
+
+    saved_max_kb: Optional[int]  # the limit libxl gave it, once raised (None: not raised)
+    sender_self: bool  # its sender balloons itself
+    keys: dict[str, str]  # dom0's keys for its sender (follow.CARRIED_KEYS), by name
+
+
+@dataclass
 class Snapshot:
     """One look at the host: the records, with why each guest is held."""
 
@@ -92,9 +101,9 @@ class Snapshot:
     host: HostState
     directed_missing: list[int] = field(default_factory=list)
     follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
-    # domains xl migrate-receive is building, each with whether its sender self-balloons,
-    # and raised ones it has built, each with its static-max (kB)
-    incoming: list[tuple[guests_mod.Domain, bool]] = field(default_factory=list)
+    # domains xl migrate-receive is building, each with what it brings from its sender,
+    # and the ones it has built, each with its static-max (kB)
+    incoming: list[tuple[guests_mod.Domain, Arrival]] = field(default_factory=list)
     built: list[tuple[guests_mod.Domain, int]] = field(default_factory=list)
     # self-ballooning guests not yet given their static-max as hypervisor limit: (domid, name, kB)
     limits: list[tuple[int, str, int]] = field(default_factory=list)
@@ -117,9 +126,8 @@ class Balancer:
         self.reasons: dict[int, str] = {}
         self.statuses: dict[int, str] = {}
         self.following: set[int] = set()  # domids whose memory/target was copied
-        # incoming domains whose limit was raised, and the limit libxl gave them (kB)
-        self.raised: dict[int, int] = {}
-        self.raised_self: set[int] = set()  # of those, the ones whose sender self-balloons
+        # incoming domains seen, by domid, with what they bring from their sender
+        self.arrivals: dict[int, Arrival] = {}
         self.limited: set[int] = set()  # self-ballooning domains given their static-max
         # each self-ballooning guest's selftarget at dom0's last look: (when, kB)
         self.selftargets: dict[int, tuple[float, int]] = {}
@@ -169,10 +177,11 @@ class Balancer:
         incoming, built, limits = [], [], []
         for d in domains if self.config.follow else ():
             if d.name.endswith(follow.INCOMING):
-                if d.domid not in self.raised:
-                    incoming.append((d, self._self_ballooning(
-                        d.name[:-len(follow.INCOMING)], domains, pubs)))
-            elif d.domid in self.raised:
+                if d.domid not in self.arrivals:
+                    name = d.name[:-len(follow.INCOMING)]
+                    sender = next((s for s in domains if s.name == name), None)
+                    incoming.append((d, self._arrival(d, sender, pubs)))
+            elif d.domid in self.arrivals:
                 smax_kb = guests_mod.kb(guests_mod.dom0_keys(values, d.domid).static_max)
                 if smax_kb:
                     built.append((d, smax_kb))  # libxl wrote memory/ after the stream: built
@@ -201,30 +210,19 @@ class Balancer:
                     follows.append(f)
                 smax_kb = guests_mod.kb(keys.static_max)
                 if (follow.is_self(pub.mode) and smax_kb and d.domid not in self.limited
-                        and d.domid not in self.raised):
+                        and d.domid not in self.arrivals):
                     limits.append((d.domid, d.name, smax_kb))
         present = [v.state.domid for v in views]
         self.history.forget_all_but(present)
         self.cooperation.forget_all_but(present)
         self.following &= set(present)
         alive = {d.domid for d in domains}
-        self.raised = {k: v for k, v in self.raised.items() if k in alive}
-        self.raised_self &= set(self.raised)
+        self.arrivals = {k: v for k, v in self.arrivals.items() if k in alive}
         self.limited &= alive
         self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
         return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
                         [v.state.domid for v in views if v.wants_directed], follows,
                         incoming, built, limits)
-
-    def _self_ballooning(self, name: str, domains: Sequence[guests_mod.Domain],
-                         pubs: dict[int, Published]) -> bool:
-        """Whether the running domain ``name`` (a migration's sender) balloons itself:
-        its daemon says so, or dom0 gave it its static-max as limit for that."""
-        for d in domains:
-            if d.name == name:
-                pub = pubs.get(d.domid)
-                return d.domid in self.limited or (pub is not None and follow.is_self(pub.mode))
-        return False
 
     def _xenctrl(self) -> Limits:
         if self._xc is None:
@@ -236,15 +234,34 @@ class Balancer:
             self._xc_error = str(exc)
             log.error("dom %d %s: cannot %s: %s", d.domid, d.name, what, exc)
 
+    def _arrival(self, d: guests_mod.Domain, sender: Optional[guests_mod.Domain],
+                 pubs: dict[int, Published]) -> Arrival:
+        """What an incoming domain brings from its sender: whether it balloons itself
+        (its daemon says so, or dom0 gave it its static-max for that), and dom0's keys
+        for it, read now: the sender is gone once the domain is built."""
+        if sender is None:
+            return Arrival(None, False, {})
+        pub = pubs.get(sender.domid)
+        is_self = sender.domid in self.limited or (pub is not None and follow.is_self(pub.mode))
+        home = f"/local/domain/{sender.domid}/memory/"
+        try:
+            found = self.xs.read_existing([home + k for k in follow.CARRIED_KEYS])
+        except XenstoreError as exc:
+            log.error("dom %d %s: cannot read its sender's keys: %s", d.domid, d.name, exc)
+            found = {}
+        return Arrival(None, is_self, {p[len(home):]: v for p, v in found.items()})
+
     def raise_incoming(self, snap: Snapshot) -> None:
         """Each domain xl migrate-receive is building gets what this host could give
         it as its limit (follow.incoming_max_kb), through libxenctrl: libxl cannot
-        touch it yet; once built, it gets libxl's limit back, or its static-max if
-        it balloons itself (follow.built_max_kb)."""
-        if not snap.incoming and not snap.built:
-            return
+        touch it yet.  Once built, it gets libxl's limit back, or its static-max if
+        it balloons itself (follow.built_max_kb), and the keys dom0 had written for
+        its sender (follow.CARRIED_KEYS): libxl carries only its target and
+        static-max, and a guest opted in with memory/balance would be balanced no
+        more."""
         from .xenctrl import XenCtrlError
-        for d, sender_self in snap.incoming:
+        for d, arrival in snap.incoming:
+            self.arrivals[d.domid] = arrival
             try:
                 xc = self._xenctrl()
                 saved_kb = xc.max_kb(d.domid)
@@ -254,9 +271,7 @@ class Balancer:
             except XenCtrlError as exc:
                 self._xc_failed(d, "raise its limit for the migration", exc)
                 continue
-            self.raised[d.domid] = saved_kb
-            if sender_self:
-                self.raised_self.add(d.domid)
+            arrival.saved_max_kb = saved_kb
             if max_kb is None:
                 log.info("dom %d %s: incoming: limit left at %d kB (the host has no more to "
                          "give it)", d.domid, d.name, saved_kb)
@@ -265,23 +280,45 @@ class Balancer:
                          "give it), so that a guest growing during the pre-copy fits",
                          d.domid, d.name, saved_kb, max_kb)
         for d, smax_kb in snap.built:
-            is_self = d.domid in self.raised_self
-            max_kb = follow.built_max_kb(self.raised.pop(d.domid), d.cur_kb,
-                                         smax_kb if is_self else None)
-            self.raised_self.discard(d.domid)
-            try:
-                self._xenctrl().set_max_kb(d.domid, max_kb)
-            except XenCtrlError as exc:
-                self._xc_failed(d, "set its limit back after the migration", exc)
-                continue
-            if is_self:
-                self.limited.add(d.domid)  # give_limits' job, done
-                log.info("dom %d %s: migrated in: limit %d kB (self-ballooning: its "
-                         "static-max at once, as it grows on before its daemon publishes "
-                         "again)", d.domid, d.name, max_kb)
-            else:
-                log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds "
-                         "+ 1 MiB)", d.domid, d.name, max_kb)
+            arrival = self.arrivals.pop(d.domid)
+            self._carry_keys(d, arrival.keys)
+            if arrival.saved_max_kb is not None:
+                self._set_built_limit(d, arrival, smax_kb)
+
+    def _carry_keys(self, d: guests_mod.Domain, keys: dict[str, str]) -> None:
+        home = f"/local/domain/{d.domid}/memory/"
+        try:
+            there = self.xs.read_existing([home + k for k in keys])
+            todo = {home + k: v for k, v in keys.items() if home + k not in there}
+            if todo:
+                self.xs.write_many(todo)
+        except XenstoreError as exc:
+            log.error("dom %d %s: cannot carry dom0's keys from its sender: %s",
+                      d.domid, d.name, exc)
+            return
+        if todo:
+            log.info("dom %d %s: migrated in: dom0's keys carried from its sender: %s",
+                     d.domid, d.name, ", ".join(f"{k[len(home):]}={v!r}"
+                                                for k, v in sorted(todo.items())))
+
+    def _set_built_limit(self, d: guests_mod.Domain, arrival: Arrival, smax_kb: int) -> None:
+        from .xenctrl import XenCtrlError
+        assert arrival.saved_max_kb is not None
+        max_kb = follow.built_max_kb(arrival.saved_max_kb, d.cur_kb,
+                                     smax_kb if arrival.sender_self else None)
+        try:
+            self._xenctrl().set_max_kb(d.domid, max_kb)
+        except XenCtrlError as exc:
+            self._xc_failed(d, "set its limit back after the migration", exc)
+            return
+        if arrival.sender_self:
+            self.limited.add(d.domid)  # give_limits' job, done
+            log.info("dom %d %s: migrated in: limit %d kB (self-ballooning: its "
+                     "static-max at once, as it grows on before its daemon publishes "
+                     "again)", d.domid, d.name, max_kb)
+        else:
+            log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds "
+                     "+ 1 MiB)", d.domid, d.name, max_kb)
 
     def give_limits(self, snap: Snapshot) -> None:
         """Once per domain, a self-ballooning guest's hypervisor limit becomes its
