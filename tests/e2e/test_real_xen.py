@@ -745,3 +745,21 @@ def test_balancer_free_makes_room_for_third_guest(xen: harness.Run) -> None:
     check(s, s.num("final_free_mb") >= reserve_mb - 2, "after resume the host reserve stays free")
     check(s, s.figures["balancer_alive_end"] == "1", "the balancer ran throughout")
     check(s, s.figures["left"] == "none", "every guest was destroyed at the end")
+
+
+def test_balanced_pair_migrates(xen: harness.Run) -> None:
+    """Issue 20: B of the balanced pair migrates to localhost, with room made by `free` first
+    (the host is shared out); its opt-in is carried to the new domain and it is balanced again."""
+    s = scenario(xen, BALANCER)
+    check(s, s.num("mig_free_rc") == 0, "xenballoon-balancer free made room for B's size")
+    check(s, s.num("mig_rc") == 0 and s.figures["mig_leftover"] == "0",
+          "xl migrate of B succeeded, and left no --incoming or --migratedaway domain")
+    check(s, s.num("mig_new_domid") != s.num("mig_old_domid"), "B is a new domain")
+    check(s, s.figures["mig_carried"] == "1" and s.figures["mig_balance"] == "1",
+          "dom0 carried B's memory/balance = 1 to the new domain")
+    check(s, s.num("mig_resume_rc") == 0 and s.figures["mig_balanced"] == "1",
+          "after resume the balancer balances B under its new domid")
+    check(s, s.figures["mig_settle_s"] != "none", "and A and B settled at their targets")
+    check(s, s.figures["mig_b_alive"] == "1" and s.num("mig_b_oom_kill") == 0,
+          "B's agent answers, no OOM kill")
+    check(s, s.figures["balancer_alive_mig"] == "1", "the balancer ran throughout")

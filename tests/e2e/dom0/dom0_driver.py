@@ -2239,6 +2239,7 @@ class TwoGuests:
                    a_ramp_alive=any(p["state"] != "Z" for p in a.call("procs", match="mmap")["procs"]),
                    balancer_alive=self.balancer.alive())
         self.third(name)
+        self.migrate_b(name)
         data(name, "target_writes", self.balancer.target_writes())
 
     def busy(self, name, a, before):
@@ -2338,6 +2339,57 @@ class TwoGuests:
                    c_state=c[2] if c else "absent", c_up_s=round(time.monotonic() - t0, 1))
         data(name, "xl_list_final", run(["xl", "list"]).stdout)
         fig["balancer_alive_end"] = self.balancer.alive()
+
+    def migrate_b(self, name):
+        """Issue 20: B, one of the balanced pair, migrates to localhost.  The balancer has
+        shared the host out, so room for the incoming domain is made first, as squeezed
+        reserves it for a VM coming in: `xenballoon-balancer free` (which leaves it paused),
+        then `xl migrate`, then `resume`.  dom0 carries B's opt-in (memory/balance, written by
+        hand above) to the new domain, and balances it under its new domid."""
+        fig = self.fig
+        b = self.guests[BAL_NAMES[1]]
+        conf = ["xenballoon-balancer", "-c", BAL_CONF]
+        run(["xl", "destroy", BAL_C], timeout=120)
+        pre = self.look()
+        old = b.domid
+        fig.update(mig_pre_b_mb=pre["b_mb"], mig_pre_b_tgt_kb=pre["b_tgt_kb"],
+                   mig_pre_a_mb=pre["a_mb"], mig_old_domid=old)
+        t0 = time.monotonic()
+        # B's size and 16 MiB: the incoming domain is built with B's target + 1 MiB
+        p = run(conf + ["free", "%dM" % (pre["b_mb"] + 16), "--timeout", "60"], timeout=120)
+        fig.update(mig_free_rc=p.returncode, mig_free_s=round(time.monotonic() - t0, 1),
+                   mig_free_out=(p.stdout + p.stderr).strip()[-300:])
+        freed = self.look()
+        fig.update(mig_freed_free_mb=freed["free_mb"], mig_freed_b_mb=freed["b_mb"],
+                   mig_freed_b_tgt_kb=freed["b_tgt_kb"])
+        run(["xl", "dmesg", "-c"])
+        rc, secs, out = xl("migrate", "-s", "", BAL_NAMES[1], "xl migrate-receive -e", timeout=600)
+        fig.update(mig_rc=rc, mig_s=secs, mig_err=last_error(out) if rc else "",
+                   mig_over_allocation=over_allocation_figures()["over_allocation"])
+        doms = xl_domains()
+        if BAL_NAMES[1] in doms:
+            b.rebind(doms[BAL_NAMES[1]][0])
+        fig.update(mig_new_domid=b.domid, mig_leftover=any(
+            n.endswith("--incoming") or n.endswith("--migratedaway") for n in doms),
+            mig_balance=b.read("memory/balance"))
+        p = run(conf + ["resume"])
+        fig["mig_resume_rc"] = p.returncode
+        balanced = "dom %d %s: balanced" % (b.domid, BAL_NAMES[1])
+        t_end = time.monotonic() + 60
+        while not self.balancer.said(balanced) and time.monotonic() < t_end:
+            time.sleep(0.5)
+        fig["mig_balanced"] = self.balancer.said(balanced)
+        fig["mig_carried"] = self.balancer.said("dom %d %s: migrated in: dom0's keys carried"
+                                                % (b.domid, BAL_NAMES[1]))
+        fig["mig_settle_s"] = self.settle(timeout_s=60)
+        post = self.look()
+        fig.update(mig_post_b_mb=post["b_mb"], mig_post_b_tgt_kb=post["b_tgt_kb"],
+                   mig_post_a_mb=post["a_mb"], mig_post_free_mb=post["free_mb"],
+                   mig_written_new=any(w[1] == b.domid for w in self.balancer.target_writes()))
+        snap = b.snap()
+        fig.update(mig_b_alive=True, mig_b_oom_kill=snap["oom_kill"],
+                   balancer_alive_mig=self.balancer.alive())
+        data(name, "xl_list_migrated", run(["xl", "list"]).stdout)
 
     def cleanup(self):
         if self.balancer is not None:
