@@ -101,8 +101,7 @@ class GuestState:
     (the guest's minmb(), published by its daemon or worked out in dom0).
     ``reserved_kb``: what the domain holds that its MemTotal does not show
     (cur - MemTotal on pvops kernels), added to the need as the guest daemon
-    does.  ``mem_available_kb``: carried for the log; no rule reads it.
-    ``last_target_kb``: the target dom0 last set (None: never).
+    does.  ``last_target_kb``: the target dom0 last set (None: never).
     """
 
     domid: int
@@ -111,7 +110,6 @@ class GuestState:
     static_max_kb: int
     min_kb: int
     committed_as_kb: int | None
-    mem_available_kb: int | None = None
     participating: bool = True
     uncooperative: bool = False
     last_target_kb: int | None = None
