@@ -6,7 +6,7 @@ stats and the keys dom0 keeps in its memory/ (reader.py, three or four
 batched passes), guests.py turns them into balance.GuestState records,
 balance.balance() decides, act.apply_moves() writes the targets with
 ``xl mem-set``, and the decisions go to the log and to the state file the
-monitor shows (/var/run/xenballoon-balancer.json under the root).
+monitor shows (statefile.py).
 
 Making room for a new guest (``free SIZE``) is done by the command itself,
 not by the daemon: it sets the pause flag (/var/run/xenballoon-balancer.paused),
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import logging
 import os
 import re
@@ -41,14 +40,14 @@ from ..xenstore.choose import open_xenstore
 from ..xenstore.interface import Xenstore
 from . import act, follow, guests as guests_mod, restoring, saving, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
-                      balance, free_plan, is_balanced, need_kb)
+                      balance, free_plan, is_balanced, need_kb, ref_kb)
 from .reader import list_domids, list_guests, published, read_values
 from .stats import Published, make_row
+from .statefile import write_state
 
 PROG = "xenballoon-balancer"
 DEFAULT_PIDFILE = "/var/run/xenballoon-balancer.pid"
 PAUSE_FLAG = "/var/run/xenballoon-balancer.paused"
-STATE_FILE = "/var/run/xenballoon-balancer.json"
 ACT_LOCK = "/var/run/xenballoon-balancer.lock"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 FREE_POLL_S = 0.5
@@ -425,7 +424,7 @@ class Balancer:
             g = by_id[m.domid]
             self.reasons[m.domid] = m.reason
             log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid, g.name,
-                     act.ref_kb(g), m.tgt_kb, g.cur_kb, m.reason)
+                     ref_kb(g), m.tgt_kb, g.cur_kb, m.reason)
         for m, why in applied.deferred:
             self.reasons[m.domid] = f"{m.reason}; deferred: {why}"
             log.info("dom %d %s: target %d kB deferred: %s", m.domid, by_id[m.domid].name,
@@ -452,16 +451,7 @@ class Balancer:
                 "reason": self.reasons.get(v.state.domid, ""),
             } for v in snap.views],
         }
-        write_json_atomic(self.root.path(STATE_FILE), doc)
-
-
-def write_json_atomic(path: str, doc: object) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+        write_state(self.root, doc)
 
 
 @contextmanager
@@ -541,7 +531,7 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
                 return False, f"xl mem-set {by_id[m.domid].name} failed: {exc}"
             b.reasons[m.domid] = m.reason
             log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid,
-                     by_id[m.domid].name, act.ref_kb(by_id[m.domid]), m.tgt_kb,
+                     by_id[m.domid].name, ref_kb(by_id[m.domid]), m.tgt_kb,
                      by_id[m.domid].cur_kb, m.reason)
         asked = {m.domid: m.tgt_kb for m in moves}
         while True:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -22,6 +20,7 @@ from .hostinfo import FreeMemory, FreeMemoryReader
 from .stats import Row, make_row
 from .table import balancer_json, balancer_lines, render_json, render_text
 from .reader import collect, parse_domid
+from .statefile import read_state
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.choose import open_xenstore
@@ -122,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("cannot write %s: %s", args.prometheus, exc.strerror or exc)
             return EXIT_FAIL
         return EXIT_OK
-    state = read_balancer_state(root)
+    state = read_state(root)
     if args.json:
         text = render_json(snap.rows, snap.free, snap.missing)
         if state is not None:
@@ -135,23 +134,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             text += "\n".join(balancer_lines(*state)) + "\n"
     sys.stdout.write(text)
     return EXIT_OK
-
-
-BALANCER_STATE = "/var/run/xenballoon-balancer.json"
-MAX_STATE_BYTES = 4 * 1024 * 1024
-
-
-def read_balancer_state(root: Root) -> Optional[tuple[dict[str, object], float]]:
-    """The balancer's last decisions and their age in seconds, if it runs here."""
-    path = root.path(BALANCER_STATE)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_STATE_BYTES + 1)
-        age_s = max(time.time() - os.stat(path).st_mtime, 0.0)
-        doc = json.loads(data) if len(data) <= MAX_STATE_BYTES else None
-    except (OSError, ValueError):
-        return None
-    return (doc, age_s) if isinstance(doc, dict) else None
 
 
 if __name__ == "__main__":
