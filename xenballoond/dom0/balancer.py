@@ -1,4 +1,4 @@
-"""``xenballoon-balancer``: dom0's memory balancer (issue 11).
+"""``xenballoon-balancer``: dom0's memory balancer.
 
 Each tick: ``xl list``, ``xl info`` and ``xl list`` again (act.Xl; what the
 sizes moved in between is how unsure free + sizes is), every guest's published
@@ -93,7 +93,7 @@ class Arrival:
 
 
 @dataclass
-class Snapshot:
+class Look:
     """One look at the host: the records, with why each guest is held."""
 
     views: list[guests_mod.GuestView]
@@ -155,7 +155,7 @@ class Balancer:
     def paused(self) -> bool:
         return os.path.exists(self.root.path(PAUSE_FLAG))
 
-    def look(self, now_s: float) -> Snapshot:
+    def look(self, now_s: float) -> Look:
         """Read the host and build every guest's record.  Raises act.XlError
         or XenstoreError when dom0 cannot see the host."""
         # The sizes are read before and after the free memory: a balloon that
@@ -219,7 +219,7 @@ class Balancer:
         self.arrivals = {k: v for k, v in self.arrivals.items() if k in alive}
         self.limited &= alive
         self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
-        return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
+        return Look(views, HostState(free_kb, self.reserve_kb, unsure_kb),
                         [v.state.domid for v in views if v.wants_directed], follows,
                         incoming, built, limits)
 
@@ -250,7 +250,7 @@ class Balancer:
             found = {}
         return Arrival(None, is_self, {p[len(home):]: v for p, v in found.items()})
 
-    def raise_incoming(self, snap: Snapshot) -> None:
+    def raise_incoming(self, snap: Look) -> None:
         """Each domain xl migrate-receive is building gets what this host could give
         it as its limit (follow.incoming_max_kb), through libxenctrl: libxl cannot
         touch it yet.  Once built, it gets libxl's limit back, or its static-max if
@@ -319,7 +319,7 @@ class Balancer:
             log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds "
                      "+ 1 MiB)", d.domid, d.name, max_kb)
 
-    def give_limits(self, snap: Snapshot) -> None:
+    def give_limits(self, snap: Look) -> None:
         """Once per domain, a self-ballooning guest's hypervisor limit becomes its
         static-max (``xl mem-max``): xl create, restore and migrate build a domain
         with its target + 1 MiB as limit, and a self-ballooning guest's room to grow
@@ -351,7 +351,7 @@ class Balancer:
                                   guests_mod.kb(keys.static_max) or None)
         return None if new_kb is None else follow.Follow(d.domid, d.name, old_kb, new_kb)
 
-    def write_follows(self, snap: Snapshot) -> None:
+    def write_follows(self, snap: Look) -> None:
         """memory/target := each self-ballooning guest's selftarget (follow.py)."""
         if not snap.follows:
             return
@@ -371,13 +371,13 @@ class Balancer:
                 log.debug("dom %d %s: memory/target %s -> %d kB (its selftarget)",
                           f.domid, f.name, f.old_kb, f.new_kb)
 
-    def _log_statuses(self, snap: Snapshot) -> None:
+    def _log_statuses(self, snap: Look) -> None:
         for v in snap.views:
             if self.statuses.get(v.state.domid) != v.status:
                 self.statuses[v.state.domid] = v.status
                 log.info("dom %d %s: %s", v.state.domid, v.state.name, v.status)
 
-    def make_directed(self, snap: Snapshot) -> None:
+    def make_directed(self, snap: Look) -> None:
         """memory/selfballoon = 0 for opted-in guests without the key: their
         xenballoond then follows memory/target whatever its own config says."""
         if not snap.directed_missing:
@@ -415,7 +415,7 @@ class Balancer:
                     written = {m.domid: m.tgt_kb for m in applied.written}
         self.write_state(snap, paused, written)
 
-    def _apply(self, snap: Snapshot, moves: Sequence[Move], wait: Callable[[float], bool]
+    def _apply(self, snap: Look, moves: Sequence[Move], wait: Callable[[float], bool]
                ) -> act.Applied:
         by_id = {v.state.domid: v.state for v in snap.views}
         applied = act.apply_moves(moves, snap.states, self.xl, self.reserve_kb,
@@ -434,7 +434,7 @@ class Balancer:
                       m.tgt_kb, why)
         return applied
 
-    def write_state(self, snap: Snapshot, paused: bool,
+    def write_state(self, snap: Look, paused: bool,
                     written: Optional[dict[int, int]] = None) -> None:
         """What the monitor shows: dom0-only, under the root's /var/run."""
         doc = {
@@ -499,7 +499,7 @@ def clear_paused(root: Root) -> bool:
     return True
 
 
-def room_kb(snap: Snapshot) -> int:
+def room_kb(snap: Look) -> int:
     """Free memory above the reserve, less what guests were promised."""
     return (snap.host.free_kb - snap.host.host_reserve_kb
             - act.promised_kb(snap.states, {}))

@@ -2,7 +2,7 @@
 writes in each guest's memory/, and what the guest published, in; one
 balance.GuestState per guest and a status saying why it is held, out.
 
-Who is balanced (issue 11, item 2):
+Who is balanced:
 
 * opted in by the administrator: its name or domid in
   XENBALLOON_BALANCE_GUESTS, or ``memory/balance`` = 1, which only dom0 can
@@ -13,7 +13,8 @@ Who is balanced (issue 11, item 2):
   its own config says; an explicit 1 is the administrator's choice and wins;
 * with our daemon running: it published meminfo with a Committed_AS, and its
   published uptime advanced within the last ``stale_polls`` looks;
-* cooperative (cooperation.py's verdict), with sane limits.
+* cooperative (Cooperation below, balance.uncooperative's verdict), with
+  sane limits.
 
 Guest text is hostile: only stats.make_row's bounded numbers are used, and
 balance.need_kb caps whatever a guest claims at its static-max.
@@ -315,8 +316,9 @@ class Cooperation:
 
     def observe(self, domid: int, tgt_kb: Optional[int], cur_kb: int, now_s: float
                 ) -> Optional[tuple[bool, str]]:
-        """Whether the guest is uncooperative now; (changed, reason) when the
-        verdict changed, else None."""
+        """Judge the guest on this look (``tgt_kb`` None: it is not watched, and
+        its window is dropped).  When the verdict changed, (uncooperative now,
+        why: the verdict's reason or "cooperative again"); else None."""
         if tgt_kb is None:
             self._asked.pop(domid, None)
             return self._set(domid, None)

@@ -2,8 +2,8 @@
 
 Run as ``watch -d xenballoon-monitor``.  The table is the original's
 (tools/xenballoon/xenballoon-monitor) with the right numbers: see
-monitor_stats (parsing), monitor_table (layout), monitor_xs (batched xenstore
-reads), monitor_free (``xl info``).
+reader.py (batched xenstore reads), stats.py (parsing), hostinfo.py (``xl
+info``), table.py (layout), and statefile.py (the balancer's last pass).
 """
 from __future__ import annotations
 
@@ -31,18 +31,21 @@ log = logging.getLogger("xenballoon-monitor")
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Refresh:
+    """What one refresh read: a row per guest, the guests that published nothing,
+    and the host's free memory."""
+
     rows: list[Row]
     missing: list[int]
     free: FreeMemory
 
 
 def refresh(xs: Xenstore, free_reader: Optional[FreeMemoryReader],
-            domids: Optional[Sequence[int]] = None) -> Snapshot:
+            domids: Optional[Sequence[int]] = None) -> Refresh:
     """One refresh: read, parse, no output."""
     pubs, missing = collect(xs, domids)
     free = free_reader.read() if free_reader is not None else FreeMemory(None, None, "not asked")
-    return Snapshot([make_row(p) for p in pubs], missing, free)
+    return Refresh([make_row(p) for p in pubs], missing, free)
 
 
 def _domid_arg(text: str) -> int:
