@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import qmemman_ref  # noqa: E402
 
-from xenballoond.dom0 import balancer  # noqa: E402
+from xenballoond.dom0 import balancer, tick  # noqa: E402
 from xenballoond.dom0.balance import ref_kb  # noqa: E402
 
 
@@ -22,7 +22,7 @@ def qmemman_balance(guests, host, params=None):
             if m.tgt_kb != ref_kb(by_id[m.domid])]
 
 
-balancer.balance = qmemman_balance
+tick.balance = qmemman_balance
 
 if __name__ == "__main__":
     sys.exit(balancer.main())

@@ -23,7 +23,7 @@ from tests.notifysock import NotifySocket
 from tests.repo import REPO, python_env
 from xenballoond.dom0 import act, balance, balancer, guests
 from xenballoond.dom0 import settings as balancer_settings
-from xenballoond.dom0.balancer import parse_size_kb
+from xenballoond.dom0.sizes import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
 from xenballoond.paths import Root
 from xenballoond.sim.fake_xl import REQUESTS, RESTORES, STATE, read_requests

@@ -9,7 +9,7 @@ Who is balanced:
   write (memory/ is read-only for the guest under xl), so a guest cannot opt
   itself in;
 * directed: ``memory/selfballoon`` is not 1.  The balancer writes 0 where the
-  key is absent (balancer.py), so the daemon follows memory/target whatever
+  key is absent (tick.py), so the daemon follows memory/target whatever
   its own config says; an explicit 1 is the administrator's choice and wins;
 * with our daemon running: it published meminfo with a Committed_AS, and its
   published uptime advanced within the last ``stale_polls`` looks;

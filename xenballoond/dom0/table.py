@@ -95,7 +95,7 @@ def render_json(rows: Sequence[Row], free: FreeMemory, missing: Iterable[int] = 
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
 
-# --- the balancer's decisions (dom0/balancer.py's state file) ----------------------
+# --- the balancer's decisions (statefile.py) ----------------------
 
 BALANCER_TEMPLATE = f"{{:>{ID_DIGITS}}} {{:>{KB_DIGITS}}} {{:>{KB_DIGITS}}}  {{}}"
 
