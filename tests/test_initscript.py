@@ -776,7 +776,7 @@ def writable(path: str, unit: str) -> bool:
 def test_unit_lets_the_daemons_write_what_they_write():
     """ProtectSystem=strict, and ReadWritePaths= for every path the code writes."""
     from xenballoond import paths
-    from xenballoond.config import Config
+    from xenballoond.guest.settings import Config
     from xenballoond.dom0 import balancer, pause, statefile
     for unit in (UNIT, BAL_UNIT):
         assert unit_values_of(unit)("Service", "ProtectSystem") == ["strict"]

@@ -20,7 +20,7 @@ import sys
 import time
 
 from . import __version__, logsetup, notify, pidlock
-from .config import ConfigError
+from .shellconf import ConfigError
 from .paths import DEFAULT_PIDFILE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

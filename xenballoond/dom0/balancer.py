@@ -19,7 +19,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from .. import logsetup, service
-from ..config import ConfigError
+from ..shellconf import ConfigError
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.choose import open_xenstore

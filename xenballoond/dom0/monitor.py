@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..config import ConfigError, find_config, load_config
+from ..shellconf import ConfigError
+from . import settings
 from .hostinfo import FreeMemory, FreeMemoryReader
 from .stats import Row, make_row
 from .table import balancer_json, balancer_lines, render_json, render_text
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                "'?': published, but not a number that fits.  Exit status: 0 ok, 1 xenstore "
                "unreadable, 2 bad usage or config.")
     p.add_argument("-c", "--config", metavar="CONF",
-                   help="config file for XENBALLOON_XENSTORE=cli|native (default: "
-                        "/etc/sysconfig/xenballoon.conf, then /etc/default/xenballoon.conf)")
+                   help="dom0's config file, for its XENBALLOON_XENSTORE=cli|native (default: "
+                        "/etc/sysconfig/xenballoon-balancer.conf, then "
+                        "/etc/default/xenballoon-balancer.conf)")
     p.add_argument("--json", action="store_true", help="print the same rows as JSON")
     p.add_argument("-d", "--domain", metavar="ID", type=_domid_arg, action="append",
                    help="only this guest (repeatable)")
@@ -99,18 +101,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="xenballoon-monitor: %(message)s", stream=sys.stderr)
     root = Root(args.root)
-    backend = "cli"
     try:
-        path = find_config(root, args.config)
-        if path is not None:
-            config, warnings = load_config(path)
-            for warning in warnings:
-                log.warning("%s", warning)
-            backend = config.xenstore_backend
+        # dom0's own conf, the balancer's, which the dom0 package ships: the guest's
+        # xenballoon.conf is the guest package's, and dom0 has none
+        config, _, warnings = settings.load(root, args.config)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    xs = open_xenstore(backend, root, args.timeout)
+    for warning in warnings:
+        log.warning("%s", warning)
+    xs = open_xenstore(config.xenstore_backend, root, args.timeout)
     try:
         snap = refresh(xs, FreeMemoryReader(timeout_s=args.timeout), args.domain)
     except XenstoreError as exc:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 from .. import logsetup, service
 from . import runloop
 from .balloon import detect_balloon
-from ..config import Config, ConfigError, find_config, load_config
+from ..shellconf import ConfigError
+from .settings import Config, load
 from .maxmem import MaxmemFile, why_unwritable
 from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_MIN_FREE_KBYTES, PROC_PRESSURE_MEMORY,
                      PROC_UPTIME, PROC_VMSTAT, Root)
@@ -53,14 +54,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if simple is not None:
         return simple  # type: ignore[return-value]
     return build_parser().parse_args(argv)
-
-
-def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
-    path = find_config(root, explicit)
-    if path is None:
-        return Config(), None, []
-    config, warnings = load_config(path)
-    return config, path, warnings
 
 
 def make_xenstore(config: Config, root: Root, log: logging.Logger) -> Xenstore | None:
