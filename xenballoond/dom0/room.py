@@ -37,7 +37,7 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
             return True, f"{room_kb(snap) // MIB_KB} MiB free above the reserve already"
         moves, short_kb = free_plan(snap.states, snap.host, want_kb, b.params)
         if short_kb > 0:
-            held = [f"{v.state.name} ({v.status})" for v in snap.views
+            held = [f"{v.state.name} ({v.status.text})" for v in snap.views
                     if not is_balanced(v.state)]
             floors = [v.state.name for v in snap.views if is_balanced(v.state)]
             return False, (f"cannot free {want_kb // MIB_KB} MiB: {short_kb // MIB_KB} MiB "
@@ -50,7 +50,7 @@ def make_room(b: Balancer, want_kb: int, timeout_s: float,
                 b.xl.mem_set(m.domid, m.tgt_kb)
             except act.XlError as exc:
                 return False, f"xl mem-set {by_id[m.domid].name} failed: {exc}"
-            b.reasons[m.domid] = m.reason
+            b.domains[m.domid].reason = m.reason
             log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid,
                      by_id[m.domid].name, ref_kb(by_id[m.domid]), m.tgt_kb,
                      by_id[m.domid].cur_kb, m.reason)

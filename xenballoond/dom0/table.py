@@ -127,6 +127,7 @@ def balancer_json(state: dict[str, object], age_s: float) -> dict[str, object]:
     guests = state.get("guests")
     return {"paused": bool(state.get("paused")), "age_s": round(age_s, 1),
             "guests": {str(g["domid"]): {k: g.get(k) for k in
-                                         ("status", "need_kb", "target_kb", "min_kb", "reason")}
+                                         ("status", "status_code", "need_kb", "target_kb",
+                                          "min_kb", "reason")}
                        for g in (guests if isinstance(guests, list) else [])
                        if isinstance(g, dict) and isinstance(g.get("domid"), int)}}

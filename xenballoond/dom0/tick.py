@@ -24,6 +24,7 @@ from ..xenstore.interface import Xenstore
 from . import BALANCER_PROG, act, follow, guests as guests_mod, settings
 from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
                       balance, is_balanced, need_kb, ref_kb)
+from .domainstate import Domains
 from .pause import act_lock, is_paused
 from .reader import list_domids, list_guests, published, read_values
 from .stats import Published, make_row
@@ -91,8 +92,9 @@ class Look:
 
 
 class Balancer:
-    """Holds what the balancer remembers between ticks (freshness, the
-    cooperation windows, the last reasons); ``look``/``tick`` do the I/O
+    """Holds what the balancer remembers between ticks: a record per domain
+    (``domains``: freshness, rise, reservation, cooperation, status, reason,
+    selftarget), and the migrations under way; ``look``/``tick`` do the I/O
     through the adapters it is handed."""
 
     def __init__(self, config: settings.BalancerConfig, root: Root, xl: act.Xl,
@@ -100,14 +102,10 @@ class Balancer:
         self.root = root
         self.xl, self.xs = xl, xs
         self.open_xenctrl = xenctrl
-        self.reasons: dict[int, str] = {}
-        self.statuses: dict[int, str] = {}
-        self.following: set[int] = set()  # domids whose memory/target was copied
+        self.domains = Domains()
         # incoming domains seen, by domid, with what they bring from their sender
         self.arrivals: dict[int, Arrival] = {}
         self.limited: set[int] = set()  # self-ballooning domains given their static-max
-        # each self-ballooning guest's selftarget at dom0's last look: (when, kB)
-        self.selftargets: dict[int, tuple[float, int]] = {}
         self._xc: Optional[Limits] = None
         self._xc_error = ""
         self.reconfigure(config)
@@ -120,11 +118,13 @@ class Balancer:
             return None
 
     def reconfigure(self, config: settings.BalancerConfig) -> None:
+        """The parameters of ``config`` in force; every domain's record is kept."""
         self.config = config
         self.params = params_of(config)
-        self.history = guests_mod.History(config.stale_intervals, config.stale_after_s)
+        self.history = guests_mod.History(config.stale_intervals, config.stale_after_s,
+                                          self.domains)
         self.cooperation = guests_mod.Cooperation(
-            CooperationParams(timeout_s=float(config.uncooperative_s)))
+            CooperationParams(timeout_s=float(config.uncooperative_s)), self.domains)
 
     @property
     def reserve_kb(self) -> int:
@@ -190,16 +190,13 @@ class Balancer:
                         and d.domid not in self.arrivals):
                     limits.append((d.domid, d.name, smax_kb))
         present = [v.state.domid for v in views]
-        self.history.forget_all_but(present)
-        self.cooperation.forget_all_but(present)
-        self.following &= set(present)
+        self.domains.prune(present)
         alive = {d.domid for d in domains}
         self.arrivals = {k: v for k, v in self.arrivals.items() if k in alive}
         self.limited &= alive
-        self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
         return Look(views, HostState(free_kb, self.reserve_kb, unsure_kb),
-                        [v.state.domid for v in views if v.wants_directed], follows,
-                        incoming, built, limits)
+                    [v.state.domid for v in views if v.wants_directed], follows,
+                    incoming, built, limits)
 
     def _xenctrl(self) -> Limits:
         if self._xc is None:
@@ -317,13 +314,14 @@ class Balancer:
                 pub: Published, now_s: float) -> Optional[follow.Follow]:
         """The write that makes a self-ballooning guest's memory/target true, if any."""
         if not follow.is_self(pub.mode):
-            self.selftargets.pop(d.domid, None)
+            self.domains[d.domid].selftarget = None
             return None
         self_kb = follow.self_target_kb(pub.selftarget)
         if self_kb is None:
             return None
-        ahead_kb = follow.ahead_kb(self_kb, self.selftargets.get(d.domid), now_s)
-        self.selftargets[d.domid] = (now_s, self_kb)
+        record = self.domains[d.domid]
+        ahead_kb = follow.ahead_kb(self_kb, record.selftarget, now_s)
+        record.selftarget = (now_s, self_kb)
         old_kb = guests_mod.kb(keys.target)
         new_kb = follow.follow_kb(self_kb + ahead_kb, old_kb, d.cur_kb,
                                   guests_mod.kb(keys.static_max) or None)
@@ -340,8 +338,9 @@ class Balancer:
             log.error("cannot write memory/target of self-ballooning guests: %s", exc)
             return
         for f in snap.follows:
-            if f.domid not in self.following:
-                self.following.add(f.domid)
+            record = self.domains[f.domid]
+            if not record.following:
+                record.following = True
                 log.info("dom %d %s: self-ballooning: memory/target follows its selftarget "
                          "(%s -> %d kB), so xl save, restore and migrate rebuild it whole",
                          f.domid, f.name, f.old_kb, f.new_kb)
@@ -351,9 +350,10 @@ class Balancer:
 
     def _log_statuses(self, snap: Look) -> None:
         for v in snap.views:
-            if self.statuses.get(v.state.domid) != v.status:
-                self.statuses[v.state.domid] = v.status
-                log.info("dom %d %s: %s", v.state.domid, v.state.name, v.status)
+            record = self.domains[v.state.domid]
+            if record.status != v.status:
+                record.status = v.status
+                log.info("dom %d %s: %s", v.state.domid, v.state.name, v.status.text)
 
     def make_directed(self, snap: Look) -> None:
         """memory/selfballoon = 0 for opted-in guests without the key: their
@@ -400,11 +400,11 @@ class Balancer:
                                   min(float(self.config.interval_s), MAX_SETTLE_S), wait)
         for m in applied.written:
             g = by_id[m.domid]
-            self.reasons[m.domid] = m.reason
+            self.domains[m.domid].reason = m.reason
             log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid, g.name,
                      ref_kb(g), m.tgt_kb, g.cur_kb, m.reason)
         for m, why in applied.deferred:
-            self.reasons[m.domid] = f"{m.reason}; deferred: {why}"
+            self.domains[m.domid].reason = f"{m.reason}; deferred: {why}"
             log.info("dom %d %s: target %d kB deferred: %s", m.domid, by_id[m.domid].name,
                      m.tgt_kb, why)
         for m, why in applied.failed:
@@ -420,13 +420,14 @@ class Balancer:
             "free_kb": snap.host.free_kb, "host_reserve_kb": snap.host.host_reserve_kb,
             "unsure_kb": snap.host.unsure_kb, "interval_s": self.config.interval_s,
             "guests": [{
-                "domid": v.state.domid, "name": v.state.name, "status": v.status,
+                "domid": v.state.domid, "name": v.state.name, "status": v.status.text,
+                "status_code": v.status.name,
                 "cur_kb": v.state.cur_kb, "static_max_kb": v.state.static_max_kb,
                 "min_kb": v.state.min_kb,
                 "need_kb": need_kb(v.state, self.params.headroom_pct, self.params.rise_horizon_s)
                 if is_balanced(v.state) else None,
                 "target_kb": (written or {}).get(v.state.domid, v.state.last_target_kb),
-                "reason": self.reasons.get(v.state.domid, ""),
+                "reason": self.domains[v.state.domid].reason,
             } for v in snap.views],
         }
         write_state(self.root, doc)
