@@ -12,16 +12,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import qmemman_ref  # noqa: E402
 
-from xenballoond.dom0 import act, balancer  # noqa: E402
+from xenballoond.dom0 import balancer, tick  # noqa: E402
+from xenballoond.dom0.balance import ref_kb  # noqa: E402
 
 
 def qmemman_balance(guests, host, params=None):
     by_id = {g.domid: g for g in guests}
     return [m for m in qmemman_ref.balance(guests, host)
-            if m.tgt_kb != act.ref_kb(by_id[m.domid])]
+            if m.tgt_kb != ref_kb(by_id[m.domid])]
 
 
-balancer.balance = qmemman_balance
+tick.balance = qmemman_balance
 
 if __name__ == "__main__":
     sys.exit(balancer.main())

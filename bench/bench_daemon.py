@@ -425,7 +425,7 @@ DAEMON_MODULES = ("xenballoond.guest.cli", "xenballoond.guest.runloop",
 # The daemon's imports, in the order it makes them (guest/cli.py first imports
 # the guest package, which sets the stand-in traceback, then logging, ...).
 STEP_MODULES = ("xenballoond.guest", "re", "logging", "select", "signal", "fcntl",
-                "xenballoond.record", "xenballoond.paths", "xenballoond.config",
+                "xenballoond.record", "xenballoond.paths", "xenballoond.shellconf",
                 "xenballoond.logsetup", "xenballoond.pidlock", "xenballoond.service",
                 "xenballoond.xenstore", "xenballoond.xenstore.wire", "xenballoond.guest.meminfo",
                 "xenballoond.guest.policy", "xenballoond.guest.overrides",

@@ -5,7 +5,8 @@
 
 writes xenballoond.8, xenballoon.conf.5 and xenballoon-monitor.1 into OUTDIR.
 The options come from each program's argparse parser (``build_parser()``), the
-config variables from the schema in xenballoond/config.py (name, type, bounds,
+config variables from the schemas in xenballoond/guest/settings.py and
+xenballoond/dom0/settings.py (name, type, bounds,
 default) and their meaning from the comments of the shipped
 etc/xenballoon.conf.  The prose around them is here.  Run at build time
 (debian/rules, rpm/xenballoond.spec, ``make man``): no generated page is
@@ -29,8 +30,10 @@ if TOP not in sys.path:
     sys.path.insert(0, TOP)
 
 from xenballoond import __version__  # noqa: E402
-from xenballoond import config as configmod  # noqa: E402
-from xenballoond.paths import CONFIG_CANDIDATES, DEFAULT_PIDFILE  # noqa: E402
+from xenballoond import shellconf  # noqa: E402
+from xenballoond.guest import settings as configmod  # noqa: E402
+from xenballoond.guest.settings import CONFIG_CANDIDATES  # noqa: E402
+from xenballoond.paths import DEFAULT_PIDFILE  # noqa: E402
 
 SHIPPED_CONF = os.path.join(TOP, "etc", "xenballoon.conf")
 
@@ -149,7 +152,7 @@ def conf_comments(path: str = SHIPPED_CONF) -> Dict[str, str]:
     return meanings
 
 
-def variable_type(spec: configmod.Spec) -> str:
+def variable_type(spec: shellconf.Spec) -> str:
     if spec.kind == "bool":
         return "boolean: true or false (yes/no, on/off, 1/0 also)"
     if spec.kind == "flag":
@@ -165,10 +168,10 @@ def variable_type(spec: configmod.Spec) -> str:
     return f"integer from {spec.lo} to {spec.hi}"
 
 
-def variables(specs: Sequence[configmod.Spec] = configmod.SPECS, record: object = None,
+def variables(specs: Sequence[shellconf.Spec] = configmod.SPECS, record: object = None,
               conf: str = SHIPPED_CONF) -> List[Tuple[str, str, str, str]]:
     """(KEY, type, default as written in the file, meaning), in the file's order."""
-    defaults = dict(line.split("=", 1) for line in configmod.render_config(
+    defaults = dict(line.split("=", 1) for line in shellconf.render_values(
         configmod.Config() if record is None else record, tuple(specs)).splitlines()
         if "=" in line and not line.startswith("#"))
     meanings = conf_comments(conf)
@@ -257,7 +260,7 @@ def page_monitor(parser: argparse.ArgumentParser) -> str:
         ("1", "xenstore could not be read, or the metrics file could not be written"),
         ("2", "bad usage or config"),
     ])
-    lines += [".SH SEE ALSO", "\\fBxenballoond\\fR(8), \\fBxenballoon.conf\\fR(5), "
+    lines += [".SH SEE ALSO", "\\fBxenballoond\\fR(8), \\fBxenballoon\\-balancer.conf\\fR(5), "
               "\\fBwatch\\fR(1), \\fBxl\\fR(1)"]
     return "\n".join(lines) + "\n"
 

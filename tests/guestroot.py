@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import time
 
+import re
+
 from xenballoond.sim import procfs
 
 # /proc/meminfo of a Linux 6.1 PV guest (values substituted), ~1.4 KB.
@@ -117,3 +119,17 @@ def balloon_target_bytes(root: str, balloon: str = "sysfs") -> int:
             return int(text)
         time.sleep(0.01)
     raise AssertionError(f"{path} stays empty")
+
+
+_VMSTAT_LINE = re.compile(r"([a-z0-9_]+)[ \t]+([0-9]{1,20})[ \t]*")
+
+
+def parse_vmstat(text: str) -> dict[str, int]:
+    """Map each well-formed ``name value`` line of /proc/vmstat to its value (the
+    daemon publishes vmstat's lines as they are: only the tests read them)."""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _VMSTAT_LINE.fullmatch(line)
+        if m and m.group(1) not in fields:
+            fields[m.group(1)] = int(m.group(2))
+    return fields

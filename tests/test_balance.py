@@ -390,8 +390,7 @@ def guests_strategy(draw) -> list[GuestState]:
             participating, uncoop = draw(st.booleans()), draw(st.booleans())
         out.append(GuestState(
             domid=domid, name="g", cur_kb=cur_kb, static_max_kb=static_max_kb, min_kb=min_kb,
-            committed_as_kb=committed_as_kb, mem_available_kb=draw(st.none() | KB),
-            participating=participating, uncooperative=uncoop,
+            committed_as_kb=committed_as_kb, participating=participating, uncooperative=uncoop,
             last_target_kb=last_target_kb, reserved_kb=draw(st.integers(0, 10 ** 5) | KB),
             rise_kb_per_s=draw(st.integers(0, 10 ** 5) | KB)))
     return out

@@ -23,8 +23,9 @@ from tests.notifysock import NotifySocket
 from tests.repo import REPO, python_env
 from xenballoond.dom0 import act, balance, balancer, guests
 from xenballoond.dom0 import settings as balancer_settings
-from xenballoond.dom0.balancer import parse_size_kb
+from xenballoond.dom0.sizes import parse_size_kb
 from xenballoond.dom0.stats import Published, make_row
+from xenballoond.dom0.status import Status
 from xenballoond.paths import Root
 from xenballoond.sim.fake_xl import REQUESTS, RESTORES, STATE, read_requests
 from xenballoond.sim.guest import write_atomic
@@ -212,7 +213,7 @@ def test_moves_memory_from_the_idle_guest_to_the_busy_one(host):
     first_up = next(i for i, (d, kb) in enumerate(h.requests) if d == 1)
     assert first_down < first_up  # decreases first
     g1 = h.guest_state(1)
-    assert g1["status"] == guests.BALANCED and g1["need_kb"] > 1500 * MIB
+    assert g1["status"] == Status.BALANCED and g1["need_kb"] > 1500 * MIB
     assert "target" in proc.stderr and "need" in proc.stderr  # each decision logged, with why
     # the busy guest's need is covered, and the host reserve is kept
     assert h.cur_kb[1] >= g1["need_kb"] - MIB
@@ -228,8 +229,8 @@ def test_only_opted_in_directed_guests_with_a_daemon_are_balanced(host):
     h.publish(4, 200)  # guest 3 has no daemon; guest 4 is not opted in
     assert h.run("--once").returncode == 0
     statuses = {g["domid"]: g["status"] for g in h.state()["guests"]}
-    assert statuses == {1: guests.BALANCED, 2: guests.SELF_BALLOONING, 3: guests.NO_DAEMON,
-                        4: guests.NOT_OPTED_IN}
+    assert statuses == {1: Status.BALANCED, 2: Status.SELF_BALLOONING, 3: Status.NO_DAEMON,
+                        4: Status.NOT_OPTED_IN}
     assert {d for d, _ in h.requests} <= {1}
     # the balancer makes an opted-in guest directed where dom0 had not said
     assert h.xsd.read("/local/domain/1/memory/selfballoon") == "0"
@@ -244,7 +245,7 @@ def test_config_list_opts_guests_in_by_name_or_domid(host):
         h.publish(d, 200)
     assert h.run("--once").returncode == 0
     statuses = {g["domid"]: g["status"] for g in h.state()["guests"]}
-    assert statuses == {1: guests.BALANCED, 2: guests.NOT_OPTED_IN, 3: guests.BALANCED}
+    assert statuses == {1: Status.BALANCED, 2: Status.NOT_OPTED_IN, 3: Status.BALANCED}
 
 
 def test_free_makes_room_and_leaves_the_balancer_paused(host):
@@ -367,9 +368,9 @@ def test_daemon_marks_a_guest_that_does_not_shrink_and_stale_stats(host):
     t.start()
     try:
         wait_until(lambda: os.path.exists(os.path.join(h.dom0, "var/run/xenballoon-balancer.json"))
-                   and h.guest_state(2)["status"] == guests.UNCOOPERATIVE, timeout=60,
+                   and h.guest_state(2)["status"] == Status.UNCOOPERATIVE, timeout=60,
                    what="guest2 marked uncooperative")
-        wait_until(lambda: h.guest_state(3)["status"] == guests.STALE, timeout=30,
+        wait_until(lambda: h.guest_state(3)["status"] == Status.STALE, timeout=30,
                    what="guest3's stats stale")
         # reload: a bad config is refused and the running one kept
         with open(h.conf, "a") as f:
@@ -480,7 +481,7 @@ def test_guest_state_builder_never_lets_a_guest_out_of_its_bounds(data, n, free_
     states = [v.state for v in views]
     for v in views:
         assert v.state.min_kb <= v.state.static_max_kb or v.state.static_max_kb == 0
-        assert (v.status == guests.BALANCED) == balance.is_balanced(v.state)
+        assert (v.status == Status.BALANCED) == balance.is_balanced(v.state)
     host = balance.HostState(free_kb, reserve_kb)
     moves = balance.balance(states, host)
     by_id = {s.domid: s for s in states}
@@ -548,7 +549,7 @@ def test_monitor_shows_each_guests_need_and_the_balancers_target(host):
     doc = json.loads(subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True,
                                     timeout=60).stdout)
     assert doc["balancer"]["guests"]["1"]["need_kb"] == g1["need_kb"]
-    assert doc["balancer"]["guests"]["2"]["status"] == guests.NOT_OPTED_IN
+    assert doc["balancer"]["guests"]["2"]["status"] == Status.NOT_OPTED_IN
 
 
 def test_the_guest_bounds_hold_in_dom0_too() -> None:
@@ -563,7 +564,7 @@ def test_the_guest_bounds_hold_in_dom0_too() -> None:
     assert (v.state.min_kb, v.state.static_max_kb) == (600 * 1024, 2097152)  # ceiling ignored
     zero = guests.Dom0Keys(static_max="0")
     v = guests.guest_view(domain, zero, row, listed=["g"], fresh=True, marked_uncooperative=False)
-    assert v.status == guests.NO_STATIC_MAX  # hypothesis found it "balanced" with no limits
+    assert v.status == Status.NO_STATIC_MAX  # hypothesis found it "balanced" with no limits
 
 
 # --- the kernel's reservation, measured while the guest holds still ------------------------
@@ -684,3 +685,22 @@ def test_moved_kb_is_what_the_sizes_changed_by_between_two_listings():
     # 32 MiB grown, 100 MiB gone, 64 MiB new, by hand
     assert act.moved_kb(before, after) == (32 + 100 + 64) * MIB
     assert act.moved_kb(after, after) == 0
+
+
+# --- one record per guest, kept across a reload ------------------------------------------
+
+def test_a_reload_swaps_the_parameters_and_keeps_what_dom0_remembers(tmp_path) -> None:
+    """A reload used to build a new History and Cooperation: an uncooperative guest was
+    trusted again and the reservation re-measured from one look.  Now it swaps only the
+    parameters; every guest's record stays, and goes only with the guest."""
+    b = balancer.build(balancer_settings.BalancerConfig(uncooperative_s=2), Root(str(tmp_path)))
+    assert b.cooperation.observe(1, 500 * MIB, 900 * MIB, 0.0) is None
+    assert b.cooperation.observe(1, 500 * MIB, 890 * MIB, 3.0)[0] is True  # marked
+    assert b.history.reservations.observe(1, 384 * MIB, 324 * MIB, 100) == 60 * MIB
+    b.reconfigure(balancer_settings.BalancerConfig(uncooperative_s=60, stale_intervals=9))
+    assert b.cooperation.params.timeout_s == 60 and b.history.freshness.stale_polls == 9
+    assert b.cooperation.is_marked(1)
+    # grown, MemTotal from before the growth: the kept measurement, not a new one
+    assert b.history.reservations.observe(1, 992 * MIB, 324 * MIB, 200) == 60 * MIB
+    b.domains.prune([2])
+    assert not b.cooperation.is_marked(1) and 1 not in b.domains

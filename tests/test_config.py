@@ -18,8 +18,9 @@ from tests.repo import REPO
 from tests.needs import tool_mark
 from xenballoond.proc import run
 from xenballoond.record import asdict
-from xenballoond.config import (VARIABLES, Config, ConfigError, find_config,
-                                load_config, parse_config, render_config)
+from xenballoond.guest.settings import (VARIABLES, Config, find_config, load_config,
+                                        parse_config, render_config)
+from xenballoond.shellconf import ConfigError
 from xenballoond.paths import Root
 
 ETC_CONF = os.path.join(REPO, "etc", "xenballoon.conf")

@@ -776,15 +776,15 @@ def writable(path: str, unit: str) -> bool:
 def test_unit_lets_the_daemons_write_what_they_write():
     """ProtectSystem=strict, and ReadWritePaths= for every path the code writes."""
     from xenballoond import paths
-    from xenballoond.config import Config
-    from xenballoond.dom0 import balancer
+    from xenballoond.guest.settings import Config
+    from xenballoond.dom0 import balancer, pause, statefile
     for unit in (UNIT, BAL_UNIT):
         assert unit_values_of(unit)("Service", "ProtectSystem") == ["strict"]
     for path in (paths.SYSFS_BALLOON_DIR + "/target", paths.PROC_XEN_BALLOON,
                  paths.DEFAULT_PIDFILE, Config().maxmem_file, Config().maxmem_file + ".boot"):
         assert writable(path, UNIT), path
-    for path in (balancer.DEFAULT_PIDFILE, balancer.PAUSE_FLAG, balancer.STATE_FILE,
-                 balancer.ACT_LOCK, "/var/lib/xen/userdata-l.1.x.domain-userdata-lock",
+    for path in (balancer.DEFAULT_PIDFILE, pause.PAUSE_FLAG, statefile.STATE_FILE,
+                 pause.ACT_LOCK, "/var/lib/xen/userdata-l.1.x.domain-userdata-lock",
                  "/run/xenstored/socket"):
         assert writable(path, BAL_UNIT), path
     assert not writable("/etc/sysconfig/xenballoon.conf", UNIT)

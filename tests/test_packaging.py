@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from xenballoond import __version__
-from xenballoond.config import VARIABLES
+from xenballoond.guest.settings import VARIABLES
 from xenballoond.dom0.settings import SPECS as BALANCER_SPECS
 
 from tests.debbuild import REPO, SYSTEM_PATH, build_debs, copy_tree, system_env
@@ -308,7 +308,7 @@ def test_deb_ships_the_tested_unit(debs, package, program) -> None:
 
 def test_deb_library_and_dom0_packages(debs) -> None:
     lib = deb_files(debs["python3-xenballoond"])
-    assert "/usr/lib/python3/dist-packages/xenballoond/config.py" in lib
+    assert "/usr/lib/python3/dist-packages/xenballoond/shellconf.py" in lib
     assert "/usr/lib/python3/dist-packages/xenballoond/xenstore/native.py" in lib
     assert not any(part in f for f in lib for part in ("/xenballoond/sim/", "/xenballoond/dom0/",
                                                        "/xenballoond/guest/"))

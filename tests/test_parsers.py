@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from tests.guestroot import MEMINFO, vmstat_text
-from xenballoond.config import MAX_INTERVAL_S
-from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, parse_vmstat, require
+from tests.guestroot import MEMINFO, parse_vmstat, vmstat_text
+from xenballoond.keys import MAX_INTERVAL_S
+from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, require
 from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
 from xenballoond.guest.overrides import MAX_TARGET_KB, Overrides, parse_overrides
 from xenballoond.guest.publish import VMSTAT_KEEP, build_outputs, fit_to_node

@@ -146,7 +146,7 @@ def test_watched_vmstat_never_crashes_and_stays_bounded(text):
 @pytest.mark.parametrize("raw", ["", "''", "-1", "0", "86401", "1e3", "10s", "9" * 40,
                                  "\u0661\u0660", "0x10", "010"])
 def test_balancer_guest_publish_s_refuses_bad_values(raw):
-    from xenballoond.config import ConfigError
+    from xenballoond.shellconf import ConfigError
     from xenballoond.dom0.settings import parse_balancer_config
     with pytest.raises(ConfigError) as err:
         parse_balancer_config(f"XENBALLOON_BALANCER_GUEST_PUBLISH_S={raw}\n", "b.conf")

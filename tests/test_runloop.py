@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # loop logs the failed tick and goes on.  Run for RUN_S seconds, then stopped.
 CHILD = """
 import logging, sys, threading
-from xenballoond.config import parse_config
+from xenballoond.guest.settings import parse_config
 from xenballoond.guest import runloop
 from xenballoond.guest.cli import build
 from xenballoond.paths import Root

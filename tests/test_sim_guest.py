@@ -7,7 +7,8 @@ import os
 import pytest
 
 from xenballoond.guest.balloon import detect_balloon
-from xenballoond.guest.meminfo import parse_meminfo, parse_vmstat
+from tests.guestroot import parse_vmstat
+from xenballoond.guest.meminfo import parse_meminfo
 from xenballoond.paths import Root
 from xenballoond.sim import balloon_model as bm
 from xenballoond.sim.guest import SimGuest, scanf_llu, write_atomic

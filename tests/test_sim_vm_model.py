@@ -5,7 +5,8 @@ from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
-from xenballoond.guest.meminfo import parse_meminfo, parse_vmstat
+from tests.guestroot import parse_vmstat
+from xenballoond.guest.meminfo import parse_meminfo
 from xenballoond.sim import procfs, vm_model as vm
 from xenballoond.sim.workload import Demand
 

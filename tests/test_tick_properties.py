@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.guestroot import SYSFS, make_guest, write
 from xenballoond.guest.balloon import detect_balloon
-from xenballoond.config import Config
+from xenballoond.guest.settings import Config
 from xenballoond.logsetup import SyslogHandler
 from xenballoond.guest.maxmem import MaxmemFile
 from xenballoond.paths import Root

@@ -21,7 +21,7 @@ from xenballoond.guest.cli import build
 from xenballoond.xenstore.cli import CliXenstore
 from xenballoond.xenstore import wire
 from xenballoond.xenstore.native import NativeXenstore
-from xenballoond.config import parse_config
+from xenballoond.guest.settings import parse_config
 from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB
 from xenballoond.sim.xenstored import SimXenstored

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from xenballoond.config import Config, parse_config
+from xenballoond.guest.settings import Config, parse_config
 from xenballoond.paths import Root
 from xenballoond.xenstore.choose import backend_for, open_xenstore
 

@@ -26,3 +26,10 @@ UP_HYSTERESIS = "uphysteresis"
 # minmem nor above softmaxmem, and dom0's balancer gives it no less and no more.
 MINMEM = "minmem"
 SOFTMAXMEM = "softmaxmem"
+
+# Bounds and defaults both sides count on.  An interval, in the conf or in
+# memory/interval, is at most a day.
+MAX_INTERVAL_S = 86400
+# How often an idle guest publishes its stats at the least (XENBALLOON_PUBLISH_MAX_S);
+# dom0's balancer allows a guest this long between uptimes before it calls it stale.
+DEFAULT_PUBLISH_MAX_S = 10

@@ -35,5 +35,4 @@ PROC_XEN_CAPABILITIES = "/proc/xen/capabilities"
 SYS_HYPERVISOR_FEATURES = "/sys/hypervisor/properties/features"
 XENFEAT_DOM0 = 11  # xen/include/public/features.h
 SYSFS_BALLOON_DIR = "/sys/devices/system/xen_memory/xen_memory0"
-CONFIG_CANDIDATES = ("/etc/sysconfig/xenballoon.conf", "/etc/default/xenballoon.conf")
 DEFAULT_PIDFILE = "/var/run/xenballoond.pid"

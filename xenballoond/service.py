@@ -1,7 +1,9 @@
 """Running a daemon, for xenballoond and xenballoon-balancer alike: one
 instance (the flock on the PID file, pidlock.py), the loop in the foreground
 (systemd, -f), or detached with python-daemon, the starter waiting until the
-daemon says it really started, so that the init script's [ OK ] is true.
+daemon says it really started, so that the init script's [ OK ] is true; the
+loop itself (serve: tick, wait, reload between ticks) and the reload
+(reloader: a fresh config swapped in only if it is valid).
 
 python-daemon's own PID lock would be taken in the detached child, too late to
 tell anyone: the lock is taken in the starter and the daemon inherits it
@@ -18,14 +20,16 @@ import sys
 import time
 
 from . import __version__, logsetup, notify, pidlock
+from .shellconf import ConfigError
 from .paths import DEFAULT_PIDFILE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     import argparse
-    from typing import Callable
+    from typing import Callable, TypeVar
 
     Loop = Callable[["LoopControl", logging.Logger], None]
+    C = TypeVar("C")
 
 EXIT_OK, EXIT_FAIL = 0, 1
 READY_TIMEOUT_S = 30.0
@@ -180,6 +184,57 @@ class LoopControl:
         os.close(self._w)
         if self.notifier is not None:
             self.notifier.close()
+
+
+def serve(control: LoopControl, log: logging.Logger, tick: Callable[[], None],
+          status: Callable[[], str], pause: Callable[[], None],
+          reload: Callable[[], None]) -> None:
+    """Tick until a signal stops it.  ``pause()`` waits for the next tick
+    (``control.wait``, or a wait of the daemon's own that also ends at a
+    signal); SIGHUP's ``reload()`` runs between ticks."""
+    ready = False
+    while not control.stop:
+        try:
+            tick()
+        except Exception:  # one bad tick must not end the daemon's work
+            log.exception("tick failed")
+        # under systemd (Type=notify): ready after the first tick, failed or not (as a
+        # SysV start is: the next ticks retry); STATUS= the policy in force
+        if ready:
+            control.status(status())
+        else:
+            control.ready(status())
+            ready = True
+        if not control.stop and not control.reload:
+            pause()
+        if control.reload:
+            control.reload = False
+            reload()
+
+
+def reloader(load: Callable[[], tuple[C, str | None, list[str]]], apply: Callable[[C], None],
+             log: logging.Logger) -> Callable[[], None]:
+    """SIGHUP: ``load()`` a fresh config (config, path, warnings) and ``apply()`` it
+    only if it is valid; a bad one is refused, logged, and the running one stays."""
+    def reload() -> None:
+        try:
+            config, path, warnings = load()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        for w in warnings:
+            log.warning("%s", w)
+        apply(config)
+        log.info("reloaded %s", path or "defaults (no config file)")
+    return reload
+
+
+def start(prog: str, foreground: bool, pidfile: str, log: logging.Logger, debug: bool,
+          loop: Loop) -> int:
+    """The loop in the foreground (-f, systemd) or detached."""
+    if foreground:
+        return run_foreground(prog, pidfile, log, loop)
+    return run_detached(prog, pidfile, log, debug, loop)
 
 
 def _lock(prog: str, pidfile: str, log: logging.Logger) -> pidlock.PidLock | None:

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from .. import proc
-from .balance import GuestState, Move
+from .balance import MIB_KB, GuestState, Move, ref_kb
 from .guests import MAX_KB, Domain
 from .hostinfo import parse_free_memory_mb
 from .reader import parse_domid
 
-MIB_KB = 1024
 # "Name  ID  Mem VCPUs  State  Time(s)": the name may be anything xl accepts,
 # so the numbers are taken from the right.
 _LIST_LINE = re.compile(r"(\S.*?)\s+([0-9]{1,5})\s+([0-9]{1,12})\s+([0-9]{1,5})\s+(\S+)\s+"
@@ -95,11 +94,6 @@ class Xl:
 
     def unpause(self, domid: int) -> None:
         self._run("unpause", str(domid))
-
-
-def ref_kb(g: GuestState) -> int:
-    """The target in place (balance._ref_kb): the last one, else what it holds."""
-    return g.cur_kb if g.last_target_kb is None or g.last_target_kb <= 0 else g.last_target_kb
 
 
 def promised_kb(guests: Sequence[GuestState], targets: Mapping[int, int]) -> int:

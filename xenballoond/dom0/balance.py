@@ -101,8 +101,7 @@ class GuestState:
     (the guest's minmb(), published by its daemon or worked out in dom0).
     ``reserved_kb``: what the domain holds that its MemTotal does not show
     (cur - MemTotal on pvops kernels), added to the need as the guest daemon
-    does.  ``mem_available_kb``: carried for the log; no rule reads it.
-    ``last_target_kb``: the target dom0 last set (None: never).
+    does.  ``last_target_kb``: the target dom0 last set (None: never).
     """
 
     domid: int
@@ -111,7 +110,6 @@ class GuestState:
     static_max_kb: int
     min_kb: int
     committed_as_kb: int | None
-    mem_available_kb: int | None = None
     participating: bool = True
     uncooperative: bool = False
     last_target_kb: int | None = None
@@ -186,7 +184,7 @@ def is_balanced(guest: GuestState) -> bool:
             and guest.committed_as_kb is not None and _limits_ok(guest))
 
 
-def _ref_kb(guest: GuestState) -> int:
+def ref_kb(guest: GuestState) -> int:
     """The target in place: the last one set, else what the guest holds.  A
     target of 0 or less is taken for none (qmemman's "never set" is 0)."""
     last_kb = guest.last_target_kb
@@ -195,7 +193,7 @@ def _ref_kb(guest: GuestState) -> int:
 
 def _pending_kb(guest: GuestState) -> int:
     """What a guest may still balloon up to: its last target above what it holds."""
-    return max(_ref_kb(guest) - guest.cur_kb, 0)
+    return max(ref_kb(guest) - guest.cur_kb, 0)
 
 
 def headroom_kb(static_max_kb: int, headroom_pct: int) -> int:
@@ -321,7 +319,7 @@ def balance(guests: Sequence[GuestState], host: HostState,
     bal = [g for g in guests if g.domid in ideal]
     avail = available_kb(guests, host) + max(host.unsure_kb, 0)
     limit_kb = max(avail, sum(g.min_kb for g in bal))
-    refs = {g.domid: _ref_kb(g) for g in bal}
+    refs = {g.domid: ref_kb(g) for g in bal}
     needs = {g.domid: need_kb(g, params.headroom_pct, params.rise_horizon_s) for g in bal}
 
     def out_of_limits(g: GuestState) -> bool:
@@ -374,10 +372,11 @@ def _agreed_targets(guests: Sequence[GuestState], host: HostState,
     for g in guests:
         if g.domid not in lo:
             continue
-        ref_kb = _ref_kb(g)
+        in_place_kb = ref_kb(g)
         (lo_kb, lo_why), (hi_kb, hi_why) = sorted([lo[g.domid], hi[g.domid]])
-        out[g.domid] = ((lo_kb, lo_why) if ref_kb < lo_kb else (hi_kb, hi_why) if ref_kb > hi_kb
-                        else (ref_kb, f"kept: the host read unsure by {host.unsure_kb} kB"))
+        out[g.domid] = ((lo_kb, lo_why) if in_place_kb < lo_kb
+                        else (hi_kb, hi_why) if in_place_kb > hi_kb
+                        else (in_place_kb, f"kept: the host read unsure by {host.unsure_kb} kB"))
     return out
 
 
@@ -410,7 +409,7 @@ def free_plan(guests: Sequence[GuestState], host: HostState, want_free_kb: int,
     to_free_kb = max(want_free_kb, 0) + max(host.host_reserve_kb, 0) - effective_free_kb
     if to_free_kb <= 0:
         return [], 0
-    holds = [max(g.cur_kb, _ref_kb(g)) for g in bal]
+    holds = [max(g.cur_kb, ref_kb(g)) for g in bal]
     needs = [need_kb(g, params.headroom_pct, params.rise_horizon_s) for g in bal]
     above = [max(h - n, 0) for h, n in zip(holds, needs)]
     below = [max(min(h, n) - g.min_kb, 0) for g, h, n in zip(bal, holds, needs)]

@@ -1,637 +1,45 @@
-"""``xenballoon-balancer``: dom0's memory balancer (issue 11).
+"""``xenballoon-balancer``: dom0's memory balancer; the composition root and
+command line.
 
-Each tick: ``xl list``, ``xl info`` and ``xl list`` again (act.Xl; what the
-sizes moved in between is how unsure free + sizes is), every guest's published
-stats and the keys dom0 keeps in its memory/ (reader.py, three or four
-batched passes), guests.py turns them into balance.GuestState records,
-balance.balance() decides, act.apply_moves() writes the targets with
-``xl mem-set``, and the decisions go to the log and to the state file the
-monitor shows (/var/run/xenballoon-balancer.json under the root).
-
-Making room for a new guest (``free SIZE``) is done by the command itself,
-not by the daemon: it sets the pause flag (/var/run/xenballoon-balancer.paused),
-takes the act lock the daemon holds while it writes targets (so it never
-races a tick), asks guests for memory with balance.free_plan(), and waits for
-the host to have SIZE free above the reserve.  It leaves the balancer paused,
-so ``xl create`` finds the memory; ``resume`` removes the flag.  This works the
-same with the daemon running or not, and needs no socket or protocol.
+Builds the balancer from its config and the root (tick.py: one pass), then
+runs one pass (--once), the loop in the foreground (-f, systemd) or detached
+(service.py), or one of the commands: ``free`` (room.py), ``pause`` and
+``resume`` (pause.py), ``prepare-save`` and ``after-restore`` (saving.py),
+``restore`` (restoring.py).
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, Protocol, Sequence
+from typing import Callable, Optional, Sequence
 
 from .. import logsetup, service
-from ..config import ConfigError
-from ..service import LoopControl
+from ..shellconf import ConfigError
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.choose import open_xenstore
-from ..xenstore.interface import Xenstore
-from . import act, follow, guests as guests_mod, restoring, saving, settings
-from .balance import (MIB_KB, BalanceParams, CooperationParams, GuestState, HostState, Move,
-                      balance, free_plan, is_balanced, need_kb)
-from .reader import list_domids, list_guests, published, read_values
-from .stats import Published, make_row
+from . import BALANCER_PROG as PROG, act, guests as guests_mod, restoring, runloop, saving, settings
+from .pause import clear_paused, set_paused
+from .room import make_room
+from .sizes import parse_size_kb
+from .tick import Balancer, Limits, open_xenctrl
 
-PROG = "xenballoon-balancer"
 DEFAULT_PIDFILE = "/var/run/xenballoon-balancer.pid"
-PAUSE_FLAG = "/var/run/xenballoon-balancer.paused"
-STATE_FILE = "/var/run/xenballoon-balancer.json"
-ACT_LOCK = "/var/run/xenballoon-balancer.lock"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-FREE_POLL_S = 0.5
-# How long a tick waits for decreases to free memory before it grants increases.
-MAX_SETTLE_S = 5.0
 
 log = logging.getLogger(PROG)
 
-
-class Limits(Protocol):
-    """Each domain's memory limit in the hypervisor (xenctrl.XenCtrl on a real host);
-    its methods raise xenctrl.XenCtrlError."""
-
-    def max_kb(self, domid: int) -> int: ...
-
-    def set_max_kb(self, domid: int, max_kb: int) -> None: ...
-
-
-def open_xenctrl() -> Limits:
-    from .xenctrl import XenCtrl  # ctypes: only when a migration comes in
-    return XenCtrl()
-
-
-# The guests' default XENBALLOON_INTERVAL: how old their published stats may be.
-GUEST_INTERVAL_S = 1
-
-
-def params_of(config: settings.BalancerConfig) -> BalanceParams:
-    return BalanceParams(headroom_pct=config.headroom_pct,
-                         min_guest_move_kb=config.min_guest_move_mb * MIB_KB,
-                         min_total_move_kb=config.min_total_move_mb * MIB_KB,
-                         pool_kb=config.pool_mb * MIB_KB,
-                         rise_horizon_s=config.interval_s + GUEST_INTERVAL_S)
-
-
-@dataclass
-class Arrival:
-    """A domain ``xl migrate-receive`` is building, as dom0 first saw it."""
-
-    saved_max_kb: Optional[int]  # the limit libxl gave it, once raised (None: not raised)
-    sender_self: bool  # its sender balloons itself
-    keys: dict[str, str]  # dom0's keys for its sender (follow.CARRIED_KEYS), by name
-
-
-@dataclass
-class Snapshot:
-    """One look at the host: the records, with why each guest is held."""
-
-    views: list[guests_mod.GuestView]
-    host: HostState
-    directed_missing: list[int] = field(default_factory=list)
-    follows: list[follow.Follow] = field(default_factory=list)  # memory/target to write
-    # domains xl migrate-receive is building, each with what it brings from its sender,
-    # and the ones it has built, each with its static-max (kB)
-    incoming: list[tuple[guests_mod.Domain, Arrival]] = field(default_factory=list)
-    built: list[tuple[guests_mod.Domain, int]] = field(default_factory=list)
-    # self-ballooning guests not yet given their static-max as hypervisor limit: (domid, name, kB)
-    limits: list[tuple[int, str, int]] = field(default_factory=list)
-
-    @property
-    def states(self) -> list[GuestState]:
-        return [v.state for v in self.views]
-
-
-class Balancer:
-    """Holds what the balancer remembers between ticks (freshness, the
-    cooperation windows, the last reasons); ``look``/``tick`` do the I/O
-    through the adapters it is handed."""
-
-    def __init__(self, config: settings.BalancerConfig, root: Root, xl: act.Xl,
-                 xs: Xenstore, xenctrl: Callable[[], Limits] = open_xenctrl) -> None:
-        self.root = root
-        self.xl, self.xs = xl, xs
-        self.open_xenctrl = xenctrl
-        self.reasons: dict[int, str] = {}
-        self.statuses: dict[int, str] = {}
-        self.following: set[int] = set()  # domids whose memory/target was copied
-        # incoming domains seen, by domid, with what they bring from their sender
-        self.arrivals: dict[int, Arrival] = {}
-        self.limited: set[int] = set()  # self-ballooning domains given their static-max
-        # each self-ballooning guest's selftarget at dom0's last look: (when, kB)
-        self.selftargets: dict[int, tuple[float, int]] = {}
-        self._xc: Optional[Limits] = None
-        self._xc_error = ""
-        self.reconfigure(config)
-
-    def static_max_kb(self, domid: int) -> Optional[int]:
-        """The guest's memory/static-max, bounded; None if absent or not a number."""
-        try:
-            return guests_mod.kb(self.xs.read(f"/local/domain/{domid}/memory/static-max"))
-        except XenstoreError:
-            return None
-
-    def reconfigure(self, config: settings.BalancerConfig) -> None:
-        self.config = config
-        self.params = params_of(config)
-        self.history = guests_mod.History(config.stale_intervals, config.stale_after_s)
-        self.cooperation = guests_mod.Cooperation(
-            CooperationParams(timeout_s=float(config.uncooperative_s)))
-
-    @property
-    def reserve_kb(self) -> int:
-        return self.config.host_reserve_mb * MIB_KB
-
-    def paused(self) -> bool:
-        return os.path.exists(self.root.path(PAUSE_FLAG))
-
-    def look(self, now_s: float) -> Snapshot:
-        """Read the host and build every guest's record.  Raises act.XlError
-        or XenstoreError when dom0 cannot see the host."""
-        # The sizes are read before and after the free memory: a balloon that
-        # moves in between would make free + sizes wrong by what it moved.
-        before = self.xl.list_domains()
-        free_kb = self.xl.free_kb()
-        listed = self.xl.list_domains()
-        unsure_kb = act.moved_kb(before, listed)
-        domains = [d for d in listed if d.domid != 0]
-        listings, _ = list_guests(self.xs, list_domids(self.xs))
-        values = read_values(self.xs, listings)
-        values.update(self.xs.read_existing([
-            f"{ls.home}/memory/{k}" for ls in listings for k in guests_mod.KEY_NAMES
-            if ls.memory is not None and k in ls.memory]))
-        pubs = {ls.domid: published(ls, values) for ls in listings}
-        views = []
-        follows = []
-        incoming, built, limits = [], [], []
-        for d in domains if self.config.follow else ():
-            if d.name.endswith(follow.INCOMING):
-                if d.domid not in self.arrivals:
-                    name = d.name[:-len(follow.INCOMING)]
-                    sender = next((s for s in domains if s.name == name), None)
-                    incoming.append((d, self._arrival(d, sender, pubs)))
-            elif d.domid in self.arrivals:
-                smax_kb = guests_mod.kb(guests_mod.dom0_keys(values, d.domid).static_max)
-                if smax_kb:
-                    built.append((d, smax_kb))  # libxl wrote memory/ after the stream: built
-        for d in domains:
-            pub = pubs.get(d.domid)
-            if pub is None:
-                continue  # being created or destroyed: not in xenstore
-            keys = guests_mod.dom0_keys(values, d.domid)
-            watched = (guests_mod.opted_in(d, keys, self.config.guests)
-                       and (keys.selfballoon or "").strip() != "1")
-            change = self.cooperation.observe(
-                d.domid, guests_mod.kb(keys.target) if watched else None, d.cur_kb, now_s)
-            if change is not None:
-                (log.warning if change[0] else log.info)(
-                    "dom %d %s: %s: %s", d.domid, d.name,
-                    "uncooperative" if change[0] else "cooperative", change[1])
-            view = self.history.view(
-                d, keys, make_row(pub), pub.uptime, now_s, listed=self.config.guests,
-                marked_uncooperative=self.cooperation.is_marked(d.domid))
-            views.append(view)
-            # a daemon that stopped publishing (killed: its mode stays "self") is not
-            # followed, or dom0's own xl mem-set would be undone with its old selftarget
-            if self.config.follow and view.fresh:
-                f = self._follow(d, keys, pub, now_s)
-                if f is not None:
-                    follows.append(f)
-                smax_kb = guests_mod.kb(keys.static_max)
-                if (follow.is_self(pub.mode) and smax_kb and d.domid not in self.limited
-                        and d.domid not in self.arrivals):
-                    limits.append((d.domid, d.name, smax_kb))
-        present = [v.state.domid for v in views]
-        self.history.forget_all_but(present)
-        self.cooperation.forget_all_but(present)
-        self.following &= set(present)
-        alive = {d.domid for d in domains}
-        self.arrivals = {k: v for k, v in self.arrivals.items() if k in alive}
-        self.limited &= alive
-        self.selftargets = {k: v for k, v in self.selftargets.items() if k in alive}
-        return Snapshot(views, HostState(free_kb, self.reserve_kb, unsure_kb),
-                        [v.state.domid for v in views if v.wants_directed], follows,
-                        incoming, built, limits)
-
-    def _xenctrl(self) -> Limits:
-        if self._xc is None:
-            self._xc = self.open_xenctrl()
-        return self._xc
-
-    def _xc_failed(self, d: guests_mod.Domain, what: str, exc: Exception) -> None:
-        if str(exc) != self._xc_error:  # said once, not every pass
-            self._xc_error = str(exc)
-            log.error("dom %d %s: cannot %s: %s", d.domid, d.name, what, exc)
-
-    def _arrival(self, d: guests_mod.Domain, sender: Optional[guests_mod.Domain],
-                 pubs: dict[int, Published]) -> Arrival:
-        """What an incoming domain brings from its sender: whether it balloons itself
-        (its daemon says so, or dom0 gave it its static-max for that), and dom0's keys
-        for it, read now: the sender is gone once the domain is built."""
-        if sender is None:
-            return Arrival(None, False, {})
-        pub = pubs.get(sender.domid)
-        is_self = sender.domid in self.limited or (pub is not None and follow.is_self(pub.mode))
-        home = f"/local/domain/{sender.domid}/memory/"
-        try:
-            found = self.xs.read_existing([home + k for k in follow.CARRIED_KEYS])
-        except XenstoreError as exc:
-            log.error("dom %d %s: cannot read its sender's keys: %s", d.domid, d.name, exc)
-            found = {}
-        return Arrival(None, is_self, {p[len(home):]: v for p, v in found.items()})
-
-    def raise_incoming(self, snap: Snapshot) -> None:
-        """Each domain xl migrate-receive is building gets what this host could give
-        it as its limit (follow.incoming_max_kb), through libxenctrl: libxl cannot
-        touch it yet.  Once built, it gets libxl's limit back, or its static-max if
-        it balloons itself (follow.built_max_kb), and the keys dom0 had written for
-        its sender (follow.CARRIED_KEYS): libxl carries only its target and
-        static-max, and a guest opted in with memory/balance would be balanced no
-        more."""
-        from .xenctrl import XenCtrlError
-        for d, arrival in snap.incoming:
-            self.arrivals[d.domid] = arrival
-            try:
-                xc = self._xenctrl()
-                saved_kb = xc.max_kb(d.domid)
-                max_kb = follow.incoming_max_kb(d.name, saved_kb, d.cur_kb, snap.host.free_kb)
-                if max_kb is not None:
-                    xc.set_max_kb(d.domid, max_kb)
-            except XenCtrlError as exc:
-                self._xc_failed(d, "raise its limit for the migration", exc)
-                continue
-            arrival.saved_max_kb = saved_kb
-            if max_kb is None:
-                log.info("dom %d %s: incoming: limit left at %d kB (the host has no more to "
-                         "give it)", d.domid, d.name, saved_kb)
-            else:
-                log.info("dom %d %s: incoming: limit raised %d -> %d kB (what this host could "
-                         "give it), so that a guest growing during the pre-copy fits",
-                         d.domid, d.name, saved_kb, max_kb)
-        for d, smax_kb in snap.built:
-            arrival = self.arrivals.pop(d.domid)
-            self._carry_keys(d, arrival.keys)
-            if arrival.saved_max_kb is not None:
-                self._set_built_limit(d, arrival, smax_kb)
-
-    def _carry_keys(self, d: guests_mod.Domain, keys: dict[str, str]) -> None:
-        home = f"/local/domain/{d.domid}/memory/"
-        try:
-            there = self.xs.read_existing([home + k for k in keys])
-            todo = {home + k: v for k, v in keys.items() if home + k not in there}
-            if todo:
-                self.xs.write_many(todo)
-        except XenstoreError as exc:
-            log.error("dom %d %s: cannot carry dom0's keys from its sender: %s",
-                      d.domid, d.name, exc)
-            return
-        if todo:
-            log.info("dom %d %s: migrated in: dom0's keys carried from its sender: %s",
-                     d.domid, d.name, ", ".join(f"{k[len(home):]}={v!r}"
-                                                for k, v in sorted(todo.items())))
-
-    def _set_built_limit(self, d: guests_mod.Domain, arrival: Arrival, smax_kb: int) -> None:
-        from .xenctrl import XenCtrlError
-        assert arrival.saved_max_kb is not None
-        max_kb = follow.built_max_kb(arrival.saved_max_kb, d.cur_kb,
-                                     smax_kb if arrival.sender_self else None)
-        try:
-            self._xenctrl().set_max_kb(d.domid, max_kb)
-        except XenCtrlError as exc:
-            self._xc_failed(d, "set its limit back after the migration", exc)
-            return
-        if arrival.sender_self:
-            self.limited.add(d.domid)  # give_limits' job, done
-            log.info("dom %d %s: migrated in: limit %d kB (self-ballooning: its "
-                     "static-max at once, as it grows on before its daemon publishes "
-                     "again)", d.domid, d.name, max_kb)
-        else:
-            log.info("dom %d %s: migrated in: limit %d kB (libxl's, or what it holds "
-                     "+ 1 MiB)", d.domid, d.name, max_kb)
-
-    def give_limits(self, snap: Snapshot) -> None:
-        """Once per domain, a self-ballooning guest's hypervisor limit becomes its
-        static-max (``xl mem-max``): xl create, restore and migrate build a domain
-        with its target + 1 MiB as limit, and a self-ballooning guest's room to grow
-        is its maxmem (2008's xm gave it that).  Once: an administrator's later
-        ``xl mem-set`` or ``mem-max`` stands."""
-        for domid, name, smax_kb in snap.limits:
-            self.limited.add(domid)
-            try:
-                self.xl.mem_max(domid, smax_kb)
-            except act.XlError as exc:
-                log.error("dom %d %s: xl mem-max %d kB failed: %s", domid, name, smax_kb, exc)
-                continue
-            log.info("dom %d %s: self-ballooning: its limit is its static-max (%d kB): "
-                     "room to grow after xl create, restore or migrate", domid, name, smax_kb)
-
-    def _follow(self, d: guests_mod.Domain, keys: guests_mod.Dom0Keys,
-                pub: Published, now_s: float) -> Optional[follow.Follow]:
-        """The write that makes a self-ballooning guest's memory/target true, if any."""
-        if not follow.is_self(pub.mode):
-            self.selftargets.pop(d.domid, None)
-            return None
-        self_kb = follow.self_target_kb(pub.selftarget)
-        if self_kb is None:
-            return None
-        ahead_kb = follow.ahead_kb(self_kb, self.selftargets.get(d.domid), now_s)
-        self.selftargets[d.domid] = (now_s, self_kb)
-        old_kb = guests_mod.kb(keys.target)
-        new_kb = follow.follow_kb(self_kb + ahead_kb, old_kb, d.cur_kb,
-                                  guests_mod.kb(keys.static_max) or None)
-        return None if new_kb is None else follow.Follow(d.domid, d.name, old_kb, new_kb)
-
-    def write_follows(self, snap: Snapshot) -> None:
-        """memory/target := each self-ballooning guest's selftarget (follow.py)."""
-        if not snap.follows:
-            return
-        try:
-            self.xs.write_many({f"/local/domain/{f.domid}/memory/target": str(f.new_kb)
-                                for f in snap.follows})
-        except XenstoreError as exc:
-            log.error("cannot write memory/target of self-ballooning guests: %s", exc)
-            return
-        for f in snap.follows:
-            if f.domid not in self.following:
-                self.following.add(f.domid)
-                log.info("dom %d %s: self-ballooning: memory/target follows its selftarget "
-                         "(%s -> %d kB), so xl save, restore and migrate rebuild it whole",
-                         f.domid, f.name, f.old_kb, f.new_kb)
-            else:
-                log.debug("dom %d %s: memory/target %s -> %d kB (its selftarget)",
-                          f.domid, f.name, f.old_kb, f.new_kb)
-
-    def _log_statuses(self, snap: Snapshot) -> None:
-        for v in snap.views:
-            if self.statuses.get(v.state.domid) != v.status:
-                self.statuses[v.state.domid] = v.status
-                log.info("dom %d %s: %s", v.state.domid, v.state.name, v.status)
-
-    def make_directed(self, snap: Snapshot) -> None:
-        """memory/selfballoon = 0 for opted-in guests without the key: their
-        xenballoond then follows memory/target whatever its own config says."""
-        if not snap.directed_missing:
-            return
-        try:
-            self.xs.write_many({f"/local/domain/{d}/memory/selfballoon": "0"
-                                for d in snap.directed_missing})
-        except XenstoreError as exc:
-            log.error("cannot write memory/selfballoon: %s", exc)
-            return
-        for d in snap.directed_missing:
-            log.info("dom %d: memory/selfballoon = 0 (directed by the balancer)", d)
-
-    def tick(self, now_s: float, wait: Callable[[float], bool]) -> None:
-        try:
-            snap = self.look(now_s)
-        except (act.XlError, XenstoreError) as exc:
-            log.error("cannot read the host, no change: %s", exc)
-            return
-        self._log_statuses(snap)
-        # paused or not: a stale memory/target loses the guest at the next xl save
-        self.write_follows(snap)
-        self.raise_incoming(snap)
-        self.give_limits(snap)
-        paused = self.paused()
-        written: dict[int, int] = {}
-        if not paused:
-            with act_lock(self.root):
-                if self.paused():  # ``free`` took the lock first
-                    paused = True
-                else:
-                    self.make_directed(snap)
-                    moves = balance(snap.states, snap.host, self.params)
-                    applied = self._apply(snap, moves, wait)
-                    written = {m.domid: m.tgt_kb for m in applied.written}
-        self.write_state(snap, paused, written)
-
-    def _apply(self, snap: Snapshot, moves: Sequence[Move], wait: Callable[[float], bool]
-               ) -> act.Applied:
-        by_id = {v.state.domid: v.state for v in snap.views}
-        applied = act.apply_moves(moves, snap.states, self.xl, self.reserve_kb,
-                                  min(float(self.config.interval_s), MAX_SETTLE_S), wait)
-        for m in applied.written:
-            g = by_id[m.domid]
-            self.reasons[m.domid] = m.reason
-            log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid, g.name,
-                     act.ref_kb(g), m.tgt_kb, g.cur_kb, m.reason)
-        for m, why in applied.deferred:
-            self.reasons[m.domid] = f"{m.reason}; deferred: {why}"
-            log.info("dom %d %s: target %d kB deferred: %s", m.domid, by_id[m.domid].name,
-                     m.tgt_kb, why)
-        for m, why in applied.failed:
-            log.error("dom %d %s: xl mem-set %d kB failed: %s", m.domid, by_id[m.domid].name,
-                      m.tgt_kb, why)
-        return applied
-
-    def write_state(self, snap: Snapshot, paused: bool,
-                    written: Optional[dict[int, int]] = None) -> None:
-        """What the monitor shows: dom0-only, under the root's /var/run."""
-        doc = {
-            "written_at": time.time(), "pid": os.getpid(), "paused": paused,
-            "free_kb": snap.host.free_kb, "host_reserve_kb": snap.host.host_reserve_kb,
-            "unsure_kb": snap.host.unsure_kb, "interval_s": self.config.interval_s,
-            "guests": [{
-                "domid": v.state.domid, "name": v.state.name, "status": v.status,
-                "cur_kb": v.state.cur_kb, "static_max_kb": v.state.static_max_kb,
-                "min_kb": v.state.min_kb,
-                "need_kb": need_kb(v.state, self.params.headroom_pct, self.params.rise_horizon_s)
-                if is_balanced(v.state) else None,
-                "target_kb": (written or {}).get(v.state.domid, v.state.last_target_kb),
-                "reason": self.reasons.get(v.state.domid, ""),
-            } for v in snap.views],
-        }
-        write_json_atomic(self.root.path(STATE_FILE), doc)
-
-
-def write_json_atomic(path: str, doc: object) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-@contextmanager
-def act_lock(root: Root) -> Iterator[None]:
-    """Held while targets are written: the daemon's tick and ``free``."""
-    path = root.path(ACT_LOCK)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-# --- making room --------------------------------------------------------------
-
-_SIZE = re.compile(r"([0-9]{1,12})([kKmMgGtT]?)(i?[bB])?", re.ASCII)
-_SHIFT_KB = {"k": 0, "": 10, "m": 10, "g": 20, "t": 30}
-
-
-def parse_size_kb(text: str) -> int:
-    """``1024M``, ``2G``, ``512k``, ``1.5``-free integers; no suffix: MiB (as xl)."""
-    m = _SIZE.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not a size: {text!r} (e.g. 1024M, 2G, 524288k)")
-    return int(m.group(1)) << _SHIFT_KB[m.group(2).lower()]
-
-
-def set_paused(root: Root, why: str) -> bool:
-    """Create the pause flag; False if it was there already."""
-    path = root.path(PAUSE_FLAG)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    existed = os.path.exists(path)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{why}\n")
-    return not existed
-
-
-def clear_paused(root: Root) -> bool:
-    try:
-        os.unlink(root.path(PAUSE_FLAG))
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def room_kb(snap: Snapshot) -> int:
-    """Free memory above the reserve, less what guests were promised."""
-    return (snap.host.free_kb - snap.host.host_reserve_kb
-            - act.promised_kb(snap.states, {}))
-
-
-def make_room(b: Balancer, want_kb: int, timeout_s: float,
-              wait: Callable[[float], bool]) -> tuple[bool, str]:
-    """Ask guests for memory until ``want_kb`` is free above the reserve.
-    (ok, what to tell the administrator)."""
-    started = time.monotonic()
-    with act_lock(b.root):
-        snap = b.look(started)
-        if room_kb(snap) >= want_kb:
-            return True, f"{room_kb(snap) // MIB_KB} MiB free above the reserve already"
-        moves, short_kb = free_plan(snap.states, snap.host, want_kb, b.params)
-        if short_kb > 0:
-            held = [f"{v.state.name} ({v.status})" for v in snap.views
-                    if not is_balanced(v.state)]
-            floors = [v.state.name for v in snap.views if is_balanced(v.state)]
-            return False, (f"cannot free {want_kb // MIB_KB} MiB: {short_kb // MIB_KB} MiB "
-                           "short with every balanced guest at its floor"
-                           + (f" ({', '.join(floors)})" if floors else "")
-                           + (f"; held, not asked: {', '.join(held)}" if held else ""))
-        by_id = {v.state.domid: v.state for v in snap.views}
-        for m in moves:
-            try:
-                b.xl.mem_set(m.domid, m.tgt_kb)
-            except act.XlError as exc:
-                return False, f"xl mem-set {by_id[m.domid].name} failed: {exc}"
-            b.reasons[m.domid] = m.reason
-            log.info("dom %d %s: target %d -> %d kB (holds %d): %s", m.domid,
-                     by_id[m.domid].name, act.ref_kb(by_id[m.domid]), m.tgt_kb,
-                     by_id[m.domid].cur_kb, m.reason)
-        asked = {m.domid: m.tgt_kb for m in moves}
-        while True:
-            snap = b.look(time.monotonic())
-            if room_kb(snap) >= want_kb:
-                b.write_state(snap, True)
-                return True, (f"{room_kb(snap) // MIB_KB} MiB free above the reserve "
-                              f"({len(moves)} guests asked)")
-            if time.monotonic() - started >= timeout_s or wait(FREE_POLL_S):
-                break
-        b.write_state(snap, True)
-        slow = [f"{v.state.name} (dom {v.state.domid}): asked {asked[v.state.domid] // MIB_KB}"
-                f" MiB, holds {v.state.cur_kb // MIB_KB} MiB" for v in snap.views
-                if v.state.domid in asked and v.state.cur_kb > asked[v.state.domid] + MIB_KB]
-        return False, (f"only {max(room_kb(snap), 0) // MIB_KB} of {want_kb // MIB_KB} MiB free "
-                       f"after {timeout_s:g} s; not yet given back: "
-                       + ("; ".join(slow) if slow else "nothing outstanding (another "
-                          "domain took the memory)"))
-
-
-# --- building and running -------------------------------------------------------
 
 def build(config: settings.BalancerConfig, root: Root,
           xenctrl: Callable[[], Limits] = open_xenctrl) -> Balancer:
     xl = act.Xl(config.xl, config.command_timeout_s)
     xs = open_xenstore(config.xenstore_backend, root, config.command_timeout_s)
     return Balancer(config, root, xl, xs, xenctrl)
-
-
-class Reloader:
-    """SIGHUP: a fresh config swapped in only if it is valid."""
-
-    def __init__(self, balancer: Balancer, root: Root, explicit: Optional[str]) -> None:
-        self.balancer, self.root, self.explicit = balancer, root, explicit
-
-    def __call__(self) -> None:
-        try:
-            config, path, warnings = settings.load(self.root, self.explicit)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
-            return
-        for w in warnings:
-            log.warning("%s", w)
-        old = self.balancer.config
-        if (config.xl, config.xenstore_backend, config.command_timeout_s) != (
-                old.xl, old.xenstore_backend, old.command_timeout_s):
-            fresh = build(config, self.root)
-            self.balancer.xl = fresh.xl
-            self.balancer.xs.close()
-            self.balancer.xs = fresh.xs
-        self.balancer.reconfigure(config)
-        log.info("reloaded %s", path or "defaults (no config file)")
-
-
-def status_line(b: Balancer) -> str:
-    """The policy in force, for systemd's STATUS=."""
-    c = b.config
-    return (f"{'paused' if b.paused() else 'balancing'}: every {c.interval_s} s, host reserve "
-            f"{c.host_reserve_mb} MiB, pool {c.pool_mb} MiB, headroom {c.headroom_pct}%, "
-            f"opted in by config: {' '.join(c.guests) or 'none'}")
-
-
-def run(b: Balancer, control: LoopControl, reload: Callable[[], None]) -> None:
-    c = b.config
-    log.info("started: interval %d s, host reserve %d MiB, pool %d MiB, headroom %d%%, "
-             "opted in by config: %s", c.interval_s, c.host_reserve_mb, c.pool_mb, c.headroom_pct,
-             " ".join(c.guests) or "none (memory/balance = 1 only)")
-
-    def wait(seconds: float) -> bool:
-        control.wait(seconds)
-        return control.stop
-
-    ready = False
-    while not control.stop:
-        try:
-            b.tick(time.monotonic(), wait)
-        except Exception:  # one bad tick must not end balancing
-            log.exception("tick failed")
-        # under systemd (Type=notify): ready after the first pass, STATUS= the policy
-        if ready:
-            control.status(status_line(b))
-        else:
-            control.ready(status_line(b))
-            ready = True
-        if not control.stop and not control.reload:
-            control.wait(b.config.interval_s)
-        if control.reload:
-            control.reload = False
-            reload()
-    log.info("stopping")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -753,23 +161,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         balancer.tick(time.monotonic(), wait_event)
         return EXIT_OK
     pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
-    if args.foreground:
-        return run_foreground(balancer, pidfile, root, args)
-    return run_detached(balancer, pidfile, root, args)
+    return service.start(PROG, args.foreground, pidfile, log, args.debug,
+                         _loop(balancer, root, args))
 
 
-def run_foreground(b: Balancer, pidfile: str, root: Root, args: argparse.Namespace) -> int:
-    return service.run_foreground(PROG, pidfile, log, _loop(b, root, args))
-
-
-def run_detached(b: Balancer, pidfile: str, root: Root, args: argparse.Namespace) -> int:
-    return service.run_detached(PROG, pidfile, log, args.debug, _loop(b, root, args))
+def swap_config(b: Balancer, config: settings.BalancerConfig, root: Root) -> None:
+    """A reloaded config in force: new xl and xenstore adapters only if it
+    names other ones."""
+    old = b.config
+    if (config.xl, config.xenstore_backend, config.command_timeout_s) != (
+            old.xl, old.xenstore_backend, old.command_timeout_s):
+        fresh = build(config, root)
+        b.xl = fresh.xl
+        b.xs.close()
+        b.xs = fresh.xs
+    b.reconfigure(config)
 
 
 def _loop(b: Balancer, root: Root, args: argparse.Namespace
-          ) -> Callable[[LoopControl, logging.Logger], None]:
-    def loop(control: LoopControl, _log: logging.Logger) -> None:
-        run(b, control, Reloader(b, root, args.config))
+          ) -> Callable[[service.LoopControl, logging.Logger], None]:
+    def loop(control: service.LoopControl, _log: logging.Logger) -> None:
+        reload = service.reloader(lambda: settings.load(root, args.config),
+                                  lambda config: swap_config(b, config, root), log)
+        runloop.run(b, control, reload)
     return loop
 
 

@@ -2,18 +2,19 @@
 writes in each guest's memory/, and what the guest published, in; one
 balance.GuestState per guest and a status saying why it is held, out.
 
-Who is balanced (issue 11, item 2):
+Who is balanced:
 
 * opted in by the administrator: its name or domid in
   XENBALLOON_BALANCE_GUESTS, or ``memory/balance`` = 1, which only dom0 can
   write (memory/ is read-only for the guest under xl), so a guest cannot opt
   itself in;
 * directed: ``memory/selfballoon`` is not 1.  The balancer writes 0 where the
-  key is absent (balancer.py), so the daemon follows memory/target whatever
+  key is absent (tick.py), so the daemon follows memory/target whatever
   its own config says; an explicit 1 is the administrator's choice and wins;
 * with our daemon running: it published meminfo with a Committed_AS, and its
   published uptime advanced within the last ``stale_polls`` looks;
-* cooperative (cooperation.py's verdict), with sane limits.
+* cooperative (Cooperation below, balance.uncooperative's verdict), with
+  sane limits.
 
 Guest text is hostile: only stats.make_row's bounded numbers are used, and
 balance.need_kb caps whatever a guest claims at its static-max.
@@ -21,24 +22,17 @@ balance.need_kb caps whatever a guest claims at its static-max.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, MutableMapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from ..keys import MINMEM, SOFTMAXMEM
 from ..minimum import min_target_mb
 from ..numbers import parse_bounded_int
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
+from .domainstate import Asked, Domains
 from .stats import Row
+from .status import Status
 
 MAX_KB = 1 << 40  # a petabyte of kB: no domain has more; larger is garbage
-
-# What each status means for the table and the log.
-BALANCED = "balanced"
-NOT_OPTED_IN = "not opted in"
-SELF_BALLOONING = "self-ballooning (memory/selfballoon=1)"
-NO_DAEMON = "no daemon (no Committed_AS published)"
-STALE = "stale stats (uptime not advancing)"
-UNCOOPERATIVE = "uncooperative"
-NO_STATIC_MAX = "no memory/static-max"
 
 
 @dataclass(frozen=True)
@@ -85,18 +79,10 @@ class GuestView:
     """A guest for the balancer: the policy's record, and why it is held."""
 
     state: GuestState
-    status: str
+    status: Status
     opted_in: bool
     wants_directed: bool  # opted in and memory/selfballoon absent: write 0
     fresh: bool = True  # its published uptime advances: its daemon runs
-
-
-def forget_all_but(domids: Iterable[int], *tables: MutableMapping[int, Any]) -> None:
-    """Drop from each per-domid table the guests no longer on the host."""
-    keep = set(domids)
-    for table in tables:
-        for domid in [d for d in table if d not in keep]:
-            del table[domid]
 
 
 class Freshness:
@@ -105,25 +91,29 @@ class Freshness:
     ``stale_after_s`` seconds, means its daemon stopped (or froze its keys),
     and its Committed_AS is no longer believed.  The time matters since the
     daemon publishes on change: an idle guest's uptime advances only every
-    XENBALLOON_PUBLISH_MAX_S seconds (10), however often dom0 looks."""
+    XENBALLOON_PUBLISH_MAX_S seconds (10), however often dom0 looks.
+    What it saw is in each domain's record (``domains``)."""
 
-    def __init__(self, stale_polls: int, stale_after_s: float = 0.0) -> None:
+    def __init__(self, stale_polls: int, stale_after_s: float = 0.0,
+                 domains: Optional[Domains] = None) -> None:
         self.stale_polls = stale_polls
         self.stale_after_s = stale_after_s
-        self._seen: dict[int, tuple[Optional[int], int, float]] = {}
+        self.domains = Domains() if domains is None else domains
 
     def observe(self, domid: int, active_or_uptime_cs: Optional[int], now_s: float) -> bool:
-        last, same, since_s = self._seen.get(domid, (None, 0, now_s))
-        if active_or_uptime_cs is not None and active_or_uptime_cs == last:
-            same += 1
+        d = self.domains[domid]
+        if d.same_since_s is None:
+            d.same_since_s = now_s  # first sight
+        if active_or_uptime_cs is not None and active_or_uptime_cs == d.uptime_cs:
+            d.same_looks += 1
         else:
-            same, since_s = 0, now_s
-        self._seen[domid] = (active_or_uptime_cs, same, since_s)
+            d.same_looks, d.same_since_s = 0, now_s
+        d.uptime_cs = active_or_uptime_cs
         return active_or_uptime_cs is not None and (
-            same < self.stale_polls or now_s - since_s <= self.stale_after_s)
+            d.same_looks < self.stale_polls or now_s - d.same_since_s <= self.stale_after_s)
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        forget_all_but(domids, self._seen)
+        self.domains.prune(domids)
 
 
 RISE_TOLERANCE_KB = 1024  # the guest daemon's (guest/policy.py): an idle guest's wobble
@@ -134,31 +124,30 @@ class Rise:
     guest's own uptime, between its last two publications.  A publication
     seen again (the same uptime) keeps the rate; an uptime that went back (a
     reboot, a restore) starts over.  Guest data: a claim of a steep rise only
-    raises that guest's need, which balance.need_kb caps at its static-max."""
+    raises that guest's need, which balance.need_kb caps at its static-max.
+    What it saw is in each domain's record (``domains``)."""
 
-    def __init__(self) -> None:
-        self._last: dict[int, tuple[int, int]] = {}
-        self._rate: dict[int, int] = {}
+    def __init__(self, domains: Optional[Domains] = None) -> None:
+        self.domains = Domains() if domains is None else domains
 
     def observe(self, domid: int, uptime_cs: Optional[int], committed_kb: Optional[int]) -> int:
+        d = self.domains[domid]
         if uptime_cs is None or committed_kb is None:
-            self._last.pop(domid, None)
-            self._rate.pop(domid, None)
+            d.rise_from, d.rise_kb_per_s = None, 0
             return 0
-        last = self._last.get(domid)
+        last = d.rise_from
         if last is not None and last[0] == uptime_cs:
-            return self._rate.get(domid, 0)
+            return d.rise_kb_per_s
         rate = 0
         if last is not None and uptime_cs > last[0]:
             grown_kb = committed_kb - last[1]
             if grown_kb > RISE_TOLERANCE_KB:
                 rate = min(grown_kb * 100 // (uptime_cs - last[0]), MAX_KB)
-        self._last[domid] = (uptime_cs, committed_kb)
-        self._rate[domid] = rate
+        d.rise_from, d.rise_kb_per_s = (uptime_cs, committed_kb), rate
         return rate
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        forget_all_but(domids, self._last, self._rate)
+        self.domains.prune(domids)
 
 
 def opted_in(domain: Domain, keys: Dom0Keys, listed: Iterable[str]) -> bool:
@@ -194,26 +183,26 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     reserved_kb = min(max(reserved_kb, 0), cur_kb)
 
     if not is_opted_in:
-        status = NOT_OPTED_IN
+        status = Status.NOT_OPTED_IN
     elif self_on:
-        status = SELF_BALLOONING
+        status = Status.SELF_BALLOONING
     elif static_max_kb is None:
-        status = NO_STATIC_MAX
+        status = Status.NO_STATIC_MAX
     elif committed_kb is None:
-        status = NO_DAEMON
+        status = Status.NO_DAEMON
     elif not fresh:
-        status = STALE
+        status = Status.STALE
     elif marked_uncooperative:
-        status = UNCOOPERATIVE
+        status = Status.UNCOOPERATIVE
     else:
-        status = BALANCED
+        status = Status.BALANCED
     state = GuestState(
         domid=domain.domid, name=domain.name, cur_kb=cur_kb, static_max_kb=cap_kb,
-        min_kb=min_kb, committed_as_kb=committed_kb if status in (BALANCED, UNCOOPERATIVE)
+        min_kb=min_kb, committed_as_kb=committed_kb if status in (Status.BALANCED, Status.UNCOOPERATIVE)
         else None,
-        participating=status in (BALANCED, UNCOOPERATIVE), uncooperative=marked_uncooperative,
+        participating=status in (Status.BALANCED, Status.UNCOOPERATIVE), uncooperative=marked_uncooperative,
         last_target_kb=target_kb, reserved_kb=reserved_kb,
-        rise_kb_per_s=min(max(rise_kb_per_s, 0), MAX_KB) if status == BALANCED else 0)
+        rise_kb_per_s=min(max(rise_kb_per_s, 0), MAX_KB) if status == Status.BALANCED else 0)
     return GuestView(state, status, is_opted_in,
                      wants_directed=is_opted_in and keys.selfballoon is None, fresh=fresh)
 
@@ -233,38 +222,44 @@ class Reservations:
     three looks and the stats were published anew since the previous one (so
     MemTotal was read while the size held, the daemon's tick being shorter
     than an interval), and kept until the next.  The first look of a guest is
-    taken as it is: there is nothing better yet."""
+    taken as it is: there is nothing better yet.  What it saw is in each
+    domain's record (``domains``)."""
 
-    def __init__(self) -> None:
-        self._seen: dict[int, tuple[tuple[int, ...], Optional[int], Optional[int]]] = {}
+    def __init__(self, domains: Optional[Domains] = None) -> None:
+        self.domains = Domains() if domains is None else domains
 
     def observe(self, domid: int, cur_kb: int, mem_kb: Optional[int],
                 published_cs: Optional[int]) -> Optional[int]:
         """The reservation to use now (kB), or None while there is none."""
-        sizes, last_cs, kept = self._seen.get(domid, ((), None, None))
-        sizes = (sizes + (cur_kb,))[-3:]
+        d = self.domains[domid]
+        last_cs, kept = d.reservation_cs, d.reserved_kb
+        sizes = (d.sizes_kb + (cur_kb,))[-3:]
         if mem_kb is not None:
             now_kb = min(max(cur_kb - mem_kb, 0), cur_kb)
             steady = (len(sizes) == 3 and len(set(sizes)) == 1 and published_cs is not None
                       and last_cs is not None and published_cs != last_cs)
             if steady or kept is None:
                 kept = now_kb
-        self._seen[domid] = (sizes, published_cs, kept)
+        d.sizes_kb, d.reservation_cs, d.reserved_kb = sizes, published_cs, kept
         return kept
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        forget_all_but(domids, self._seen)
+        self.domains.prune(domids)
 
 
 class History:
     """What dom0 remembers of each guest from one pass to the next, for its
     record: whether its stats are fresh, how fast its Committed_AS rises, its
-    kernel's reservation."""
+    kernel's reservation.  What it remembers is in each domain's record
+    (``domains``, shared with Cooperation and the balancer); it holds only the
+    parameters."""
 
-    def __init__(self, stale_polls: int, stale_after_s: float) -> None:
-        self.freshness = Freshness(stale_polls, stale_after_s)
-        self.rise = Rise()
-        self.reservations = Reservations()
+    def __init__(self, stale_polls: int, stale_after_s: float,
+                 domains: Optional[Domains] = None) -> None:
+        self.domains = Domains() if domains is None else domains
+        self.freshness = Freshness(stale_polls, stale_after_s, self.domains)
+        self.rise = Rise(self.domains)
+        self.reservations = Reservations(self.domains)
 
     def view(self, domain: Domain, keys: Dom0Keys, row: Row, published_uptime: Optional[str],
              now_s: float, *, listed: Iterable[str], marked_uncooperative: bool) -> GuestView:
@@ -279,8 +274,7 @@ class History:
                                                   up_cs))
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        for part in (self.freshness, self.rise, self.reservations):
-            part.forget_all_but(domids)
+        self.domains.prune(domids)
 
 
 def uptime_cs(text: Optional[str]) -> Optional[int]:
@@ -295,49 +289,44 @@ def uptime_cs(text: Optional[str]) -> Optional[int]:
     return int(whole) * 100 + int((frac + "00")[:2])
 
 
-@dataclass(frozen=True)
-class _Asked:
-    tgt_kb: int
-    cur_at_set_kb: int
-    set_at_s: float
-
-
 class Cooperation:
     """Who is failing to shrink to the target dom0 set (balance.uncooperative).
 
     It watches memory/target whoever writes it (this daemon, ``free``, an
-    administrator's ``xl mem-set``): a new value starts a new window."""
+    administrator's ``xl mem-set``): a new value starts a new window.  The
+    window and the mark are in each domain's record (``domains``)."""
 
-    def __init__(self, params: CooperationParams) -> None:
+    def __init__(self, params: CooperationParams, domains: Optional[Domains] = None) -> None:
         self.params = params
-        self._asked: dict[int, _Asked] = {}
-        self.marked: dict[int, str] = {}
+        self.domains = Domains() if domains is None else domains
 
     def observe(self, domid: int, tgt_kb: Optional[int], cur_kb: int, now_s: float
                 ) -> Optional[tuple[bool, str]]:
-        """Whether the guest is uncooperative now; (changed, reason) when the
-        verdict changed, else None."""
+        """Judge the guest on this look (``tgt_kb`` None: it is not watched, and
+        its window is dropped).  When the verdict changed, (uncooperative now,
+        why: the verdict's reason or "cooperative again"); else None."""
+        d = self.domains[domid]
         if tgt_kb is None:
-            self._asked.pop(domid, None)
+            d.asked = None
             return self._set(domid, None)
-        asked = self._asked.get(domid)
+        asked = d.asked
         if asked is None or asked.tgt_kb != tgt_kb:
-            asked = _Asked(tgt_kb, cur_kb, now_s)
-            self._asked[domid] = asked
+            asked = d.asked = Asked(tgt_kb, cur_kb, now_s)
         verdict = uncooperative(asked.tgt_kb, asked.cur_at_set_kb, asked.set_at_s, cur_kb,
                                 now_s, self.params)
         return self._set(domid, verdict.reason if verdict.uncooperative else None)
 
     def _set(self, domid: int, reason: Optional[str]) -> Optional[tuple[bool, str]]:
-        was = domid in self.marked
+        d = self.domains[domid]
+        was = d.uncooperative is not None
+        d.uncooperative = reason
         if reason is None:
-            self.marked.pop(domid, None)
             return (False, "cooperative again") if was else None
-        self.marked[domid] = reason
         return None if was else (True, reason)
 
     def is_marked(self, domid: int) -> bool:
-        return domid in self.marked
+        d = self.domains.get(domid)
+        return d is not None and d.uncooperative is not None
 
     def forget_all_but(self, domids: Iterable[int]) -> None:
-        forget_all_but(domids, self._asked, self.marked)
+        self.domains.prune(domids)

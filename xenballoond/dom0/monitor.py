@@ -2,26 +2,26 @@
 
 Run as ``watch -d xenballoon-monitor``.  The table is the original's
 (tools/xenballoon/xenballoon-monitor) with the right numbers: see
-monitor_stats (parsing), monitor_table (layout), monitor_xs (batched xenstore
-reads), monitor_free (``xl info``).
+reader.py (batched xenstore reads), stats.py (parsing), hostinfo.py (``xl
+info``), table.py (layout), and statefile.py (the balancer's last pass).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
-import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..config import ConfigError, find_config, load_config
+from ..shellconf import ConfigError
+from . import settings
 from .hostinfo import FreeMemory, FreeMemoryReader
 from .stats import Row, make_row
 from .table import balancer_json, balancer_lines, render_json, render_text
 from .reader import collect, parse_domid
+from .statefile import read_state
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.choose import open_xenstore
@@ -32,18 +32,21 @@ log = logging.getLogger("xenballoon-monitor")
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Refresh:
+    """What one refresh read: a row per guest, the guests that published nothing,
+    and the host's free memory."""
+
     rows: list[Row]
     missing: list[int]
     free: FreeMemory
 
 
 def refresh(xs: Xenstore, free_reader: Optional[FreeMemoryReader],
-            domids: Optional[Sequence[int]] = None) -> Snapshot:
+            domids: Optional[Sequence[int]] = None) -> Refresh:
     """One refresh: read, parse, no output."""
     pubs, missing = collect(xs, domids)
     free = free_reader.read() if free_reader is not None else FreeMemory(None, None, "not asked")
-    return Snapshot([make_row(p) for p in pubs], missing, free)
+    return Refresh([make_row(p) for p in pubs], missing, free)
 
 
 def _domid_arg(text: str) -> int:
@@ -65,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                "'?': published, but not a number that fits.  Exit status: 0 ok, 1 xenstore "
                "unreadable, 2 bad usage or config.")
     p.add_argument("-c", "--config", metavar="CONF",
-                   help="config file for XENBALLOON_XENSTORE=cli|native (default: "
-                        "/etc/sysconfig/xenballoon.conf, then /etc/default/xenballoon.conf)")
+                   help="dom0's config file, for its XENBALLOON_XENSTORE=cli|native (default: "
+                        "/etc/sysconfig/xenballoon-balancer.conf, then "
+                        "/etc/default/xenballoon-balancer.conf)")
     p.add_argument("--json", action="store_true", help="print the same rows as JSON")
     p.add_argument("-d", "--domain", metavar="ID", type=_domid_arg, action="append",
                    help="only this guest (repeatable)")
@@ -97,18 +101,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="xenballoon-monitor: %(message)s", stream=sys.stderr)
     root = Root(args.root)
-    backend = "cli"
     try:
-        path = find_config(root, args.config)
-        if path is not None:
-            config, warnings = load_config(path)
-            for warning in warnings:
-                log.warning("%s", warning)
-            backend = config.xenstore_backend
+        # dom0's own conf, the balancer's, which the dom0 package ships: the guest's
+        # xenballoon.conf is the guest package's, and dom0 has none
+        config, _, warnings = settings.load(root, args.config)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    xs = open_xenstore(backend, root, args.timeout)
+    for warning in warnings:
+        log.warning("%s", warning)
+    xs = open_xenstore(config.xenstore_backend, root, args.timeout)
     try:
         snap = refresh(xs, FreeMemoryReader(timeout_s=args.timeout), args.domain)
     except XenstoreError as exc:
@@ -122,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("cannot write %s: %s", args.prometheus, exc.strerror or exc)
             return EXIT_FAIL
         return EXIT_OK
-    state = read_balancer_state(root)
+    state = read_state(root)
     if args.json:
         text = render_json(snap.rows, snap.free, snap.missing)
         if state is not None:
@@ -135,23 +137,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             text += "\n".join(balancer_lines(*state)) + "\n"
     sys.stdout.write(text)
     return EXIT_OK
-
-
-BALANCER_STATE = "/var/run/xenballoon-balancer.json"
-MAX_STATE_BYTES = 4 * 1024 * 1024
-
-
-def read_balancer_state(root: Root) -> Optional[tuple[dict[str, object], float]]:
-    """The balancer's last decisions and their age in seconds, if it runs here."""
-    path = root.path(BALANCER_STATE)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_STATE_BYTES + 1)
-        age_s = max(time.time() - os.stat(path).st_mtime, 0.0)
-        doc = json.loads(data) if len(data) <= MAX_STATE_BYTES else None
-    except (OSError, ValueError):
-        return None
-    return (doc, age_s) if isinstance(doc, dict) else None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """``xenballoon-balancer restore FILE``: bring back a guest whose ``xl
-restore`` failed because it held more than its saved ``memory/target``
-(issue 20).
+restore`` failed because it held more than its saved ``memory/target``.
 
 A failed restore leaves the save file intact.  This feeds it to ``xl
 restore -p`` through a FIFO, with the header's ``b_info.target_memkb``

@@ -1,5 +1,5 @@
 """The header of an ``xl save`` file: read it, and write it again with more
-room for the domain (``xenballoon-balancer restore``, issue 20).
+room for the domain (``xenballoon-balancer restore``).
 
 The layout is xl's (tools/xl/xl.h, xl_saverestore.c): a 48-byte header
 

@@ -1,4 +1,4 @@
-"""Save, restore and migrate a guest that balloons (issue 15).
+"""Save, restore and migrate a guest that balloons.
 
 libxl rebuilds a restored or migrated domain with at most its saved
 ``memory/target`` + 1 MiB (Xen said "Over-allocation for d2: 65793 > 65792"

@@ -1,5 +1,6 @@
-"""xenballoon-balancer.conf: the balancer's variables, read by the same
-parser as xenballoon.conf (config.parse_values) with its own table.
+"""xenballoon-balancer.conf: the balancer's variables, read by the shared
+parser (shellconf.parse_values) with its own table; guest/settings.py is the
+guest daemon's.
 
 The defaults are balance.py's (BalanceParams, CooperationParams), so the
 policy's golden tables and the shipped file say the same thing.
@@ -9,8 +10,9 @@ from __future__ import annotations
 from ..record import frozen
 from typing import Optional
 
-from ..config import (DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S, XENSTORE_BACKENDS, Spec, check_fields, find_config,
-                      parse_values, read_config_text)
+from ..keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
+from ..shellconf import Spec, check_fields, find_conf_file, parse_values, read_config_text
+from ..xenstore.choose import CHOICES as XENSTORE_BACKENDS
 from ..paths import Root
 from .balance import DEFAULT_COOPERATION, DEFAULT_PARAMS, MIB_KB
 
@@ -80,7 +82,7 @@ def load(root: Root, explicit: Optional[str]
          ) -> tuple[BalancerConfig, Optional[str], list[str]]:
     """The config from -c, else the first of CONFIG_CANDIDATES under the root,
     else the defaults; raises ConfigError."""
-    path = find_config(root, explicit, CONFIG_CANDIDATES)
+    path = find_conf_file(root, explicit, CONFIG_CANDIDATES)
     if path is None:
         return BalancerConfig(), None, []
     config, warnings = parse_balancer_config(read_config_text(path), path)

@@ -95,7 +95,7 @@ def render_json(rows: Sequence[Row], free: FreeMemory, missing: Iterable[int] = 
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
 
-# --- the balancer's decisions (dom0/balancer.py's state file) ----------------------
+# --- the balancer's decisions (statefile.py) ----------------------
 
 BALANCER_TEMPLATE = f"{{:>{ID_DIGITS}}} {{:>{KB_DIGITS}}} {{:>{KB_DIGITS}}}  {{}}"
 
@@ -127,6 +127,7 @@ def balancer_json(state: dict[str, object], age_s: float) -> dict[str, object]:
     guests = state.get("guests")
     return {"paused": bool(state.get("paused")), "age_s": round(age_s, 1),
             "guests": {str(g["domid"]): {k: g.get(k) for k in
-                                         ("status", "need_kb", "target_kb", "min_kb", "reason")}
+                                         ("status", "status_code", "need_kb", "target_kb",
+                                          "min_kb", "reason")}
                        for g in (guests if isinstance(guests, list) else [])
                        if isinstance(g, dict) and isinstance(g.get("domid"), int)}}

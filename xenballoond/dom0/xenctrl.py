@@ -3,7 +3,7 @@
 ``xl mem-max`` goes through libxl, which locks the domain's userdata and reads
 its stored config: neither exists yet for a domain that ``xl
 migrate-receive`` is still building, which is exactly when its limit matters
-(issue 20: the incoming domain is built with the saved ``memory/target`` +
+(the incoming domain is built with the saved ``memory/target`` +
 1 MiB, and a self-ballooning guest that grows during the pre-copy is refused
 its pages there: "Over-allocation").  ``xc_domain_setmaxmem`` is the call
 libxl itself ends in.  Xen's Python bindings are not packaged by Debian;

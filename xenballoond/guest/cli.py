@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 from .. import logsetup, service
 from . import runloop
 from .balloon import detect_balloon
-from ..config import Config, ConfigError, find_config, load_config
+from ..shellconf import ConfigError
+from .settings import Config, load
 from .maxmem import MaxmemFile, why_unwritable
 from ..paths import (DEFAULT_PIDFILE, PROC_MEMINFO, PROC_MIN_FREE_KBYTES, PROC_PRESSURE_MEMORY,
                      PROC_UPTIME, PROC_VMSTAT, Root)
@@ -55,14 +56,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def load(root: Root, explicit: str | None) -> tuple[Config, str | None, list[str]]:
-    path = find_config(root, explicit)
-    if path is None:
-        return Config(), None, []
-    config, warnings = load_config(path)
-    return config, path, warnings
-
-
 def make_xenstore(config: Config, root: Root, log: logging.Logger) -> Xenstore | None:
     xs = open_xenstore(config.xenstore_backend, root)
     if xs.backend == "cli" and not xs.available():
@@ -89,27 +82,12 @@ def build(config: Config, root: Root, log: logging.Logger,
         **({} if clock is None else {"clock": clock}))
 
 
-class Reloader:
-    """SIGHUP: build a fresh config and swap it in only if it is valid."""
-
-    def __init__(self, ballooner: Ballooner, root: Root, explicit: str | None,
-                 log: logging.Logger) -> None:
-        self.ballooner, self.root, self.explicit, self.log = ballooner, root, explicit, log
-
-    def __call__(self) -> None:
-        try:
-            config, path, warnings = load(self.root, self.explicit)
-        except ConfigError as exc:
-            self.log.error("reload refused, keeping the running config: %s", exc)
-            return
-        for w in warnings:
-            self.log.warning("%s", w)
-        xenstore = self.ballooner.xenstore
-        if config.xenstore_backend != self.ballooner.config.xenstore_backend:
-            xenstore = make_xenstore(config, self.root, self.log)
-        self.ballooner.reconfigure(config, MaxmemFile(self.root.path(config.maxmem_file)),
-                                   xenstore)
-        self.log.info("reloaded %s", path or "defaults (no config file)")
+def swap_config(ballooner: Ballooner, config: Config, root: Root, log: logging.Logger) -> None:
+    """A reloaded config in force: a new backend only if it names another."""
+    xenstore = ballooner.xenstore
+    if config.xenstore_backend != ballooner.config.xenstore_backend:
+        xenstore = make_xenstore(config, root, log)
+    ballooner.reconfigure(config, MaxmemFile(root.path(config.maxmem_file)), xenstore)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,9 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
-    if args.foreground:
-        return run_foreground(ballooner, pidfile, root, args, log)
-    return run_detached(ballooner, pidfile, root, args, log)
+    return service.start("xenballoond", args.foreground, pidfile, log, args.debug,
+                         _loop(ballooner, root, args))
 
 
 def pressure_watch(root: Root) -> PressureWatch:
@@ -161,21 +138,11 @@ def pressure_watch(root: Root) -> PressureWatch:
                          PROC_PRESSURE_MEMORY if root.top in ("", "/") else None)
 
 
-def run_foreground(ballooner: Ballooner, pidfile: str, root: Root,
-                   args: argparse.Namespace, log: logging.Logger) -> int:
-    return service.run_foreground("xenballoond", pidfile, log, _loop(ballooner, root, args))
-
-
-def run_detached(ballooner: Ballooner, pidfile: str, root: Root,
-                 args: argparse.Namespace, log: logging.Logger) -> int:
-    return service.run_detached("xenballoond", pidfile, log, args.debug,
-                                _loop(ballooner, root, args))
-
-
 def _loop(ballooner: Ballooner, root: Root, args: argparse.Namespace
           ) -> Callable[[service.LoopControl, logging.Logger], None]:
     def loop(control: service.LoopControl, log: logging.Logger) -> None:
-        runloop.run(ballooner, control, Reloader(ballooner, root, args.config, log), log,
-                    pressure_watch(root))
+        reload = service.reloader(lambda: load(root, args.config),
+                                  lambda config: swap_config(ballooner, config, root, log), log)
+        runloop.run(ballooner, control, reload, log, pressure_watch(root))
     return loop
 

@@ -1,4 +1,4 @@
-"""Parsers for the kernel's /proc/meminfo and /proc/vmstat text.
+"""The parser for the kernel's /proc/meminfo text.
 
 The original read fields with ``grep NAME | sed 's/  */ /' | cut -f2 -d' '``;
 here every line is parsed once, and a line that is not ``Name: <digits> [kB]``
@@ -12,12 +12,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Mapping
 
-# Values above this are not memory sizes any kernel reports (2^60 kB); a number
+# Values above this are not memory sizes any kernel reports (2^50 kB, 1 EiB); a number
 # that large in a meminfo is garbage, and bash's 64-bit arithmetic would wrap.
 MAX_KB = 1 << 50
 
 _MEMINFO_LINE = re.compile(r"([A-Za-z0-9_()]+):[ \t]*([0-9]{1,19})(?:[ \t]+kB)?[ \t]*")
-_VMSTAT_LINE = re.compile(r"([a-z0-9_]+)[ \t]+([0-9]{1,20})[ \t]*")
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -29,16 +28,6 @@ def parse_meminfo(text: str) -> dict[str, int]:
             value = int(m.group(2))
             if value <= MAX_KB:
                 fields[m.group(1)] = value
-    return fields
-
-
-def parse_vmstat(text: str) -> dict[str, int]:
-    """Map each well-formed ``name value`` line of /proc/vmstat to its value."""
-    fields: dict[str, int] = {}
-    for line in text.splitlines():
-        m = _VMSTAT_LINE.fullmatch(line)
-        if m and m.group(1) not in fields:
-            fields[m.group(1)] = int(m.group(2))
     return fields
 
 

@@ -12,7 +12,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Callable
 
-    from ..config import Config
+    from .settings import Config
     from .policy import Decision
     from .sensor import Sensed, Sensor
 

@@ -7,7 +7,8 @@ value is a bounded ASCII integer or it is ignored.
 """
 from __future__ import annotations
 
-from ..config import MAX_HYSTERESIS, MAX_INTERVAL_S
+from ..keys import MAX_INTERVAL_S
+from .settings import MAX_HYSTERESIS
 from ..numbers import parse_bounded_int
 from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, SELFBALLOON, SOFTMAXMEM, TARGET,
                     UP_HYSTERESIS)

@@ -1,4 +1,5 @@
-"""The daemon's main loop: tick, then wait for the interval or a signal
+"""The daemon's main loop: service.serve ticks, and this module's wait()
+ends a wait early for memory pressure or dom0's keys as well as for a signal
 (service.LoopControl: SIGTERM/SIGINT stop it, SIGHUP reloads the config,
 acted on between ticks)."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Callable
 
-from ..service import LoopControl
+from ..service import LoopControl, serve
 from . import resident
 from .pressure import SAMPLE_S, PressureWatch
 
@@ -92,6 +93,44 @@ def _hold(control: LoopControl, until_s: float) -> None:
         select.select([control.wake_fd()], [], [], left_s)
 
 
+class _Ticks:
+    """The ticks and waits of one run: what the last wait woke for decides the
+    next tick (a full tick, one under pressure, or only the balloon target put
+    back), and each tick when the next is due."""
+
+    def __init__(self, ballooner: Ballooner, control: LoopControl, log: logging.Logger,
+                 pressure: PressureWatch | None) -> None:
+        self.ballooner, self.control, self.log, self.pressure = ballooner, control, log, pressure
+        self.woken = ""
+        self.next_tick_s = 0.0  # monotonic
+
+    def tick(self) -> None:
+        woken, self.woken = self.woken, ""
+        if woken == TARGET:
+            self.ballooner.reassert()  # and wait out the interval: no tick
+            return
+        interval_s = None
+        try:
+            interval_s = self.ballooner.tick(pressure=woken == PRESSURE)
+        finally:
+            if interval_s is None:  # the tick failed: the next after the interval in force
+                interval_s = self.ballooner.interval_s()
+            self.next_tick_s = time.monotonic() + interval_s
+
+    def status(self) -> str:
+        return self.ballooner.policy_line.last or self.ballooner.summary()
+
+    def pause(self) -> None:
+        self.woken = wait(self.control, max(self.next_tick_s - time.monotonic(), 0.0),
+                          self.pressure, self.ballooner.wake, self.ballooner.link)
+        if self.woken == PRESSURE:
+            self.log.debug("memory pressure: ticking early")
+        elif self.woken == WATCH:
+            self.log.debug("dom0 changed memory/: ticking early")
+        elif self.woken == TARGET:
+            self.log.debug("dom0 wrote memory/target: putting the balloon target back")
+
+
 def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         log: logging.Logger, pressure: PressureWatch | None = None) -> None:
     log.info("started: %s", ballooner.summary())
@@ -103,42 +142,9 @@ def run(ballooner: Ballooner, control: LoopControl, reload: Callable[[], None],
         if pressure.psi_error:
             log.info("no memory pressure trigger (%s): sampling /proc/meminfo every %g s "
                      "between ticks", pressure.psi_error, SAMPLE_S)
-    link = ballooner.link
-    link.watch_wanted = True  # the native backend watches memory/ instead of reading it
-    woken = ""
-    next_tick_s = 0.0  # monotonic
-    ready = False
-    while not control.stop:
-        if woken == TARGET:
-            ballooner.reassert()  # and wait out the interval: no tick
-        else:
-            try:
-                interval_s = ballooner.tick(pressure=woken == PRESSURE)
-            except Exception:  # one bad tick must not end ballooning
-                log.exception("tick failed")
-                interval_s = ballooner.interval_s()
-            next_tick_s = time.monotonic() + interval_s
-        # under systemd (Type=notify): ready after the first tick, failed or
-        # not (as a SysV start is: the next ticks retry); the policy in force
-        status = ballooner.policy_line.last or ballooner.summary()
-        if ready:
-            control.status(status)
-        else:
-            control.ready(status)
-            ready = True
-        woken = ""
-        if not control.stop and not control.reload:
-            woken = wait(control, max(next_tick_s - time.monotonic(), 0.0), pressure,
-                         ballooner.wake, link)
-            if woken == PRESSURE:
-                log.debug("memory pressure: ticking early")
-            elif woken == WATCH:
-                log.debug("dom0 changed memory/: ticking early")
-            elif woken == TARGET:
-                log.debug("dom0 wrote memory/target: putting the balloon target back")
-        if control.reload:
-            control.reload = False
-            reload()
+    ballooner.link.watch_wanted = True  # the native backend watches memory/ instead of reading it
+    ticks = _Ticks(ballooner, control, log, pressure)
+    serve(control, log, ticks.tick, ticks.status, ticks.pause, reload)
     if pressure is not None:
         pressure.close()
     ballooner.sign_off()

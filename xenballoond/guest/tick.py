@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from .balloon import Balloon
-    from ..config import Config
+    from .settings import Config
     from .maxmem import MaxmemFile
     from .policy import Decision, Wake
     from .sensor import ProcFiles, Sensed

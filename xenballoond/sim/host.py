@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..xenstore.native import NativeXenstore
     from .xenstored import SimXenstored
 from ..guest import meminfo as meminfo_mod
-from ..config import Config, render_config
+from ..guest.settings import Config, render_config
 from . import balloon_model as bm
 from . import cpu
 from . import dom0 as dom0_mod

@@ -166,8 +166,8 @@ def make_turns_workload(seed: int, guest_index: int, guests: int, memory_kb: int
 def make_ramp_workload(memory_kb: int, rate_kb_per_s: int, peak_kb: int,
                        start_s: float = 3.0) -> Workload:
     """One program that allocates and touches memory at ``rate_kb_per_s`` from
-    ``start_s`` until it holds ``peak_kb``, then holds it: the real-Xen ramp of
-    issue 14 (32 MiB every 0.5 s), faster than a 1 s tick can follow."""
+    ``start_s`` until it holds ``peak_kb``, then holds it: the ramp that starved
+    a swapless guest on real Xen (32 MiB every 0.5 s), faster than a 1 s tick can follow."""
     base_committed_kb = memory_kb * 3 // 100  # a quiet guest: ~12 MB of 400
     ramp = Job(start_s=start_s, ramp_up_s=max(peak_kb / max(rate_kb_per_s, 1), 0.001),
                hold_s=1e9, ramp_down_s=0.0, committed_kb=peak_kb, touched_pct=100,

@@ -30,7 +30,6 @@ GUEST_NODE_MAX_BYTES = 2048  # oxenstored quota-maxsize
 ALL = PERM_READ | PERM_WRITE | PERM_OWNER
 _VALID = re.compile(r"[A-Za-z0-9\-/_@]+")
 _LOCAL = re.compile(r"/local/domain/([0-9]{1,5})/")
-SPECIAL = ("@introduceDomain", "@releaseDomain")
 
 
 class XsError(Exception):

@@ -1,11 +1,12 @@
 """The errors xenstore calls raise, the node limits, and the clients' escaping.
 
-The operations are the ``Xenstore`` protocol in interfaces.py.
+The operations are the ``Xenstore`` protocol in interface.py.
 
-Two backends implement it: ``xenstore_cli.CliXenstore`` (the default, shells out
-to the ``xenstore-*`` tools found on PATH, so ``XENSTORED_PATH`` works) and
-``xenstore_native.NativeXenstore`` (speaks the wire protocol itself).  Both pass
-the same contract suite (tests/test_xenstore_contract.py).
+Two backends implement it: ``cli.CliXenstore`` (shells out to the
+``xenstore-*`` tools found on PATH, so ``XENSTORED_PATH`` works) and
+``native.NativeXenstore`` (speaks the wire protocol itself, wire.py);
+choose.py picks one for XENBALLOON_XENSTORE.  Both pass the same contract
+suite (tests/test_xenstore_contract.py).
 
 Paths may be relative ("memory/target"): xenstored resolves them against the
 caller's domain path (/local/domain/<id>), as the original script relied on.

@@ -104,10 +104,6 @@ def encode(op: int, payload: bytes = b"", req_id: int = 0, tx_id: int = 0) -> by
                        _u32("tx_id", tx_id), len(payload)) + payload
 
 
-def encode_message(msg: Message) -> bytes:
-    return encode(msg.op, msg.payload, msg.req_id, msg.tx_id)
-
-
 def decode_header(data: bytes) -> tuple[int, int, int, int]:
     """(type, req_id, tx_id, len) of exactly 16 bytes; WireError if len > 4096."""
     if len(data) != HEADER_BYTES:
@@ -139,10 +135,6 @@ class Decoder:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._error: WireError | None = None
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._buf)
 
     @property
     def failed(self) -> bool:

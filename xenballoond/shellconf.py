@@ -1,5 +1,4 @@
-"""xenballoon.conf (and every program's conf): parse the shell-style file
-without executing it.
+"""Every program's conf: the shell-style file parsed without executing it.
 
 The original daemon sourced /etc/sysconfig/xenballoon.conf with ``.``, so the
 file could run anything as root.  We read it as data: ``KEY=value`` lines,
@@ -8,41 +7,34 @@ whose shell meaning we cannot reproduce safely (``$`` expansion, backticks,
 backslashes, several words on a line, lines that are not assignments) is a
 ConfigError naming the file, line, variable and value, never a silent default.
 
-The lexer and the typed conversion are shared; each program brings its own
-table of ``Spec`` entries (the guest daemon's is ``SPECS`` below, the
-balancer's is in dom0/settings.py) and its own frozen record, which validates
-itself with ``check_fields``.  ``parse_values`` is pure (text and a table in,
-typed values out); ``parse_config`` is it for xenballoon.conf;
-``read_config_text``, ``load_config`` and ``find_config`` are the thin I/O edges.
+The lexer and the typed conversion are here; each program brings its own
+table of ``Spec`` entries and its own frozen record, which validates itself
+with ``check_fields`` (the guest daemon's in guest/settings.py, the
+balancer's in dom0/settings.py).  ``parse_values`` is pure (text and a table
+in, typed values out); ``read_config_text`` and ``find_conf_file`` are the
+thin I/O edges.
 """
 from __future__ import annotations
 
 import os
 import re
-from xenballoond.record import fields, frozen
+from xenballoond.record import fields
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
-from xenballoond.paths import CONFIG_CANDIDATES, Root
+from xenballoond.paths import Root
+from xenballoond.record import frozen
 
 # Sane upper bounds, so a typo can't overflow anything downstream.
-MAX_INTERVAL_S = 86400
-MAX_HYSTERESIS = 1_000_000
-MAX_MIN_MEM_MB = 16 * 1024 * 1024          # 16 TiB in MB
 MAX_PATH_CHARS = 4096                      # PATH_MAX
 MAX_LINE_CHARS = 65536                     # room for a quoted PATH_MAX path
 MAX_FILE_BYTES = 1024 * 1024
-MAX_PUBLISH_THRESHOLD_MB = 1024 * 1024     # 1 TiB: more is "never on change"
-# How often an idle guest publishes its stats at the least (XENBALLOON_PUBLISH_MAX_S);
-# dom0's balancer allows a guest this long between uptimes before it calls it stale.
-DEFAULT_PUBLISH_MAX_S = 10
-# More digits than any bound above has: checked before int() so a megabyte of
+# More digits than any bound a Spec has: checked before int() so a megabyte of
 # digits costs nothing (and never hits Python's int-string limit).
 _MAX_INT_DIGITS = 12
 
-XENSTORE_BACKENDS = ("auto", "cli", "native")  # xenstore/choose.py
 MAX_WORDS = 4096
 MAX_WORD_CHARS = 64
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % MAX_WORD_CHARS, re.ASCII)
@@ -71,30 +63,6 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {what}{reason}")
 
 
-@frozen
-class Config:
-    """The daemon's settings, typed, with units in the names.  Construction
-    validates, so every Config satisfies the bounds."""
-
-    self_ballooning: bool = False
-    self_interval_s: int = 1
-    interval_s: int = 1
-    down_hysteresis: int = 10     # 0 = balloon down at once
-    up_hysteresis: int = 1        # 1 = at once (a 0 in the file is read as 1)
-    min_mem_mb: int = 0           # 0 = heuristic from the max-memory high-water mark
-    maxmem_file: str = "/var/run/xenballoon-maxmem"
-    send_meminfo: bool = True
-    send_vmstat: bool = True
-    send_uptime: bool = True
-    xenstore_backend: str = "auto"  # native where /dev/xen/xenbus is, else cli
-    self_reserve_pct: int = 10    # headroom over Committed_AS, % of the high-water mark
-    publish_threshold_mb: int = 30  # republish the stats when a number dom0 reads moved more
-    publish_max_s: int = DEFAULT_PUBLISH_MAX_S  # and at least this often
-
-    def __post_init__(self) -> None:
-        check_fields(self, _SPECS_BY_FIELD)
-
-
 def check_fields(record: object, specs_by_field: Dict[str, Spec]) -> None:
     """Raise ValueError for a field of ``record`` outside its spec's bounds."""
     for name in fields(record):
@@ -105,7 +73,7 @@ def check_fields(record: object, specs_by_field: Dict[str, Spec]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Schema: one entry per variable, in the order of etc/xenballoon.conf.
+# Schema: one entry per variable.
 
 @frozen
 class Spec:
@@ -198,28 +166,6 @@ class Spec:
         if not lo <= value <= self.hi:
             return f"must be between {lo} and {self.hi}"
         return None
-
-
-SPECS: Tuple[Spec, ...] = (
-    Spec("XENBALLOON_SELF", "self_ballooning", "bool"),
-    Spec("XENBALLOON_SELF_INTERVAL", "self_interval_s", "int", 1, MAX_INTERVAL_S),
-    Spec("XENBALLOON_INTERVAL", "interval_s", "int", 1, MAX_INTERVAL_S),
-    Spec("XENBALLOON_AUTO_DOWNHYSTERESIS", "down_hysteresis", "int", 0, MAX_HYSTERESIS),
-    Spec("XENBALLOON_AUTO_UPHYSTERESIS", "up_hysteresis", "int", 0, MAX_HYSTERESIS, field_lo=1,
-         zero_is_one=True),
-    Spec("XENBALLOON_MINMEM", "min_mem_mb", "int", 0, MAX_MIN_MEM_MB),
-    Spec("XENBALLOON_MAXMEMFILE", "maxmem_file", "path"),
-    Spec("XENBALLOON_SEND_MEMINFO", "send_meminfo", "flag"),
-    Spec("XENBALLOON_SEND_VMSTAT", "send_vmstat", "flag"),
-    Spec("XENBALLOON_SEND_UPTIME", "send_uptime", "flag"),
-    Spec("XENBALLOON_XENSTORE", "xenstore_backend", "choice", choices=XENSTORE_BACKENDS),
-    Spec("XENBALLOON_SELF_RESERVE_PCT", "self_reserve_pct", "int", 0, 100),
-    Spec("XENBALLOON_PUBLISH_THRESHOLD_MB", "publish_threshold_mb", "int", 0,
-         MAX_PUBLISH_THRESHOLD_MB),
-    Spec("XENBALLOON_PUBLISH_MAX_S", "publish_max_s", "int", 1, MAX_INTERVAL_S),
-)
-_SPECS_BY_FIELD: Dict[str, Spec] = {s.field: s for s in SPECS}
-VARIABLES: Tuple[str, ...] = tuple(s.key for s in SPECS)
 
 
 # ---------------------------------------------------------------------------
@@ -378,14 +324,7 @@ def parse_values(text: str, filename: str, specs: Tuple[Spec, ...]
     return values, warnings
 
 
-def parse_config(text: str, filename: str) -> Tuple[Config, List[str]]:
-    """Parse xenballoon.conf text.  Pure: no I/O.  Returns the Config and
-    warnings; raises ConfigError on the first bad line."""
-    values, warnings = parse_values(text, filename, SPECS)
-    return Config(**values), warnings  # type: ignore[arg-type]
-
-
-def render_config(config: object, specs: Tuple[Spec, ...] = SPECS) -> str:
+def render_values(config: object, specs: Tuple[Spec, ...]) -> str:
     """A config record as KEY=value lines that parse_values (and sh) read back."""
     lines = []
     for spec in specs:
@@ -426,17 +365,11 @@ def read_config_text(path: str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def load_config(path: str) -> Tuple[Config, List[str]]:
-    """Read and parse the xenballoon.conf at ``path``."""
-    return parse_config(read_config_text(path), path)
-
-
-def find_config(root: Root, explicit: Optional[str],
-                candidates: Tuple[str, ...] = CONFIG_CANDIDATES) -> Optional[str]:
+def find_conf_file(root: Root, explicit: Optional[str],
+                   candidates: Tuple[str, ...]) -> Optional[str]:
     """The config file to load: ``explicit`` (from -c) as given, else the first
-    existing of ``candidates`` (/etc/sysconfig/xenballoon.conf,
-    /etc/default/xenballoon.conf) under ``root``; None means "no config
-    file, use the defaults"."""
+    existing of ``candidates`` under ``root``; None means "no config file, use
+    the defaults"."""
     if explicit is not None:
         return explicit
     for candidate in candidates:
@@ -444,8 +377,3 @@ def find_config(root: Root, explicit: Optional[str],
         if os.path.exists(path):
             return path
     return None
-
-
-__all__ = ["Config", "ConfigError", "SPECS", "Spec", "VARIABLES", "XENSTORE_BACKENDS",
-           "check_fields", "find_config", "load_config", "parse_config", "parse_values",
-           "read_config_text", "render_config"]
