@@ -26,3 +26,5 @@ UP_HYSTERESIS = "uphysteresis"
 # minmem nor above softmaxmem, and dom0's balancer gives it no less and no more.
 MINMEM = "minmem"
 SOFTMAXMEM = "softmaxmem"
+# Which minimum rule the guest and dom0 apply (minimum.py): "2008" or "adaptive".
+MINPOLICY = "minpolicy"

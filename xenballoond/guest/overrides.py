@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from ..config import MAX_HYSTERESIS, MAX_INTERVAL_S
 from ..numbers import parse_bounded_int
-from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, SELFBALLOON, SOFTMAXMEM, TARGET,
-                    UP_HYSTERESIS)
+from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
+                    TARGET, UP_HYSTERESIS)
+from ..minimum import MIN_POLICIES
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -31,6 +32,7 @@ class Overrides:
     up_hysteresis: int | None = None
     min_mb: int | None = None  # memory/minmem: dom0's floor for this guest
     max_mb: int | None = None  # memory/softmaxmem: dom0's ceiling for this guest
+    min_policy: str | None = None  # memory/minpolicy: "2008" or "adaptive"
 
 
 _RULES = {
@@ -44,7 +46,14 @@ _RULES = {
     MINMEM: (1, MAX_BOUND_MB),
     SOFTMAXMEM: (1, MAX_BOUND_MB),
 }
-KEYS = tuple(_RULES)
+KEYS = tuple(_RULES) + (MINPOLICY,)
+
+
+def parse_min_policy(raw: str) -> str | None:
+    """memory/minpolicy: one of MIN_POLICIES, with the blanks around it that
+    an integer key may have too (xenstore-write from a script), else None."""
+    word = raw.strip(" \t\r\n")
+    return word if word in MIN_POLICIES else None
 
 
 def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
@@ -72,6 +81,13 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         problems[SOFTMAXMEM] = (f"ignoring memory/softmaxmem={ceiling}: below "
                                 f"memory/minmem={floor}")
         del values[SOFTMAXMEM]
+    min_policy = None
+    raw_policy = memory_dir.get(MINPOLICY)
+    if raw_policy is not None:
+        min_policy = parse_min_policy(raw_policy)
+        if min_policy is None:
+            problems[MINPOLICY] = (f"ignoring memory/{MINPOLICY}={raw_policy[:64]!r}: "
+                                   f"not one of {', '.join(MIN_POLICIES)}")
     sb = values.get(SELFBALLOON)
     return Overrides(
         target_kb=values.get(TARGET),
@@ -81,4 +97,5 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         up_hysteresis=values.get(UP_HYSTERESIS),
         min_mb=values.get(MINMEM),
         max_mb=values.get(SOFTMAXMEM),
+        min_policy=min_policy,
     ), problems
