@@ -17,11 +17,13 @@ from tests import test_tick_properties as tick_props
 from tests.guestroot import SYSFS, make_guest, write
 from tests.policy_kw import decide
 from xenballoond.config import Config
+from xenballoond.dom0 import guests
+from xenballoond.dom0.stats import Published, make_row
 from xenballoond.guest.effective import merge
-from xenballoond.guest.overrides import Overrides, parse_min_policy, parse_overrides
+from xenballoond.guest.overrides import Overrides, parse_overrides
 from xenballoond.guest.policy import MIB
 from xenballoond.minimum import (MIN_POLICIES, adaptive_min_mb, floor_mb, hard_min_mb,
-                                 min_target_mb)
+                                 min_target_mb, parse_min_policy)
 
 GIB_KB = 1024 * 1024
 
@@ -221,3 +223,71 @@ def test_minpolicy_is_a_policy_or_nothing(raw: str) -> None:
     assert parse_min_policy(raw) in (None, *MIN_POLICIES)
     o, _ = parse_overrides({"minpolicy": raw})
     assert o.min_policy in (None, *MIN_POLICIES)
+
+
+# ----------------------------------------------------------------- dom0's balancer
+
+def dom0_view(minpolicy: str | None, meminfo: str | None, *, cur_kb: int = GIB_KB,
+              static_max: str = "2097152", minmem: str | None = None):
+    domain = guests.Domain(5, "g", cur_kb)
+    row = make_row(Published(domid=5, meminfo=meminfo, uptime="10.00 5.00"))
+    keys = guests.Dom0Keys(static_max=static_max, balance="1", selfballoon="0", minmem=minmem,
+                           minpolicy=minpolicy)
+    return guests.guest_view(domain, keys, row, listed=(), fresh=True,
+                             marked_uncooperative=False).state
+
+
+MEMINFO = "MemTotal: 1000000 kB\nMapped: {} kB\nCommitted_AS: 200000 kB\n"
+
+
+def test_dom0_floor_by_hand() -> None:
+    """A guest of 1 GiB (xl list), static-max 2 GiB, MemTotal 1000000 kB:
+    reservation 1048576 - 1000000 = 48576 kB; min_free_kbytes sqrt(16000000) =
+    4000; Mapped 100000: need 48576 + 100000 + 8000 = 156576 kB = 152.9 ->
+    153 MB, within [48 + 2048 / 32 = 112, 296 + 524288 >> 13 = 360]."""
+    assert dom0_view("adaptive", MEMINFO.format(100000)).min_kb == 153 * 1024
+    assert dom0_view("2008", MEMINFO.format(100000)).min_kb == 360 * 1024
+    assert dom0_view(None, MEMINFO.format(100000)).min_kb == 360 * 1024  # not set: 2008
+    # Mapped 40000: need 96576 kB = 94.3 MB, under the hard bound 112
+    assert dom0_view("adaptive", MEMINFO.format(40000)).min_kb == 112 * 1024
+    # dom0's memory/minmem still raises it, as in the guest
+    assert dom0_view("adaptive", MEMINFO.format(100000), minmem="200").min_kb == 200 * 1024
+
+
+@pytest.mark.parametrize("mapped", ["-1", "abc", "", "1e9", "0x10", "\x1b[31m", "9" * 40])
+def test_dom0_floor_garbage_mapped_is_no_need(mapped: str) -> None:
+    """Not a number: no Mapped (need 48576 + 8000 = 55.3 MB): the hard bound."""
+    assert make_row(Published(domid=5, meminfo=MEMINFO.format(mapped))).mapped_kb is None
+    assert dom0_view("adaptive", MEMINFO.format(mapped)).min_kb == 112 * 1024
+
+
+def test_dom0_floor_a_guest_lie_stays_within_the_bounds() -> None:
+    # a huge Mapped: capped at static-max, so the 2008 floor, no more
+    assert dom0_view("adaptive", MEMINFO.format(10 ** 10)).min_kb == 360 * 1024
+    # MemTotal above what the domain holds: no reservation; tiny Mapped: the hard bound
+    lie = "MemTotal: 99999999 kB\nMapped: 0 kB\nCommitted_AS: 1 kB\n"
+    assert dom0_view("adaptive", lie).min_kb == 112 * 1024
+    # nothing published at all
+    assert dom0_view("adaptive", None).min_kb == 112 * 1024
+
+
+@pytest.mark.parametrize("raw", HOSTILE_POLICIES)
+def test_dom0_reads_a_hostile_minpolicy_as_2008(raw: str) -> None:
+    assert guests.min_policy(raw) == "2008"
+    assert dom0_view(raw, MEMINFO.format(100000)).min_kb == 360 * 1024
+
+
+@settings(max_examples=300, deadline=None)
+@given(minpolicy=st.one_of(st.none(), st.sampled_from(MIN_POLICIES), st.text(max_size=20)),
+       meminfo=st.one_of(st.none(), st.text(max_size=100), st.from_regex(
+           r"MemTotal: -?[0-9]{1,14} kB\nMapped: -?[0-9]{1,14} kB\nCommitted_AS: [0-9]{1,14} kB\n",
+           fullmatch=True)),
+       cur_kb=st.integers(0, 1 << 40), static_max_kb=st.integers(1, 1 << 40))
+def test_dom0_floor_between_the_hard_bound_and_the_2008_floor(minpolicy, meminfo, cur_kb,
+                                                               static_max_kb) -> None:
+    state = dom0_view(minpolicy, meminfo, cur_kb=cur_kb, static_max=str(static_max_kb))
+    hard_kb = min(hard_min_mb(static_max_kb) * 1024, static_max_kb)
+    top_kb = min(min_target_mb(static_max_kb) * 1024, static_max_kb)
+    assert hard_kb <= state.min_kb <= top_kb
+    if guests.min_policy(minpolicy) == "2008":
+        assert state.min_kb == top_kb

@@ -101,6 +101,14 @@ def adaptive_min_mb(maxmem_kb: int, need_kb: int) -> int:
     return min(max(hard_min_mb(maxmem_kb), need_mb), min_target_mb(maxmem_kb))
 
 
+def parse_min_policy(raw: str) -> str | None:
+    """dom0's memory/minpolicy, hostile text: one of MIN_POLICIES, with the
+    blanks around it that an integer key may have too (xenstore-write from a
+    script), else None.  The guest daemon and the balancer read it alike."""
+    word = raw.strip(" \t\r\n")
+    return word if word in MIN_POLICIES else None
+
+
 def floor_mb(policy: str, maxmem_kb: int, min_mem_mb: int = 0, need_kb: int = 0) -> int:
     """The minimum target in MB: XENBALLOON_MINMEM if set, else the policy's
     floor (any policy but ``adaptive`` is the 2008 one)."""

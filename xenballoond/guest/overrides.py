@@ -11,7 +11,7 @@ from ..config import MAX_HYSTERESIS, MAX_INTERVAL_S
 from ..numbers import parse_bounded_int
 from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
                     TARGET, UP_HYSTERESIS)
-from ..minimum import MIN_POLICIES
+from ..minimum import MIN_POLICIES, parse_min_policy
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -47,13 +47,6 @@ _RULES = {
     SOFTMAXMEM: (1, MAX_BOUND_MB),
 }
 KEYS = tuple(_RULES) + (MINPOLICY,)
-
-
-def parse_min_policy(raw: str) -> str | None:
-    """memory/minpolicy: one of MIN_POLICIES, with the blanks around it that
-    an integer key may have too (xenstore-write from a script), else None."""
-    word = raw.strip(" \t\r\n")
-    return word if word in MIN_POLICIES else None
 
 
 def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
