@@ -291,3 +291,16 @@ def test_dom0_floor_between_the_hard_bound_and_the_2008_floor(minpolicy, meminfo
     assert hard_kb <= state.min_kb <= top_kb
     if guests.min_policy(minpolicy) == "2008":
         assert state.min_kb == top_kb
+
+
+def test_the_policy_line_names_the_adaptive_floors_bounds_not_its_value() -> None:
+    """Its value moves with Mapped: the line would be logged every tick."""
+    from xenballoond.guest.effective import Effective
+    from xenballoond.guest.policyline import describe
+    s = Effective(self_ballooning=False, interval_s=1, directed_target_kb=None, min_mem_mb=0,
+                  down_hysteresis=10, up_hysteresis=1, min_policy="adaptive")
+    lines = {describe(s, min_mb=mb, maxmem_kb=GIB_KB, boot_kb=GIB_KB, xenstore="native",
+                      balloon="sysfs") for mb in (80, 97, 150)}
+    assert lines == {"policy: directed (memory/target), minimum adaptive, what the guest needs "
+                     "to run within 80-232 MB (of the high-water mark 1048576 kB), hysteresis "
+                     "down 10 up 1, every 1 s, xenstore native, balloon sysfs"}
