@@ -22,8 +22,8 @@ from xenballoond.dom0.stats import Published, make_row
 from xenballoond.guest.effective import merge
 from xenballoond.guest.overrides import Overrides, parse_overrides
 from xenballoond.guest.policy import MIB
-from xenballoond.minimum import (MIN_POLICIES, adaptive_min_mb, floor_mb, hard_min_mb,
-                                 min_target_mb, parse_min_policy)
+from xenballoond.minimum import (MIN_POLICIES, adaptive_min_mb, hard_min_mb, min_target_mb,
+                                 parse_min_policy, policy_min_mb)
 
 GIB_KB = 1024 * 1024
 
@@ -73,14 +73,14 @@ def test_adaptive_floor_by_hand(maxmem_kb: int, need_kb: int, expected_mb: int) 
 
 
 def test_floor_policy_and_minmem() -> None:
-    assert floor_mb("2008", GIB_KB, 0, 100000) == 232
-    assert floor_mb("adaptive", GIB_KB, 0, 100000) == 98
+    assert policy_min_mb("2008", GIB_KB, 0, 100000) == 232
+    assert policy_min_mb("adaptive", GIB_KB, 0, 100000) == 98
     # XENBALLOON_MINMEM is the administrator's number: it wins over either rule
-    assert floor_mb("adaptive", GIB_KB, 300, 100000) == 300
-    assert floor_mb("adaptive", GIB_KB, 50, 100000) == 50
-    assert floor_mb("2008", GIB_KB, 50) == 50
+    assert policy_min_mb("adaptive", GIB_KB, 300, 100000) == 300
+    assert policy_min_mb("adaptive", GIB_KB, 50, 100000) == 50
+    assert policy_min_mb("2008", GIB_KB, 50) == 50
     # anything but "adaptive" is the 2008 rule (the config and overrides let nothing else in)
-    assert floor_mb("aggressive", GIB_KB, 0, 0) == 232
+    assert policy_min_mb("aggressive", GIB_KB, 0, 0) == 232
 
 
 big = st.integers(-(1 << 62), 1 << 62)
@@ -158,7 +158,7 @@ def test_no_target_below_the_hard_bound_nor_the_policys_floor(
                min_policy=policy, cur_kb=cur, committed_as_kb=committed,
                kernel_reserved_kb=reserved, maxmem_kb=maxmem, boot_kb=maxmem,
                run_need_kb=run_need)
-    floor = floor_mb(policy, maxmem, 0, max(reserved, 0) + max(run_need, 0))
+    floor = policy_min_mb(policy, maxmem, 0, max(reserved, 0) + max(run_need, 0))
     assert d.min_bytes == floor * MIB
     assert hard_min_mb(maxmem) * MIB <= d.min_bytes <= min_target_mb(maxmem) * MIB
     if d.tgt_bytes is not None:

@@ -109,7 +109,7 @@ def parse_min_policy(raw: str) -> str | None:
     return word if word in MIN_POLICIES else None
 
 
-def floor_mb(policy: str, maxmem_kb: int, min_mem_mb: int = 0, need_kb: int = 0) -> int:
+def policy_min_mb(policy: str, maxmem_kb: int, min_mem_mb: int = 0, need_kb: int = 0) -> int:
     """The minimum target in MB: XENBALLOON_MINMEM if set, else the policy's
     floor (any policy but ``adaptive`` is the 2008 one)."""
     if min_mem_mb != 0:

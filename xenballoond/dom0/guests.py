@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, MutableMapping, Optional
 
 from ..keys import MINMEM, MINPOLICY, SOFTMAXMEM
-from ..minimum import MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy, run_kb
-from ..minimum import floor_mb as policy_floor_mb
+from ..minimum import (MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy, policy_min_mb,
+                       run_kb)
 from ..numbers import parse_bounded_int
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
 from .stats import Row
@@ -101,7 +101,7 @@ def floor_kb(policy: str, cap_kb: int, reserved_kb: int, row: Optional[Row]) -> 
     mapped_kb = min(row.mapped_kb or 0, cap_kb) if row is not None else 0
     memtotal_kb = min(row.mem_kb or 0, cap_kb) if row is not None else 0
     need_kb = reserved_kb + run_kb(mapped_kb, kernel_min_free_kb(memtotal_kb) if memtotal_kb else 0)
-    return policy_floor_mb(policy, cap_kb, 0, need_kb) * MIB_KB
+    return policy_min_mb(policy, cap_kb, 0, need_kb) * MIB_KB
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ toward zero.  Units are in every name.
 from __future__ import annotations
 
 # kernel_min_free_kb, min_target_mb and run_kb are policy's too (the tests import them here)
-from ..minimum import (bash_div, floor_mb, kernel_min_free_kb, min_target_mb,  # noqa: F401
+from ..minimum import (bash_div, kernel_min_free_kb, min_target_mb, policy_min_mb,  # noqa: F401
                        run_kb)
 from ..record import frozen
 
@@ -167,7 +167,7 @@ def decide(settings: Effective, *, cur_kb: int, committed_as_kb: int, kernel_res
     s = settings
     # the adaptive floor's need: what the kernel keeps and what the guest runs on
     need_kb = max(kernel_reserved_kb, 0) + max(run_need_kb, 0)
-    min_mb = max(floor_mb(s.min_policy, maxmem_kb, s.min_mem_mb, need_kb), s.floor_mb or 0)
+    min_mb = max(policy_min_mb(s.min_policy, maxmem_kb, s.min_mem_mb, need_kb), s.floor_mb or 0)
     min_bytes = min_mb * MIB
     cap_bytes = s.ceiling_mb * MIB if s.ceiling_mb is not None else None
     cur_bytes = cur_kb * KIB
