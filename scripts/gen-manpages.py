@@ -201,11 +201,14 @@ def page_daemon(parser: argparse.ArgumentParser) -> str:
     lines += section("DESCRIPTION", [
         parser.description or "",
         "Each iteration reads dom0's keys in the guest's `memory/` directory of xenstore "
-        "(target, selfballoon, interval, downhysteresis, uphysteresis), reads /proc/meminfo "
+        "(target, selfballoon, interval, downhysteresis, uphysteresis, minmem, softmaxmem, "
+        "minpolicy), reads /proc/meminfo "
         "and the balloon's current size, and raises the memory high-water mark. "
         "Self-ballooning, the target is Committed_AS plus the kernel's reservation plus "
         "XENBALLOON_SELF_RESERVE_PCT; directed, it is dom0's memory/target. The daemon moves "
-        "1/n of the way (the hysteresis), never below the minimum target, writes the target "
+        "1/n of the way (the hysteresis), never below the minimum target (the 2008 curve of "
+        "the memory high-water mark, or with XENBALLOON_MIN_POLICY=adaptive what the guest "
+        "needs to run), writes the target "
         "to the balloon driver and publishes selftarget, meminfo, vmstat and uptime, under "
         "memory/ or, where the guest may not write there (xl), under data/xenballoon/.",
         "It refuses to balloon domain 0 and exits 0 there, and without a balloon driver.",
@@ -281,7 +284,7 @@ def page_conf() -> str:
         "variables are ignored with a warning. `xenballoond --check-config` checks the file.",
         "Keys in {braces} are xenstore keys under the guest's /local/domain/<domid>/, "
         "written by domain 0 to override a setting; an override that is not an integer in "
-        "range is ignored, and logged once.",
+        "range (for {memory/minpolicy}: not 2008 or adaptive) is ignored, and logged once.",
     ])
     lines += variables_section(variables())
     lines += [".SH SEE ALSO", "\\fBxenballoond\\fR(8), \\fBxenballoon\\-monitor\\fR(1)"]
@@ -297,7 +300,9 @@ def page_balancer(parser: argparse.ArgumentParser) -> str:
         "Every interval it reads what each opted-in guest's xenballoond publishes "
         "(Committed_AS, MemTotal), the guests' sizes and static-max from xl and xenstore, "
         "and the host's free memory; it gives each guest its need (Committed_AS plus the "
-        "kernel's reservation plus a headroom), never below the guest's minimum nor above "
+        "kernel's reservation plus a headroom), never below the guest's minimum (the 2008 "
+        "curve of static-max; for a guest whose memory/minpolicy is adaptive, what it needs "
+        "to run, within a hard bound and that curve, as its xenballoond computes it) nor above "
         "static-max, shares the rest, and sets the targets with xl mem-set, decreases "
         "first. A guest that does not move toward its target is marked uncooperative and "
         "held.",

@@ -7,7 +7,7 @@ from xenballoond.guest import policy
 from xenballoond.guest.effective import Effective
 
 SETTINGS = ("self_ballooning", "directed_target_kb", "min_mem_mb", "down_hysteresis",
-            "up_hysteresis", "self_reserve_pct", "floor_mb", "ceiling_mb")
+            "up_hysteresis", "self_reserve_pct", "floor_mb", "ceiling_mb", "min_policy")
 
 
 def decide(**kw) -> policy.Decision:

@@ -85,7 +85,7 @@ XENBALLOON_SEND_UPTIME=1
 
 # The defaults, from the original conf's "## Default:" lines and the spec.
 DEFAULTS = dict(self_ballooning=False, self_interval_s=1, interval_s=1, down_hysteresis=10,
-                up_hysteresis=1, min_mem_mb=0, maxmem_file="/var/run/xenballoon-maxmem",
+                up_hysteresis=1, min_mem_mb=0, min_policy="2008", maxmem_file="/var/run/xenballoon-maxmem",
                 send_meminfo=True, send_vmstat=True, send_uptime=True, xenstore_backend="auto",
                 self_reserve_pct=10, publish_threshold_mb=30, publish_max_s=10)
 
@@ -140,7 +140,8 @@ def test_shipped_conf_schema_comments_match_the_loader():
         assert default_value == value, key
         assert one(key, default_value) == Config(), key
         kind = {"XENBALLOON_SELF": "boolean", "XENBALLOON_MAXMEMFILE": "string",
-                "XENBALLOON_XENSTORE": "string"}.get(key, "integer")
+                "XENBALLOON_XENSTORE": "string", "XENBALLOON_MIN_POLICY": "string"
+                }.get(key, "integer")
         assert type_text.startswith(kind), key
     assert "start/stop on boot" not in text
 
@@ -153,7 +154,7 @@ def test_shipped_conf_is_valid_shell_with_the_same_values():
     assert out.splitlines() == [
         "XENBALLOON_SELF=false", "XENBALLOON_SELF_INTERVAL=1", "XENBALLOON_INTERVAL=1",
         "XENBALLOON_AUTO_DOWNHYSTERESIS=10", "XENBALLOON_AUTO_UPHYSTERESIS=1", "XENBALLOON_MINMEM=0",
-        "XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem", "XENBALLOON_SEND_MEMINFO=1",
+        "XENBALLOON_MIN_POLICY=2008", "XENBALLOON_MAXMEMFILE=/var/run/xenballoon-maxmem", "XENBALLOON_SEND_MEMINFO=1",
         "XENBALLOON_SEND_VMSTAT=1", "XENBALLOON_SEND_UPTIME=1", "XENBALLOON_XENSTORE=auto",
         "XENBALLOON_SELF_RESERVE_PCT=10", "XENBALLOON_PUBLISH_THRESHOLD_MB=30",
         "XENBALLOON_PUBLISH_MAX_S=10"]
@@ -213,6 +214,10 @@ GOOD = [
     ("XENBALLOON_PUBLISH_MAX_S", "1", "publish_max_s", 1),
     ("XENBALLOON_PUBLISH_MAX_S", "86400", "publish_max_s", 86400),
     ("XENBALLOON_PUBLISH_MAX_S", "'30'", "publish_max_s", 30),
+    ("XENBALLOON_MIN_POLICY", "2008", "min_policy", "2008"),
+    ("XENBALLOON_MIN_POLICY", "adaptive", "min_policy", "adaptive"),
+    ("XENBALLOON_MIN_POLICY", '"adaptive"', "min_policy", "adaptive"),
+    ("XENBALLOON_MIN_POLICY", "'2008'", "min_policy", "2008"),
 ]
 
 
@@ -258,6 +263,14 @@ BAD = [(key, raw) for key in INT_KEYS for raw in NOT_INTEGERS] + [
     ("XENBALLOON_PUBLISH_THRESHOLD_MB", "030"), ("XENBALLOON_PUBLISH_MAX_S", "0"),
     ("XENBALLOON_PUBLISH_MAX_S", "86401"), ("XENBALLOON_PUBLISH_MAX_S", "10s"),
     ("XENBALLOON_PUBLISH_MAX_S", "-10"),
+    # the floor's rule: the two words exactly, nothing that looks like them
+    ("XENBALLOON_MIN_POLICY", ""), ("XENBALLOON_MIN_POLICY", "Adaptive"),
+    ("XENBALLOON_MIN_POLICY", "ADAPTIVE"), ("XENBALLOON_MIN_POLICY", "'adaptive '"),
+    ("XENBALLOON_MIN_POLICY", "aggressive"), ("XENBALLOON_MIN_POLICY", "2009"),
+    ("XENBALLOON_MIN_POLICY", "0"), ("XENBALLOON_MIN_POLICY", "-1"),
+    ("XENBALLOON_MIN_POLICY", "02008"), ("XENBALLOON_MIN_POLICY", "\uff12008"),
+    ("XENBALLOON_MIN_POLICY", "adaptive\x1b[31m"), ("XENBALLOON_MIN_POLICY", "'\u202eadaptive'"),
+    ("XENBALLOON_MIN_POLICY", "a" * 5000),
 ]
 
 
@@ -286,6 +299,10 @@ def test_boundary_messages():
     assert "octal" in str(error_of("XENBALLOON_MINMEM=010"))
     assert str(error_of("XENBALLOON_XENSTORE=xl")) == \
         'test.conf:1: XENBALLOON_XENSTORE="xl": must be one of "auto", "cli", "native"'
+    assert str(error_of("XENBALLOON_MIN_POLICY=aggressive")) == \
+        'test.conf:1: XENBALLOON_MIN_POLICY="aggressive": must be one of "2008", "adaptive"'
+    assert str(error_of("XENBALLOON_MIN_POLICY='adaptive\x1b[2J'")) == \
+        'test.conf:1: XENBALLOON_MIN_POLICY="adaptive\\x1b[2J": must be one of "2008", "adaptive"'
     assert str(error_of("XENBALLOON_MAXMEMFILE=tmp/x")) == \
         'test.conf:1: XENBALLOON_MAXMEMFILE="tmp/x": must be an absolute path'
 

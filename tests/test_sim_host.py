@@ -141,6 +141,30 @@ def test_bad_options_exit_2() -> None:
     assert proc.returncode == 2
     proc = run_sim("--mode", "chaos")
     assert proc.returncode == 2
+    proc = run_sim("--min-policy", "aggressive")
+    assert proc.returncode == 2 and "--min-policy" in proc.stderr
+
+
+def test_the_daemons_conf_carries_the_min_policy() -> None:
+    from xenballoond.guest.settings import parse_config
+    from xenballoond.sim.host import daemon_conf
+    config, warnings = parse_config(daemon_conf("native", 10, "adaptive"), "sim.conf")
+    assert (config.min_policy, config.self_reserve_pct, warnings) == ("adaptive", 10, [])
+    assert parse_config(daemon_conf("native", 10), "sim.conf")[0].min_policy == "2008"
+
+
+def test_an_idle_guest_shrinks_below_the_2008_floor_with_the_adaptive_one() -> None:
+    """Issue 24: an idle guest of memory=512 (maxmem 768) self-ballooning.  Its
+    2008 floor is 104 + (131072 >> 11) = 168 MiB of its high-water mark (512
+    MiB); its self target is Committed_AS (3-12% of 512 MiB: 15-61 MiB), the
+    kernel's reservation (768 / 64 + 16 = 28 MiB) and the headroom (10% of 512
+    MiB: 51 MiB): 94-140 MiB.  Down steps of 1/10 a second take it within 4%
+    of that in 30 s: under 168, never under Committed_AS."""
+    s = sim_summary("-g", "1", "-d", "30", "-m", "self", "-w", "idle", "--memory-mb", "512",
+                    "--maxmem-mb", "768", "--min-policy", "adaptive", "--xenstore", "native")
+    g = s["per_guest"][0]
+    assert g["current_kb"] < 168 * 1024, g
+    assert s["oom_kills"] == 0 and s["below_committed_s"] == 0.0, s["problems"]
 
 
 def test_a_killed_daemon_is_restarted_and_counted(tmp_path) -> None:

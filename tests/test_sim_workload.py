@@ -86,3 +86,18 @@ def test_ramp_workload_allocates_at_its_rate_then_holds() -> None:
     assert demand_at(w, 5.0).anon_kb == base // 2 + 131072         # touched as it goes
     assert demand_at(w, 3.0 + 8.0).committed_kb == base + 524288   # 8 s to the peak
     assert demand_at(w, 100.0).committed_kb == base + 524288       # then held
+
+
+def test_idle_workload_is_the_base_load_alone() -> None:
+    """Issue 24's idle guest: no jobs, 3-12% of memory= committed, the same
+    demand at every instant, and the same for a seed on every run."""
+    from xenballoond.sim.workload import make_idle_workload
+    memory_kb = 1048576
+    for seed in range(1, 30):
+        for index in range(3):
+            w = make_idle_workload(seed, index, memory_kb)
+            assert w.jobs == ()
+            assert memory_kb * 3 // 100 <= w.base_committed_kb <= memory_kb * 12 // 100
+            assert demand_at(w, 0.0) == demand_at(w, 59.0) == demand_at(w, 1e6)
+            assert 0 < w.base_anon_kb <= w.base_committed_kb
+            assert w == make_idle_workload(seed, index, memory_kb)

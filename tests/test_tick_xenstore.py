@@ -546,6 +546,28 @@ def test_dom0_floor_and_ceiling_from_xenstore(guest, xs, backend):
     assert balloon_target_bytes(guest) == 300 * MIB
 
 
+def test_dom0_minpolicy_from_xenstore(guest, xs, backend):
+    """Issue 24: dom0's memory/minpolicy switches the floor's rule.  The guest
+    holds 393216 kB (its high-water mark), MemTotal 380000, Mapped 40208,
+    min_free_kbytes 2465 (sqrt(380000 * 16)): its need is 13216 + 40208 +
+    2 * 2465 = 58354 kB (57 MB), under the hard bound 48 + 384 / 32 = 60 MB;
+    the 2008 floor is 136 MB."""
+    xs.write(f"{HOME}/memory/target", "100000")
+    b = ballooner(guest, backend=backend)
+    b.tick()
+    assert balloon_target_bytes(guest) == 136 * MIB  # the config's rule: 2008
+    xs.write(f"{HOME}/memory/minpolicy", "adaptive")
+    b.tick()
+    assert balloon_target_bytes(guest) == 100000 * 1024  # dom0's target, over 60 MB
+    xs.write(f"{HOME}/memory/target", "50000")
+    b.tick()
+    assert balloon_target_bytes(guest) == 60 * MIB  # the hard bound
+    xs.write(f"{HOME}/memory/minpolicy", "adaptive\x1b[2J")  # garbage: the config's rule again
+    b.tick()
+    assert balloon_target_bytes(guest) == 136 * MIB
+    assert any(k.endswith("minpolicy") for k in b.once.said)  # logged, once
+
+
 class Proxy:
     """A unix socket between the daemon's client and the simulated xenstored,
     passing everything on, that can slip frames of its own to the client."""

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-from ..keys import MINMEM, SOFTMAXMEM
-from ..minimum import min_target_mb
+from ..keys import MINMEM, MINPOLICY, SOFTMAXMEM
+from ..minimum import (MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy, policy_min_mb,
+                       run_kb)
 from ..numbers import parse_bounded_int
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
 from .domainstate import Asked, Domains
@@ -54,9 +55,10 @@ class Dom0Keys:
     balance: Optional[str] = None
     minmem: Optional[str] = None  # MB: dom0's floor for this guest (the guest daemon's too)
     softmaxmem: Optional[str] = None  # MB: dom0's ceiling for this guest
+    minpolicy: Optional[str] = None  # the floor's rule for this guest (the guest daemon's too)
 
 
-KEY_NAMES = ("static-max", "target", "selfballoon", "balance", MINMEM, SOFTMAXMEM)
+KEY_NAMES = ("static-max", "target", "selfballoon", "balance", MINMEM, SOFTMAXMEM, MINPOLICY)
 
 
 def dom0_keys(values: Mapping[str, str], domid: int) -> Dom0Keys:
@@ -72,6 +74,28 @@ def bound_mb(text: Optional[str]) -> Optional[int]:
 
 def kb(text: Optional[str]) -> Optional[int]:
     return None if text is None else parse_bounded_int(text, 0, MAX_KB)
+
+
+def min_policy(text: Optional[str]) -> str:
+    """memory/minpolicy as the guest daemon reads it (guest.overrides); absent or
+    not a policy: the 2008 rule, as a guest whose conf dom0 cannot see may keep."""
+    return (parse_min_policy(text) if text is not None else None) or MIN_POLICY_2008
+
+
+def floor_kb(policy: str, cap_kb: int, reserved_kb: int, row: Optional[Row]) -> int:
+    """The guest's floor (minimum.py), worked out in dom0.  The 2008 rule is
+    of static-max, which dom0 sets; the adaptive one also of what the guest
+    published (Mapped; min_free_kbytes from its MemTotal, the kernel's formula)
+    and of the reservation dom0 measured.  A guest's claim moves only its own
+    floor, and only between the hard bound and the 2008 floor of static-max:
+    a lie can cost it memory, never another guest theirs, never below the hard
+    bound.  The guest's own floor is of its high-water mark (at most
+    static-max) and of the same quantities read live, so dom0's matches it
+    within what Mapped moved since the guest last published (at most 10 s)."""
+    mapped_kb = min(row.mapped_kb or 0, cap_kb) if row is not None else 0
+    memtotal_kb = min(row.mem_kb or 0, cap_kb) if row is not None else 0
+    need_kb = reserved_kb + run_kb(mapped_kb, kernel_min_free_kb(memtotal_kb) if memtotal_kb else 0)
+    return policy_min_mb(policy, cap_kb, 0, need_kb) * MIB_KB
 
 
 @dataclass(frozen=True)
@@ -173,7 +197,6 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     floor_mb, ceiling_mb = bound_mb(keys.minmem), bound_mb(keys.softmaxmem)
     if ceiling_mb is not None and (floor_mb is None or ceiling_mb >= floor_mb):
         cap_kb = min(cap_kb, ceiling_mb * MIB_KB)
-    min_kb = min(max(min_target_mb(cap_kb) * MIB_KB, (floor_mb or 0) * MIB_KB), cap_kb)
     committed_kb = row.commit_kb if row is not None else None
     mem_kb = row.mem_kb if row is not None else None
     if committed_kb is not None:
@@ -181,6 +204,8 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     if reserved_kb is None:
         reserved_kb = 0 if mem_kb is None else min(max(cur_kb - mem_kb, 0), cur_kb)
     reserved_kb = min(max(reserved_kb, 0), cur_kb)
+    min_kb = min(max(floor_kb(min_policy(keys.minpolicy), cap_kb, reserved_kb, row),
+                     (floor_mb or 0) * MIB_KB), cap_kb)
 
     if not is_opted_in:
         status = Status.NOT_OPTED_IN

@@ -78,6 +78,8 @@ class Row:
     active_cs: Optional[int] = None
     vcpus: int = 1
     invalid: frozenset[str] = field(default_factory=frozenset)
+    # not a column: the balancer's adaptive floor (minimum.py); None when absent or not a number
+    mapped_kb: Optional[int] = None
 
 
 def bounded_count(text: str, max_value: int) -> Optional[int]:
@@ -164,6 +166,10 @@ def make_row(pub: Published) -> Row:
         else:
             values["tgt_kb"] = target
     _from_text(pub.meminfo, _MEMINFO_FIELDS, True, values, invalid)
+    mapped_kb = None
+    if pub.meminfo is not None:
+        mapped_raw = named_values(pub.meminfo, frozenset(("Mapped",)), True).get("Mapped")
+        mapped_kb = None if mapped_raw is None else bounded_count(mapped_raw, _MAX["mem_kb"])
     _from_text(pub.vmstat, _VMSTAT_FIELDS, False, values, invalid)
     if pub.uptime is not None:
         active = active_centiseconds(pub.uptime, vcpus)
@@ -172,4 +178,4 @@ def make_row(pub: Published) -> Row:
         else:
             values["active_cs"] = active
     return Row(domid=pub.domid, published=pub.has_stats, vcpus=vcpus,
-               invalid=frozenset(invalid), **values)
+               invalid=frozenset(invalid), mapped_kb=mapped_kb, **values)

@@ -1,6 +1,7 @@
 """The settings in force: the config with dom0's overrides merged, once."""
 from __future__ import annotations
 
+from ..minimum import MIN_POLICY_2008
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -23,6 +24,7 @@ class Effective:
     self_reserve_pct: int = 0
     floor_mb: int | None = None  # memory/minmem
     ceiling_mb: int | None = None  # memory/softmaxmem
+    min_policy: str = MIN_POLICY_2008  # XENBALLOON_MIN_POLICY, or memory/minpolicy
 
 
 def choose_interval_s(self_ballooning: bool, self_interval_s: int, directed_interval_s: int,
@@ -47,5 +49,6 @@ def merge(config: Config, o: Overrides) -> Effective:
         up_hysteresis=config.up_hysteresis if o.up_hysteresis is None else o.up_hysteresis,
         self_reserve_pct=config.self_reserve_pct,
         floor_mb=o.min_mb,
-        ceiling_mb=o.max_mb)
+        ceiling_mb=o.max_mb,
+        min_policy=config.min_policy if o.min_policy is None else o.min_policy)
 

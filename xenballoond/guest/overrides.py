@@ -10,8 +10,9 @@ from __future__ import annotations
 from ..keys import MAX_INTERVAL_S
 from .settings import MAX_HYSTERESIS
 from ..numbers import parse_bounded_int
-from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, SELFBALLOON, SOFTMAXMEM, TARGET,
-                    UP_HYSTERESIS)
+from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
+                    TARGET, UP_HYSTERESIS)
+from ..minimum import MIN_POLICIES, parse_min_policy
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -32,6 +33,7 @@ class Overrides:
     up_hysteresis: int | None = None
     min_mb: int | None = None  # memory/minmem: dom0's floor for this guest
     max_mb: int | None = None  # memory/softmaxmem: dom0's ceiling for this guest
+    min_policy: str | None = None  # memory/minpolicy: "2008" or "adaptive"
 
 
 _RULES = {
@@ -45,7 +47,7 @@ _RULES = {
     MINMEM: (1, MAX_BOUND_MB),
     SOFTMAXMEM: (1, MAX_BOUND_MB),
 }
-KEYS = tuple(_RULES)
+KEYS = tuple(_RULES) + (MINPOLICY,)
 
 
 def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str, str]]:
@@ -73,6 +75,13 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         problems[SOFTMAXMEM] = (f"ignoring memory/softmaxmem={ceiling}: below "
                                 f"memory/minmem={floor}")
         del values[SOFTMAXMEM]
+    min_policy = None
+    raw_policy = memory_dir.get(MINPOLICY)
+    if raw_policy is not None:
+        min_policy = parse_min_policy(raw_policy)
+        if min_policy is None:
+            problems[MINPOLICY] = (f"ignoring memory/{MINPOLICY}={raw_policy[:64]!r}: "
+                                   f"not one of {', '.join(MIN_POLICIES)}")
     sb = values.get(SELFBALLOON)
     return Overrides(
         target_kb=values.get(TARGET),
@@ -82,4 +91,5 @@ def parse_overrides(memory_dir: Mapping[str, str]) -> tuple[Overrides, dict[str,
         up_hysteresis=values.get(UP_HYSTERESIS),
         min_mb=values.get(MINMEM),
         max_mb=values.get(SOFTMAXMEM),
+        min_policy=min_policy,
     ), problems

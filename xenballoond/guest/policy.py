@@ -6,7 +6,9 @@ toward zero.  Units are in every name.
 """
 from __future__ import annotations
 
-from ..minimum import bash_div, min_target_mb
+# kernel_min_free_kb, min_target_mb and run_kb are policy's too (the tests import them here)
+from ..minimum import (bash_div, kernel_min_free_kb, min_target_mb, policy_min_mb,  # noqa: F401
+                       run_kb)
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -88,31 +90,6 @@ def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
 RISE_TOLERANCE_KB = 1024
 
 
-def kernel_min_free_kb(memtotal_kb: int) -> int:
-    """min_free_kbytes as the kernel sets it (mm/page_alloc.c,
-    init_per_zone_wmark_min): sqrt(lowmem kB * 16), within [128, 262144]; for
-    when /proc/sys/vm/min_free_kbytes cannot be read."""
-    return min(max(_isqrt(max(memtotal_kb, 0) * 16), 128), 262144)
-
-
-def _isqrt(n: int) -> int:
-    x = n
-    y = (x + 1) // 2
-    while y < x:
-        x, y = y, (y + n // y) // 2
-    return x
-
-
-def run_kb(mapped_kb: int, min_free_kb: int) -> int:
-    """What the guest needs beyond Committed_AS just to keep running: the file
-    pages its programs execute from (Mapped: text, libraries, mapped files), and
-    the kernel's watermarks (twice min_free_kbytes: kswapd keeps about that
-    free).  Below this the programs' text is evicted and read back at disk
-    speed, and everything stalls: on the real host a swapless guest stalled
-    for 8 s a tick, the daemon with it, then the OOM killer came."""
-    return max(mapped_kb, 0) + 2 * max(min_free_kb, 0)
-
-
 def self_headroom_kb(boot_kb: int, reserve_pct: int, run_need_kb: int, rise_kb: int) -> int:
     """Room kept over Committed_AS when self-ballooning: the larger of
     XENBALLOON_SELF_RESERVE_PCT of the boot memory and what the guest needs to
@@ -178,13 +155,19 @@ def decide(settings: Effective, *, cur_kb: int, committed_as_kb: int, kernel_res
     rise, MemAvailable and pressure (and with a reserve of 0%), this is the
     2008 decision.
 
+    The minimum is XENBALLOON_MIN_POLICY's (memory/minpolicy): the 2008
+    curve of the high-water mark, or the adaptive floor of what the guest
+    needs to run (the kernel's reservation plus ``run_need_kb``), minimum.py.
+
     dom0's per-guest bounds (memory/minmem, memory/softmaxmem; MB) hold in
     both modes: ``floor_mb`` raises the minimum, ``ceiling_mb`` caps every
     target, and where the two disagree with the minimum, the minimum wins.
     ``settings``: the config with dom0's overrides merged (effective.py).
     """
     s = settings
-    min_mb = max(min_target_mb(maxmem_kb, s.min_mem_mb), s.floor_mb or 0)
+    # the adaptive floor's need: what the kernel keeps and what the guest runs on
+    need_kb = max(kernel_reserved_kb, 0) + max(run_need_kb, 0)
+    min_mb = max(policy_min_mb(s.min_policy, maxmem_kb, s.min_mem_mb, need_kb), s.floor_mb or 0)
     min_bytes = min_mb * MIB
     cap_bytes = s.ceiling_mb * MIB if s.ceiling_mb is not None else None
     cur_bytes = cur_kb * KIB

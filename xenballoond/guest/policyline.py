@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from ..minimum import MIN_POLICY_ADAPTIVE, hard_min_mb, min_target_mb
 from .policy import headroom_kb
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -18,8 +19,14 @@ def describe(s: Effective, *, min_mb: int, maxmem_kb: int, boot_kb: int, xenstor
                 f"booted with = {headroom_kb(boot_kb, s.self_reserve_pct)} kB)")
     else:
         mode = "directed (memory/target)"
-    minimum = (f"XENBALLOON_MINMEM {min_mb} MB" if s.min_mem_mb else
-               f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)")
+    if s.min_mem_mb:
+        minimum = f"XENBALLOON_MINMEM {min_mb} MB"
+    elif s.min_policy == MIN_POLICY_ADAPTIVE:
+        # the bounds, not the floor: it follows Mapped, and the line would be logged every tick
+        minimum = (f"adaptive, what the guest needs to run within {hard_min_mb(maxmem_kb)}-"
+                   f"{min_target_mb(maxmem_kb)} MB (of the high-water mark {maxmem_kb} kB)")
+    else:
+        minimum = f"{min_mb} MB (of the high-water mark {maxmem_kb} kB)"
     return (f"policy: {mode}, minimum {minimum}, hysteresis down {s.down_hysteresis} "
             f"up {s.up_hysteresis}, every {s.interval_s} s, xenstore {xenstore}, "
             f"balloon {balloon}")

@@ -6,7 +6,8 @@ import os
 
 from . import meminfo as meminfo_mod
 from ..numbers import parse_bounded_int
-from .policy import kernel_min_free_kb, rise_per_interval_kb, run_kb
+from ..minimum import kernel_min_free_kb, run_kb
+from .policy import rise_per_interval_kb
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
 from ..keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
+from ..minimum import MIN_POLICIES, MIN_POLICY_2008
 from ..paths import Root
 from ..record import frozen
 from ..shellconf import (Spec, check_fields, find_conf_file, parse_values, read_config_text,
@@ -33,6 +34,7 @@ class Config:
     down_hysteresis: int = 10     # 0 = balloon down at once
     up_hysteresis: int = 1        # 1 = at once (a 0 in the file is read as 1)
     min_mem_mb: int = 0           # 0 = heuristic from the max-memory high-water mark
+    min_policy: str = MIN_POLICY_2008  # without it, the floor's rule: "2008" or "adaptive"
     maxmem_file: str = "/var/run/xenballoon-maxmem"
     send_meminfo: bool = True
     send_vmstat: bool = True
@@ -54,6 +56,7 @@ SPECS: Tuple[Spec, ...] = (
     Spec("XENBALLOON_AUTO_UPHYSTERESIS", "up_hysteresis", "int", 0, MAX_HYSTERESIS, field_lo=1,
          zero_is_one=True),
     Spec("XENBALLOON_MINMEM", "min_mem_mb", "int", 0, MAX_MIN_MEM_MB),
+    Spec("XENBALLOON_MIN_POLICY", "min_policy", "choice", choices=MIN_POLICIES),
     Spec("XENBALLOON_MAXMEMFILE", "maxmem_file", "path"),
     Spec("XENBALLOON_SEND_MEMINFO", "send_meminfo", "flag"),
     Spec("XENBALLOON_SEND_VMSTAT", "send_vmstat", "flag"),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .xenstored import SimXenstored
 from ..guest import meminfo as meminfo_mod
 from ..guest.settings import Config, render_config
+from ..minimum import MIN_POLICIES, MIN_POLICY_2008
 from . import balloon_model as bm
 from . import cpu
 from . import dom0 as dom0_mod
@@ -37,8 +38,8 @@ from . import vm_model
 from .fake_xl import STATE as XL_STATE, read_requests as read_xl_requests
 from .stall import StallModel
 from .timeline import GuestSample, Timeline
-from .workload import (WORKLOADS, Workload, make_ramp_workload, make_turns_workload,
-                       make_workload)
+from .workload import (WORKLOADS, Workload, make_idle_workload, make_ramp_workload,
+                       make_turns_workload, make_workload)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 BALANCED = "balanced"
@@ -54,10 +55,10 @@ XENSTORED_THREAD = "sim-xenstored"  # the serving thread's name in xenstored.py
 # the folder our package is imported from (the checkout, or site-packages)
 IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def daemon_conf(backend: str, reserve_pct: int) -> str:
+def daemon_conf(backend: str, reserve_pct: int, min_policy: str = MIN_POLICY_2008) -> str:
     """The daemons' xenballoon.conf: the defaults, self-ballooning off (dom0
     switches it with memory/selfballoon), rendered by the real config module."""
-    config = Config(xenstore_backend=backend, self_reserve_pct=reserve_pct)
+    config = Config(xenstore_backend=backend, self_reserve_pct=reserve_pct, min_policy=min_policy)
     return "# written by xenballoon-sim\n" + render_config(config)
 
 
@@ -82,6 +83,8 @@ class Options:
     workload: str = "random"
     balancer: str | None = None  # a program run instead of xenballoon-balancer (bench)
     ramp_mb_s: int = 64
+    ramp_start_s: float = 3.0
+    min_policy: str = MIN_POLICY_2008
     swap_mb: int = SWAP_TOTAL_KB // 1024
     plot: str | None = None
 
@@ -121,7 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    help="random: each guest's own seeded jobs (default); turns: the guests "
                         "take turns being busy, 15 s each, the busy one needing more than "
                         "its memory=; ramp: one program that allocates --ramp-mb-s from "
-                        "t=3 s up to 70%% of --maxmem-mb")
+                        "t=3 s (--ramp-start-s) up to 70%% of --maxmem-mb; idle: the base "
+                        "load alone, 3-12%% of memory= committed")
     p.add_argument("--balancer", metavar="PROGRAM",
                    help="with -m balanced, run PROGRAM with the balancer's arguments instead "
                         "of xenballoon-balancer (benchmarks: another policy, same I/O)")
@@ -142,6 +146,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "when self-ballooning, %% of memory (default 10; 0 = the 2008 policy)")
     p.add_argument("--ramp-mb-s", type=_positive(int, "--ramp-mb-s"), default=64,
                    help="the ramp workload's allocation rate, MiB/s (default 64)")
+    p.add_argument("--ramp-start-s", type=_positive(float, "--ramp-start-s"), default=3.0,
+                   help="when the ramp begins, simulated seconds (default 3; later: from "
+                        "wherever the guest shrank to)")
+    p.add_argument("--min-policy", choices=MIN_POLICIES, default=MIN_POLICY_2008,
+                   help="the daemons' XENBALLOON_MIN_POLICY, and with -m balanced dom0's "
+                        "memory/minpolicy: the 2008 minimum target or the adaptive one "
+                        "(default 2008)")
     p.add_argument("--swap-mb", type=int, default=SWAP_TOTAL_KB // 1024, metavar="MB",
                    help="each guest's swap (default 512; 0: none, as many guests today)")
     p.add_argument("--xenstore", choices=("cli", "native"),
@@ -184,6 +195,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    json=a.json, quiet=a.quiet or a.json, table=a.table, work_dir=a.work_dir,
                    reserve_pct=a.reserve_pct, host_mb=a.host_mb, workload=a.workload,
                    balancer=a.balancer, ramp_mb_s=a.ramp_mb_s, swap_mb=a.swap_mb,
+                   ramp_start_s=a.ramp_start_s, min_policy=a.min_policy,
                    plot=a.plot)
 
 
@@ -282,10 +294,12 @@ class Host:
                          swap_total_kb=o.swap_mb * 1024, uptime_s=30.0 + 17.0 * i)
             g.create()
             with open(g.root.path("/etc/sysconfig/xenballoon.conf"), "w") as f:
-                f.write(daemon_conf(o.xenstore, o.reserve_pct))
+                f.write(daemon_conf(o.xenstore, o.reserve_pct, o.min_policy))
             self.xsd.watch(f"/local/domain/{domid}/memory/target", g.on_target_watch)
             if o.mode == BALANCED:  # the toolstack opts it in; only dom0 may write memory/
                 self.xsd.write(f"/local/domain/{domid}/memory/balance", "1")
+                if o.min_policy != MIN_POLICY_2008:  # the balancer's floor: the guest's
+                    self.xsd.write(f"/local/domain/{domid}/memory/minpolicy", o.min_policy)
             self.guests.append(g)
             self.stalls[domid] = StallModel()
         if o.mode != BALANCED:
@@ -355,7 +369,10 @@ class Host:
     def _workload(self, index: int, memory_kb: int, maxmem_kb: int) -> Workload:
         o = self.opts
         if o.workload == "ramp":
-            return make_ramp_workload(memory_kb, o.ramp_mb_s * 1024, maxmem_kb * 7 // 10)
+            return make_ramp_workload(memory_kb, o.ramp_mb_s * 1024, maxmem_kb * 7 // 10,
+                                      o.ramp_start_s)
+        if o.workload == "idle":
+            return make_idle_workload(o.seed, index, memory_kb)
         if o.workload == "turns":
             return make_turns_workload(o.seed, index, o.guests, memory_kb, o.duration_s)
         return make_workload(o.seed, index, memory_kb, o.duration_s)

@@ -132,7 +132,7 @@ def _peak_committed_kb(base: Workload, jobs: list[Job], new: Job) -> int:
         j.committed_kb for j in jobs if j.start_s < new.end_s and new.start_s < j.end_s)
 
 
-WORKLOADS = ("random", "turns", "ramp")
+WORKLOADS = ("random", "turns", "ramp", "idle")
 TURN_S = 15.0
 
 
@@ -161,6 +161,21 @@ def make_turns_workload(seed: int, guest_index: int, guests: int, memory_kb: int
         slot += 1
     return Workload(base_committed_kb, base_committed_kb * rng.randint(35, 55) // 100,
                     rng.randint(8, 64), rng.randint(1, 4), tuple(jobs))
+
+
+IDLE_COMMITTED_PCT = (3, 12)
+
+
+def make_idle_workload(seed: int, guest_index: int, memory_kb: int) -> Workload:
+    """A guest that runs only its base load (sshd, cron, the daemon): 3-12% of
+    its boot memory committed, as the ramp's quiet guest (3%) up to a small
+    server's, a trickle of file reads and no jobs.  Where a floor binds: its
+    self target (Committed_AS plus the headroom) is below the 2008 floor."""
+    rng = random.Random(f"xenballoon-sim idle {seed} {guest_index}")
+    base_committed_kb = memory_kb * rng.randint(*IDLE_COMMITTED_PCT) // 100
+    return Workload(base_committed_kb=base_committed_kb,
+                    base_anon_kb=base_committed_kb * rng.randint(35, 55) // 100,
+                    base_io_kb_per_s=rng.randint(8, 64), base_cpu_pct=rng.randint(1, 4), jobs=())
 
 
 def make_ramp_workload(memory_kb: int, rate_kb_per_s: int, peak_kb: int,
