@@ -1,4 +1,4 @@
-# Install xenballoond onto a Xen guest (see README.md, "Installing on a guest").
+# Install xenballoond onto a Xen guest (see docs/installing.md).
 #
 #   make install [DISTRO=redhat|suse|debian] [DESTDIR=/stage] [PREFIX=/usr/local]
 #       the Python package with pip (programs in $(PREFIX)/bin), then the
