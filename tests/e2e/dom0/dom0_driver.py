@@ -76,7 +76,7 @@ TICK_OFFSET_S = 0.5             # xl mem-set this long after dom0 saw the daemon
 # take memory/selfballoon = 0 from dom0 on the real host; self_shrink checks the stepping,
 # ramp64 the growth at once); and memset_kernel (15-21 s: the kernel alone following xl
 # mem-set, the control memset_daemon was measured against; a fact of Linux, not of this code)
-FIGURES_ONLY = ("ramp16", "ramp32", "ramp128", "ramp64swap", "migrate_settled", "save_loop",
+FIGURES_ONLY = ("ramp16", "ramp32", "ramp128", "ramp64swap", "minfloor", "migrate_settled", "save_loop",
                 "save_directed", "hysteresis", "memset_kernel", "interval", "selfballoon")
 OUT = threading.Lock()
 T_START = time.monotonic()
@@ -1842,6 +1842,47 @@ class Driver:
                end_committed_kb=a.get("committed_kb"),
                daemon_alive=any(p["state"] != "Z" for p in procs))
 
+    def s_minfloor(self, name):
+        """Issue 24: each floor rule (XENBALLOON_MIN_POLICY), without swap and with it: the
+        daemon self-ballooning (down hysteresis 1) brings the idle guest down to its floor,
+        the size it settles at is measured, then a program takes RAMP_TOTAL_MB at 64 MB/s from
+        there.  The 2008 floor of the 768 MiB high-water mark is 136 MiB; the adaptive one
+        follows what the guest needs to run (minimum.py)."""
+        g = self.g
+        figures = {}
+        floor_kb = original_minmb(MAXMEM_MB * MIB_KB) * MIB_KB
+        for policy in ("2008", "adaptive"):
+            for swap in (False, True):
+                k = "%s_%s_" % (policy, "swap" if swap else "noswap")
+                self.release()
+                self.stop_daemon()
+                g.sh("swapon /dev/xvdb 2>/dev/null; true" if swap else "swapoff -a")
+                self.set_memory(512, lift_cap=True)
+                self.conf_set(XENBALLOON_MIN_POLICY=policy)
+                self.restart_daemon(self_on=True, down=1)
+                w = g.wait(until="le", kb=floor_kb + 12 * MIB_KB, settle=True, window_s=6,
+                           tol_kb=2048, timeout_s=180)
+                idle = w["snap"]
+                r = g.call("ramp", rate_mb_s=64, chunk_mb=16, total_mb=RAMP_TOTAL_MB, hold_s=3,
+                           timeout_s=RAMP_TOTAL_MB / 64 + 60)
+                b, a = r.get("before") or {}, r.get("snap") or {}
+                figures.update({k + "idle_ok": w["ok"], k + "idle_cur_kb": idle["cur_kb"],
+                                k + "idle_target_kb": idle["target_kb"],
+                                k + "idle_committed_kb": idle["committed_kb"],
+                                k + "idle_memfree_kb": idle["memfree_kb"],
+                                k + "ramp_ok": r["ok"], k + "chunks": r.get("chunks"),
+                                k + "done_s": r.get("done_s"), k + "oom_kill": r.get("oom_kill"),
+                                k + "pswpout": r.get("pswpout"),
+                                k + "min_avail_mb": r.get("min_avail_mb"),
+                                k + "first_up_s": r.get("first_up_s"),
+                                k + "start_cur_kb": b.get("cur_kb"), k + "end_cur_kb": a.get("cur_kb")})
+                data(name, k + "trace", r.get("trace"))
+        self.release()
+        self.stop_daemon()
+        self.conf_set(XENBALLOON_MIN_POLICY="2008")
+        g.sh("swapon /dev/xvdb 2>/dev/null; true")
+        result(name, True, floor_2008_kb=floor_kb, **figures)
+
     def s_purge(self, name):
         """`apt purge` of the guest's packages with the daemon running (the last scenario that
         needs it is over): the prerm stops it, and nothing the packages or the daemon created
@@ -1915,6 +1956,7 @@ class Driver:
         for rate in RAMP_RATES:
             plan.append(("ramp%d" % rate, lambda n, r=rate: self.ramp(n, r, swap=False)))
         plan.append(("ramp64swap", lambda n: self.ramp(n, 64, swap=True)))
+        plan.append(("minfloor", self.s_minfloor))  # issue 24: figures only
         # issue 10 item 6, then issue 15
         plan += [("memset_kernel", self.s_memset_kernel), ("memset_daemon", self.s_memset_daemon),
                  ("save_directed", self.s_save_directed), ("save_self", self.s_save_self),
