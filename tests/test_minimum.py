@@ -1,4 +1,4 @@
-"""The minimum target (minimum.py): the 2008 floor and the adaptive one (issue
+"""The minimum target (contract/minimum.py): the 2008 floor and the adaptive one (issue
 24), the guest's decide() with either, dom0's overrides of the rule.
 
 Expected values are worked by hand from the formulas in the docstrings, never
@@ -22,7 +22,7 @@ from xenballoond.dom0.stats import Published, make_row
 from xenballoond.guest.effective import merge
 from xenballoond.guest.overrides import Overrides, parse_overrides
 from xenballoond.guest.policy import MIB
-from xenballoond.minimum import (MIN_POLICIES, adaptive_min_mb, hard_min_mb, min_target_mb,
+from xenballoond.contract.minimum import (MIN_POLICIES, adaptive_min_mb, hard_min_mb, min_target_mb,
                                  parse_min_policy, policy_min_mb)
 
 GIB_KB = 1024 * 1024

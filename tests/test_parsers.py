@@ -5,12 +5,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.guestroot import MEMINFO, parse_vmstat, vmstat_text
-from xenballoond.keys import MAX_INTERVAL_S
+from xenballoond.contract.keys import MAX_INTERVAL_S
 from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, require
 from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
 from xenballoond.guest.overrides import MAX_TARGET_KB, Overrides, parse_overrides
 from xenballoond.guest.publish import VMSTAT_KEEP, build_outputs, fit_to_node
-from xenballoond.numbers import parse_bounded_int
+from xenballoond.contract.intparse import parse_bounded_int
 from xenballoond.xenstore import escape, unescape
 
 HOSTILE = ["", " ", "-1", "-0", "+5", "1e3", "0x10", "1.5", "١٢", "１２", "5 5", "\x00",

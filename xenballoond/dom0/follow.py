@@ -39,9 +39,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MODE_SELF, SELFBALLOON, SOFTMAXMEM,
-                    UP_HYSTERESIS)
-from ..numbers import parse_bounded_int
+from ..contract.keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MODE_SELF, SELFBALLOON,
+                             SOFTMAXMEM, UP_HYSTERESIS)
+from ..contract.intparse import parse_bounded_int
 
 MAX_KB = 1 << 40  # a petabyte in kB: larger is garbage
 # xl migrate-receive builds the incoming domain under this suffix (xl_vmcontrol.c)

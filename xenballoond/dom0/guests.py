@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-from ..keys import MINMEM, MINPOLICY, SOFTMAXMEM
-from ..minimum import (MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy, policy_min_mb,
-                       run_kb)
-from ..numbers import parse_bounded_int
+from ..contract.keys import MINMEM, MINPOLICY, SOFTMAXMEM
+from ..contract.minimum import (MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy,
+                                policy_min_mb, run_kb)
+from ..contract.intparse import parse_bounded_int
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
 from .domainstate import Asked, Domains
 from .stats import Row
@@ -83,7 +83,7 @@ def min_policy(text: Optional[str]) -> str:
 
 
 def floor_kb(policy: str, cap_kb: int, reserved_kb: int, row: Optional[Row]) -> int:
-    """The guest's floor (minimum.py), worked out in dom0.  The 2008 rule is
+    """The guest's floor (contract/minimum.py), worked out in dom0.  The 2008 rule is
     of static-max, which dom0 sets; the adaptive one also of what the guest
     published (Mapped; min_free_kbytes from its MemTotal, the kernel's formula)
     and of the reservation dom0 measured.  A guest's claim moves only its own

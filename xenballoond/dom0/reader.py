@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from ..keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
+from ..contract.keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
 from .stats import MAX_VCPUS, Published
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..record import frozen
 from typing import Optional
 
-from ..keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
+from ..contract.keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
 from ..shellconf import Spec, check_fields, find_conf_file, parse_values, read_config_text
 from ..xenstore.choose import CHOICES as XENSTORE_BACKENDS
 from ..paths import Root

@@ -78,7 +78,7 @@ class Row:
     active_cs: Optional[int] = None
     vcpus: int = 1
     invalid: frozenset[str] = field(default_factory=frozenset)
-    # not a column: the balancer's adaptive floor (minimum.py); None when absent or not a number
+    # not a column, for the adaptive floor (contract/minimum.py); None: absent or not a number
     mapped_kb: Optional[int] = None
 
 

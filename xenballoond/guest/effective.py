@@ -1,7 +1,7 @@
 """The settings in force: the config with dom0's overrides merged, once."""
 from __future__ import annotations
 
-from ..minimum import MIN_POLICY_2008
+from ..contract.minimum import MIN_POLICY_2008
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..keys import PRIMARY_DIR, PUBLISHED, TARGET
+from ..contract.keys import PRIMARY_DIR, PUBLISHED, TARGET
 from .overrides import KEYS, Overrides, parse_overrides
 from ..xenstore import XenstoreError, XenstoreUnavailable
 

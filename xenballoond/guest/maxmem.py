@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ..atomicfile import replace_file
-from ..numbers import parse_bounded_int
+from ..contract.intparse import parse_bounded_int
 from .meminfo import MAX_KB
 
 

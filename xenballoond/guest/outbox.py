@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..keys import PUBLISHED
+from ..contract.keys import PUBLISHED
 from .policy import KIB
 from .publish import build_outputs, stats_due, watched_numbers, watched_vmstat
 from ..record import frozen

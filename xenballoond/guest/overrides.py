@@ -7,12 +7,12 @@ value is a bounded ASCII integer or it is ignored.
 """
 from __future__ import annotations
 
-from ..keys import MAX_INTERVAL_S
+from ..contract.keys import MAX_INTERVAL_S
 from .settings import MAX_HYSTERESIS
-from ..numbers import parse_bounded_int
-from ..keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
-                    TARGET, UP_HYSTERESIS)
-from ..minimum import MIN_POLICIES, parse_min_policy
+from ..contract.intparse import parse_bounded_int
+from ..contract.keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON,
+                             SOFTMAXMEM, TARGET, UP_HYSTERESIS)
+from ..contract.minimum import MIN_POLICIES, parse_min_policy
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

@@ -7,8 +7,8 @@ toward zero.  Units are in every name.
 from __future__ import annotations
 
 # kernel_min_free_kb, min_target_mb and run_kb are policy's too (the tests import them here)
-from ..minimum import (bash_div, kernel_min_free_kb, min_target_mb, policy_min_mb,  # noqa: F401
-                       run_kb)
+from ..contract.minimum import (bash_div, kernel_min_free_kb, min_target_mb,  # noqa: F401
+                                policy_min_mb, run_kb)
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
@@ -157,7 +157,7 @@ def decide(settings: Effective, *, cur_kb: int, committed_as_kb: int, kernel_res
 
     The minimum is XENBALLOON_MIN_POLICY's (memory/minpolicy): the 2008
     curve of the high-water mark, or the adaptive floor of what the guest
-    needs to run (the kernel's reservation plus ``run_need_kb``), minimum.py.
+    needs to run (the kernel's reservation plus ``run_need_kb``), contract/minimum.py.
 
     dom0's per-guest bounds (memory/minmem, memory/softmaxmem; MB) hold in
     both modes: ``floor_mb`` raises the minimum, ``ceiling_mb`` caps every

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ..minimum import MIN_POLICY_ADAPTIVE, hard_min_mb, min_target_mb
+from ..contract.minimum import MIN_POLICY_ADAPTIVE, hard_min_mb, min_target_mb
 from .policy import headroom_kb
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

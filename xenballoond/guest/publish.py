@@ -8,7 +8,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Iterable, Mapping
 
-from ..keys import MEMINFO, MODE, SELFTARGET, UPTIME, VMSTAT
+from ..contract.keys import MEMINFO, MODE, SELFTARGET, UPTIME, VMSTAT
 from ..xenstore import GUEST_NODE_MAX_BYTES
 
 # The lines the monitor and a dom0 balancer read, kept when the whole text

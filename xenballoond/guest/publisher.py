@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF, PRIMARY_DIR
+from ..contract.keys import FALLBACK_DIR, MODE, MODE_DIRECTED, MODE_SELF, PRIMARY_DIR
 from ..xenstore import XenstoreError, XenstoreUnavailable, XenstoreWriteFailed
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

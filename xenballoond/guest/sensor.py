@@ -5,8 +5,8 @@ import logging
 import os
 
 from . import meminfo as meminfo_mod
-from ..numbers import parse_bounded_int
-from ..minimum import kernel_min_free_kb, run_kb
+from ..contract.intparse import parse_bounded_int
+from ..contract.minimum import kernel_min_free_kb, run_kb
 from .policy import rise_per_interval_kb
 from ..record import frozen
 

@@ -8,8 +8,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
-from ..keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
-from ..minimum import MIN_POLICIES, MIN_POLICY_2008
+from ..contract.keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
+from ..contract.minimum import MIN_POLICIES, MIN_POLICY_2008
 from ..paths import Root
 from ..record import frozen
 from ..shellconf import (Spec, check_fields, find_conf_file, parse_values, read_config_text,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..keys import MODE_DIRECTED, MODE_SELF
+from ..contract.keys import MODE_DIRECTED, MODE_SELF
 from .balloon import BalloonError
 from .effective import merge
 from .link import Dom0Link

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .xenstored import SimXenstored
 from ..guest import meminfo as meminfo_mod
 from ..guest.settings import Config, render_config
-from ..minimum import MIN_POLICIES, MIN_POLICY_2008
+from ..contract.minimum import MIN_POLICIES, MIN_POLICY_2008
 from . import balloon_model as bm
 from . import cpu
 from . import dom0 as dom0_mod

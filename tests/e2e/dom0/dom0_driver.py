@@ -25,7 +25,7 @@ import time
 import traceback
 
 # python3-xenballoond's (dom0 has the dom0 package and it, not the guest's daemon)
-from xenballoond.minimum import min_target_mb
+from xenballoond.contract.minimum import min_target_mb
 import zlib
 
 GUEST = "guest"

@@ -33,5 +33,5 @@ MAX_INTERVAL_S = 86400
 # How often an idle guest publishes its stats at the least (XENBALLOON_PUBLISH_MAX_S);
 # dom0's balancer allows a guest this long between uptimes before it calls it stale.
 DEFAULT_PUBLISH_MAX_S = 10
-# Which minimum rule the guest and dom0 apply (minimum.py): "2008" or "adaptive".
+# Which minimum rule the guest and dom0 apply (contract/minimum.py): "2008" or "adaptive".
 MINPOLICY = "minpolicy"
