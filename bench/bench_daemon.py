@@ -428,7 +428,7 @@ STEP_MODULES = ("xenballoond.guest", "re", "logging", "select", "signal", "fcntl
                 "xenballoond.record", "xenballoond.paths", "xenballoond.shellconf",
                 "xenballoond.logsetup", "xenballoond.pidlock", "xenballoond.service",
                 "xenballoond.xenstore", "xenballoond.xenstore.wire", "xenballoond.guest.meminfo",
-                "xenballoond.guest.policy", "xenballoond.guest.overrides",
+                "xenballoond.guest.policy", "xenballoond.contract.overrides",
                 "xenballoond.guest.publish", "xenballoond.guest.balloon",
                 "xenballoond.guest.maxmem", "xenballoond.guest.once", "xenballoond.guest.sensor",
                 "xenballoond.guest.effective", "xenballoond.guest.link",

@@ -20,10 +20,10 @@ from xenballoond.guest.settings import Config
 from xenballoond.dom0 import guests
 from xenballoond.dom0.stats import Published, make_row
 from xenballoond.guest.effective import merge
-from xenballoond.guest.overrides import Overrides, parse_overrides
+from xenballoond.contract.overrides import Overrides, parse_overrides
 from xenballoond.guest.policy import MIB
-from xenballoond.contract.minimum import (MIN_POLICIES, adaptive_min_mb, hard_min_mb, min_target_mb,
-                                 parse_min_policy, policy_min_mb)
+from xenballoond.contract.minimum import (MIN_POLICIES, adaptive_min_mb, hard_min_mb,
+                                          min_target_mb, parse_min_policy, policy_min_mb)
 
 GIB_KB = 1024 * 1024
 

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.guestroot import MEMINFO, parse_vmstat, vmstat_text
-from xenballoond.contract.keys import MAX_INTERVAL_S
+from xenballoond.contract.keys import MAX_INTERVAL_S, MAX_KB as MAX_TARGET_KB
 from xenballoond.guest.meminfo import MAX_KB, MeminfoError, parse_meminfo, require
 from xenballoond.guest.maxmem import MaxmemFile, why_unwritable
-from xenballoond.guest.overrides import MAX_TARGET_KB, Overrides, parse_overrides
+from xenballoond.contract.overrides import Overrides, parse_overrides
 from xenballoond.guest.publish import VMSTAT_KEEP, build_outputs, fit_to_node
 from xenballoond.contract.intparse import parse_bounded_int
 from xenballoond.xenstore import escape, unescape

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from .. import proc
+from ..contract.keys import MAX_KB
 from .balance import MIB_KB, GuestState, Move, ref_kb
-from .guests import MAX_KB, Domain
+from .guests import Domain
 from .hostinfo import parse_free_memory_mb
 from .reader import parse_domid
 

@@ -19,11 +19,12 @@ import time
 from typing import Callable, Optional, Sequence
 
 from .. import logsetup, service
+from ..contract.keys import MAX_KB
 from ..shellconf import ConfigError
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.choose import open_xenstore
-from . import BALANCER_PROG as PROG, act, guests as guests_mod, restoring, runloop, saving, settings
+from . import BALANCER_PROG as PROG, act, restoring, runloop, saving, settings
 from .pause import clear_paused, set_paused
 from .room import make_room
 from .sizes import parse_size_kb
@@ -95,7 +96,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                 args.memory_kb = parse_size_kb(args.memory)
             except ValueError as exc:
                 p.error(f"--memory: {exc}")
-            if not 0 < args.memory_kb <= guests_mod.MAX_KB:
+            if not 0 < args.memory_kb <= MAX_KB:
                 p.error(f"--memory: {args.memory!r} is not a guest's size")
     if args.command in ("free", "restore") and not 0 < args.timeout <= 86400:
         p.error("--timeout must be between 0 and 86400 seconds")

@@ -8,9 +8,10 @@ Who is balanced:
   XENBALLOON_BALANCE_GUESTS, or ``memory/balance`` = 1, which only dom0 can
   write (memory/ is read-only for the guest under xl), so a guest cannot opt
   itself in;
-* directed: ``memory/selfballoon`` is not 1.  The balancer writes 0 where the
-  key is absent (tick.py), so the daemon follows memory/target whatever
-  its own config says; an explicit 1 is the administrator's choice and wins;
+* directed: ``memory/selfballoon`` is not 1, as the guest daemon reads it
+  (contract/overrides.py).  The balancer writes 0 where the key is absent
+  (tick.py), so the daemon follows memory/target whatever its own config
+  says; an explicit 1 is the administrator's choice and wins;
 * with our daemon running: it published meminfo with a Committed_AS, and its
   published uptime advanced within the last ``stale_polls`` looks;
 * cooperative (Cooperation below, balance.uncooperative's verdict), with
@@ -24,16 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-from ..contract.keys import MINMEM, MINPOLICY, SOFTMAXMEM
+from ..contract.intparse import parse_bounded_int
+from ..contract.keys import (BALANCE, MAX_KB, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
+                             STATIC_MAX, TARGET, memory_path)
 from ..contract.minimum import (MIN_POLICY_2008, kernel_min_free_kb, parse_min_policy,
                                 policy_min_mb, run_kb)
-from ..contract.intparse import parse_bounded_int
+from ..contract.overrides import Overrides, parse_overrides
 from .balance import MIB_KB, CooperationParams, GuestState, uncooperative
 from .domainstate import Asked, Domains
 from .stats import Row
 from .status import Status
-
-MAX_KB = 1 << 40  # a petabyte of kB: no domain has more; larger is garbage
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,19 @@ class Dom0Keys:
     minpolicy: Optional[str] = None  # the floor's rule for this guest (the guest daemon's too)
 
 
-KEY_NAMES = ("static-max", "target", "selfballoon", "balance", MINMEM, SOFTMAXMEM, MINPOLICY)
+KEY_NAMES = (STATIC_MAX, TARGET, SELFBALLOON, BALANCE, MINMEM, SOFTMAXMEM, MINPOLICY)
 
 
 def dom0_keys(values: Mapping[str, str], domid: int) -> Dom0Keys:
     """The keys of one guest from a {path: value} read."""
-    home = f"/local/domain/{domid}/memory"
-    return Dom0Keys(*(values.get(f"{home}/{k}") for k in KEY_NAMES))
+    return Dom0Keys(*(values.get(memory_path(domid, k)) for k in KEY_NAMES))
 
 
-def bound_mb(text: Optional[str]) -> Optional[int]:
-    """A per-guest bound as the guest daemon reads it (guest.overrides)."""
-    return None if text is None else parse_bounded_int(text, 1, MAX_KB // MIB_KB)
+def as_guest_reads(keys: Dom0Keys) -> Overrides:
+    """dom0's keys as the guest daemon reads them (contract/overrides.py): whether
+    it self-balloons, and its bounds (a ceiling below the floor is ignored)."""
+    raw = {SELFBALLOON: keys.selfballoon, MINMEM: keys.minmem, SOFTMAXMEM: keys.softmaxmem}
+    return parse_overrides({k: v for k, v in raw.items() if v is not None})[0]
 
 
 def kb(text: Optional[str]) -> Optional[int]:
@@ -77,7 +79,7 @@ def kb(text: Optional[str]) -> Optional[int]:
 
 
 def min_policy(text: Optional[str]) -> str:
-    """memory/minpolicy as the guest daemon reads it (guest.overrides); absent or
+    """memory/minpolicy as the guest daemon reads it (contract/overrides.py); absent or
     not a policy: the 2008 rule, as a guest whose conf dom0 cannot see may keep."""
     return (parse_min_policy(text) if text is not None else None) or MIN_POLICY_2008
 
@@ -187,15 +189,16 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     reservation as Reservations measured it; None: ``xl list`` minus the
     published MemTotal, as they are now."""
     is_opted_in = opted_in(domain, keys, listed)
-    self_on = keys.selfballoon is not None and keys.selfballoon.strip() == "1"
+    read = as_guest_reads(keys)
+    self_on = read.selfballoon is True
     static_max_kb = kb(keys.static_max) or None  # 0 kB is no usable static-max
     target_kb = kb(keys.target)
     cur_kb = min(max(domain.cur_kb, 0), MAX_KB)
     cap_kb = static_max_kb if static_max_kb is not None else cur_kb
     # the bounds the guest daemon honours too (memory/minmem, memory/softmaxmem): the
-    # ceiling lowers static-max, the floor raises the minimum, neither past the other
-    floor_mb, ceiling_mb = bound_mb(keys.minmem), bound_mb(keys.softmaxmem)
-    if ceiling_mb is not None and (floor_mb is None or ceiling_mb >= floor_mb):
+    # ceiling lowers static-max, the floor raises the minimum
+    floor_mb, ceiling_mb = read.min_mb, read.max_mb
+    if ceiling_mb is not None:
         cap_kb = min(cap_kb, ceiling_mb * MIB_KB)
     committed_kb = row.commit_kb if row is not None else None
     mem_kb = row.mem_kb if row is not None else None

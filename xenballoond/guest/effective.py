@@ -7,7 +7,7 @@ from ..record import frozen
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from .settings import Config
-    from .overrides import Overrides
+    from ..contract.overrides import Overrides
 
 
 @frozen

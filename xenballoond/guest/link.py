@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from ..contract.keys import PRIMARY_DIR, PUBLISHED, TARGET
-from .overrides import KEYS, Overrides, parse_overrides
+from ..contract.overrides import KEYS, Overrides, parse_overrides
 from ..xenstore import XenstoreError, XenstoreUnavailable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest

@@ -8,7 +8,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
-from ..contract.keys import DEFAULT_PUBLISH_MAX_S, MAX_INTERVAL_S
+from ..contract.keys import DEFAULT_PUBLISH_MAX_S, MAX_HYSTERESIS, MAX_INTERVAL_S
 from ..contract.minimum import MIN_POLICIES, MIN_POLICY_2008
 from ..paths import Root
 from ..record import frozen
@@ -18,7 +18,6 @@ from ..xenstore.choose import CHOICES as XENSTORE_BACKENDS
 
 CONFIG_CANDIDATES = ("/etc/sysconfig/xenballoon.conf", "/etc/default/xenballoon.conf")
 # Sane upper bounds, so a typo can't overflow anything downstream.
-MAX_HYSTERESIS = 1_000_000
 MAX_MIN_MEM_MB = 16 * 1024 * 1024          # 16 TiB in MB
 MAX_PUBLISH_THRESHOLD_MB = 1024 * 1024     # 1 TiB: more is "never on change"
 

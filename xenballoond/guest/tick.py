@@ -18,7 +18,7 @@ from .effective import merge
 from .link import Dom0Link
 from .once import OnceLog
 from .outbox import Outbox
-from .overrides import Overrides
+from ..contract.overrides import Overrides
 from .policy import KIB, MIB, decide
 from .policyline import PolicyLine
 from .publisher import PRIMARY, Publisher

@@ -1,4 +1,6 @@
-"""dom0's overrides, read from the guest's memory/ directory in xenstore.
+"""dom0's keys in the guest's memory/ directory, parsed: the one reading of
+them, the guest daemon's (its overrides) and dom0's (what the guest will do
+with them: whether it self-balloons, its bounds, its minimum rule).
 
 The original evaluated these values in shell arithmetic (``[ $RETVAL -eq 1 ]``,
 ``$(( $1 * 1024 ))``), where a guest-writable or dom0-supplied ``a[$(cmd)]``
@@ -7,21 +9,15 @@ value is a bounded ASCII integer or it is ignored.
 """
 from __future__ import annotations
 
-from ..contract.keys import MAX_INTERVAL_S
-from .settings import MAX_HYSTERESIS
-from ..contract.intparse import parse_bounded_int
-from ..contract.keys import (DOWN_HYSTERESIS, INTERVAL, MINMEM, MINPOLICY, SELFBALLOON,
-                             SOFTMAXMEM, TARGET, UP_HYSTERESIS)
-from ..contract.minimum import MIN_POLICIES, parse_min_policy
+from .intparse import parse_bounded_int
+from .keys import (DOWN_HYSTERESIS, INTERVAL, MAX_BOUND_MB, MAX_HYSTERESIS, MAX_INTERVAL_S,
+                   MAX_KB, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM, TARGET, UP_HYSTERESIS)
+from .minimum import MIN_POLICIES, parse_min_policy
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
     from typing import Mapping
-
-# 1 PiB in kB: far beyond any guest, small enough that bytes fit in 64 bits.
-MAX_TARGET_KB = 1 << 40
-MAX_BOUND_MB = MAX_TARGET_KB >> 10
 
 
 @frozen
@@ -37,7 +33,7 @@ class Overrides:
 
 
 _RULES = {
-    TARGET: (1, MAX_TARGET_KB),
+    TARGET: (1, MAX_KB),
     SELFBALLOON: (0, 1),
     INTERVAL: (1, MAX_INTERVAL_S),
     # 0 = at once, as the original's `if [ $downhys -ne 0 ]` and the config
