@@ -7,11 +7,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from xenballoond.contract.headroom import headroom_kb, risen_kb
 from xenballoond.contract.keys import MAX_BOUND_MB, memory_path
 from xenballoond.contract.overrides import parse_overrides
 from xenballoond.dom0 import guests
+from xenballoond.dom0.balance import GuestState, need_kb
 from xenballoond.dom0.stats import Published, make_row
 from xenballoond.dom0.status import Status
+from xenballoond.guest.policy import rise_per_interval_kb, self_headroom_kb
 
 GIB_KB = 1024 * 1024
 MEMINFO = "MemTotal: 1000000 kB\nMapped: 1000 kB\nCommitted_AS: 200000 kB\n"
@@ -81,3 +84,40 @@ def test_dom0_holds_the_guest_to_the_guests_own_reading(minmem, softmaxmem, self
     assert view.state.static_max_kb == cap_kb
     if o.min_mb is not None:
         assert view.state.min_kb >= min(o.min_mb * 1024, cap_kb)
+
+
+# ------------------------------------------------------------------ the headroom rule
+
+@pytest.mark.parametrize("size_kb,pct,room_kb", [
+    (1048576, 10, 104857),  # 1 GiB: 104857.6 kB, rounded down
+    (1048576, 0, 0), (524288, 25, 131072), (1000, 100, 1000), (-5, 10, 0), (999, 1, 9)])
+def test_headroom_by_hand(size_kb: int, pct: int, room_kb: int) -> None:
+    assert headroom_kb(size_kb, pct) == room_kb
+
+
+@pytest.mark.parametrize("prev_kb,now_kb,risen", [
+    (100000, 100000, 0), (100000, 101024, 0),  # an idle guest's wobble: 1024 kB at most
+    (100000, 101025, 1025), (100000, 90000, 0), (0, 65536, 65536)])
+def test_rise_by_hand(prev_kb: int, now_kb: int, risen: int) -> None:
+    assert risen_kb(prev_kb, now_kb) == risen
+
+
+@given(size_kb=st.integers(0, 1 << 40), pct=st.integers(0, 100),
+       committed_kb=st.integers(0, 1 << 30))
+def test_dom0s_need_has_the_guests_headroom(size_kb: int, pct: int, committed_kb: int) -> None:
+    """A guest that booted with its static-max: dom0's need is its daemon's
+    self-ballooning target (Committed_AS + the reserve), within its limits."""
+    guest = GuestState(domid=5, name="g", cur_kb=size_kb, static_max_kb=size_kb, min_kb=0,
+                       committed_as_kb=committed_kb)
+    want_kb = committed_kb + self_headroom_kb(size_kb, pct, 0, 0) if pct else committed_kb
+    assert need_kb(guest, pct) == min(want_kb, size_kb)
+
+
+@given(st.lists(st.integers(0, 1 << 30), min_size=2, max_size=2))
+def test_guest_and_dom0_see_the_same_rise(committed: list[int]) -> None:
+    """Over one second of uptime and a one-second interval, the guest's projected
+    rise (kB an interval) is dom0's rate (kB a second): both or neither see one."""
+    prev_kb, now_kb = committed
+    rise = guests.Rise()
+    rise.observe(5, 100, prev_kb)
+    assert rise.observe(5, 200, now_kb) == rise_per_interval_kb(prev_kb, now_kb, 1.0, 1)

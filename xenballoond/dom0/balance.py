@@ -16,9 +16,10 @@ up to it at any time).
 Need
 ----
 ``need_kb`` = Committed_AS + the kernel's reservation + headroom, the guest
-daemon's self-ballooning target seen from dom0, with the headroom a percentage
-of static-max (the guest daemon takes it of its memory high-water mark: both
-are fixed for the guest's life, so the need does not chase its own target).
+daemon's self-ballooning target seen from dom0, with the headroom its rule
+(contract/headroom.py), a percentage of static-max (the guest daemon takes it
+of the memory it booted with: both are fixed for the guest's life, so the
+need does not chase its own target).
 To that the rise is added: how much Committed_AS grew per second between
 the guest's last two publications (by its own uptime), times
 ``rise_horizon_s``, the time until a target set now can be corrected (the
@@ -89,6 +90,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from ..contract.headroom import headroom_kb
 
 MIB_KB = 1024
 
@@ -194,11 +197,6 @@ def ref_kb(guest: GuestState) -> int:
 def _pending_kb(guest: GuestState) -> int:
     """What a guest may still balloon up to: its last target above what it holds."""
     return max(ref_kb(guest) - guest.cur_kb, 0)
-
-
-def headroom_kb(static_max_kb: int, headroom_pct: int) -> int:
-    """The guest daemon's headroom rule, a percentage of a size that does not move."""
-    return max(static_max_kb, 0) * max(headroom_pct, 0) // 100
 
 
 def need_kb(guest: GuestState, headroom_pct: int, rise_horizon_s: int = 0) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
+from ..contract.headroom import risen_kb
 from ..contract.intparse import parse_bounded_int
 from ..contract.keys import (BALANCE, MAX_KB, MINMEM, MINPOLICY, SELFBALLOON, SOFTMAXMEM,
                              STATIC_MAX, TARGET, memory_path)
@@ -142,9 +143,6 @@ class Freshness:
         self.domains.prune(domids)
 
 
-RISE_TOLERANCE_KB = 1024  # the guest daemon's (guest/policy.py): an idle guest's wobble
-
-
 class Rise:
     """How fast each guest's Committed_AS is rising, in kB per second of the
     guest's own uptime, between its last two publications.  A publication
@@ -166,8 +164,8 @@ class Rise:
             return d.rise_kb_per_s
         rate = 0
         if last is not None and uptime_cs > last[0]:
-            grown_kb = committed_kb - last[1]
-            if grown_kb > RISE_TOLERANCE_KB:
+            grown_kb = risen_kb(last[1], committed_kb)
+            if grown_kb:
                 rate = min(grown_kb * 100 // (uptime_cs - last[0]), MAX_KB)
         d.rise_from, d.rise_kb_per_s = (uptime_cs, committed_kb), rate
         return rate

@@ -6,6 +6,7 @@ toward zero.  Units are in every name.
 """
 from __future__ import annotations
 
+from ..contract.headroom import RISE_TOLERANCE_KB, headroom_kb, risen_kb
 # kernel_min_free_kb, min_target_mb and run_kb are policy's too (the tests import them here)
 from ..contract.minimum import (bash_div, kernel_min_free_kb, min_target_mb,  # noqa: F401
                                 policy_min_mb, run_kb)
@@ -76,26 +77,19 @@ class Decision:
     wake: Wake | None = None  # self-ballooning with headroom: when to tick early
 
 
-def headroom_kb(boot_kb: int, reserve_pct: int) -> int:
-    """XENBALLOON_SELF_RESERVE_PCT of the memory the guest booted with (not of
-    the high-water mark, which only rises: one temporary ``xl mem-set`` up to
-    maxmem would keep a larger reserve until reboot).  The kernel's own
-    selfballoon driver reserves 10% of the RAM it booted with, for the same
-    reasons: the page cache and slab are not in Committed_AS, and the balloon
-    cannot give memory back as fast as a workload can take it."""
-    return max(boot_kb, 0) * reserve_pct // 100
-
-
-# Committed_AS moves by a few pages between two ticks on an idle guest.
-RISE_TOLERANCE_KB = 1024
-
-
 def self_headroom_kb(boot_kb: int, reserve_pct: int, run_need_kb: int, rise_kb: int) -> int:
     """Room kept over Committed_AS when self-ballooning: the larger of
     XENBALLOON_SELF_RESERVE_PCT of the boot memory and what the guest needs to
     run, plus the last interval's rise of Committed_AS (a workload that grew
     that much in one interval may grow as much again before the next tick).
-    A reserve of 0% is the 2008 target: Committed_AS exactly."""
+    A reserve of 0% is the 2008 target: Committed_AS exactly.
+
+    Of the boot memory, not of the high-water mark, which only rises: one
+    temporary ``xl mem-set`` up to maxmem would keep a larger reserve until
+    reboot.  The kernel's own selfballoon driver reserves 10% of the RAM it
+    booted with, for the same reasons: the page cache and slab are not in
+    Committed_AS, and the balloon cannot give memory back as fast as a
+    workload can take it."""
     if reserve_pct == 0:
         return 0
     return max(headroom_kb(boot_kb, reserve_pct), run_need_kb) + max(rise_kb, 0)
@@ -112,10 +106,8 @@ def rise_per_interval_kb(prev_committed_as_kb: int | None, committed_as_kb: int,
     128 MB burst), given back by the down steps once it stops."""
     if prev_committed_as_kb is None or elapsed_s <= 0:
         return 0
-    grown_kb = committed_as_kb - prev_committed_as_kb
-    if grown_kb <= RISE_TOLERANCE_KB:
-        return 0
-    return int(grown_kb * max(interval_s / elapsed_s, 1.0))
+    grown_kb = risen_kb(prev_committed_as_kb, committed_as_kb)
+    return int(grown_kb * max(interval_s / elapsed_s, 1.0)) if grown_kb else 0
 
 
 def tight(mem_available_kb: int | None, headroom: int) -> bool:

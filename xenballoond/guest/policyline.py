@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..contract.minimum import MIN_POLICY_ADAPTIVE, hard_min_mb, min_target_mb
-from .policy import headroom_kb
+from ..contract.headroom import headroom_kb
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
