@@ -57,6 +57,11 @@ def domain_path(domid: int) -> str:
     return f"{DOMAIN_ROOT}/{domid}"
 
 
+def memory_dir(domid: int) -> str:
+    """A guest's memory/, as dom0 names it: /local/domain/<domid>/memory."""
+    return f"{DOMAIN_ROOT}/{domid}/{PRIMARY_DIR}"
+
+
 def memory_path(domid: int, key: str) -> str:
-    """A key of a guest's memory/, as dom0 names it: /local/domain/<domid>/memory/<key>."""
-    return f"{DOMAIN_ROOT}/{domid}/{PRIMARY_DIR}/{key}"
+    """A key of a guest's memory/, as dom0 names it."""
+    return f"{memory_dir(domid)}/{key}"

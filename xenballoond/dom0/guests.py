@@ -75,6 +75,11 @@ def as_guest_reads(keys: Dom0Keys) -> Overrides:
     return parse_overrides({k: v for k, v in raw.items() if v is not None})[0]
 
 
+def self_ballooning(keys: Dom0Keys) -> bool:
+    """memory/selfballoon says the guest sets its own target, as it reads it."""
+    return as_guest_reads(keys).selfballoon is True
+
+
 def kb(text: Optional[str]) -> Optional[int]:
     return None if text is None else parse_bounded_int(text, 0, MAX_KB)
 
@@ -188,7 +193,7 @@ def guest_view(domain: Domain, keys: Dom0Keys, row: Optional[Row], *, listed: It
     published MemTotal, as they are now."""
     is_opted_in = opted_in(domain, keys, listed)
     read = as_guest_reads(keys)
-    self_on = read.selfballoon is True
+    self_on = read.selfballoon is True  # self_ballooning(keys), read once with the bounds
     static_max_kb = kb(keys.static_max) or None  # 0 kB is no usable static-max
     target_kb = kb(keys.target)
     cur_kb = min(max(domain.cur_kb, 0), MAX_KB)

@@ -25,12 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from ..contract.keys import FALLBACK_DIR, PRIMARY_DIR, PUBLISHED
+from ..contract.keys import DOMAIN_ROOT, FALLBACK_DIR, PRIMARY_DIR, PUBLISHED, domain_path
 from .stats import MAX_VCPUS, Published
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
 
-DOMAIN_ROOT = "/local/domain"
 MAX_DOMID = 0x7FEF  # DOMID_FIRST_RESERVED - 1
 
 _CANONICAL_ID = re.compile(r"0|[1-9][0-9]{0,4}", re.ASCII)
@@ -57,7 +56,7 @@ class Listing:
 
     @property
     def home(self) -> str:
-        return f"{DOMAIN_ROOT}/{self.domid}"
+        return domain_path(self.domid)
 
     def stat_paths(self) -> dict[str, str]:
         """name -> the path to read it from: memory/<name> if it exists, else
@@ -97,7 +96,7 @@ def list_domids(xs: Xenstore) -> list[int]:
     return sorted(i for i in ids if i)
 
 
-SUBDIRS = ("memory", "data", "cpu")
+SUBDIRS = (PRIMARY_DIR, "data", "cpu")
 
 
 def _domid_of(path: str) -> int:
@@ -111,7 +110,7 @@ def list_guests(xs: Xenstore, domids: Sequence[int]) -> tuple[list[Listing], lis
     all existed (libxl makes all three).  Only if that stops at a missing one
     are the domains it did not settle listed (which subdirectories they have),
     then their remaining subdirectories: at most three passes."""
-    homes = {d: f"{DOMAIN_ROOT}/{d}" for d in domids}
+    homes = {d: domain_path(d) for d in domids}
     found, untried = xs.list_upto([f"{homes[d]}/{sub}" for d in domids for sub in SUBDIRS])
     unsettled = {_domid_of(p) for p in untried}
     unsettled |= {d for d in domids if not any(f"{homes[d]}/{sub}" in found for sub in SUBDIRS)}

@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import BinaryIO, Optional
 
+from ..contract.keys import TARGET, memory_path
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
 from . import savefile
@@ -62,7 +63,7 @@ def restore(xl: Xl, xs: Xenstore, path: str, room_kb: Optional[int], timeout_s: 
         if d is None:
             return False, f"xl restore succeeded but {name!r} is not in xl list"
         tgt_kb = min(save_target_kb(d.cur_kb), room_kb)
-        xs.write_many({f"/local/domain/{d.domid}/memory/target": str(tgt_kb)})
+        xs.write_many({memory_path(d.domid, TARGET): str(tgt_kb)})
         xl.unpause(d.domid)
     except (XlError, XenstoreError) as exc:
         return False, f"restored {name!r} paused, but: {exc} (xl unpause {name} when it is fixed)"

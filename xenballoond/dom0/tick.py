@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, Sequence
 
+from ..contract.keys import SELFBALLOON, STATIC_MAX, TARGET, memory_dir, memory_path
 from ..paths import Root
 from ..xenstore import XenstoreError
 from ..xenstore.interface import Xenstore
@@ -113,7 +114,7 @@ class Balancer:
     def static_max_kb(self, domid: int) -> Optional[int]:
         """The guest's memory/static-max, bounded; None if absent or not a number."""
         try:
-            return guests_mod.kb(self.xs.read(f"/local/domain/{domid}/memory/static-max"))
+            return guests_mod.kb(self.xs.read(memory_path(domid, STATIC_MAX)))
         except XenstoreError:
             return None
 
@@ -146,7 +147,7 @@ class Balancer:
         listings, _ = list_guests(self.xs, list_domids(self.xs))
         values = read_values(self.xs, listings)
         values.update(self.xs.read_existing([
-            f"{ls.home}/memory/{k}" for ls in listings for k in guests_mod.KEY_NAMES
+            memory_path(ls.domid, k) for ls in listings for k in guests_mod.KEY_NAMES
             if ls.memory is not None and k in ls.memory]))
         pubs = {ls.domid: published(ls, values) for ls in listings}
         views = []
@@ -168,7 +169,7 @@ class Balancer:
                 continue  # being created or destroyed: not in xenstore
             keys = guests_mod.dom0_keys(values, d.domid)
             watched = (guests_mod.opted_in(d, keys, self.config.guests)
-                       and (keys.selfballoon or "").strip() != "1")
+                       and not guests_mod.self_ballooning(keys))
             change = self.cooperation.observe(
                 d.domid, guests_mod.kb(keys.target) if watched else None, d.cur_kb, now_s)
             if change is not None:
@@ -217,7 +218,7 @@ class Balancer:
             return Arrival(None, False, {})
         pub = pubs.get(sender.domid)
         is_self = sender.domid in self.limited or (pub is not None and follow.is_self(pub.mode))
-        home = f"/local/domain/{sender.domid}/memory/"
+        home = memory_dir(sender.domid) + "/"
         try:
             found = self.xs.read_existing([home + k for k in follow.CARRIED_KEYS])
         except XenstoreError as exc:
@@ -260,7 +261,7 @@ class Balancer:
                 self._set_built_limit(d, arrival, smax_kb)
 
     def _carry_keys(self, d: guests_mod.Domain, keys: dict[str, str]) -> None:
-        home = f"/local/domain/{d.domid}/memory/"
+        home = memory_dir(d.domid) + "/"
         try:
             there = self.xs.read_existing([home + k for k in keys])
             todo = {home + k: v for k, v in keys.items() if home + k not in there}
@@ -332,7 +333,7 @@ class Balancer:
         if not snap.follows:
             return
         try:
-            self.xs.write_many({f"/local/domain/{f.domid}/memory/target": str(f.new_kb)
+            self.xs.write_many({memory_path(f.domid, TARGET): str(f.new_kb)
                                 for f in snap.follows})
         except XenstoreError as exc:
             log.error("cannot write memory/target of self-ballooning guests: %s", exc)
@@ -361,7 +362,7 @@ class Balancer:
         if not snap.directed_missing:
             return
         try:
-            self.xs.write_many({f"/local/domain/{d}/memory/selfballoon": "0"
+            self.xs.write_many({memory_path(d, SELFBALLOON): "0"
                                 for d in snap.directed_missing})
         except XenstoreError as exc:
             log.error("cannot write memory/selfballoon: %s", exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..contract.keys import PRIMARY_DIR, PUBLISHED, TARGET
+from ..contract.keys import DOMAIN_ROOT, PRIMARY_DIR, PUBLISHED, TARGET
 from ..contract.overrides import KEYS, Overrides, parse_overrides
 from ..xenstore import XenstoreError, XenstoreUnavailable
 
@@ -97,7 +97,7 @@ class Dom0Link:
             if self._registered and path == PRIMARY_DIR:
                 self._registered = False
                 continue
-            relative = path.split("/", 4)[-1] if path.startswith("/local/domain/") else path
+            relative = path.split("/", 4)[-1] if path.startswith(DOMAIN_ROOT + "/") else path
             ours = self.publishing_in_memory and relative in _OWN_KEYS
             if relative == _TARGET_KEY and not self.target_is_input:
                 self.target_touched = True
