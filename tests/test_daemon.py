@@ -432,7 +432,7 @@ def test_a_guests_features_are_not_dom0(guest):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from xenballoond import service  # noqa: E402
+from xenballoond.service import runner  # noqa: E402
 from xenballoond.guest.cli import build_parser  # noqa: E402
 
 ARG_WORDS = st.sampled_from([
@@ -445,7 +445,7 @@ ARG_WORDS = st.sampled_from([
 @given(st.lists(ARG_WORDS, max_size=6))
 @settings(max_examples=400, deadline=None)
 def test_plain_command_lines_parse_as_argparse_parses_them(argv):
-    simple = service.simple_daemon_args(argv)
+    simple = runner.simple_daemon_args(argv)
     if simple is None:
         return  # argparse's own
     assert vars(simple) == vars(build_parser().parse_args(argv))
@@ -454,6 +454,6 @@ def test_plain_command_lines_parse_as_argparse_parses_them(argv):
 def test_init_script_and_unit_command_lines_need_no_argparse():
     for argv in (["-f"], ["-f", "--root", "/srv/g", "-c", "/c"], ["--check-config"],
                  ["--once", "--root=/r", "--debug"], [], ["-p", "/run/x.pid"]):
-        assert service.simple_daemon_args(argv) is not None, argv
+        assert runner.simple_daemon_args(argv) is not None, argv
     for argv in (["-h"], ["--version"], ["--fore"], ["-c"], ["-c", "-f"], ["x"]):
-        assert service.simple_daemon_args(argv) is None, argv
+        assert runner.simple_daemon_args(argv) is None, argv

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from xenballoond import notify
+from xenballoond.service import notify
 
 LOG = logging.getLogger("test")
 

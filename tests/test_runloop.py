@@ -18,7 +18,7 @@ from xenballoond.guest.settings import parse_config
 from xenballoond.guest import runloop
 from xenballoond.guest.cli import build
 from xenballoond.paths import Root
-from xenballoond.service import LoopControl
+from xenballoond.service.runner import LoopControl
 
 class FailingDriver:
     name = "failing"

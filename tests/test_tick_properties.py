@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from tests.guestroot import SYSFS, make_guest, write
 from xenballoond.guest.balloon import detect_balloon
 from xenballoond.guest.settings import Config
-from xenballoond.logsetup import SyslogHandler
+from xenballoond.service.logsetup import SyslogHandler
 from xenballoond.guest.maxmem import MaxmemFile
 from xenballoond.paths import Root
 from xenballoond.guest.policy import MIB, min_target_mb

@@ -3,7 +3,7 @@ command line.
 
 Builds the balancer from its config and the root (tick.py: one pass), then
 runs one pass (--once), the loop in the foreground (-f, systemd) or detached
-(service.py), or one of the commands: ``free`` (room.py), ``pause`` and
+(service/runner.py), or one of the commands: ``free`` (room.py), ``pause`` and
 ``resume`` (pause.py), ``prepare-save`` and ``after-restore`` (saving.py),
 ``restore`` (restoring.py).
 """
@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Callable, Optional, Sequence
 
-from .. import logsetup, service
 from ..contract.keys import MAX_KB
+from ..service import logsetup, runner
 from ..shellconf import ConfigError
 from ..paths import Root
 from ..xenstore import XenstoreError
@@ -44,7 +44,7 @@ def build(config: settings.BalancerConfig, root: Root,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = service.daemon_parser(
+    p = runner.daemon_parser(
         PROG,
         "dom0's memory balancer: moves memory between the guests whose xenballoond runs in "
         "directed mode and that the administrator opted in.",
@@ -162,8 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         balancer.tick(time.monotonic(), wait_event)
         return EXIT_OK
     pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
-    return service.start(PROG, args.foreground, pidfile, log, args.debug,
-                         _loop(balancer, root, args))
+    return runner.start(PROG, args.foreground, pidfile, log, args.debug,
+                        _loop(balancer, root, args))
 
 
 def swap_config(b: Balancer, config: settings.BalancerConfig, root: Root) -> None:
@@ -180,10 +180,10 @@ def swap_config(b: Balancer, config: settings.BalancerConfig, root: Root) -> Non
 
 
 def _loop(b: Balancer, root: Root, args: argparse.Namespace
-          ) -> Callable[[service.LoopControl, logging.Logger], None]:
-    def loop(control: service.LoopControl, _log: logging.Logger) -> None:
-        reload = service.reloader(lambda: settings.load(root, args.config),
-                                  lambda config: swap_config(b, config, root), log)
+          ) -> Callable[[runner.LoopControl, logging.Logger], None]:
+    def loop(control: runner.LoopControl, _log: logging.Logger) -> None:
+        reload = runner.reloader(lambda: settings.load(root, args.config),
+                                 lambda config: swap_config(b, config, root), log)
         runloop.run(b, control, reload)
     return loop
 

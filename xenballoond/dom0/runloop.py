@@ -1,5 +1,5 @@
 """The balancer's main loop: a pass every XENBALLOON_BALANCER_INTERVAL seconds
-(service.serve: SIGTERM/SIGINT stop it, SIGHUP reloads the config, acted on
+(runner.serve: SIGTERM/SIGINT stop it, SIGHUP reloads the config, acted on
 between passes)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Callable
 
-from ..service import LoopControl, serve
+from ..service.runner import LoopControl, serve
 from . import BALANCER_PROG
 from .tick import Balancer
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..xenstore.interface import Xenstore
 
-from .. import logsetup, service
+from ..service import logsetup, runner
 from . import runloop
 from .balloon import detect_balloon
 from ..shellconf import ConfigError
@@ -36,7 +36,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also rendered into xenballoond(8) by scripts/gen-manpages.py."""
-    return service.daemon_parser(
+    return runner.daemon_parser(
         "xenballoond",
         "In-guest Xen memory ballooning daemon: self-ballooning from Committed_AS, or "
         "directed by dom0 through xenstore.",
@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: argparse's answer, without loading argparse for the
-    plain forms (service.simple_daemon_args)."""
-    simple = service.simple_daemon_args(list(sys.argv[1:] if argv is None else argv))
+    plain forms (runner.simple_daemon_args)."""
+    simple = runner.simple_daemon_args(list(sys.argv[1:] if argv is None else argv))
     if simple is not None:
         return simple  # type: ignore[return-value]
     return build_parser().parse_args(argv)
@@ -128,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     pidfile = args.pidfile or root.path(DEFAULT_PIDFILE)
-    return service.start("xenballoond", args.foreground, pidfile, log, args.debug,
-                         _loop(ballooner, root, args))
+    return runner.start("xenballoond", args.foreground, pidfile, log, args.debug,
+                        _loop(ballooner, root, args))
 
 
 def pressure_watch(root: Root) -> PressureWatch:
@@ -139,10 +139,10 @@ def pressure_watch(root: Root) -> PressureWatch:
 
 
 def _loop(ballooner: Ballooner, root: Root, args: argparse.Namespace
-          ) -> Callable[[service.LoopControl, logging.Logger], None]:
-    def loop(control: service.LoopControl, log: logging.Logger) -> None:
-        reload = service.reloader(lambda: load(root, args.config),
-                                  lambda config: swap_config(ballooner, config, root, log), log)
+          ) -> Callable[[runner.LoopControl, logging.Logger], None]:
+    def loop(control: runner.LoopControl, log: logging.Logger) -> None:
+        reload = runner.reloader(lambda: load(root, args.config),
+                                 lambda config: swap_config(ballooner, config, root, log), log)
         runloop.run(ballooner, control, reload, log, pressure_watch(root))
     return loop
 

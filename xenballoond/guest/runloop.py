@@ -1,6 +1,6 @@
-"""The daemon's main loop: service.serve ticks, and this module's wait()
+"""The daemon's main loop: runner.serve ticks, and this module's wait()
 ends a wait early for memory pressure or dom0's keys as well as for a signal
-(service.LoopControl: SIGTERM/SIGINT stop it, SIGHUP reloads the config,
+(runner.LoopControl: SIGTERM/SIGINT stop it, SIGHUP reloads the config,
 acted on between ticks)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in
 if TYPE_CHECKING:
     from typing import Callable
 
-from ..service import LoopControl, serve
+from ..service.runner import LoopControl, serve
 from . import resident
 from .pressure import SAMPLE_S, PressureWatch
 

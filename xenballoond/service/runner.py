@@ -19,9 +19,10 @@ import signal
 import sys
 import time
 
-from . import __version__, logsetup, notify, pidlock
-from .shellconf import ConfigError
-from .paths import DEFAULT_PIDFILE
+from .. import __version__
+from . import logsetup, notify, pidlock
+from ..shellconf import ConfigError
+from ..paths import DEFAULT_PIDFILE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
 if TYPE_CHECKING:
