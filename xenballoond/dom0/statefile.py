@@ -1,5 +1,14 @@
 """The balancer's state file: its last pass, written by the balancer at the end
-of each, read by the monitor (dom0-only, under the root's /var/run)."""
+of each (tick.py), read by the monitor (table.py; dom0-only, under the root's
+/var/run).  One JSON object:
+
+* ``written_at`` (seconds since the epoch), ``pid``, ``paused`` (bool),
+  ``free_kb``, ``host_reserve_kb``, ``unsure_kb``, ``interval_s``;
+* ``guests``: one object per guest: ``domid``, ``name``, ``status`` (its
+  text) and ``status_code`` (status.Status's name), ``cur_kb``,
+  ``static_max_kb``, ``min_kb``, ``need_kb`` (null unless balanced),
+  ``target_kb`` (null: never set), ``reason`` (the last decision's, or null).
+"""
 from __future__ import annotations
 
 import json
