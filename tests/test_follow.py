@@ -358,7 +358,7 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
     h = host(d1=(300, 768))
     publish(h, 1, selftarget=str(300 * MIB), mode=mode, held_mb=300)
     for key, value in (("balance", "1"), ("interval", "3"), ("minmem", "128"),
-                       ("uphysteresis", "")):
+                       ("minpolicy", "adaptive"), ("uphysteresis", "")):
         h.xsd.write(f"/local/domain/1/memory/{key}", value)
     h.names[2] = "guest1--incoming"
     h.cur_kb[2] = 0
@@ -392,13 +392,14 @@ def test_a_migrated_guest_is_given_its_limit_once_built(host, monkeypatch, mode,
         tick()
         tick()
         carried = b.xs.read_existing([f"/local/domain/2/memory/{k}" for k in
-                                      ("balance", "interval", "minmem", "uphysteresis",
+                                      ("balance", "interval", "minmem", "minpolicy", "uphysteresis",
                                        "downhysteresis", "selfballoon")])
     finally:
         b.xs.close()
     assert carried == {"/local/domain/2/memory/balance": "1",
                        "/local/domain/2/memory/interval": "3",
                        "/local/domain/2/memory/minmem": "150",
+                       "/local/domain/2/memory/minpolicy": "adaptive",
                        "/local/domain/2/memory/uphysteresis": "",
                        # the balancer's own, for the opted-in sender (make_directed)
                        "/local/domain/2/memory/selfballoon": "0"}

@@ -40,15 +40,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..contract.intparse import parse_bounded_int
-from ..contract.keys import (BALANCE, DOWN_HYSTERESIS, INTERVAL, MAX_KB, MINMEM, MODE_SELF,
-                             SELFBALLOON, SOFTMAXMEM, UP_HYSTERESIS)
+from ..contract.keys import (BALANCE, DOWN_HYSTERESIS, INTERVAL, MAX_KB, MINMEM, MINPOLICY,
+                             MODE_SELF, SELFBALLOON, SOFTMAXMEM, UP_HYSTERESIS)
 
 # xl migrate-receive builds the incoming domain under this suffix (xl_vmcontrol.c)
 INCOMING = "--incoming"
 LIBXL_MAXMEM_KB = 1024  # LIBXL_MAXMEM_CONSTANT: libxl's limit is the target + this
 # dom0's keys in a guest's memory/ that libxl does not carry across a migration (it
 # writes only target, static-max and videoram): the balancer copies them from the sender
-CARRIED_KEYS = (SELFBALLOON, BALANCE, MINMEM, SOFTMAXMEM, INTERVAL, DOWN_HYSTERESIS,
+CARRIED_KEYS = (SELFBALLOON, BALANCE, MINMEM, SOFTMAXMEM, MINPOLICY, INTERVAL, DOWN_HYSTERESIS,
                 UP_HYSTERESIS)
 AHEAD_MAX_S = 10.0  # a rise measured over a longer gap between looks says nothing of now
 
