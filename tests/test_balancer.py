@@ -175,10 +175,16 @@ class BalancerHost:
         return proc
 
     def applied(self) -> None:
-        """Wait until the hypervisor thread applied every xl mem-set written so far."""
+        """Wait until the hypervisor thread applied every xl mem-set, mem-max, restore and
+        unpause written so far (an unpause after the last mem-set was not waited for: the
+        restore test read `unpaused` before the thread had played it)."""
         path = os.path.join(self.dom0, REQUESTS)
-        wait_until(lambda: not os.path.exists(path) or self._offset >= os.path.getsize(path),
-                   what="the hypervisor thread to apply every mem-set and mem-max")
+        restores = os.path.join(self.dom0, RESTORES)
+        wait_until(lambda: (not os.path.exists(path) or self._offset >= os.path.getsize(path))
+                   and (not os.path.exists(restores)
+                        or self._restores_offset >= os.path.getsize(restores)),
+                   what="the hypervisor thread to apply every mem-set, mem-max, restore and "
+                        "unpause")
 
     def close(self) -> None:
         self._stop.set()
