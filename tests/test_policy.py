@@ -8,8 +8,9 @@ from hypothesis import given, settings, strategies as st
 from tests import bash_oracle
 from tests.policy_kw import decide
 from xenballoond.guest.effective import choose_interval_s
-from xenballoond.guest.policy import (MIB, bash_div, directed_target_bytes, min_target_mb,
-                                      self_target_bytes, step_bytes)
+from xenballoond.contract.minimum import min_target_mb
+from xenballoond.guest.policy import (MIB, bash_div, directed_target_bytes, self_target_bytes,
+                                      step_bytes)
 
 # (maxmem_kb, XENBALLOON_MINMEM) -> minmb() in MB, worked by hand:
 # mb = kb/1024, pages = kb/4, then 8+(pages>>9) | 40+(pages>>10) | 104+(pages>>11) | 296+(pages>>13)

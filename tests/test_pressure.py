@@ -12,9 +12,9 @@ from tests import daemonproc as dp
 from tests.needs import CAP_IPC_LOCK, CAP_SYS_RESOURCE, has_capability
 from tests.guestroot import balloon_target_bytes, make_guest, set_meminfo, write
 from tests.policy_kw import decide
-from xenballoond.guest.policy import (KIB, RISE_TOLERANCE_KB, kernel_min_free_kb,
-                                      rise_per_interval_kb, run_kb, self_headroom_kb, tight,
-                                      wake_thresholds)
+from xenballoond.contract.minimum import kernel_min_free_kb, run_kb
+from xenballoond.guest.policy import (KIB, RISE_TOLERANCE_KB, rise_per_interval_kb,
+                                      self_headroom_kb, tight, wake_thresholds)
 from xenballoond.guest.pressure import PressureWatch, sample
 
 # --- the pure rules ---------------------------------------------------------

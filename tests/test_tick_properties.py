@@ -15,7 +15,8 @@ from xenballoond.guest.settings import Config
 from xenballoond.service.logsetup import SyslogHandler
 from xenballoond.guest.maxmem import MaxmemFile
 from xenballoond.paths import Root
-from xenballoond.guest.policy import MIB, min_target_mb
+from xenballoond.contract.minimum import min_target_mb
+from xenballoond.guest.policy import MIB
 from xenballoond.guest.sensor import ProcFiles
 from xenballoond.guest.tick import Ballooner
 

@@ -7,9 +7,7 @@ toward zero.  Units are in every name.
 from __future__ import annotations
 
 from ..contract.headroom import RISE_TOLERANCE_KB, headroom_kb, risen_kb
-# kernel_min_free_kb, min_target_mb and run_kb are policy's too (the tests import them here)
-from ..contract.minimum import (bash_div, kernel_min_free_kb, min_target_mb,  # noqa: F401
-                                policy_min_mb, run_kb)
+from ..contract.minimum import bash_div, policy_min_mb
 from ..record import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing: +0.2-0.6 MiB in every guest
