@@ -457,3 +457,20 @@ def test_init_script_and_unit_command_lines_need_no_argparse():
         assert runner.simple_daemon_args(argv) is not None, argv
     for argv in (["-h"], ["--version"], ["--fore"], ["-c"], ["-c", "-f"], ["x"]):
         assert runner.simple_daemon_args(argv) is None, argv
+
+
+def test_the_watchdogs_sigabrt_says_where_the_loop_was(guest, notify_socket):
+    """systemd's watchdog ends a stalled loop with SIGABRT (WatchdogSignal=): the journal (the
+    foreground daemon's stderr) gets each thread's stack, faulthandler's, not a bare abort."""
+    p = dp.start("--root", guest, "-f", extra_env=notify_socket.env())
+    try:
+        notify_socket.wait_for("READY", "1", what="READY=1 after the first tick")
+        p.send_signal(signal.SIGABRT)
+        assert p.wait(timeout=30) == -signal.SIGABRT
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+    err = p.stderr.read()
+    assert "Fatal Python error: Aborted" in err
+    assert "xenballoond/service/runner.py" in err  # the loop's frame, where it waited

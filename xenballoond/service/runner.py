@@ -12,6 +12,7 @@ closes every descriptor it is not told to keep.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import select
@@ -255,6 +256,9 @@ def run_foreground(prog: str, pidfile: str, log: logging.Logger, loop: Loop) -> 
         return EXIT_FAIL
     os.umask(0o022)
     lock.write_pid(os.getpid())
+    # SIGABRT from systemd's watchdog (or SIGSEGV, SIGBUS...): where each thread was, on
+    # stderr (the journal under systemd), before the process ends
+    faulthandler.enable()
     control = LoopControl(notify.from_environ(log))
     control.install()
     try:
