@@ -57,7 +57,7 @@ def needs_root(why: str) -> None:
         pytest.skip(f"needs root: {why}")
 
 
-CAP_IPC_LOCK, CAP_SYS_RESOURCE = 14, 24  # linux/capability.h
+CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_RESOURCE = 14, 21, 24  # linux/capability.h
 
 
 def has_capability(bit: int) -> bool:
