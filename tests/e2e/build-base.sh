@@ -3,9 +3,13 @@
 #   xen          uncompressed multiboot ELF of the Xen 4.17 hypervisor (QEMU's -kernel wants it so)
 #   vmlinuz      the Debian Linux kernel, used for dom0 and for the PV guest
 #   dom0.cpio.gz initramfs base for dom0: xl, xenstored, xenconsoled, xenstore-utils, python3, busybox,
-#                apt and the dom0 package's dependencies (python3-daemon)
+#                systemd, apt and the dom0 package's dependencies (python3-daemon)
 #                (and /guest/root.img: the guest's root disk, ext4: python3, xenstore-utils, busybox,
-#                apt and the guest package's dependencies: python3-daemon, python3-lockfile)
+#                systemd, apt and the guest package's dependencies: python3-daemon, python3-lockfile)
+# Both boot busybox init; the scenarios under systemd (issue 22) exec systemd as PID 1 instead
+# (dom0: its /init once the other scenarios are done; the guest: init2, booted with e2e_init=systemd).
+# systemd without systemd-sysv: /sbin/init stays busybox's, and invoke-rc.d and service go to the
+# SysV scripts while systemd is not running.
 #   guest-boot.cpio.gz the guest's small boot initramfs: busybox, xen-blkfront and ext4 modules
 #   KVER         kernel version used
 # The project's own files and the scenario scripts are NOT in here: harness.py packs them (the project
@@ -40,11 +44,11 @@ tidy='rm -rf "$1"/etc/apt/sources.list* "$1"/var/cache/apt/* "$1"/var/lib/apt/li
 rm -rf dom0root guestroot debs ex
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include="busybox,python3,kmod,procps,apt,python3-daemon$XEN_PKGS" \
+  --include="busybox,python3,kmod,procps,apt,systemd,python3-daemon$XEN_PKGS" \
   bookworm dom0root "$SRC"
 # shellcheck disable=SC2086
 mmdebstrap --quiet --variant=essential $slim --customize-hook="$tidy" \
-  --include="busybox,python3,procps,kmod,apt,python3-daemon,python3-lockfile,$GUEST_XEN_PKGS" \
+  --include="busybox,python3,procps,kmod,apt,systemd,python3-daemon,python3-lockfile,$GUEST_XEN_PKGS" \
   bookworm guestroot "$SRC"
 T1=$(date +%s)
 mkdir -p debs ex

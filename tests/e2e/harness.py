@@ -236,6 +236,7 @@ def assemble(base: str, debs: dict[str, str], run_dir: str) -> dict[str, str]:
     _put(o, "/etc/e2e/init2", os.path.join(HERE, "guest/init2"), mode=0o755)
     _put(o, "/etc/inittab", os.path.join(HERE, "guest/inittab"))
     _put(o, "/etc/e2e/guest_agent.py", os.path.join(HERE, "guest/guest_agent.py"), mode=0o755)
+    _put(o, "/etc/e2e/e2e-agent.service", os.path.join(HERE, "guest/e2e-agent.service"))
     _put(o, "/etc/e2e/xenballoon.conf", os.path.join(HERE, "guest/xenballoon.conf"))
     put_packages(o, debs, GUEST_PACKAGES)
     pack(g, os.path.join(run_dir, "guest-overlay.cpio.gz"))
@@ -249,6 +250,10 @@ def assemble(base: str, debs: dict[str, str], run_dir: str) -> dict[str, str]:
     # dom0: the driver, the guest's kernel and initramfs, and the dom0 packages to install
     _put(d, "/init", os.path.join(HERE, "dom0/init"), mode=0o755)
     _put(d, "/etc/e2e/dom0_driver.py", os.path.join(HERE, "dom0/dom0_driver.py"), mode=0o755)
+    # issue 22: the scenarios under systemd, which /init execs once the driver is done
+    _put(d, "/etc/e2e/systemd_driver.py", os.path.join(HERE, "dom0/systemd_driver.py"), mode=0o755)
+    _put(d, "/etc/e2e/systemd-phase", os.path.join(HERE, "dom0/systemd-phase"), mode=0o755)
+    _put(d, "/etc/e2e/e2e-systemd.service", os.path.join(HERE, "dom0/e2e-systemd.service"))
     _put(d, "/etc/e2e/guest.cfg", os.path.join(HERE, "dom0/guest.cfg"))
     for cfg in ("guest2.cfg", "guest3.cfg"):  # the balancer scenario's guests
         _put(d, "/etc/e2e/" + cfg, os.path.join(HERE, "dom0", cfg))

@@ -19,6 +19,7 @@ import statistics
 import pytest
 
 from tests import bash_oracle
+from tests.needs import CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_RESOURCE
 
 from xenballoond import __version__
 
@@ -765,3 +766,122 @@ def test_balanced_pair_migrates(xen: harness.Run) -> None:
     check(s, s.figures["mig_b_alive"] == "1" and s.num("mig_b_oom_kill") == 0,
           "B's agent answers, no OOM kill")
     check(s, s.figures["balancer_alive_mig"] == "1", "the balancer ran throughout")
+
+
+# -- issue 22: both units under systemd as PID 1 (dom0/systemd_driver.py) ---------------------
+
+UNITS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "initscripts")
+GUEST_CONF_PATH = "/etc/default/xenballoon.conf"  # Debian's, where the suite's config goes
+
+
+def unit_seconds(unit: str, key: str) -> int:
+    """A time setting of the unit as shipped (initscripts/), in seconds: WatchdogSec=60."""
+    with open(os.path.join(UNITS, unit)) as f:
+        for line in f:
+            if line.startswith(key + "="):
+                return int(line.split("=", 1)[1])
+    raise KeyError(f"{unit}: {key}")
+
+
+def capability_set(*caps: int) -> str:
+    """/proc/PID/status's CapBnd for exactly these capabilities."""
+    return "%016x" % sum(1 << c for c in caps)
+
+
+def confined(s: harness.Scenario, caps: tuple[int, ...], exposure_max: float) -> None:
+    check(s, s.figures["nonewprivs"] == "1" and s.figures["seccomp"] == "2",
+          "the daemon runs with no_new_privs and a seccomp filter (NoNewPrivileges=, SystemCallFilter=)")
+    check(s, s.figures["capbnd"] == capability_set(*caps) and s.figures["capeff"] == capability_set(*caps),
+          f"its bounding and effective capability sets are capabilities {caps} alone")
+    check(s, s.num("exposure") <= exposure_max,
+          f"systemd-analyze security rates the loaded unit {exposure_max} or better")
+    check(s, s.num("denials") == 0, "its journal has no permission, read-only or seccomp error")
+
+
+def test_systemd_dom0_installs_and_starts_the_balancer(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_dom0")
+    check(s, s.figures["pid1"] == "systemd", "systemd is dom0's PID 1")
+    check(s, s.figures["install_rc"] == "0", "apt installed the dom0 packages under systemd")
+    check(s, s.figures["state"] == "active" and s.figures["enabled"] == "enabled",
+          "their postinst enabled and started xenballoon-balancer.service")
+    check(s, s.figures["type"] == "notify" and s.figures["status_text"].startswith("balancing:"),
+          "Type=notify: active once READY=1 came, STATUS= says the policy in force")
+    check(s, s.figures["pidfile_pid"] == s.figures["main_pid"], "the PID file names the main process")
+    confined(s, (CAP_IPC_LOCK,), 2.5)
+
+
+def test_systemd_guest_boot_starts_the_daemon_in_its_sandbox(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_guest")
+    check(s, s.figures["pid1"] == "systemd", "systemd is the guest's PID 1")
+    check(s, s.figures["state"] == "active" and s.figures["enabled"] == "enabled",
+          "xenballoond.service, enabled by the package, was started at boot")
+    check(s, s.figures["type"] == "notify" and s.figures["status_text"].startswith("policy:_self-ballooning"),
+          "STATUS= says the policy in force")
+    check(s, s.figures["status_line"] == "1", "systemctl status shows it")
+    check(s, s.figures["pidfile_pid"] == s.figures["main_pid"], "the PID file names the main process")
+    check(s, s.num("target_kb") < 384 * MIB_KB, "the daemon wrote the balloon's sysfs target")
+    check(s, s.figures["xenbus_fd"] == "1", "the native backend holds /dev/xen/xenbus open")
+    check(s, s.figures["selftarget"] not in ("none", ""), "and published its selftarget")
+    check(s, s.num("oom_score_adj") == -1000 and s.num("vmlck") > 0,
+          "OOMScoreAdjust=-1000 and LimitMEMLOCK= from the unit: it runs first in line and locked")
+    confined(s, (CAP_SYS_ADMIN, CAP_SYS_RESOURCE), 2.0)
+
+
+def test_systemd_reload_takes_a_good_config_and_refuses_a_bad_one(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_reload")
+    check(s, s.figures["good_rc"] == "0" and "every_2_s" in s.figures["status_after_good"],
+          "systemctl reload took XENBALLOON_SELF_INTERVAL=2: STATUS= says so")
+    check(s, s.figures["bad_rc"] != "0", "systemctl reload refused a bad value")
+    check(s, s.figures["pid_after"] == s.figures["pid_before"] and s.figures["state_after"] == "active"
+          and "every_2_s" in s.figures["status_after_bad"],
+          "the daemon runs on, the same process, with the config it had")
+    check(s, f'{GUEST_CONF_PATH}:{s.figures["bad_line"]}:_XENBALLOON_SELF_INTERVAL="soon"' in s.figures["said_line"],
+          "journalctl -u names the file, line, key and value")
+
+
+def test_systemd_restarts_the_daemon_after_kill_9(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_kill9")
+    check(s, "restart_s" in s.figures and s.figures["new"] != s.figures["old"] and s.num("nrestarts") >= 1,
+          "a new daemon was active (READY=1) after kill -9 (Restart=on-failure)")
+
+
+def test_systemd_balancer_sets_targets_from_its_sandbox(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_balancer")
+    check(s, s.figures["reload_rc"] == "0", "systemctl reload took the guest's opt-in")
+    check(s, s.num("from_kb") != s.num("to_kb")
+          and abs(s.num("xl_mb") * MIB_KB - s.num("to_kb")) <= XL_LIST_SLACK_KB,
+          "the balancer's xl mem-set, run inside its sandbox, moved the guest (xl list)")
+    check(s, s.num("denials") == 0, "its journal has no permission, read-only or seccomp error")
+    check(s, s.figures["bad_rc"] != "0" and s.figures["pid_after"] == s.figures["pid_before"]
+          and s.figures["state_after"] == "active", "a bad config's reload was refused; it ran on")
+    check(s, 'XENBALLOON_BALANCER_INTERVAL="-3"' in s.figures["said_line"],
+          "journalctl -u names the key and value")
+    check(s, "kill9_restart_s" in s.figures and s.figures["kill9_new"] != s.figures["kill9_old"],
+          "a new balancer was active after kill -9")
+
+
+def test_systemd_watchdog_restarts_a_stopped_daemon(xen: harness.Run) -> None:
+    """kill -STOP of both daemons: each is restarted once its unit's WatchdogSec ran out since
+    the last ping (they ping every quarter of it at most: notify.py), its SIGABRT pending until
+    TimeoutAbortSec's SIGKILL, then RestartSec and a start."""
+    s = scenario(xen, "sd_watchdog")
+    for side, unit in (("guest", "xenballoond.service"), ("dom0", "xenballoon-balancer.service")):
+        check(s, f"{side}_restart_s" in s.figures and s.figures[f"{side}_new"] != s.figures[f"{side}_old"],
+              f"{unit}: a new process was active after kill -STOP")
+        earliest_s = (0.75 * unit_seconds(unit, "WatchdogSec") + unit_seconds(unit, "TimeoutAbortSec")
+                      + unit_seconds(unit, "RestartSec"))
+        check(s, s.num(f"{side}_restart_s") >= earliest_s and s.num(f"{side}_watchdog_said") >= 1,
+              f"{unit}: restarted by the watchdog (not before {earliest_s:.0f} s, and the journal says so)")
+
+
+def test_systemd_stop_disable_and_enable_now(xen: harness.Run) -> None:
+    s = scenario(xen, "sd_stop")
+    f = s.figures
+    check(s, f["guest_stop_rc"] == "0" and f["guest_stop_state"] == "inactive"
+          and f["guest_stop_pidfile"] == "gone", "systemctl stop xenballoond: stopped, PID file removed")
+    check(s, f["guest_disable_rc"] == "0" and f["guest_disable_enabled"] == "disabled", "disabled")
+    check(s, f["guest_enable_rc"] == "0" and f["guest_enable_enabled"] == "enabled"
+          and f["guest_enable_state"] == "active", "systemctl enable --now: enabled and started")
+    check(s, f["dom0_stop_rc"] == "0" and f["dom0_stop_state"] == "inactive"
+          and f["dom0_stop_pidfile"] == "gone", "systemctl stop xenballoon-balancer: stopped, PID file removed")
