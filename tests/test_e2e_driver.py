@@ -86,3 +86,29 @@ def test_target_raises_counts_each_rise_of_memory_target():
              [11.0, "619764", "x", 9.68], [12.0, "619700", "619872", 9.68]]
     assert dom0_driver.target_raises(trace) == 2
     assert dom0_driver.target_raises([]) == 0
+
+
+AGENT_SPEC = importlib.util.spec_from_file_location(
+    "guest_agent", pathlib.Path(__file__).parent / "e2e" / "guest" / "guest_agent.py")
+guest_agent = importlib.util.module_from_spec(AGENT_SPEC)
+AGENT_SPEC.loader.exec_module(guest_agent)
+
+
+def test_cover_times_each_rise_to_the_target_that_covers_it():
+    """Worked by hand: need = Committed_AS + 60000 reserved + 100000 headroom, at most
+    1000000; covered within 15000 kB.  Rise 1 at 1.0 s (Committed_AS 200000: need 360000),
+    covered at 1.5 s (target 346000 >= 345000); rise 2 at 2.0 s (300000: need 460000),
+    covered at 2.5 s (target 500000); rise 3 at 2.2 s (400000: need 560000), covered at 3.0 s
+    (target 560000); a rise of 1 MiB or less is none; rise 4 at 4.0 s (900000: need capped at
+    1000000) not covered by 984000 (< 985000)."""
+    c = guest_agent.Cover(reserved_kb=60000, headroom_kb=100000, static_max_kb=1000000,
+                          move_kb=15000, committed_kb=100000)
+    for t, com, tgt in ((0.5, 100500, 260000), (1.0, 200000, 260000), (1.2, 200000, 300000),
+                        (1.5, 200000, 346000), (2.0, 300000, 346000), (2.2, 400000, 400000),
+                        (2.5, 401000, 500000), (3.0, 401000, 560000), (4.0, 900000, 560000),
+                        (5.0, 900000, 984000)):
+        c.sample(t, com, tgt)
+    r = c.result(5.5)
+    assert r["durations"] == [0.5, 0.5, 0.8]
+    assert (r["n"], r["median_s"], r["worst_s"]) == (3, 0.5, 0.8)
+    assert (r["uncovered"], r["uncovered_for_s"]) == (1, 1.5)

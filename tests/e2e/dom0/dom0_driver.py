@@ -2309,13 +2309,16 @@ class TwoGuests:
         rule's hysteresis for a raise below need)."""
         fig = self.fig
         fig["busy_t0_s"] = self.t()  # on the clock of the balancer's log lines
-        asked = a.ask("ramp", rate_mb_s=BAL_RAMP_MB_S, chunk_mb=16, total_mb=BAL_RAMP_MB, hold_s=3,
-                      timeout_s=BAL_RAMP_LIMIT_S)
-        t_ask = time.monotonic()
         pct = dict(BAL_SETTINGS)["XENBALLOON_BALANCER_HEADROOM_PCT"]
         move_kb = dict(BAL_SETTINGS)["XENBALLOON_BALANCER_MIN_GUEST_MOVE_MB"] * MIB_KB
         static_max_kb = int(fig["a_static_max_kb"])
         reserved_kb = before["a_mb"] * MIB_KB - before["a_memtotal_kb"]
+        # issue 23: A times each rise of its Committed_AS to the target covering it (guest_agent Cover)
+        cover = {"reserved_kb": reserved_kb, "headroom_kb": static_max_kb * pct // 100,
+                 "static_max_kb": static_max_kb, "move_kb": move_kb}
+        asked = a.ask("ramp", rate_mb_s=BAL_RAMP_MB_S, chunk_mb=16, total_mb=BAL_RAMP_MB, hold_s=3,
+                      timeout_s=BAL_RAMP_LIMIT_S, cover=cover)
+        t_ask = time.monotonic()
         trace, res = [], None
         demand = first_raise = short_since = last_rise = covered = None
         short_total = short_max = 0.0
@@ -2353,6 +2356,11 @@ class TwoGuests:
         if res is None:
             res = a.answer(asked)
         data(name, "busy_trace", trace)
+        rises = res.get("cover") or {}
+        data(name, "cover_durations", rises.get("durations"))
+        fig.update(cover_rises=rises.get("n"), cover_median_s=rises.get("median_s"),
+                   cover_worst_s=rises.get("worst_s"), cover_uncovered=rises.get("uncovered"),
+                   cover_uncovered_for_s=rises.get("uncovered_for_s"))
         data(name, "ramp_trace", res.get("trace"))
         data(name, "ramp_lines", res.get("lines"))
         data(name, "oom_lines", res.get("oom_lines"))

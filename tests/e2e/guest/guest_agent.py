@@ -298,11 +298,48 @@ while True:
 
 
 def mem_row(t):
-    """[t, balloon target, current, MemTotal, MemAvailable, Committed_AS] in MiB (t in s)."""
+    """[t, balloon target, current, MemTotal, MemAvailable, Committed_AS] in MiB (t in s), then
+    Committed_AS and the target in kB (for Cover; op_ramp keeps the first six)."""
     mi = fields(read("/proc/meminfo"), ":")
-    return [t, read_int(BALLOON + "/target_kb") >> 10, read_int(BALLOON + "/info/current_kb") >> 10,
+    tgt_kb = read_int(BALLOON + "/target_kb")
+    return [t, tgt_kb >> 10, read_int(BALLOON + "/info/current_kb") >> 10,
             mi.get("MemTotal", -1) >> 10, mi.get("MemAvailable", -1) >> 10,
-            mi.get("Committed_AS", -1) >> 10]
+            mi.get("Committed_AS", -1) >> 10, mi.get("Committed_AS", -1), tgt_kb]
+
+
+class Cover:
+    """Issue 23: how long after each rise of this guest's Committed_AS its balloon target (dom0's
+    memory/target, which the kernel takes at once) covered the need that rise made, on this
+    guest's clock, sampled with the ramp's rows (every 0.1 s).  The need is the balancer's rule,
+    its figures given by dom0: Committed_AS + the kernel's reservation + the headroom, at most
+    static-max; covered within the rule's hysteresis for a raise (move_kb)."""
+
+    def __init__(self, reserved_kb, headroom_kb, static_max_kb, move_kb, committed_kb):
+        self.reserved_kb, self.headroom_kb = reserved_kb, headroom_kb
+        self.static_max_kb, self.move_kb = static_max_kb, move_kb
+        self.peak_kb = committed_kb
+        self.pending = []  # [(t of the rise, need it made)]
+        self.durations = []
+
+    def sample(self, t, committed_kb, target_kb):
+        if committed_kb > self.peak_kb + MIB_KB:
+            self.peak_kb = committed_kb
+            self.pending.append((t, min(committed_kb + self.reserved_kb + self.headroom_kb,
+                                        self.static_max_kb)))
+        still = []
+        for t_rise, need_kb in self.pending:
+            if target_kb >= need_kb - self.move_kb:
+                self.durations.append(round(t - t_rise, 2))
+            else:
+                still.append((t_rise, need_kb))
+        self.pending = still
+
+    def result(self, t):
+        d = sorted(self.durations)
+        return {"n": len(d), "median_s": d[len(d) // 2] if d else None, "worst_s": d[-1] if d else None,
+                "uncovered": len(self.pending),
+                "uncovered_for_s": round(t - self.pending[0][0], 2) if self.pending else None,
+                "durations": self.durations[:100]}
 
 
 def op_ramp(args):
@@ -330,10 +367,15 @@ def op_ramp(args):
     done_at = first_up = avail10 = first_up_after_avail10 = None
     last_tgt = before["target_kb"] >> 10
     min_avail = None
+    cover = None
+    if "cover" in args:  # {reserved_kb, headroom_kb, static_max_kb, move_kb}
+        cover = Cover(committed_kb=before["committed_kb"], **args["cover"])
     t = 0.0
     while True:
         t = round(time.monotonic() - t0, 2)
         row = mem_row(t)
+        if cover is not None:
+            cover.sample(t, row[6], row[7])
         if row[1] > last_tgt and first_up is None:
             first_up = t
         if avail10 is not None and first_up_after_avail10 is None and row[1] > last_tgt:
@@ -342,8 +384,8 @@ def op_ramp(args):
         if avail10 is None and 0 <= row[4] < row[3] // 10:
             avail10 = t
         min_avail = row[4] if min_avail is None else min(min_avail, row[4])
-        if not rows or rows[-1][1:] != row[1:] and t - rows[-1][0] >= 0.5:
-            rows.append(row)
+        if not rows or rows[-1][1:] != row[1:6] and t - rows[-1][0] >= 0.5:
+            rows.append(row[:6])
         r, _, _ = select.select([proc.stdout], [], [], 0.1)
         # os.read, not readline: readline may take two lines into its buffer, and select()
         # never reports the second (the last chunk's line and "done" arriving together left
@@ -361,7 +403,7 @@ def op_ramp(args):
         alive = proc.poll() is None
         if (done_at is not None and t - done_at >= hold_s) or not alive and t > 0.5 or t >= timeout_s:
             break
-    rows.append(mem_row(t))
+    rows.append(mem_row(t)[:6])
     SYS.pump()
     after = snapshot()
     oom_lines = [ln for ln in xs("dmesg", timeout=20)[1].splitlines()[seen:]
@@ -374,7 +416,8 @@ def op_ramp(args):
             "first_up_s": first_up, "avail10_s": avail10, "up_after_avail10_s": first_up_after_avail10,
             "min_avail_mb": min_avail, "oom_kill": after["oom_kill"] - before["oom_kill"],
             "pswpout": after["pswpout"] - before["pswpout"], "oom_lines": oom_lines[-4:],
-            "lines": lines[-4:], "before": before, "snap": after, "trace": rows}
+            "lines": lines[-4:], "before": before, "snap": after, "trace": rows,
+            "cover": cover.result(t) if cover is not None else None}
 
 
 def op_free(args):
