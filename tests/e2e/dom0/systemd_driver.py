@@ -12,12 +12,13 @@ reports its own (E2E RESULT lines, checked by tests/e2e/test_real_xen.py):
   sd_guest     the guest booted under systemd; xenballoond.service started by it, in its
                sandbox: the balloon's sysfs target written, /dev/xen/xenbus (native), the PID
                file, published keys
+  sd_balancer  the guest directed and opted in: the balancer's xl mem-set from its sandbox;
+               its reload and bad reload, and kill -9; then kill -STOP of the balancer, whose
+               watchdog restart is timed beside the next three
   sd_reload    systemctl reload with a changed config (STATUS= follows), then a bad one:
                refused, the reason in journalctl -u, the daemon running on the old config
   sd_kill9     kill -9 of the guest's daemon: restarted
-  sd_balancer  the guest directed and opted in: the balancer's xl mem-set from its sandbox;
-               its reload and bad reload, and kill -9
-  sd_watchdog  kill -STOP of both daemons at once: each unit's watchdog restarts it (timed)
+  sd_watchdog  kill -STOP of the guest's daemon: each unit's watchdog restarted its own (timed)
   sd_stop      systemctl stop, disable, enable --now (guest) and stop (dom0)
 
 Standard library and dom0_driver.py's helpers only.
@@ -128,6 +129,7 @@ def denials(text):
 class SystemdDriver:
     def __init__(self):
         self.g = None
+        self.bal_watchdog = (threading.Thread(), {})  # stop_balancer's
 
     def gsh(self, cmd, timeout_s=60):
         return self.g.out(cmd, timeout_s=timeout_s)
@@ -200,15 +202,17 @@ class SystemdDriver:
 
     def reload(self, name):
         pid = unit_props(self.gsh, GUEST_UNIT, ("MainPID",))["MainPID"]
-        # self-ballooning: the interval in force is XENBALLOON_SELF_INTERVAL's
-        good = self.gsh("sed -i 's/^XENBALLOON_SELF_INTERVAL=.*/XENBALLOON_SELF_INTERVAL=2/' %s &&"
+        # directed since sd_balancer, the interval in force is XENBALLOON_INTERVAL's
+        # (self-ballooning, XENBALLOON_SELF_INTERVAL's): both
+        good = self.gsh("sed -i -e 's/^XENBALLOON_SELF_INTERVAL=.*/XENBALLOON_SELF_INTERVAL=2/'"
+                        " -e 's/^XENBALLOON_INTERVAL=.*/XENBALLOON_INTERVAL=2/' %s &&"
                         " systemctl reload %s; echo rc=$?" % (GUEST_CONF, GUEST_UNIT))
         status = wait_until(lambda: (lambda t: t if "every 2 s" in t else None)(
             unit_props(self.gsh, GUEST_UNIT, ("StatusText",)).get("StatusText", "")),
             30, "STATUS= to say 'every 2 s' after the reload")
         # a value the parser refuses, as the last assignment: the file, line, key and value named
         lines = int(self.gsh("wc -l < %s" % GUEST_CONF).strip()) + 1
-        bad = self.gsh("echo XENBALLOON_SELF_INTERVAL=soon >> %s && systemctl reload %s; echo rc=$?"
+        bad = self.gsh("echo XENBALLOON_INTERVAL=soon >> %s && systemctl reload %s; echo rc=$?"
                        % (GUEST_CONF, GUEST_UNIT))
         time.sleep(2)
         after = unit_props(self.gsh, GUEST_UNIT, ("MainPID", "ActiveState", "StatusText"))
@@ -271,12 +275,23 @@ class SystemdDriver:
                said=len(said), said_line=said[0] if said else "",
                denials=len(denials(log)), **{"kill9_" + k: v for k, v in kill9.items()})
 
+    def stop_balancer(self):
+        """kill -STOP of the balancer, in a thread: its watchdog restart (WatchdogSec=120) is
+        timed while the guest's scenarios run; s_watchdog collects it."""
+        out = {}
+
+        def play():
+            out.update(kv(self.dsh(restart_after(BAL_UNIT, "STOP", WATCHDOG_LIMIT_S),
+                                   WATCHDOG_LIMIT_S + 30)))
+        self.bal_watchdog = (threading.Thread(target=play, daemon=True), out)
+        self.bal_watchdog[0].start()
+
     def s_watchdog(self, name):
-        """kill -STOP of both daemons at once; each unit's watchdog restarts its own."""
-        asked = self.g.ask("sh", timeout_s=WATCHDOG_LIMIT_S + 30, max=4000,
-                           cmd=restart_after(GUEST_UNIT, "STOP", WATCHDOG_LIMIT_S))
-        dom0 = kv(self.dsh(restart_after(BAL_UNIT, "STOP", WATCHDOG_LIMIT_S), WATCHDOG_LIMIT_S + 30))
-        guest = kv(self.g.answer(asked).get("out", ""))
+        """kill -STOP of both daemons (the balancer's since stop_balancer); each unit's watchdog
+        restarts its own."""
+        guest = kv(self.gsh(restart_after(GUEST_UNIT, "STOP", WATCHDOG_LIMIT_S), WATCHDOG_LIMIT_S + 30))
+        thread, dom0 = self.bal_watchdog
+        thread.join(WATCHDOG_LIMIT_S + 60)
         said = {"guest": [ln for ln in journal(self.gsh, GUEST_UNIT).splitlines() if "atchdog" in ln],
                 "dom0": [ln for ln in journal(self.dsh, BAL_UNIT).splitlines() if "atchdog" in ln]}
         data(name, "said", said)
@@ -307,12 +322,17 @@ class SystemdDriver:
         say("systemd driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
         stop = threading.Event()
         threading.Thread(target=d.console_tail, args=(stop,), daemon=True).start()
-        plan = [("sd_dom0", self.s_dom0), ("sd_guest", self.s_guest), ("sd_reload", self.s_reload),
-                ("sd_kill9", self.s_kill9), ("sd_balancer", self.s_balancer),
+        # the balancer's watchdog is timed from sd_balancer's end on, beside the guest's scenarios
+        plan = [("sd_dom0", self.s_dom0), ("sd_guest", self.s_guest), ("sd_balancer", self.s_balancer),
+                ("sd_stop_balancer", lambda n: self.stop_balancer()),
+                ("sd_reload", self.s_reload), ("sd_kill9", self.s_kill9),
                 ("sd_watchdog", self.s_watchdog), ("sd_stop", self.s_stop)]
         for name, fn in plan:
             if self.g is None and name not in ("sd_dom0", "sd_guest"):
                 result(name, False, error="no_guest")
+                continue
+            if name == "sd_stop_balancer":
+                fn(name)  # not a scenario: a step of sd_watchdog's
                 continue
             d.Driver().scenario(name, fn)
         time.sleep(1.5)  # let the console tail catch up
