@@ -1997,7 +1997,10 @@ BAL_C_CFG = "/etc/e2e/guest3.cfg"     # C: 256 MiB, no disks
 BAL_NAMES = ("guest-a", "guest-b")
 BAL_C = "guest-c"
 BAL_C_MB = 256
-BAL_B_ROOT = "/guest/root-b.img"      # B's copy of the root disk (dom0's RAM file system)
+# B's copy of the root disk (dom0's RAM file system), kept after the scenario: the guest under
+# systemd boots from it (systemd_driver.py), the packages installed, where A's disk has them
+# purged.  Under /tmp, which the purges' path lists leave out (e2e-pkg).
+BAL_B_ROOT = "/tmp/root-b.img"
 BAL_DISK = "format=raw, vdev=xvda, access=rw, script=/etc/e2e/block-phy, target=%s"
 BAL_CONF = "/run/e2e-balancer.conf"
 BAL_PIDFILE = "/run/e2e-balancer.pid"
@@ -2467,7 +2470,7 @@ class TwoGuests:
         self.driver.g = a  # the purge runs in A
         if self.loop_b:
             run(["losetup", "-d", self.loop_b])
-        for path in (BAL_B_ROOT, BAL_CONF, BAL_PIDFILE):  # the scenario's own files: purge_dom0
+        for path in (BAL_CONF, BAL_PIDFILE):  # the scenario's own files: purge_dom0
             if os.path.exists(path):                    # then sees only the packages' leftovers
                 os.unlink(path)
         self.fig["left"] = ",".join(n for n in xl_domains() if n != "Domain-0") or "none"

@@ -9,16 +9,17 @@ The units are the packages' own, as installed.  Scenarios, each reported as dom0
 reports its own (E2E RESULT lines, checked by tests/e2e/test_real_xen.py):
 
   sd_dom0      systemd in dom0; the balancer unit started by the install, its sandbox
-  sd_guest     the guest booted under systemd; xenballoond.service started by it, in its
-               sandbox: the balloon's sysfs target written, /dev/xen/xenbus (native), the PID
-               file, published keys
-  sd_balancer  the guest directed and opted in: the balancer's xl mem-set from its sandbox;
-               its reload and bad reload, and kill -9; then kill -STOP of the balancer, whose
-               watchdog restart is timed beside the next three
+               (then kill -STOP of the balancer, whose watchdog restart is timed beside the
+               next four)
+  sd_guest     the guest (B's disk, the packages on it) booted under systemd;
+               xenballoond.service started by it, in its sandbox: the balloon's sysfs target
+               written, /dev/xen/xenbus (native), the PID file, published keys
   sd_reload    systemctl reload with a changed config (STATUS= follows), then a bad one:
                refused, the reason in journalctl -u, the daemon running on the old config
   sd_kill9     kill -9 of the guest's daemon: restarted
   sd_watchdog  kill -STOP of the guest's daemon: each unit's watchdog restarted its own (timed)
+  sd_balancer  the guest directed and opted in: the balancer's xl mem-set from its sandbox;
+               its reload and bad reload, and kill -9
   sd_stop      systemctl stop, disable, enable --now (guest) and stop (dom0)
 
 Standard library and dom0_driver.py's helpers only.
@@ -162,7 +163,12 @@ class SystemdDriver:
     def s_guest(self, name):
         """The guest booted with systemd as PID 1; xenballoond.service started at boot."""
         t0 = time.monotonic()
-        p = run(["xl", "create", d.GUEST_CFG, EXTRA], timeout=300)
+        disks = []
+        if os.path.exists(d.BAL_B_ROOT):  # B's disk, its packages installed (not purged, as A's)
+            loop = run(["losetup", "-f"], check=True).stdout.strip()
+            run(["losetup", loop, d.BAL_B_ROOT], check=True)
+            disks = ['disk=["%s", "%s"]' % (d.BAL_DISK % loop, (d.BAL_DISK % "/dev/loop1").replace("xvda", "xvdb"))]
+        p = run(["xl", "create", d.GUEST_CFG, EXTRA] + disks, timeout=300)
         if p.returncode != 0:
             raise RuntimeError("xl create failed: " + p.stderr.strip()[-500:])
         self.g = d.Guest(d.xl_domid())
@@ -181,7 +187,8 @@ class SystemdDriver:
             log = journal(self.gsh, GUEST_UNIT)
             data(name, "journal", log.splitlines())
         fds = self.gsh("ls -l /proc/%s/fd 2>&1" % pid)
-        result(name, True, agent_s=agent_s, pid1=self.gsh("cat /proc/1/comm").strip(),
+        result(name, True, agent_s=agent_s, disk="root-b" if disks else "root",
+               pid1=self.gsh("cat /proc/1/comm").strip(),
                state=state, enabled=props.get("UnitFileState"), type=props.get("Type"),
                main_pid=pid, pidfile_pid=self.gsh("cat %s 2>&1" % d.PIDFILE).strip(),
                status_text=props.get("StatusText"), watchdog_usec=props.get("WatchdogUSec"),
@@ -202,8 +209,8 @@ class SystemdDriver:
 
     def reload(self, name):
         pid = unit_props(self.gsh, GUEST_UNIT, ("MainPID",))["MainPID"]
-        # directed since sd_balancer, the interval in force is XENBALLOON_INTERVAL's
-        # (self-ballooning, XENBALLOON_SELF_INTERVAL's): both
+        # self-ballooning, the interval in force is XENBALLOON_SELF_INTERVAL's (directed, from
+        # sd_balancer on, XENBALLOON_INTERVAL's): both
         good = self.gsh("sed -i -e 's/^XENBALLOON_SELF_INTERVAL=.*/XENBALLOON_SELF_INTERVAL=2/'"
                         " -e 's/^XENBALLOON_INTERVAL=.*/XENBALLOON_INTERVAL=2/' %s &&"
                         " systemctl reload %s; echo rc=$?" % (GUEST_CONF, GUEST_UNIT))
@@ -277,7 +284,7 @@ class SystemdDriver:
 
     def stop_balancer(self):
         """kill -STOP of the balancer, in a thread: its watchdog restart (WatchdogSec=120) is
-        timed while the guest's scenarios run; s_watchdog collects it."""
+        timed while the guest boots and plays its scenarios; s_watchdog collects it."""
         out = {}
 
         def play():
@@ -322,13 +329,14 @@ class SystemdDriver:
         say("systemd driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
         stop = threading.Event()
         threading.Thread(target=d.console_tail, args=(stop,), daemon=True).start()
-        # the balancer's watchdog is timed from sd_balancer's end on, beside the guest's scenarios
-        plan = [("sd_dom0", self.s_dom0), ("sd_guest", self.s_guest), ("sd_balancer", self.s_balancer),
-                ("sd_stop_balancer", lambda n: self.stop_balancer()),
-                ("sd_reload", self.s_reload), ("sd_kill9", self.s_kill9),
-                ("sd_watchdog", self.s_watchdog), ("sd_stop", self.s_stop)]
+        # the balancer's watchdog is timed from sd_dom0's end on, beside the guest's boot and
+        # scenarios (WatchdogSec=120: the longest wait of all)
+        plan = [("sd_dom0", self.s_dom0), ("sd_stop_balancer", lambda n: self.stop_balancer()),
+                ("sd_guest", self.s_guest), ("sd_reload", self.s_reload), ("sd_kill9", self.s_kill9),
+                ("sd_watchdog", self.s_watchdog), ("sd_balancer", self.s_balancer),
+                ("sd_stop", self.s_stop)]
         for name, fn in plan:
-            if self.g is None and name not in ("sd_dom0", "sd_guest"):
+            if self.g is None and name not in ("sd_dom0", "sd_stop_balancer", "sd_guest"):
                 result(name, False, error="no_guest")
                 continue
             if name == "sd_stop_balancer":
