@@ -1999,7 +1999,8 @@ BAL_C = "guest-c"
 BAL_C_MB = 256
 # B's copy of the root disk (dom0's RAM file system), kept after the scenario: the guest under
 # systemd boots from it (systemd_driver.py), the packages installed, where A's disk has them
-# purged.  Under /tmp, which the purges' path lists leave out (e2e-pkg).
+# purged.  Under /tmp, which the purges' path lists leave out (e2e-pkg); dom0's /init moves it
+# to /guest before it execs systemd, which empties /tmp.
 BAL_B_ROOT = "/tmp/root-b.img"
 BAL_DISK = "format=raw, vdev=xvda, access=rw, script=/etc/e2e/block-phy, target=%s"
 BAL_CONF = "/run/e2e-balancer.conf"

@@ -40,6 +40,7 @@ GUEST_CONF = d.CONF                                  # /etc/default/xenballoon.c
 BAL_CONF = "/etc/default/xenballoon-balancer.conf"   # the package's conffile
 BAL_PIDFILE = "/var/run/xenballoon-balancer.pid"
 PKG_DIR = "/run/e2e-pkg-systemd"                     # systemd-phase's e2e-pkg records
+B_ROOT = "/guest/root-b.img"  # the balancer scenario's B disk, moved there by dom0's /init
 EXTRA = 'extra="console=hvc0 sysrq_always_enabled rdinit=/init quiet e2e_init=systemd"'
 # what the unit's sandbox would make a daemon say if it got in the way
 DENIED = re.compile(r"Permission denied|Operation not permitted|Read-only file system|"
@@ -164,9 +165,9 @@ class SystemdDriver:
         """The guest booted with systemd as PID 1; xenballoond.service started at boot."""
         t0 = time.monotonic()
         disks = []
-        if os.path.exists(d.BAL_B_ROOT):  # B's disk, its packages installed (not purged, as A's)
+        if os.path.exists(B_ROOT):  # B's disk, its packages installed (not purged, as A's)
             loop = run(["losetup", "-f"], check=True).stdout.strip()
-            run(["losetup", loop, d.BAL_B_ROOT], check=True)
+            run(["losetup", loop, B_ROOT], check=True)
             disks = ['disk=["%s", "%s"]' % (d.BAL_DISK % loop, (d.BAL_DISK % "/dev/loop1").replace("xvda", "xvdb"))]
         p = run(["xl", "create", d.GUEST_CFG, EXTRA] + disks, timeout=300)
         if p.returncode != 0:
