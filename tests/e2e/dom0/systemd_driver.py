@@ -74,6 +74,12 @@ def restart_after(unit, signal, limit_s):
             " sleep 0.2; done" % {"u": unit, "sig": signal, "lim": limit_s})
 
 
+def stop_unit(unit, pidfile):
+    """A shell command: systemctl stop; prints rc=, state= and pidfile=present|gone."""
+    return ("systemctl stop %s; echo rc=$? state=$(systemctl is-active %s)"
+            " pidfile=$(test -e %s && echo present || echo gone)" % (unit, unit, pidfile))
+
+
 def settled(sh, unit):
     """The unit's state once no job is under way (Type=notify: active once READY=1 came)."""
     state = sh("systemctl is-active %s" % unit).strip()
@@ -308,18 +314,14 @@ class SystemdDriver:
                       + [("dom0_" + k, v) for k, v in dom0.items()]))
 
     def s_stop(self, name):
-        g_stop = self.gsh("systemctl stop %s; echo rc=$? state=$(systemctl is-active %s)"
-                          " pidfile=$(test -e %s && echo present || echo gone)"
-                          % (GUEST_UNIT, GUEST_UNIT, d.PIDFILE))
+        g_stop = self.gsh(stop_unit(GUEST_UNIT, d.PIDFILE))
         g_dis = self.gsh("systemctl disable %s 2>&1; echo rc=$? enabled=$(systemctl is-enabled %s)"
                          % (GUEST_UNIT, GUEST_UNIT))
         g_en = self.gsh("t0=$(cut -d' ' -f1 /proc/uptime); systemctl enable --now %s 2>&1; rc=$?;"
                         " echo rc=$rc enabled=$(systemctl is-enabled %s) state=$(systemctl is-active %s)"
                         " start_s=$(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN{printf \"%%.1f\", b-a}')"
                         % (GUEST_UNIT, GUEST_UNIT, GUEST_UNIT), timeout_s=START_LIMIT_S)
-        d_stop = self.dsh("systemctl stop %s; echo rc=$? state=$(systemctl is-active %s)"
-                          " pidfile=$(test -e %s && echo present || echo gone)"
-                          % (BAL_UNIT, BAL_UNIT, BAL_PIDFILE))
+        d_stop = self.dsh(stop_unit(BAL_UNIT, BAL_PIDFILE))
         fig = {}
         for prefix, out in (("guest_stop_", g_stop), ("guest_disable_", g_dis),
                             ("guest_enable_", g_en), ("dom0_stop_", d_stop)):
@@ -330,20 +332,19 @@ class SystemdDriver:
         say("systemd driver start, dom0 uptime %s" % open("/proc/uptime").read().split()[0])
         stop = threading.Event()
         threading.Thread(target=d.console_tail, args=(stop,), daemon=True).start()
-        # the balancer's watchdog is timed from sd_dom0's end on, beside the guest's boot and
-        # scenarios (WatchdogSec=120: the longest wait of all)
-        plan = [("sd_dom0", self.s_dom0), ("sd_stop_balancer", lambda n: self.stop_balancer()),
-                ("sd_guest", self.s_guest), ("sd_reload", self.s_reload), ("sd_kill9", self.s_kill9),
-                ("sd_watchdog", self.s_watchdog), ("sd_balancer", self.s_balancer),
-                ("sd_stop", self.s_stop)]
-        for name, fn in plan:
-            if self.g is None and name not in ("sd_dom0", "sd_stop_balancer", "sd_guest"):
+        driver = d.Driver()
+        driver.scenario("sd_dom0", self.s_dom0)
+        # the balancer's watchdog is timed from here on, beside the guest's boot and scenarios
+        # (WatchdogSec=120: the longest wait of all); sd_watchdog collects it
+        self.stop_balancer()
+        driver.scenario("sd_guest", self.s_guest)
+        for name, fn in (("sd_reload", self.s_reload), ("sd_kill9", self.s_kill9),
+                         ("sd_watchdog", self.s_watchdog), ("sd_balancer", self.s_balancer),
+                         ("sd_stop", self.s_stop)):
+            if self.g is None:
                 result(name, False, error="no_guest")
-                continue
-            if name == "sd_stop_balancer":
-                fn(name)  # not a scenario: a step of sd_watchdog's
-                continue
-            d.Driver().scenario(name, fn)
+            else:
+                driver.scenario(name, fn)
         time.sleep(1.5)  # let the console tail catch up
         stop.set()
         emit("E2E SYSTEMD_DRIVER_DONE t=%.1f" % (time.monotonic() - d.T_START))
